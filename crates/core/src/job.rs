@@ -1,0 +1,189 @@
+//! A job: which events to read and which windows to compute over them.
+//!
+//! [`JobSpec`] is the serde form written in YAML; [`JobSpec::validate`] checks it and yields a
+//! [`Job`] in milliseconds, or a [`JobError`] naming the offending key.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::AggregateKind;
+use crate::event::EventFormat;
+use crate::time::Millis;
+use crate::window::{WindowDef, WindowSpec, WindowType, MAX_WINDOW};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobSpec {
+    /// Identifies the job's results and checkpoints.
+    pub name: String,
+    /// Where the fields of an event are found in the input JSON.
+    pub event: EventFormat,
+    /// Watermark = max event time seen − this.
+    #[serde(with = "humantime_serde")]
+    pub max_out_of_orderness: Duration,
+    /// A partition with no events for this long (processing time) advances its watermark past
+    /// every window holding data, so the last windows fire when traffic stops.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// How long after firing a window still accepts late events (each re-emits it).
+    #[serde(with = "humantime_serde")]
+    pub allowed_lateness: Duration,
+    pub windows: Vec<WindowSpec>,
+}
+
+impl Default for JobSpec {
+    fn default() -> Self {
+        let rich = vec![
+            AggregateKind::Stddev,
+            AggregateKind::First,
+            AggregateKind::Last,
+            AggregateKind::P50,
+            AggregateKind::P90,
+            AggregateKind::P95,
+            AggregateKind::P99,
+        ];
+        let tumbling = |name: &str, secs| WindowSpec {
+            name: name.into(),
+            window_type: WindowType::Tumbling,
+            size: Some(Duration::from_secs(secs)),
+            slide: None,
+            gap: None,
+            offset: None,
+            aggregates: rich.clone(),
+        };
+        Self {
+            name: "default".into(),
+            event: EventFormat::default(),
+            max_out_of_orderness: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(10),
+            allowed_lateness: Duration::ZERO,
+            windows: vec![tumbling("tumble_10s", 10), tumbling("tumble_1m", 60)],
+        }
+    }
+}
+
+/// A config key that is wrong, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct JobError {
+    /// Dotted path relative to the job, e.g. `windows[1].slide`.
+    pub key: String,
+    pub reason: String,
+}
+
+impl JobError {
+    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A validated job, times in milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub name: String,
+    pub event: EventFormat,
+    pub max_out_of_orderness: Millis,
+    pub idle_timeout: Duration,
+    pub allowed_lateness: Millis,
+    pub windows: Vec<WindowDef>,
+}
+
+impl Job {
+    /// How far past the latest event the idle flush moves the watermark: every window holding
+    /// data ends at most this far after its latest event.
+    pub fn max_extent(&self) -> Millis {
+        self.windows
+            .iter()
+            .map(|w| w.kind.extent())
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+impl JobSpec {
+    pub fn validate(&self) -> Result<Job, JobError> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(JobError::new(
+                "name",
+                "must be non-empty letters, digits, '_' or '-'",
+            ));
+        }
+        for (key, field) in [
+            ("event.metric_id_field", &self.event.metric_id_field),
+            ("event.timestamp_field", &self.event.timestamp_field),
+            ("event.value_field", &self.event.value_field),
+            ("event.tags_field", &self.event.tags_field),
+        ] {
+            if field.is_empty() {
+                return Err(JobError::new(key, "must not be empty"));
+            }
+        }
+        let ms = |key: &str, d: Duration| {
+            if d > MAX_WINDOW {
+                Err(JobError::new(key, "must be at most 366 days"))
+            } else {
+                Ok(d.as_millis() as Millis)
+            }
+        };
+        let max_out_of_orderness = ms("max_out_of_orderness", self.max_out_of_orderness)?;
+        let allowed_lateness = ms("allowed_lateness", self.allowed_lateness)?;
+        if self.idle_timeout.is_zero() {
+            return Err(JobError::new("idle_timeout", "must be greater than zero"));
+        }
+        if self.windows.is_empty() {
+            return Err(JobError::new("windows", "a job needs at least one window"));
+        }
+        let mut windows: Vec<WindowDef> = Vec::with_capacity(self.windows.len());
+        for (i, spec) in self.windows.iter().enumerate() {
+            let def = spec.validate().map_err(|(field, reason)| {
+                JobError::new(format!("windows[{i}].{field}"), reason)
+            })?;
+            if windows.iter().any(|w| w.name == def.name) {
+                return Err(JobError::new(
+                    format!("windows[{i}].name"),
+                    format!("'{}' is used twice", def.name),
+                ));
+            }
+            windows.push(def);
+        }
+        Ok(Job {
+            name: self.name.clone(),
+            event: self.event.clone(),
+            max_out_of_orderness,
+            idle_timeout: self.idle_timeout,
+            allowed_lateness,
+            windows,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_job_is_valid_and_has_two_tumbling_windows() {
+        let job = JobSpec::default().validate().unwrap();
+        assert_eq!(job.windows.len(), 2);
+        assert_eq!(job.max_extent(), 60_000);
+    }
+
+    #[test]
+    fn errors_name_the_window_key() {
+        let mut spec = JobSpec::default();
+        spec.windows[1].name = "tumble_10s".into();
+        let err = spec.validate().unwrap_err();
+        assert_eq!(err.key, "windows[1].name");
+        spec.windows.clear();
+        assert_eq!(spec.validate().unwrap_err().key, "windows");
+    }
+}

@@ -1,0 +1,101 @@
+//! What a pipeline emits: window results, retractions of superseded session rows, late events.
+//!
+//! Every output carries its own idempotency key (see [`Output::key`]), so a sink that upserts by
+//! that key turns replay after a crash into a no-op rewrite. This module holds data only.
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{Accumulator, AggregateKind};
+use crate::time::Millis;
+
+/// The aggregates of one window of one metric, as emitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowResult {
+    pub metric_id: String,
+    /// The window's name from the job config, e.g. `tumble_10s`.
+    pub window: String,
+    /// Inclusive start, epoch ms.
+    pub window_start: Millis,
+    /// Exclusive end, epoch ms.
+    pub window_end: Millis,
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+    pub mean: f64,
+    /// Further aggregates the window asked for, in the order of its config.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<(AggregateKind, Option<f64>)>,
+    /// 0 for the first emission; each late update within `allowed_lateness` adds one.
+    pub revision: u32,
+}
+
+impl WindowResult {
+    pub fn from_accumulator(
+        metric_id: &str,
+        window: &str,
+        (window_start, window_end): (Millis, Millis),
+        acc: &Accumulator,
+        extra: &[AggregateKind],
+        revision: u32,
+    ) -> Self {
+        let basic = |k| acc.value(k).unwrap_or(f64::NAN);
+        Self {
+            metric_id: metric_id.to_string(),
+            window: window.to_string(),
+            window_start,
+            window_end,
+            count: acc.count(),
+            sum: basic(AggregateKind::Sum),
+            min: basic(AggregateKind::Min),
+            max: basic(AggregateKind::Max),
+            mean: basic(AggregateKind::Mean),
+            extra: extra.iter().map(|&k| (k, acc.value(k))).collect(),
+            revision,
+        }
+    }
+
+    /// The value of any aggregate this result carries.
+    pub fn get(&self, kind: AggregateKind) -> Option<f64> {
+        match kind {
+            AggregateKind::Count => Some(self.count as f64),
+            AggregateKind::Sum => Some(self.sum),
+            AggregateKind::Min => Some(self.min),
+            AggregateKind::Max => Some(self.max),
+            AggregateKind::Mean => Some(self.mean),
+            other => self
+                .extra
+                .iter()
+                .find(|(k, _)| *k == other)
+                .and_then(|(_, v)| *v),
+        }
+    }
+}
+
+/// An event that arrived after every window it belongs to had expired.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LateEvent {
+    pub window: String,
+    pub metric_id: String,
+    pub ts: Millis,
+    pub value: f64,
+    /// The watermark the event was judged against.
+    pub watermark: Millis,
+    /// The event's position in its source partition (makes the record idempotent).
+    pub offset: u64,
+}
+
+/// One output of a pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Output {
+    /// Upsert by (metric, window, window_start).
+    Result(WindowResult),
+    /// A session that was emitted and later merged into one with another start: its row is gone.
+    Retract {
+        metric_id: String,
+        window: String,
+        window_start: Millis,
+    },
+    /// Insert by (window, offset).
+    Late(LateEvent),
+}

@@ -1,0 +1,90 @@
+//! Windows: how events are grouped in event time, and the operators that keep their state.
+//!
+//! All windows are half-open `[start, end)`, aligned to the epoch (plus an optional offset), and
+//! fire when the watermark reaches `end − 1`. With `allowed_lateness` L a window's state is kept
+//! until the watermark passes `end − 1 + L`; an event for a window that has fired but not expired
+//! re-emits it with the next revision. An event all of whose windows have expired goes to the
+//! late output. Lateness is decided by the window's time against the watermark, never by whether
+//! this key happened to have data in it, exactly as Flink decides it.
+//!
+//! - [`SlicedWindows`] serves tumbling and sliding windows: each event updates one slice of
+//!   gcd(size, slide), and a window's result is the merge of its slices.
+//! - [`SessionWindows`] keeps per-key sessions that merge when an event touches them.
+
+mod session;
+mod sliced;
+mod spec;
+mod timer;
+
+pub use session::SessionWindows;
+pub use sliced::SlicedWindows;
+pub use spec::{WindowDef, WindowKind, WindowSpec, WindowType, MAX_WINDOW};
+
+use serde::{Deserialize, Serialize};
+
+use crate::output::Output;
+use crate::time::Millis;
+
+/// The operator of one named window: sliced (tumbling, sliding) or session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum WindowOperator {
+    Sliced(SlicedWindows),
+    Session(SessionWindows),
+}
+
+impl WindowOperator {
+    pub fn new(def: &WindowDef, allowed_lateness: Millis) -> Self {
+        match def.kind {
+            WindowKind::Session { .. } => Self::Session(SessionWindows::new(def, allowed_lateness)),
+            _ => Self::Sliced(SlicedWindows::new(def, allowed_lateness)),
+        }
+    }
+
+    /// Routes one event, judged against `watermark` (the watermark in force before it).
+    pub fn process(
+        &mut self,
+        key: u32,
+        metric_id: &str,
+        ts: Millis,
+        value: f64,
+        watermark: Millis,
+        offset: u64,
+        out: &mut Vec<Output>,
+    ) {
+        match self {
+            Self::Sliced(op) => op.process(key, metric_id, ts, value, watermark, offset, out),
+            Self::Session(op) => op.process(key, metric_id, ts, value, watermark, offset, out),
+        }
+    }
+
+    /// Fires and expires what the new `watermark` has passed. `names` maps key ids to metric ids.
+    pub fn advance(&mut self, watermark: Millis, names: &[String], out: &mut Vec<Output>) {
+        match self {
+            Self::Sliced(op) => op.advance(watermark, names, out),
+            Self::Session(op) => op.advance(watermark, names, out),
+        }
+    }
+
+    /// The earliest pending timer, if any: when the watermark reaches it, something fires.
+    pub fn next_timer(&self) -> Option<Millis> {
+        match self {
+            Self::Sliced(op) => op.next_timer(),
+            Self::Session(op) => op.next_timer(),
+        }
+    }
+
+    /// Windows (or sessions) currently holding state.
+    pub fn open_windows(&self) -> usize {
+        match self {
+            Self::Sliced(op) => op.open_windows(),
+            Self::Session(op) => op.open_windows(),
+        }
+    }
+
+    pub fn def(&self) -> &WindowDef {
+        match self {
+            Self::Sliced(op) => op.def(),
+            Self::Session(op) => op.def(),
+        }
+    }
+}

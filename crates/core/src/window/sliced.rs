@@ -1,0 +1,224 @@
+//! Tumbling and sliding windows, computed from slices.
+//!
+//! A sliding window of `size` every `slide` is the union of consecutive slices of
+//! `gcd(size, slide)`; a tumbling window is the case `slide = size` with one slice per window. An
+//! event updates exactly one slice accumulator, whatever `size / slide` is; a window's result is
+//! the merge of its slices at firing time. A slice lives until the last window containing it
+//! expires.
+//!
+//! Bookkeeping per key: the slices holding data, and the windows registered for firing with the
+//! revision last emitted. Windows are registered when a slice is created, so a window fires only if
+//! it holds data, as in Flink.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::timer::{Timer, TimerKind, TimerQueue};
+use super::{WindowDef, WindowKind};
+use crate::aggregate::Accumulator;
+use crate::output::{LateEvent, Output, WindowResult};
+use crate::time::{align_down, Millis};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct KeyState {
+    /// Slice start → accumulator.
+    slices: BTreeMap<Millis, Accumulator>,
+    /// Window start → revision last emitted (None: registered, not yet emitted).
+    windows: BTreeMap<Millis, Option<u32>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlicedWindows {
+    def: WindowDef,
+    size: Millis,
+    slide: Millis,
+    slice: Millis,
+    offset: Millis,
+    lateness: Millis,
+    keys: Vec<KeyState>,
+    timers: TimerQueue,
+}
+
+fn gcd(a: Millis, b: Millis) -> Millis {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+impl SlicedWindows {
+    pub fn new(def: &WindowDef, allowed_lateness: Millis) -> Self {
+        let (size, slide, offset) = match def.kind {
+            WindowKind::Tumbling { size, offset } => (size, size, offset),
+            WindowKind::Sliding {
+                size,
+                slide,
+                offset,
+            } => (size, slide, offset),
+            WindowKind::Session { .. } => unreachable!("session windows have their own operator"),
+        };
+        Self {
+            def: def.clone(),
+            size,
+            slide,
+            slice: gcd(size, slide),
+            offset,
+            lateness: allowed_lateness,
+            keys: Vec::new(),
+            timers: TimerQueue::default(),
+        }
+    }
+
+    pub fn def(&self) -> &WindowDef {
+        &self.def
+    }
+
+    pub fn next_timer(&self) -> Option<Millis> {
+        self.timers.next()
+    }
+
+    pub fn open_windows(&self) -> usize {
+        self.keys.iter().map(|k| k.windows.len()).sum()
+    }
+
+    fn expired(&self, start: Millis, watermark: Millis) -> bool {
+        start + self.size - 1 + self.lateness <= watermark
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn process(
+        &mut self,
+        key: u32,
+        metric_id: &str,
+        ts: Millis,
+        value: f64,
+        watermark: Millis,
+        offset: u64,
+        out: &mut Vec<Output>,
+    ) {
+        // The window with the latest start holding `ts` is the last to expire.
+        let last_start = align_down(ts, self.slide, self.offset);
+        if self.expired(last_start, watermark) {
+            out.push(Output::Late(LateEvent {
+                window: self.def.name.clone(),
+                metric_id: metric_id.to_string(),
+                ts,
+                value,
+                watermark,
+                offset,
+            }));
+            return;
+        }
+        let idx = key as usize;
+        if self.keys.len() <= idx {
+            self.keys.resize_with(idx + 1, KeyState::default);
+        }
+        let slice_start = align_down(ts, self.slice, self.offset);
+        let state = &mut self.keys[idx];
+        let new_slice = !state.slices.contains_key(&slice_start);
+        let with_sketch = self.def.needs_sketch();
+        state
+            .slices
+            .entry(slice_start)
+            .or_insert_with(|| Accumulator::new(with_sketch))
+            .add(ts, value);
+
+        let mut start = last_start;
+        while start + self.size > ts {
+            if !self.expired(start, watermark) {
+                let end = start + self.size;
+                if new_slice {
+                    let state = &mut self.keys[idx];
+                    if !state.windows.contains_key(&start) {
+                        state.windows.insert(start, None);
+                        if end - 1 > watermark {
+                            self.timers.insert(Timer {
+                                at: end - 1,
+                                kind: TimerKind::Fire,
+                                key,
+                                start,
+                            });
+                        } else {
+                            self.timers.insert(self.expiry_timer(key, start));
+                        }
+                    }
+                }
+                if end - 1 <= watermark {
+                    // Fired already but not expired: a late update within allowed lateness.
+                    self.emit(key, start, metric_id, out);
+                }
+            }
+            start -= self.slide;
+        }
+    }
+
+    fn expiry_timer(&self, key: u32, start: Millis) -> Timer {
+        Timer {
+            at: start + self.size - 1 + self.lateness,
+            kind: TimerKind::Expire,
+            key,
+            start,
+        }
+    }
+
+    pub fn advance(&mut self, watermark: Millis, names: &[String], out: &mut Vec<Output>) {
+        while let Some(timer) = self.timers.pop_due(watermark) {
+            let name = &names[timer.key as usize];
+            match timer.kind {
+                TimerKind::Fire => {
+                    self.emit(timer.key, timer.start, name, out);
+                    if self.lateness == 0 {
+                        self.expire(timer.key, timer.start);
+                    } else {
+                        self.timers
+                            .insert(self.expiry_timer(timer.key, timer.start));
+                    }
+                }
+                TimerKind::Expire => self.expire(timer.key, timer.start),
+            }
+        }
+    }
+
+    fn emit(&mut self, key: u32, start: Millis, metric_id: &str, out: &mut Vec<Output>) {
+        let state = &mut self.keys[key as usize];
+        let Some(revision) = state.windows.get_mut(&start) else {
+            return;
+        };
+        let next = revision.map_or(0, |r| r + 1);
+        *revision = Some(next);
+        let end = start + self.size;
+        let mut slices = state.slices.range(start..end).map(|(_, acc)| acc);
+        let Some(first) = slices.next() else { return };
+        let mut merged;
+        let acc = match slices.next() {
+            None => first,
+            Some(second) => {
+                merged = first.clone();
+                merged.merge(second);
+                for acc in slices {
+                    merged.merge(acc);
+                }
+                &merged
+            }
+        };
+        out.push(Output::Result(WindowResult::from_accumulator(
+            metric_id,
+            &self.def.name,
+            (start, end),
+            acc,
+            &self.def.extra,
+            next,
+        )));
+    }
+
+    fn expire(&mut self, key: u32, start: Millis) {
+        let state = &mut self.keys[key as usize];
+        state.windows.remove(&start);
+        // Slices before `start + slide` belong only to windows starting at or before `start`,
+        // all of which have expired by now (windows of one key expire in start order).
+        let keep = state.slices.split_off(&(start + self.slide));
+        state.slices = keep;
+    }
+}

@@ -1,0 +1,254 @@
+//! Window definitions: the config a user writes ([`WindowSpec`]) and its validated form
+//! ([`WindowDef`]).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::AggregateKind;
+use crate::time::Millis;
+
+/// Longest window accepted, to catch unit mistakes (`size: 10d` meant as `10s`) early.
+pub const MAX_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowType {
+    Tumbling,
+    Sliding,
+    Session,
+}
+
+/// One named window as written in a job config.
+///
+/// ```yaml
+/// - name: hop_30s_10s
+///   type: sliding
+///   size: 30s
+///   slide: 10s
+///   aggregates: [stddev, p99]
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    /// Unique within the job; results are stored and queried under this name.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub window_type: WindowType,
+    /// Window length (tumbling, sliding).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub size: Option<Duration>,
+    /// Distance between window starts (sliding).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub slide: Option<Duration>,
+    /// Inactivity that closes a session (session).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub gap: Option<Duration>,
+    /// Shifts the epoch alignment of tumbling and sliding windows.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub offset: Option<Duration>,
+    /// Aggregates beyond count, sum, min, max and mean, which every result has.
+    #[serde(default)]
+    pub aggregates: Vec<AggregateKind>,
+}
+
+/// The shape of a validated window, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WindowKind {
+    Tumbling {
+        size: Millis,
+        offset: Millis,
+    },
+    Sliding {
+        size: Millis,
+        slide: Millis,
+        offset: Millis,
+    },
+    Session {
+        gap: Millis,
+    },
+}
+
+impl WindowKind {
+    /// How far past an event's time its windows can end: the idle flush moves the watermark this
+    /// far past the latest event so that every window holding data fires.
+    pub fn extent(&self) -> Millis {
+        match *self {
+            Self::Tumbling { size, .. } | Self::Sliding { size, .. } => size,
+            Self::Session { gap } => gap,
+        }
+    }
+}
+
+/// A window definition that passed validation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WindowDef {
+    pub name: String,
+    pub kind: WindowKind,
+    /// Non-basic aggregates to report, deduplicated, in config order.
+    pub extra: Vec<AggregateKind>,
+}
+
+impl WindowDef {
+    /// Whether a percentile sketch must be kept.
+    pub fn needs_sketch(&self) -> bool {
+        self.extra.iter().any(|k| k.quantile().is_some())
+    }
+}
+
+fn millis(field: &str, d: Option<Duration>, kind: &str) -> Result<Millis, (String, String)> {
+    let d = d.ok_or_else(|| (field.to_string(), format!("required for a {kind} window")))?;
+    if d.is_zero() {
+        return Err((field.to_string(), "must be greater than zero".into()));
+    }
+    if d > MAX_WINDOW {
+        return Err((field.to_string(), "must be at most 366 days".into()));
+    }
+    if d.subsec_nanos() % 1_000_000 != 0 {
+        return Err((
+            field.to_string(),
+            "must be a whole number of milliseconds".into(),
+        ));
+    }
+    Ok(d.as_millis() as Millis)
+}
+
+fn forbid(field: &str, d: Option<Duration>, kind: &str) -> Result<(), (String, String)> {
+    match d {
+        Some(_) => Err((
+            field.to_string(),
+            format!("does not apply to a {kind} window"),
+        )),
+        None => Ok(()),
+    }
+}
+
+impl WindowSpec {
+    /// Validates the spec. On error returns (field, reason), the field relative to this window.
+    pub fn validate(&self) -> Result<WindowDef, (String, String)> {
+        if self.name.trim().is_empty() {
+            return Err(("name".into(), "must not be empty".into()));
+        }
+        if !self
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        {
+            return Err((
+                "name".into(),
+                "may contain only letters, digits, '_', '-' and '.'".into(),
+            ));
+        }
+        let offset = self.offset.map(|d| d.as_millis() as Millis).unwrap_or(0);
+        let kind = match self.window_type {
+            WindowType::Tumbling => {
+                forbid("slide", self.slide, "tumbling")?;
+                forbid("gap", self.gap, "tumbling")?;
+                WindowKind::Tumbling {
+                    size: millis("size", self.size, "tumbling")?,
+                    offset,
+                }
+            }
+            WindowType::Sliding => {
+                forbid("gap", self.gap, "sliding")?;
+                let size = millis("size", self.size, "sliding")?;
+                let slide = millis("slide", self.slide, "sliding")?;
+                if slide > size {
+                    return Err((
+                        "slide".into(),
+                        "must not exceed size (windows would leave gaps)".into(),
+                    ));
+                }
+                WindowKind::Sliding {
+                    size,
+                    slide,
+                    offset,
+                }
+            }
+            WindowType::Session => {
+                forbid("size", self.size, "session")?;
+                forbid("slide", self.slide, "session")?;
+                forbid("offset", self.offset, "session")?;
+                WindowKind::Session {
+                    gap: millis("gap", self.gap, "session")?,
+                }
+            }
+        };
+        let mut extra = Vec::new();
+        for &k in &self.aggregates {
+            if !k.is_basic() && !extra.contains(&k) {
+                extra.push(k);
+            }
+        }
+        Ok(WindowDef {
+            name: self.name.clone(),
+            kind,
+            extra,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(t: WindowType) -> WindowSpec {
+        WindowSpec {
+            name: "w".into(),
+            window_type: t,
+            size: None,
+            slide: None,
+            gap: None,
+            offset: None,
+            aggregates: vec![],
+        }
+    }
+
+    #[test]
+    fn sliding_needs_slide_not_larger_than_size() {
+        let mut s = spec(WindowType::Sliding);
+        s.size = Some(Duration::from_secs(30));
+        assert_eq!(s.validate().unwrap_err().0, "slide");
+        s.slide = Some(Duration::from_secs(40));
+        assert!(s.validate().unwrap_err().1.contains("must not exceed size"));
+        s.slide = Some(Duration::from_secs(10));
+        assert_eq!(
+            s.validate().unwrap().kind,
+            WindowKind::Sliding {
+                size: 30_000,
+                slide: 10_000,
+                offset: 0
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_fields_that_do_not_apply_and_zero_sizes() {
+        let mut s = spec(WindowType::Session);
+        s.gap = Some(Duration::from_secs(5));
+        s.size = Some(Duration::from_secs(5));
+        assert_eq!(
+            s.validate().unwrap_err(),
+            ("size".into(), "does not apply to a session window".into())
+        );
+        let mut t = spec(WindowType::Tumbling);
+        t.size = Some(Duration::ZERO);
+        assert_eq!(t.validate().unwrap_err().1, "must be greater than zero");
+    }
+}
