@@ -55,6 +55,30 @@ impl WindowResult {
         }
     }
 
+    /// The flat JSON form used by the API and by NDJSON output: the basic aggregates, then any
+    /// further ones by name, then `revision`. Undefined values are `null`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut obj = serde_json::Map::new();
+        obj.insert("metric_id".into(), self.metric_id.clone().into());
+        obj.insert("window".into(), self.window.clone().into());
+        obj.insert("window_start".into(), self.window_start.into());
+        obj.insert("window_end".into(), self.window_end.into());
+        obj.insert("count".into(), self.count.into());
+        for (name, v) in [
+            ("sum", self.sum),
+            ("min", self.min),
+            ("max", self.max),
+            ("mean", self.mean),
+        ] {
+            obj.insert(name.into(), json_number(Some(v)));
+        }
+        for (kind, v) in &self.extra {
+            obj.insert(kind.name().into(), json_number(*v));
+        }
+        obj.insert("revision".into(), self.revision.into());
+        serde_json::Value::Object(obj)
+    }
+
     /// The value of any aggregate this result carries.
     pub fn get(&self, kind: AggregateKind) -> Option<f64> {
         match kind {
@@ -70,6 +94,11 @@ impl WindowResult {
                 .and_then(|(_, v)| *v),
         }
     }
+}
+
+fn json_number(v: Option<f64>) -> serde_json::Value {
+    v.and_then(serde_json::Number::from_f64)
+        .map_or(serde_json::Value::Null, serde_json::Value::Number)
 }
 
 /// An event that arrived after every window it belongs to had expired.

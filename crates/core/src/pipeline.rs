@@ -160,6 +160,18 @@ impl PartitionPipeline {
         }
     }
 
+    /// The watermark an idle flush would move to, when that is ahead of the current one.
+    fn idle_flush_target(&self) -> Option<Millis> {
+        let max_ts = self.state.watermark.max_event_time()?;
+        let target = max_ts.saturating_add(self.job.max_extent() - 1);
+        (target > self.watermark() && self.open_windows() > 0).then_some(target)
+    }
+
+    /// Whether an idle flush would fire something now.
+    pub fn idle_flush_pending(&self) -> bool {
+        self.idle_flush_target().is_some()
+    }
+
     /// The idle flush: moves the watermark past every window holding data (see
     /// `JobSpec::idle_timeout`). Returns false when there was nothing to flush.
     pub fn flush_idle(&mut self, out: &mut Vec<Output>) -> bool {
@@ -185,5 +197,124 @@ impl PartitionPipeline {
                 op.advance(watermark, &self.state.names, out);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::job::JobSpec;
+    use crate::output::WindowResult;
+    use crate::window::{WindowSpec, WindowType};
+
+    fn job(window: WindowSpec, lateness_ms: u64) -> Job {
+        JobSpec {
+            max_out_of_orderness: Duration::ZERO,
+            allowed_lateness: Duration::from_millis(lateness_ms),
+            windows: vec![window],
+            ..JobSpec::default()
+        }
+        .validate()
+        .unwrap()
+    }
+
+    fn spec(t: WindowType, size: Option<u64>, gap: Option<u64>) -> WindowSpec {
+        WindowSpec {
+            name: "w".into(),
+            window_type: t,
+            size: size.map(Duration::from_millis),
+            slide: None,
+            gap: gap.map(Duration::from_millis),
+            offset: None,
+            aggregates: vec![],
+        }
+    }
+
+    fn results(out: &[Output]) -> Vec<(Millis, u64, u32)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Result(WindowResult {
+                    window_start,
+                    count,
+                    revision,
+                    ..
+                }) => Some((*window_start, *count, *revision)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn late_events_within_lateness_re_emit_and_later_ones_go_to_the_late_output() {
+        let mut p =
+            PartitionPipeline::new(&job(spec(WindowType::Tumbling, Some(10_000), None), 5_000));
+        let mut out = Vec::new();
+        p.process("m", 1_000, 1.0, 0, &mut out);
+        p.process("m", 12_000, 2.0, 1, &mut out);
+        assert_eq!(
+            results(&out),
+            vec![(0, 1, 0)],
+            "fires at watermark 12000 >= 9999"
+        );
+        out.clear();
+        p.process("m", 5_000, 3.0, 2, &mut out);
+        assert_eq!(
+            results(&out),
+            vec![(0, 2, 1)],
+            "late but within lateness: revision 1"
+        );
+        out.clear();
+        p.process("m", 16_000, 1.0, 3, &mut out);
+        p.process("m", 6_000, 1.0, 4, &mut out);
+        assert!(results(&out).is_empty());
+        assert!(
+            matches!(&out[..], [Output::Late(l)] if l.ts == 6_000 && l.offset == 4 && l.watermark == 16_000)
+        );
+    }
+
+    #[test]
+    fn a_session_merged_into_an_earlier_start_retracts_its_old_row() {
+        let mut p =
+            PartitionPipeline::new(&job(spec(WindowType::Session, None, Some(1_000)), 10_000));
+        let mut out = Vec::new();
+        p.process("m", 1_000, 1.0, 0, &mut out);
+        p.process("m", 5_000, 1.0, 1, &mut out);
+        assert_eq!(results(&out), vec![(1_000, 1, 0)]);
+        out.clear();
+        p.process("m", 500, 1.0, 2, &mut out);
+        assert!(
+            matches!(
+                &out[0],
+                Output::Retract {
+                    window_start: 1_000,
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+        assert_eq!(results(&out), vec![(500, 2, 1)]);
+    }
+
+    #[test]
+    fn idle_flush_fires_every_window_holding_data_once() {
+        let mut p = PartitionPipeline::new(&job(spec(WindowType::Tumbling, Some(10_000), None), 0));
+        let mut out = Vec::new();
+        p.process("m", 3_000, 1.0, 0, &mut out);
+        assert!(p.idle_flush_pending());
+        assert!(p.flush_idle(&mut out));
+        assert_eq!(results(&out), vec![(0, 1, 0)]);
+        assert!(!p.idle_flush_pending(), "nothing left to flush");
+        assert!(!p.flush_idle(&mut out));
+    }
+
+    #[test]
+    fn restore_refuses_a_changed_window() {
+        let old = job(spec(WindowType::Tumbling, Some(10_000), None), 0);
+        let new = job(spec(WindowType::Tumbling, Some(20_000), None), 0);
+        let p = PartitionPipeline::new(&old);
+        let err = PartitionPipeline::restore(&new, p.state().clone()).err();
+        assert_eq!(err, Some(RestoreError::WindowChanged("w".into())));
     }
 }
