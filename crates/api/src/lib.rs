@@ -1,1 +1,45 @@
+//! The HTTP API of a running job: ingest, window results, late events, job status and savepoints.
+//!
+//! Handlers are thin: they parse and check the request, call the engine or the store, and shape
+//! the answer. Every error is an RFC 9457 `application/problem+json` document whose `detail` tells
+//! the caller what to change. Blocking work (store queries, savepoints) runs on tokio's blocking
+//! pool so that the async workers only ever wait on I/O.
 
+mod params;
+mod problem;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use streampulse_engine::Runtime;
+use streampulse_store::ResultStore;
+
+pub use problem::Problem;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub runtime: Runtime,
+    pub store: Arc<dyn ResultStore>,
+    /// Most rows one query returns.
+    pub max_query_rows: usize,
+}
+
+/// The API's routes over `state`.
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/events", post(routes::events::ingest))
+        .route("/events/late", get(routes::events::late))
+        .route("/metrics", get(routes::metrics::query))
+        .route("/jobs", get(routes::jobs::list))
+        .route("/jobs/{id}", get(routes::jobs::show))
+        .route("/jobs/{id}/savepoints", post(routes::jobs::savepoint))
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .fallback(routes::not_found)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}

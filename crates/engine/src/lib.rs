@@ -1,1 +1,23 @@
+//! The StreamPulse runtime: runs a job's pipelines over a partitioned log with exactly-once
+//! results.
+//!
+//! - [`record`]: what the embedded log holds (events and idle-flush markers);
+//! - [`partition`]: one worker per log partition, running the pure pipeline from
+//!   `streampulse-core`;
+//! - [`checkpoint`]: consistent snapshots and the storage they go to;
+//! - [`runtime`]: starting from a checkpoint or savepoint, periodic checkpoints, clean shutdown;
+//! - [`ingest`]: validated events into the log, acknowledged once durable;
+//! - [`status`]: live counters for the API.
+//!
+//! The runtime depends on the log, the store and the checkpoint storage only through their
+//! interfaces, so a Kafka source or a Cassandra store replaces the embedded ones without touching
+//! the pipeline logic.
 
+pub mod checkpoint;
+pub mod ingest;
+pub mod partition;
+pub mod record;
+pub mod runtime;
+pub mod status;
+
+pub use runtime::{EngineError, Runtime, RuntimeConfig, StartFrom};

@@ -1,1 +1,59 @@
-fn main() {}
+//! The `streampulse` command: run the platform, replay a file through a job, produce test events,
+//! take savepoints.
+
+mod commands;
+mod config;
+mod results_writer;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "streampulse",
+    version,
+    about = "Event-time windowed analytics over JSON events, exactly-once"
+)]
+struct Cli {
+    /// Log output format (the level comes from RUST_LOG, default info).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "STREAMPULSE_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform: HTTP ingest and API, embedded log, engine, embedded store.
+    Run(commands::run::RunArgs),
+    /// Run a job over a file as a bounded stream and write its window results.
+    Replay(commands::replay::ReplayArgs),
+    /// Send synthetic events (noise, spikes, out-of-order and late events) to a running platform.
+    Produce(commands::produce::ProduceArgs),
+    /// Ask a running platform to write a named savepoint.
+    Savepoint(commands::savepoint::SavepointArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => subscriber.init(),
+        LogFormat::Json => subscriber.json().init(),
+    }
+    match cli.command {
+        Command::Run(args) => commands::run::run(args),
+        Command::Replay(args) => commands::replay::run(args),
+        Command::Produce(args) => commands::produce::run(args),
+        Command::Savepoint(args) => commands::savepoint::run(args),
+    }
+}

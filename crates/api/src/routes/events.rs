@@ -1,0 +1,130 @@
+//! `POST /events` (ingest) and `GET /events/late` (the late output).
+//!
+//! The body is one JSON object, a JSON array of objects, or NDJSON. Each event is validated on its
+//! own: valid ones are appended and acknowledged once durable; invalid ones are listed with their
+//! position and reason. The status is 200 when every event was accepted and 400 when any was
+//! rejected (the body says how many were accepted: those are stored). An `Idempotency-Key` header
+//! makes a retried request a no-op once the first attempt was stored.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+use streampulse_engine::ingest::Candidate;
+use streampulse_store::LateQuery;
+
+use super::blocking;
+use crate::params::Params;
+use crate::{AppState, Problem};
+
+const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+pub async fn ingest(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Problem> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let candidates = match content_type.as_str() {
+        "application/json" | "" => split_json(&body),
+        "application/x-ndjson" | "application/jsonl" | "application/json-seq" | "text/plain" => split_ndjson(&body),
+        other => {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!("content type '{other}' is not accepted; send application/json (an object or an array) or application/x-ndjson"),
+            ))
+        }
+    }?;
+    if candidates.is_empty() {
+        return Err(Problem::bad_request("the body holds no events"));
+    }
+    let key = match headers.get(IDEMPOTENCY_HEADER) {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(k) if !k.is_empty() && k.len() <= 200 => Some(k.to_string()),
+            _ => {
+                return Err(Problem::bad_request(
+                    "header 'Idempotency-Key' must be 1 to 200 visible ASCII characters",
+                ))
+            }
+        },
+    };
+    let report = state.runtime.ingest(candidates, key).await.map_err(|e| {
+        Problem::unavailable(format!("events could not be stored, retry later: {e}"))
+    })?;
+    let status = if report.rejected.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    Ok((status, Json(report)).into_response())
+}
+
+fn utf8(body: &[u8]) -> Result<&str, Problem> {
+    std::str::from_utf8(body)
+        .map_err(|e| Problem::bad_request(format!("the body is not UTF-8: {e}")))
+}
+
+/// One object, an array of objects, or (when the body is not one JSON value) NDJSON.
+fn split_json(body: &[u8]) -> Result<Vec<Candidate>, Problem> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Array(items)) => Ok(items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (i + 1, Ok(v)))
+            .collect()),
+        Ok(value) => Ok(vec![(1, Ok(value))]),
+        Err(_) => split_ndjson(body),
+    }
+}
+
+fn split_ndjson(body: &[u8]) -> Result<Vec<Candidate>, Problem> {
+    let text = utf8(body)?;
+    Ok(text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            (
+                i + 1,
+                serde_json::from_str::<Value>(line).map_err(|e| format!("invalid JSON: {e}")),
+            )
+        })
+        .collect())
+}
+
+pub async fn late(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, Problem> {
+    let params = Params::new(query, &["start", "end", "metric_id", "limit"])?;
+    let (start, end) = params.range()?;
+    let limit = params.limit(state.max_query_rows)?;
+    let q = LateQuery {
+        job: state.runtime.job().name.clone(),
+        start,
+        end,
+        metric_id: params.string("metric_id"),
+        limit,
+    };
+    let store = state.store.clone();
+    let rows = blocking(move || {
+        store
+            .query_late(&q)
+            .map_err(|e| Problem::internal(e.to_string()))
+    })
+    .await?;
+    Ok(Json(json!({ "time_unit": "ms", "start": start, "end": end, "count": rows.len(), "late_events": rows })).into_response())
+}

@@ -1,0 +1,243 @@
+//! Naming, listing, pruning and decoding checkpoints on top of a [`CheckpointStorage`].
+//!
+//! Layout: `<job>/chk-<id, 20 digits>.ckpt` for checkpoints (sorted names = sorted ids) and
+//! `<job>/savepoints/<name>.ckpt` for savepoints. Only the last `retain` checkpoints are kept.
+
+use serde::{Deserialize, Serialize};
+use streampulse_core::time::Millis;
+
+use super::{CheckpointError, CheckpointStorage};
+
+/// Bumped when the checkpoint layout changes incompatibly.
+const CHECKPOINT_FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartitionCheckpoint {
+    pub partition: u32,
+    /// The first log offset not covered by `state`: processing resumes here.
+    pub next_offset: u64,
+    pub watermark: Millis,
+    /// postcard-encoded `PipelineState`.
+    pub state: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub format: u32,
+    pub id: u64,
+    pub job: String,
+    /// Wall-clock time of completion, epoch ms.
+    pub created_ms: Millis,
+    pub partitions: Vec<PartitionCheckpoint>,
+}
+
+impl Checkpoint {
+    pub fn new(
+        id: u64,
+        job: &str,
+        created_ms: Millis,
+        partitions: Vec<PartitionCheckpoint>,
+    ) -> Self {
+        Self {
+            format: CHECKPOINT_FORMAT,
+            id,
+            job: job.to_string(),
+            created_ms,
+            partitions,
+        }
+    }
+}
+
+pub struct CheckpointStore {
+    storage: Box<dyn CheckpointStorage>,
+    job: String,
+    retain: usize,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !name.starts_with('.')
+}
+
+impl CheckpointStore {
+    pub fn new(storage: Box<dyn CheckpointStorage>, job: &str, retain: usize) -> Self {
+        Self {
+            storage,
+            job: job.to_string(),
+            retain: retain.max(1),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        self.storage.describe()
+    }
+
+    fn checkpoint_name(&self, id: u64) -> String {
+        format!("{}/chk-{id:020}.ckpt", self.job)
+    }
+
+    fn savepoint_name(&self, name: &str) -> String {
+        format!("{}/savepoints/{name}.ckpt", self.job)
+    }
+
+    /// Writes a checkpoint and prunes the oldest beyond `retain`. Returns its size in bytes.
+    pub fn write(&self, checkpoint: &Checkpoint) -> Result<usize, CheckpointError> {
+        let bytes = encode(checkpoint)?;
+        self.storage
+            .put(&self.checkpoint_name(checkpoint.id), &bytes)?;
+        let names = self.storage.list(&format!("{}/chk-", self.job))?;
+        if names.len() > self.retain {
+            for old in &names[..names.len() - self.retain] {
+                self.storage.delete(old)?;
+            }
+        }
+        Ok(bytes.len())
+    }
+
+    pub fn write_savepoint(
+        &self,
+        name: &str,
+        checkpoint: &Checkpoint,
+    ) -> Result<String, CheckpointError> {
+        if !valid_name(name) {
+            return Err(CheckpointError::InvalidName(name.to_string()));
+        }
+        let path = self.savepoint_name(name);
+        self.storage.put(&path, &encode(checkpoint)?)?;
+        Ok(format!("{}/{path}", self.storage.describe()))
+    }
+
+    /// The most recent complete checkpoint, if any.
+    pub fn latest(&self) -> Result<Option<Checkpoint>, CheckpointError> {
+        let names = self.storage.list(&format!("{}/chk-", self.job))?;
+        let Some(name) = names.last() else {
+            return Ok(None);
+        };
+        let bytes = self.storage.get(name)?.unwrap_or_default();
+        decode(name, &bytes).map(Some)
+    }
+
+    pub fn savepoint(&self, name: &str) -> Result<Checkpoint, CheckpointError> {
+        if !valid_name(name) {
+            return Err(CheckpointError::InvalidName(name.to_string()));
+        }
+        let path = self.savepoint_name(name);
+        let bytes = self
+            .storage
+            .get(&path)?
+            .ok_or_else(|| CheckpointError::SavepointNotFound(name.to_string()))?;
+        decode(&path, &bytes)
+    }
+
+    pub fn savepoints(&self) -> Result<Vec<String>, CheckpointError> {
+        let prefix = format!("{}/savepoints/", self.job);
+        Ok(self
+            .storage
+            .list(&prefix)?
+            .into_iter()
+            .filter_map(|n| {
+                n.strip_prefix(&prefix)?
+                    .strip_suffix(".ckpt")
+                    .map(str::to_string)
+            })
+            .collect())
+    }
+}
+
+fn encode(checkpoint: &Checkpoint) -> Result<Vec<u8>, CheckpointError> {
+    postcard::to_allocvec(checkpoint).map_err(|e| CheckpointError::Corrupt {
+        name: format!("checkpoint {}", checkpoint.id),
+        reason: e.to_string(),
+    })
+}
+
+fn decode(name: &str, bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
+    let corrupt = |reason: String| CheckpointError::Corrupt {
+        name: name.to_string(),
+        reason,
+    };
+    let checkpoint: Checkpoint = postcard::from_bytes(bytes).map_err(|e| corrupt(e.to_string()))?;
+    if checkpoint.format != CHECKPOINT_FORMAT {
+        return Err(corrupt(format!(
+            "format {} (expected {CHECKPOINT_FORMAT})",
+            checkpoint.format
+        )));
+    }
+    Ok(checkpoint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::FileCheckpointStorage;
+    use super::*;
+
+    fn store(dir: &std::path::Path, retain: usize) -> CheckpointStore {
+        CheckpointStore::new(
+            Box::new(FileCheckpointStorage::open(dir).unwrap()),
+            "job",
+            retain,
+        )
+    }
+
+    fn chk(id: u64) -> Checkpoint {
+        Checkpoint::new(
+            id,
+            "job",
+            0,
+            vec![PartitionCheckpoint {
+                partition: 0,
+                next_offset: id * 10,
+                watermark: 5,
+                state: vec![1, 2],
+            }],
+        )
+    }
+
+    #[test]
+    fn keeps_the_last_n_and_returns_the_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 2);
+        assert!(s.latest().unwrap().is_none());
+        for id in 1..=12 {
+            s.write(&chk(id)).unwrap();
+        }
+        let latest = s.latest().unwrap().unwrap();
+        assert_eq!((latest.id, latest.partitions[0].next_offset), (12, 120));
+        let left = std::fs::read_dir(dir.path().join("job")).unwrap().count();
+        assert_eq!(left, 2);
+    }
+
+    #[test]
+    fn savepoints_survive_pruning_and_names_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 1);
+        s.write_savepoint("before-upgrade", &chk(3)).unwrap();
+        s.write(&chk(4)).unwrap();
+        s.write(&chk(5)).unwrap();
+        assert_eq!(s.savepoint("before-upgrade").unwrap().id, 3);
+        assert_eq!(s.savepoints().unwrap(), vec!["before-upgrade"]);
+        assert!(matches!(
+            s.savepoint("nope"),
+            Err(CheckpointError::SavepointNotFound(_))
+        ));
+        assert!(matches!(
+            s.write_savepoint("../x", &chk(1)),
+            Err(CheckpointError::InvalidName(_))
+        ));
+    }
+
+    #[test]
+    fn a_truncated_checkpoint_is_reported_not_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 3);
+        s.write(&chk(1)).unwrap();
+        let path = dir.path().join("job").join(format!("chk-{:020}.ckpt", 1));
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(matches!(s.latest(), Err(CheckpointError::Corrupt { .. })));
+    }
+}

@@ -1,0 +1,79 @@
+//! Ingest: validated events into the log, acknowledged only once durably appended.
+//!
+//! The HTTP layer splits a request body into candidate events; this module validates each one with
+//! the job's [`EventFormat`](streampulse_core::event::EventFormat), routes the valid ones to their
+//! partition by metric id, and appends them in one group commit. Invalid lines are reported back
+//! with their reason; they never prevent the valid lines of the same request from being stored.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use serde::Serialize;
+use serde_json::Value;
+use streampulse_log::LogError;
+
+use crate::record;
+use crate::runtime::Runtime;
+
+/// Why one input line was rejected.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rejection {
+    /// 1-based position of the event in the request (line for NDJSON, element for arrays).
+    pub line: usize,
+    pub reason: String,
+}
+
+/// The answer to one ingest request.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestReport {
+    pub accepted: usize,
+    pub rejected: Vec<Rejection>,
+    /// True when this request repeated an `Idempotency-Key` already stored: nothing was appended.
+    pub duplicate: bool,
+}
+
+/// One candidate event: its 1-based position in the request, and its JSON or the reason it could
+/// not be parsed.
+pub type Candidate = (usize, Result<Value, String>);
+
+impl Runtime {
+    /// Validates and appends; resolves once the accepted events are durable.
+    pub async fn ingest(
+        &self,
+        candidates: Vec<Candidate>,
+        idempotency_key: Option<String>,
+    ) -> Result<IngestReport, LogError> {
+        let format = &self.job().event;
+        let log = self.log();
+        let mut records = Vec::with_capacity(candidates.len());
+        let mut rejected = Vec::new();
+        for (line, candidate) in candidates {
+            let parsed = candidate.and_then(|v| format.parse(&v).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(event) => records.push((
+                    log.partition_for(&event.metric_id),
+                    record::encode_event(&event),
+                )),
+                Err(reason) => rejected.push(Rejection { line, reason }),
+            }
+        }
+        let accepted = records.len();
+        let mut duplicate = false;
+        if accepted > 0 {
+            let receipt = log.append(records, idempotency_key).await?;
+            duplicate = receipt.duplicate;
+        }
+        if !duplicate {
+            self.counters()
+                .ingest_accepted
+                .fetch_add(accepted as u64, Relaxed);
+        }
+        self.counters()
+            .ingest_rejected
+            .fetch_add(rejected.len() as u64, Relaxed);
+        Ok(IngestReport {
+            accepted,
+            rejected,
+            duplicate,
+        })
+    }
+}

@@ -1,0 +1,173 @@
+//! The worker of one log partition: reads events in offset order, runs the partition's pipeline,
+//! upserts its outputs into the store, and answers checkpoint requests between batches.
+//!
+//! A worker owns its pipeline outright; the only things it shares are the log, the store and the
+//! counters. It never skips an offset and never drops an output: a store error is retried until it
+//! succeeds, holding the partition back rather than losing a result.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use streampulse_core::output::Output;
+use streampulse_core::pipeline::PartitionPipeline;
+use streampulse_log::EmbeddedLog;
+use streampulse_store::ResultStore;
+
+use crate::checkpoint::PartitionCheckpoint;
+use crate::record::{self, Record};
+use crate::status::PartitionCounters;
+
+/// Records read from the log per batch: bounds the latency of a checkpoint request.
+const READ_BATCH: usize = 8192;
+/// How long an idle worker sleeps before looking at its commands and the idle clock again.
+const POLL: Duration = Duration::from_millis(20);
+
+pub enum Command {
+    /// Snapshot the pipeline at the current offset; every output before it is already applied.
+    Checkpoint(Sender<Result<PartitionCheckpoint, String>>),
+    Stop,
+}
+
+pub struct PartitionWorker {
+    pub partition: u32,
+    pub job_name: String,
+    pub log: EmbeddedLog,
+    pub store: Arc<dyn ResultStore>,
+    pub pipeline: PartitionPipeline,
+    pub next_offset: u64,
+    pub commands: Receiver<Command>,
+    pub counters: Arc<crate::status::JobCounters>,
+}
+
+impl PartitionWorker {
+    fn counters(&self) -> &PartitionCounters {
+        &self.counters.partitions[self.partition as usize]
+    }
+
+    pub fn run(mut self) {
+        let _span = tracing::info_span!("partition", partition = self.partition).entered();
+        let idle_timeout = self.pipeline.job().idle_timeout;
+        let mut outputs: Vec<Output> = Vec::new();
+        let mut last_arrival = Instant::now();
+        let mut flush_requested = false;
+        self.publish();
+        loop {
+            loop {
+                match self.commands.try_recv() {
+                    Ok(Command::Checkpoint(reply)) => {
+                        let _ = reply.send(self.snapshot());
+                    }
+                    Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return,
+                    Err(TryRecvError::Empty) => break,
+                }
+            }
+            let batch = match self.log.read(self.partition, self.next_offset, READ_BATCH) {
+                Ok(batch) => batch,
+                Err(err) => {
+                    tracing::error!(error = %err, offset = self.next_offset, "cannot read the log; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            if batch.is_empty() {
+                if !flush_requested
+                    && last_arrival.elapsed() >= idle_timeout
+                    && self.pipeline.idle_flush_pending()
+                {
+                    flush_requested = self.request_idle_flush();
+                }
+                self.log.wait_for(self.partition, self.next_offset, POLL);
+                continue;
+            }
+            last_arrival = Instant::now();
+            for (offset, payload) in &batch {
+                match record::decode(payload) {
+                    Ok(Record::Event {
+                        metric_id,
+                        ts,
+                        value,
+                    }) => {
+                        self.pipeline
+                            .process(metric_id, ts, value, *offset, &mut outputs);
+                    }
+                    Ok(Record::IdleFlush) => {
+                        flush_requested = false;
+                        if self.pipeline.flush_idle(&mut outputs) {
+                            self.counters().idle_flushes.fetch_add(1, Relaxed);
+                        }
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %err, offset, "skipping an undecodable log record");
+                    }
+                }
+                self.next_offset = offset + 1;
+            }
+            self.counters()
+                .events
+                .fetch_add(batch.len() as u64, Relaxed);
+            self.apply(&mut outputs);
+            self.publish();
+        }
+    }
+
+    /// Appends an idle-flush marker; the flush happens when the marker is read back.
+    fn request_idle_flush(&self) -> bool {
+        match self
+            .log
+            .append_blocking(vec![(self.partition, record::encode_idle_flush())], None)
+        {
+            Ok(_) => {
+                tracing::debug!("partition idle: idle-flush marker appended");
+                true
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot append the idle-flush marker");
+                false
+            }
+        }
+    }
+
+    fn apply(&self, outputs: &mut Vec<Output>) {
+        if outputs.is_empty() {
+            return;
+        }
+        let mut results = 0;
+        let mut late = 0;
+        for o in outputs.iter() {
+            match o {
+                Output::Result(_) => results += 1,
+                Output::Late(_) => late += 1,
+                Output::Retract { .. } => {}
+            }
+        }
+        let mut backoff = Duration::from_millis(10);
+        while let Err(err) = self.store.apply(&self.job_name, self.partition, outputs) {
+            tracing::error!(error = %err, "cannot write results; retrying");
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        self.counters().results.fetch_add(results, Relaxed);
+        self.counters().late.fetch_add(late, Relaxed);
+        outputs.clear();
+    }
+
+    fn publish(&self) {
+        let c = self.counters();
+        c.watermark.store(self.pipeline.watermark(), Relaxed);
+        c.next_offset.store(self.next_offset, Relaxed);
+        c.open_windows
+            .store(self.pipeline.open_windows() as u64, Relaxed);
+    }
+
+    fn snapshot(&self) -> Result<PartitionCheckpoint, String> {
+        let state = postcard::to_allocvec(self.pipeline.state()).map_err(|e| e.to_string())?;
+        Ok(PartitionCheckpoint {
+            partition: self.partition,
+            next_offset: self.next_offset,
+            watermark: self.pipeline.watermark(),
+            state,
+        })
+    }
+}

@@ -1,0 +1,117 @@
+//! The records of the embedded log: events, and the idle-flush markers the engine writes itself.
+//!
+//! An idle flush is a processing-time decision (no events for `idle_timeout`). Writing it into the
+//! partition's log as a marker, and acting on it only when the marker is read back, turns it into
+//! part of the input: a replay after a crash meets the marker at the same position and makes the
+//! same decision, so the outputs are the same as those of the run that crashed.
+//!
+//! Encoding: postcard. Readers decode only the head of an event (metric, time, value) without
+//! allocating; tags stay in the log for the raw-event API.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use streampulse_core::event::Event;
+use streampulse_core::time::Millis;
+
+#[derive(Serialize)]
+enum RecordOut<'a> {
+    Event {
+        metric_id: &'a str,
+        ts: Millis,
+        value: f64,
+        tags: &'a BTreeMap<String, String>,
+    },
+    IdleFlush,
+}
+
+/// A decoded log record, borrowing from the payload.
+#[derive(Debug, PartialEq, Deserialize)]
+pub enum Record<'a> {
+    /// Postcard ignores trailing bytes, so the tags written after `value` are skipped unread.
+    Event {
+        metric_id: &'a str,
+        ts: Millis,
+        value: f64,
+    },
+    IdleFlush,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("undecodable log record: {0}")]
+pub struct RecordError(#[from] postcard::Error);
+
+pub fn encode_event(event: &Event) -> Vec<u8> {
+    let record = RecordOut::Event {
+        metric_id: &event.metric_id,
+        ts: event.ts,
+        value: event.value,
+        tags: &event.tags,
+    };
+    postcard::to_allocvec(&record).unwrap_or_default()
+}
+
+pub fn encode_idle_flush() -> Vec<u8> {
+    postcard::to_allocvec(&RecordOut::IdleFlush).unwrap_or_default()
+}
+
+pub fn decode(payload: &[u8]) -> Result<Record<'_>, RecordError> {
+    Ok(postcard::from_bytes(payload)?)
+}
+
+/// Decodes an event with its tags (for the raw-event path, not the hot path).
+pub fn decode_full(payload: &[u8]) -> Result<Option<Event>, RecordError> {
+    #[derive(Deserialize)]
+    enum Full {
+        Event {
+            metric_id: String,
+            ts: Millis,
+            value: f64,
+            tags: BTreeMap<String, String>,
+        },
+        IdleFlush,
+    }
+    Ok(match postcard::from_bytes(payload)? {
+        Full::Event {
+            metric_id,
+            ts,
+            value,
+            tags,
+        } => Some(Event {
+            metric_id,
+            ts,
+            value,
+            tags,
+        }),
+        Full::IdleFlush => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_and_markers_round_trip() {
+        let mut tags = BTreeMap::new();
+        tags.insert("host".to_string(), "h1".to_string());
+        let event = Event {
+            metric_id: "cpu".into(),
+            ts: 1_700_000_000_000,
+            value: -2.5,
+            tags,
+        };
+        let bytes = encode_event(&event);
+        assert_eq!(
+            decode(&bytes).unwrap(),
+            Record::Event {
+                metric_id: "cpu",
+                ts: 1_700_000_000_000,
+                value: -2.5
+            }
+        );
+        assert_eq!(decode_full(&bytes).unwrap(), Some(event));
+        assert_eq!(decode(&encode_idle_flush()).unwrap(), Record::IdleFlush);
+        assert!(decode(&[0xff, 0x01]).is_err());
+    }
+}

@@ -1,0 +1,412 @@
+//! The embedded runtime: one worker thread per log partition plus a checkpoint coordinator.
+//!
+//! ```text
+//!  ingest ──append──▶ EmbeddedLog ──read──▶ PartitionWorker ×N ──apply──▶ ResultStore
+//!                                              ▲  snapshot                    │ flush
+//!                       coordinator ──request──┘  ──────▶ CheckpointStore ◀───┘
+//! ```
+//!
+//! A checkpoint asks every worker for a snapshot between two batches (its offset and pipeline
+//! state), flushes the store so that every output emitted before those offsets is durable, and
+//! only then writes the checkpoint. Recovery restores the latest checkpoint (or a savepoint) and
+//! replays the log from its offsets; outputs are idempotent upserts, so what was emitted after the
+//! checkpoint is rewritten identically. That is the whole exactly-once argument.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use streampulse_core::job::Job;
+use streampulse_core::pipeline::{PartitionPipeline, PipelineState};
+use streampulse_core::time::Millis;
+use streampulse_log::EmbeddedLog;
+use streampulse_store::ResultStore;
+
+use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, PartitionCheckpoint};
+use crate::partition::{Command, PartitionWorker};
+use crate::status::{CheckpointInfo, JobCounters, JobStatus};
+
+/// How long a checkpoint waits for every worker's snapshot before it is abandoned.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error("checkpoint {id} has {found} partitions but the log has {expected}")]
+    PartitionMismatch {
+        id: u64,
+        found: usize,
+        expected: u32,
+    },
+    #[error("checkpoint {id} belongs to job '{found}', not '{expected}'")]
+    JobMismatch {
+        id: u64,
+        found: String,
+        expected: String,
+    },
+    #[error("cannot restore partition {partition}: {reason}")]
+    Restore { partition: u32, reason: String },
+    #[error("checkpoint resumes partition {partition} at offset {offset} but the log ends at {end}: the log and the checkpoints do not belong together")]
+    OffsetBeyondLog {
+        partition: u32,
+        offset: u64,
+        end: u64,
+    },
+    #[error("store: {0}")]
+    Store(String),
+    #[error("checkpoint failed: {0}")]
+    CheckpointFailed(String),
+    #[error("the job is stopping")]
+    Stopping,
+}
+
+/// Where a starting job takes its state from.
+#[derive(Debug, Clone)]
+pub enum StartFrom {
+    /// The latest checkpoint, or empty state when there is none.
+    LatestCheckpoint,
+    Savepoint(String),
+}
+
+pub struct RuntimeConfig {
+    pub checkpoint_interval: Duration,
+}
+
+enum CoordinatorRequest {
+    Savepoint {
+        name: String,
+        reply: Sender<Result<String, EngineError>>,
+    },
+    Stop {
+        reply: Sender<Result<(), EngineError>>,
+    },
+}
+
+/// A running job. Cheap to clone; `shutdown` stops it with a final checkpoint.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    job: Job,
+    log: EmbeddedLog,
+    counters: Arc<JobCounters>,
+    requests: Mutex<Option<Sender<CoordinatorRequest>>>,
+    coordinator: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+impl Runtime {
+    /// Restores state and starts the workers and the checkpoint coordinator.
+    pub fn start(
+        job: Job,
+        config: RuntimeConfig,
+        log: EmbeddedLog,
+        store: Arc<dyn ResultStore>,
+        checkpoints: CheckpointStore,
+        start_from: StartFrom,
+    ) -> Result<Self, EngineError> {
+        let partitions = log.partitions();
+        let restored = match &start_from {
+            StartFrom::LatestCheckpoint => checkpoints.latest()?,
+            StartFrom::Savepoint(name) => Some(checkpoints.savepoint(name)?),
+        };
+        let mut pipelines: Vec<(PartitionPipeline, u64)> = Vec::with_capacity(partitions as usize);
+        let mut next_id = 1;
+        match restored {
+            None => {
+                tracing::info!(job = %job.name, "no checkpoint: starting from empty state at offset 0");
+                pipelines.extend((0..partitions).map(|_| (PartitionPipeline::new(&job), 0)));
+            }
+            Some(chk) => {
+                if chk.job != job.name {
+                    return Err(EngineError::JobMismatch {
+                        id: chk.id,
+                        found: chk.job,
+                        expected: job.name.clone(),
+                    });
+                }
+                if chk.partitions.len() != partitions as usize {
+                    return Err(EngineError::PartitionMismatch {
+                        id: chk.id,
+                        found: chk.partitions.len(),
+                        expected: partitions,
+                    });
+                }
+                next_id = chk.id + 1;
+                for p in chk.partitions {
+                    let end = log.end_offset(p.partition);
+                    if p.next_offset > end {
+                        return Err(EngineError::OffsetBeyondLog {
+                            partition: p.partition,
+                            offset: p.next_offset,
+                            end,
+                        });
+                    }
+                    let restore_err = |reason: String| EngineError::Restore {
+                        partition: p.partition,
+                        reason,
+                    };
+                    let state: PipelineState =
+                        postcard::from_bytes(&p.state).map_err(|e| restore_err(e.to_string()))?;
+                    let pipeline = PartitionPipeline::restore(&job, state)
+                        .map_err(|e| restore_err(e.to_string()))?;
+                    pipelines.push((pipeline, p.next_offset));
+                }
+                tracing::info!(job = %job.name, checkpoint = chk.id, from = ?start_from, "restored state; replaying the log from the checkpointed offsets");
+            }
+        }
+
+        let counters = Arc::new(JobCounters::new(partitions));
+        let mut workers = Vec::with_capacity(partitions as usize);
+        for (partition, (pipeline, next_offset)) in pipelines.into_iter().enumerate() {
+            let (tx, rx) = mpsc::channel();
+            let worker = PartitionWorker {
+                partition: partition as u32,
+                job_name: job.name.clone(),
+                log: log.clone(),
+                store: store.clone(),
+                pipeline,
+                next_offset,
+                commands: rx,
+                counters: counters.clone(),
+            };
+            counters.partitions[partition]
+                .next_offset
+                .store(next_offset, Relaxed);
+            let handle = std::thread::Builder::new()
+                .name(format!("partition-{partition}"))
+                .spawn(move || worker.run())
+                .map_err(|e| EngineError::CheckpointFailed(format!("cannot spawn worker: {e}")))?;
+            workers.push((tx, handle));
+        }
+
+        let (req_tx, req_rx) = mpsc::channel();
+        let coordinator = Coordinator {
+            job: job.name.clone(),
+            workers,
+            store,
+            log: log.clone(),
+            checkpoints,
+            counters: counters.clone(),
+            next_id,
+            interval: config.checkpoint_interval,
+        };
+        let handle = std::thread::Builder::new()
+            .name("checkpoint-coordinator".into())
+            .spawn(move || coordinator.run(req_rx))
+            .map_err(|e| EngineError::CheckpointFailed(format!("cannot spawn coordinator: {e}")))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                job,
+                log,
+                counters,
+                requests: Mutex::new(Some(req_tx)),
+                coordinator: Mutex::new(Some(handle)),
+            }),
+        })
+    }
+
+    pub fn job(&self) -> &Job {
+        &self.inner.job
+    }
+
+    pub fn log(&self) -> &EmbeddedLog {
+        &self.inner.log
+    }
+
+    pub fn counters(&self) -> &JobCounters {
+        &self.inner.counters
+    }
+
+    pub fn status(&self) -> JobStatus {
+        let running = self
+            .inner
+            .requests
+            .lock()
+            .map(|r| r.is_some())
+            .unwrap_or(false);
+        let log = &self.inner.log;
+        self.inner.counters.snapshot(
+            &self.inner.job.name,
+            if running { "running" } else { "stopped" },
+            |p| log.end_offset(p),
+        )
+    }
+
+    fn request(&self, make: impl FnOnce() -> CoordinatorRequest) -> Result<(), EngineError> {
+        let guard = self
+            .inner
+            .requests
+            .lock()
+            .map_err(|_| EngineError::Stopping)?;
+        let tx = guard.as_ref().ok_or(EngineError::Stopping)?;
+        tx.send(make()).map_err(|_| EngineError::Stopping)
+    }
+
+    /// Takes a checkpoint now and keeps it as savepoint `name`; returns where it was written.
+    /// Blocks until it is durable.
+    pub fn savepoint(&self, name: &str) -> Result<String, EngineError> {
+        let (reply, rx) = mpsc::channel();
+        self.request(|| CoordinatorRequest::Savepoint {
+            name: name.to_string(),
+            reply,
+        })?;
+        rx.recv().map_err(|_| EngineError::Stopping)?
+    }
+
+    /// Takes a final checkpoint and stops every worker. Later calls do nothing.
+    pub fn shutdown(&self) -> Result<(), EngineError> {
+        let tx = self.inner.requests.lock().ok().and_then(|mut r| r.take());
+        let Some(tx) = tx else { return Ok(()) };
+        let (reply, rx) = mpsc::channel();
+        let result = match tx.send(CoordinatorRequest::Stop { reply }) {
+            Ok(()) => rx.recv().unwrap_or(Err(EngineError::Stopping)),
+            Err(_) => Err(EngineError::Stopping),
+        };
+        if let Some(handle) = self
+            .inner
+            .coordinator
+            .lock()
+            .ok()
+            .and_then(|mut h| h.take())
+        {
+            let _ = handle.join();
+        }
+        result
+    }
+}
+
+struct Coordinator {
+    job: String,
+    workers: Vec<(Sender<Command>, JoinHandle<()>)>,
+    store: Arc<dyn ResultStore>,
+    log: EmbeddedLog,
+    checkpoints: CheckpointStore,
+    counters: Arc<JobCounters>,
+    next_id: u64,
+    interval: Duration,
+}
+
+impl Coordinator {
+    fn run(mut self, requests: Receiver<CoordinatorRequest>) {
+        let mut next_due = Instant::now() + self.interval;
+        loop {
+            let wait = next_due.saturating_duration_since(Instant::now());
+            match requests.recv_timeout(wait) {
+                Err(RecvTimeoutError::Timeout) => {
+                    if let Err(err) = self.checkpoint(None) {
+                        tracing::error!(error = %err, "periodic checkpoint failed");
+                    }
+                    next_due = Instant::now() + self.interval;
+                }
+                Ok(CoordinatorRequest::Savepoint { name, reply }) => {
+                    let _ = reply.send(
+                        self.checkpoint(Some(&name))
+                            .map(|path| path.unwrap_or_default()),
+                    );
+                }
+                Ok(CoordinatorRequest::Stop { reply }) => {
+                    let result = self.checkpoint(None).map(|_| ());
+                    self.stop_workers();
+                    let _ = reply.send(result);
+                    return;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.stop_workers();
+                    return;
+                }
+            }
+        }
+    }
+
+    fn stop_workers(&mut self) {
+        for (tx, _) in &self.workers {
+            let _ = tx.send(Command::Stop);
+        }
+        for (_, handle) in self.workers.drain(..) {
+            let _ = handle.join();
+        }
+    }
+
+    /// Takes one checkpoint; with `savepoint`, also keeps it under that name.
+    fn checkpoint(&mut self, savepoint: Option<&str>) -> Result<Option<String>, EngineError> {
+        let started = Instant::now();
+        let result = self.try_checkpoint(savepoint, started);
+        if result.is_err() {
+            self.counters.checkpoints_failed.fetch_add(1, Relaxed);
+        }
+        result
+    }
+
+    fn try_checkpoint(
+        &mut self,
+        savepoint: Option<&str>,
+        started: Instant,
+    ) -> Result<Option<String>, EngineError> {
+        let id = self.next_id;
+        self.next_id += 1;
+        let _span = tracing::info_span!("checkpoint", id).entered();
+        let mut replies = Vec::with_capacity(self.workers.len());
+        for (tx, _) in &self.workers {
+            let (reply, rx) = mpsc::channel();
+            tx.send(Command::Checkpoint(reply))
+                .map_err(|_| EngineError::Stopping)?;
+            replies.push(rx);
+        }
+        let mut partitions: Vec<PartitionCheckpoint> = Vec::with_capacity(replies.len());
+        for rx in replies {
+            let snapshot = rx
+                .recv_timeout(SNAPSHOT_TIMEOUT)
+                .map_err(|_| {
+                    EngineError::CheckpointFailed("a partition did not answer in time".into())
+                })?
+                .map_err(EngineError::CheckpointFailed)?;
+            partitions.push(snapshot);
+        }
+        // Outputs emitted before the snapshot offsets must be durable before the checkpoint is.
+        self.store
+            .flush()
+            .map_err(|e| EngineError::Store(e.to_string()))?;
+        let checkpoint = Checkpoint::new(id, &self.job, now_ms(), partitions);
+        let bytes = self.checkpoints.write(&checkpoint)?;
+        let savepoint_path = match savepoint {
+            Some(name) => Some(self.checkpoints.write_savepoint(name, &checkpoint)?),
+            None => None,
+        };
+        let safe: Vec<u64> = checkpoint
+            .partitions
+            .iter()
+            .map(|p| p.next_offset)
+            .collect();
+        if let Err(err) = self.log.apply_retention(&safe) {
+            tracing::warn!(error = %err, "log retention failed");
+        }
+        let info = CheckpointInfo {
+            id,
+            completed_ms: checkpoint.created_ms,
+            duration_ms: started.elapsed().as_millis() as u64,
+            bytes,
+        };
+        tracing::debug!(
+            id,
+            bytes,
+            duration_ms = info.duration_ms,
+            "checkpoint completed"
+        );
+        self.counters.checkpoints_completed.fetch_add(1, Relaxed);
+        if let Ok(mut last) = self.counters.last_checkpoint.lock() {
+            *last = Some(info);
+        }
+        Ok(savepoint_path)
+    }
+}

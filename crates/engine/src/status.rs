@@ -1,0 +1,118 @@
+//! Live counters of a running job, shared lock-free between the workers and the API.
+//!
+//! Workers only store and add; readers take a [`JobStatus`] snapshot. Nothing here influences
+//! processing: the counters are for operators and tests, never for decisions.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+use serde::Serialize;
+use streampulse_core::time::Millis;
+
+#[derive(Debug, Default)]
+pub struct PartitionCounters {
+    pub watermark: AtomicI64,
+    pub next_offset: AtomicU64,
+    pub events: AtomicU64,
+    pub results: AtomicU64,
+    pub late: AtomicU64,
+    pub open_windows: AtomicU64,
+    pub idle_flushes: AtomicU64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckpointInfo {
+    pub id: u64,
+    /// Wall-clock completion time, epoch ms.
+    pub completed_ms: Millis,
+    pub duration_ms: u64,
+    pub bytes: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct JobCounters {
+    pub partitions: Vec<PartitionCounters>,
+    pub ingest_accepted: AtomicU64,
+    pub ingest_rejected: AtomicU64,
+    pub checkpoints_completed: AtomicU64,
+    pub checkpoints_failed: AtomicU64,
+    pub last_checkpoint: Mutex<Option<CheckpointInfo>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionStatus {
+    pub partition: u32,
+    /// `null` until the partition has seen an event.
+    pub watermark: Option<Millis>,
+    pub next_offset: u64,
+    pub log_end_offset: u64,
+    pub events: u64,
+    pub results: u64,
+    pub late_events: u64,
+    pub open_windows: u64,
+    pub idle_flushes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStatus {
+    pub job: String,
+    pub state: &'static str,
+    pub partitions: Vec<PartitionStatus>,
+    pub ingest_accepted: u64,
+    pub ingest_rejected: u64,
+    pub checkpoints_completed: u64,
+    pub checkpoints_failed: u64,
+    pub last_checkpoint: Option<CheckpointInfo>,
+}
+
+impl JobCounters {
+    pub fn new(partitions: u32) -> Self {
+        let partitions = (0..partitions)
+            .map(|_| PartitionCounters {
+                watermark: AtomicI64::new(Millis::MIN),
+                ..Default::default()
+            })
+            .collect();
+        Self {
+            partitions,
+            ..Default::default()
+        }
+    }
+
+    pub fn snapshot(
+        &self,
+        job: &str,
+        state: &'static str,
+        log_end: impl Fn(u32) -> u64,
+    ) -> JobStatus {
+        let partitions = self
+            .partitions
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let wm = c.watermark.load(Relaxed);
+                PartitionStatus {
+                    partition: i as u32,
+                    watermark: (wm != Millis::MIN).then_some(wm),
+                    next_offset: c.next_offset.load(Relaxed),
+                    log_end_offset: log_end(i as u32),
+                    events: c.events.load(Relaxed),
+                    results: c.results.load(Relaxed),
+                    late_events: c.late.load(Relaxed),
+                    open_windows: c.open_windows.load(Relaxed),
+                    idle_flushes: c.idle_flushes.load(Relaxed),
+                }
+            })
+            .collect();
+        JobStatus {
+            job: job.to_string(),
+            state,
+            partitions,
+            ingest_accepted: self.ingest_accepted.load(Relaxed),
+            ingest_rejected: self.ingest_rejected.load(Relaxed),
+            checkpoints_completed: self.checkpoints_completed.load(Relaxed),
+            checkpoints_failed: self.checkpoints_failed.load(Relaxed),
+            last_checkpoint: self.last_checkpoint.lock().ok().and_then(|g| g.clone()),
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! [`EmbeddedLog`]: the public handle. Opens and recovers the log file, queues appends to the
+//! writer thread, and serves reads from redb read transactions, concurrently with writes.
+//!
+//! Recovery relies on redb: its commits are atomic and checksummed, and on open it rolls back
+//! a torn or partial tail transaction (including non-durable commits never followed by a
+//! durable one). So the file always opens at its last complete commit, and the end offset of
+//! each partition is simply the last key of its table plus one (or the retained start, if
+//! retention emptied it).
+//!
+//! This module must never write records itself: every write goes through the writer thread, so
+//! offsets are assigned in exactly one place.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+use tokio::sync::oneshot;
+use tracing::{error, info};
+
+use crate::config::LogConfig;
+use crate::error::LogError;
+use crate::partitioner::partition_for;
+use crate::retention::RetentionReport;
+use crate::schema::{PartitionTables, IDEMPOTENCY, IDEMPOTENCY_BY_TIME, META, META_PARTITIONS};
+use crate::shared::{system_clock, Clock, Core, PartitionState};
+use crate::writer::{self, AppendReceipt, AppendRequest, Command, Reply};
+
+/// File name of the database inside the log directory.
+pub const LOG_FILE_NAME: &str = "log.redb";
+
+/// Handle to an open log. Cheap to clone; all clones share one database and writer thread,
+/// which stop when the last clone is dropped or any clone is [`closed`](EmbeddedLog::close).
+#[derive(Clone)]
+pub struct EmbeddedLog {
+    inner: Arc<Handle>,
+}
+
+struct Handle {
+    core: Arc<Core>,
+    path: PathBuf,
+    commands: Mutex<Option<Sender<Command>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Handle {
+    /// Stops accepting appends, lets the writer drain what is queued, and waits for it.
+    fn shutdown(&self) {
+        // Dropping the sender disconnects the queue once it is empty; the writer exits then.
+        drop(
+            self.commands
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let writer = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(writer) = writer {
+            if writer.join().is_err() {
+                error!(path = %self.path.display(), "log writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl fmt::Debug for EmbeddedLog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EmbeddedLog")
+            .field("path", &self.inner.path)
+            .field("partitions", &self.partitions())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedLog {
+    /// Opens (creating if needed) the log in `dir` and starts its writer thread.
+    ///
+    /// Fails with [`LogError::PartitionCountChanged`] if the file was created with another
+    /// partition count.
+    pub fn open(dir: &Path, config: LogConfig) -> Result<Self, LogError> {
+        Self::open_with_clock(dir, config, system_clock())
+    }
+
+    pub(crate) fn open_with_clock(
+        dir: &Path,
+        config: LogConfig,
+        clock: Clock,
+    ) -> Result<Self, LogError> {
+        let (core, last_time_ms) = open_core(dir, config, clock)?;
+        let (tx, rx) = mpsc::channel();
+        let writer = writer::spawn(Arc::clone(&core), rx, last_time_ms)?;
+        Ok(Self {
+            inner: Arc::new(Handle {
+                core,
+                path: dir.join(LOG_FILE_NAME),
+                commands: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(writer)),
+            }),
+        })
+    }
+
+    fn core(&self) -> &Core {
+        &self.inner.core
+    }
+
+    /// Number of partitions.
+    pub fn partitions(&self) -> u32 {
+        self.core().partition_count()
+    }
+
+    /// Partition for `key`: FNV-1a 64 of its UTF-8 bytes modulo the partition count; stable
+    /// across versions and platforms.
+    pub fn partition_for(&self, key: &str) -> u32 {
+        partition_for(key, self.partitions())
+    }
+
+    /// Appends `(partition, payload)` records, keeping their order within each partition, and
+    /// resolves once the group commit holding them is durable under the fsync policy.
+    ///
+    /// With `idempotency_key`, a key already committed (and not yet expired) writes nothing and
+    /// returns the original receipt with `duplicate: true`. Dropping the future after it was
+    /// polled does not cancel the append.
+    pub async fn append(
+        &self,
+        records: Vec<(u32, Vec<u8>)>,
+        idempotency_key: Option<String>,
+    ) -> Result<AppendReceipt, LogError> {
+        if let Some(receipt) = self.check_append(&records, &idempotency_key)? {
+            return Ok(receipt);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.submit(Command::Append(AppendRequest {
+            records,
+            idempotency_key,
+            reply: Reply::Async(tx),
+        }))?;
+        rx.await.map_err(|_| LogError::Closed)?
+    }
+
+    /// Blocking form of [`append`](Self::append), for std threads. Do not call it on an async
+    /// runtime thread.
+    pub fn append_blocking(
+        &self,
+        records: Vec<(u32, Vec<u8>)>,
+        idempotency_key: Option<String>,
+    ) -> Result<AppendReceipt, LogError> {
+        if let Some(receipt) = self.check_append(&records, &idempotency_key)? {
+            return Ok(receipt);
+        }
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(Command::Append(AppendRequest {
+            records,
+            idempotency_key,
+            reply: Reply::Blocking(tx),
+        }))?;
+        rx.recv().map_err(|_| LogError::Closed)?
+    }
+
+    /// Validates before queueing, so one bad request can never fail a whole group commit.
+    /// Returns a receipt directly when there is nothing to do.
+    fn check_append(
+        &self,
+        records: &[(u32, Vec<u8>)],
+        idempotency_key: &Option<String>,
+    ) -> Result<Option<AppendReceipt>, LogError> {
+        let partitions = self.partitions();
+        if let Some(&(bad, _)) = records.iter().find(|(p, _)| *p >= partitions) {
+            return Err(LogError::InvalidPartition(bad));
+        }
+        if records.is_empty() && idempotency_key.is_none() {
+            return Ok(Some(AppendReceipt {
+                duplicate: false,
+                ranges: Vec::new(),
+            }));
+        }
+        Ok(None)
+    }
+
+    fn submit(&self, command: Command) -> Result<(), LogError> {
+        let commands = self
+            .inner
+            .commands
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match commands.as_ref() {
+            Some(tx) => tx.send(command).map_err(|_| LogError::Closed),
+            None => Err(LogError::Closed),
+        }
+    }
+
+    /// Records of `partition` with offset `>= from`, ascending, at most `max_records`.
+    ///
+    /// Fails with [`LogError::OffsetTruncated`] if `from` was deleted by retention. Reading at
+    /// or past the end returns an empty vector.
+    pub fn read(
+        &self,
+        partition: u32,
+        from: u64,
+        max_records: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
+        let core = self.core();
+        let tables = core.tables(partition)?;
+        let txn = core.db.begin_read()?;
+        let records = txn.open_table(tables.records())?;
+        // The truncation check uses the same snapshot as the read, so a concurrent retention
+        // run can never make this silently skip records.
+        let first_available = match records.first()? {
+            Some((k, _)) => k.value(),
+            None => {
+                let meta = txn.open_table(META)?;
+                let start = meta.get(tables.start_key())?.map(|v| v.value());
+                start.unwrap_or(0)
+            }
+        };
+        if from < first_available {
+            return Err(LogError::OffsetTruncated {
+                partition,
+                requested: from,
+                first_available,
+            });
+        }
+        let mut out = Vec::with_capacity(max_records.min(1024));
+        if max_records == 0 {
+            return Ok(out);
+        }
+        for entry in records.range(from..)?.take(max_records) {
+            let (k, v) = entry?;
+            out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Next offset to be assigned in `partition` (committed records only); 0 for a partition
+    /// that does not exist. Lock-free.
+    pub fn end_offset(&self, partition: u32) -> u64 {
+        self.core()
+            .partition(partition)
+            .map_or(0, |p| p.end.load(Ordering::Acquire))
+    }
+
+    /// First retained offset of `partition` (equal to the end offset if retention emptied it).
+    pub fn start_offset(&self, partition: u32) -> Result<u64, LogError> {
+        Ok(self
+            .core()
+            .partition(partition)?
+            .start
+            .load(Ordering::Acquire))
+    }
+
+    /// Blocks the calling std thread until `end_offset(partition) > offset` or `timeout`
+    /// passes. True if the data is available. False at once for a partition that does not
+    /// exist.
+    pub fn wait_for(&self, partition: u32, offset: u64, timeout: Duration) -> bool {
+        self.core().wait_for(partition, offset, timeout)
+    }
+
+    /// Deletes records past `retention_age` or beyond `retention_bytes` (oldest first across
+    /// partitions), but never one at or above `safe_offsets[p]`; a partition missing from
+    /// `safe_offsets` keeps everything. Also expires idempotency keys. Runs on the writer
+    /// thread, so it waits for queued appends; call it from a std thread or `spawn_blocking`.
+    pub fn apply_retention(&self, safe_offsets: &[u64]) -> Result<RetentionReport, LogError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.submit(Command::Retention {
+            safe_offsets: safe_offsets.to_vec(),
+            reply: tx,
+        })?;
+        rx.recv().map_err(|_| LogError::Closed)?
+    }
+
+    /// Approximate payload bytes retained, all partitions.
+    pub fn size_bytes(&self) -> u64 {
+        self.core().total_bytes()
+    }
+
+    /// Stops the writer after it has committed every queued append, for this handle and all its
+    /// clones (their later appends fail with [`LogError::Closed`]). Dropping the last clone does
+    /// the same.
+    pub fn close(self) {
+        self.inner.shutdown();
+    }
+}
+
+/// Opens the database, checks the schema and recovers the in-memory state; returns it with the
+/// latest batch append time. No writer is started.
+pub(crate) fn open_core(
+    dir: &Path,
+    config: LogConfig,
+    clock: Clock,
+) -> Result<(Arc<Core>, u64), LogError> {
+    config.validate()?;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(LOG_FILE_NAME);
+    let db = Database::builder().create(&path)?;
+    let tables: Vec<PartitionTables> = (0..config.partitions).map(PartitionTables::new).collect();
+    init_schema(&db, config.partitions, &tables)?;
+    let (partitions, last_time_ms) = recover(&db, &tables)?;
+    info!(
+        path = %path.display(),
+        partitions = config.partitions,
+        end_offsets = ?partitions.iter().map(|p| p.end.load(Ordering::Relaxed)).collect::<Vec<_>>(),
+        "log opened"
+    );
+    let core = Core {
+        db,
+        config,
+        tables,
+        partitions,
+        clock,
+    };
+    Ok((Arc::new(core), last_time_ms))
+}
+
+/// Creates the tables and records the partition count, or checks it against an existing file.
+fn init_schema(db: &Database, configured: u32, tables: &[PartitionTables]) -> Result<(), LogError> {
+    let mut txn = db.begin_write()?;
+    // The partition count must be durable before any record is routed by it.
+    txn.set_durability(Durability::Immediate)?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let existing = meta.get(META_PARTITIONS)?.map(|v| v.value());
+        match existing {
+            Some(e) if e != u64::from(configured) => {
+                return Err(LogError::PartitionCountChanged {
+                    existing: u32::try_from(e).unwrap_or(u32::MAX),
+                    configured,
+                });
+            }
+            Some(_) => {}
+            None => {
+                meta.insert(META_PARTITIONS, u64::from(configured))?;
+            }
+        }
+        txn.open_table(IDEMPOTENCY)?;
+        txn.open_table(IDEMPOTENCY_BY_TIME)?;
+        for t in tables {
+            txn.open_table(t.records())?;
+            txn.open_table(t.batches())?;
+        }
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// Rebuilds the in-memory offsets and sizes from the file, and returns the latest batch time.
+fn recover(
+    db: &Database,
+    tables: &[PartitionTables],
+) -> Result<(Vec<PartitionState>, u64), LogError> {
+    let txn = db.begin_read()?;
+    let meta = txn.open_table(META)?;
+    let mut states = Vec::with_capacity(tables.len());
+    let mut last_time_ms = 0u64;
+    for t in tables {
+        let records = txn.open_table(t.records())?;
+        let index = txn.open_table(t.batches())?;
+        let retained_start = meta.get(t.start_key())?.map_or(0, |v| v.value());
+        let bytes = meta.get(t.bytes_key())?.map_or(0, |v| v.value());
+        let first = records.first()?.map(|(k, _)| k.value());
+        let last = records.last()?.map(|(k, _)| k.value());
+        // An emptied partition continues after its retained start: offsets are never reused.
+        let end = last.map_or(0, |l| l + 1).max(retained_start);
+        let start = first.unwrap_or(end);
+        if let Some((_, v)) = index.last()? {
+            last_time_ms = last_time_ms.max(v.value().0);
+        }
+        states.push(PartitionState::new(start, end, bytes));
+    }
+    Ok((states, last_time_ms))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,101 @@
+//! Errors of the embedded log.
+//!
+//! Errors are `Clone` because one failed group commit must be reported to every request in it;
+//! storage errors are therefore flattened to their message. This module must never hide the
+//! cause: every variant says what failed.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+
+/// Everything that can go wrong in the log.
+#[derive(Debug, Clone, Error)]
+pub enum LogError {
+    /// Creating the log directory failed.
+    #[error("log i/o error: {0}")]
+    Io(#[source] Arc<std::io::Error>),
+    /// redb reported an error (opening, a transaction, a table, or a commit).
+    #[error("log storage error: {0}")]
+    Storage(String),
+    /// The settings cannot describe a working log.
+    #[error("invalid log configuration: {0}")]
+    InvalidConfig(String),
+    /// The log file was created with another partition count; reusing it would re-route keys.
+    #[error("log has {existing} partitions but the configuration asks for {configured}")]
+    PartitionCountChanged { existing: u32, configured: u32 },
+    /// A partition number at or above the partition count.
+    #[error("invalid partition {0}")]
+    InvalidPartition(u32),
+    /// The requested offset was deleted by retention.
+    #[error(
+        "offset {requested} of partition {partition} was deleted by retention; first available is {first_available}"
+    )]
+    OffsetTruncated {
+        partition: u32,
+        requested: u64,
+        first_available: u64,
+    },
+    /// The log was closed (or its writer thread stopped); nothing more can be appended.
+    #[error("log is closed")]
+    Closed,
+}
+
+impl From<std::io::Error> for LogError {
+    fn from(e: std::io::Error) -> Self {
+        LogError::Io(Arc::new(e))
+    }
+}
+
+// redb has one error type per operation; all of them mean "storage failed" to our callers.
+macro_rules! storage_error_from {
+    ($($t:ty),* $(,)?) => {
+        $(impl From<$t> for LogError {
+            fn from(e: $t) -> Self {
+                LogError::Storage(e.to_string())
+            }
+        })*
+    };
+}
+
+storage_error_from!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError,
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_lowercase_and_carry_the_numbers() {
+        let e = LogError::OffsetTruncated {
+            partition: 2,
+            requested: 5,
+            first_available: 9,
+        };
+        assert_eq!(
+            e.to_string(),
+            "offset 5 of partition 2 was deleted by retention; first available is 9"
+        );
+        let e = LogError::PartitionCountChanged {
+            existing: 4,
+            configured: 8,
+        };
+        assert_eq!(
+            e.to_string(),
+            "log has 4 partitions but the configuration asks for 8"
+        );
+        assert_eq!(LogError::Closed.to_string(), "log is closed");
+    }
+
+    #[test]
+    fn redb_errors_become_storage_errors() {
+        let e: LogError = redb::StorageError::Corrupted("bad page".to_string()).into();
+        assert!(matches!(e, LogError::Storage(ref m) if m.contains("bad page")));
+    }
+}

@@ -1,0 +1,307 @@
+//! The embedded result store: one redb file, `<dir>/store.redb`, for the single-process deployment.
+//!
+//! Tables (all keys are [`crate::keys`] encodings, so byte order is tuple order):
+//! - `results_by_metric`: (job, metric_id, window, window_start) → result. Serves queries for one
+//!   metric, like Cassandra's ((metric_id, window, day), window_start).
+//! - `results_by_time`: (job, window_start, metric_id, window) → the same result, duplicated.
+//!   Serves "all metrics between start and end", like ((window, hour), window_start, metric_id).
+//!   It holds the whole value rather than nothing because the dashboard's time-range query would
+//!   otherwise pay one random B-tree lookup into `results_by_metric` per row; results are small
+//!   (about 100 bytes), so doubling them is cheaper than the lookups. Both are written in the same
+//!   transaction, so they cannot disagree.
+//! - `late_events`: (job, partition, window, offset) → late event: the late output's idempotency
+//!   key, so a replayed late event overwrites itself.
+//! - `late_by_ts`: (job, ts, partition, window, offset) → the same late event, for queries by event
+//!   time. A metric filter on late events is applied while scanning this range (a rarely used
+//!   diagnostic path, so it has no index of its own).
+//!
+//! This module must never make a write durable on `apply` (that is `flush`'s job, once per
+//! checkpoint) and never hold a write transaction across calls.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use redb::{
+    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTableMetadata, TableDefinition,
+};
+use streampulse_core::output::{LateEvent, Output, WindowResult};
+
+use crate::codec::{decode_late, decode_result, encode_late, encode_result};
+use crate::error::StoreError;
+use crate::keys::{self, prefix_end, KeyBuf, KeyReader};
+use crate::{LateQuery, ResultQuery, ResultStore, StoreCounts};
+
+type Bytes = &'static [u8];
+type ReadTable = ReadOnlyTable<Bytes, Bytes>;
+
+// Names apart from the definitions so errors can carry them as `&'static str`.
+const RESULTS_BY_METRIC_NAME: &str = "results_by_metric";
+const RESULTS_BY_TIME_NAME: &str = "results_by_time";
+const LATE_EVENTS_NAME: &str = "late_events";
+const LATE_BY_TS_NAME: &str = "late_by_ts";
+
+const RESULTS_BY_METRIC: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new(RESULTS_BY_METRIC_NAME);
+const RESULTS_BY_TIME: TableDefinition<Bytes, Bytes> = TableDefinition::new(RESULTS_BY_TIME_NAME);
+const LATE_EVENTS: TableDefinition<Bytes, Bytes> = TableDefinition::new(LATE_EVENTS_NAME);
+const LATE_BY_TS: TableDefinition<Bytes, Bytes> = TableDefinition::new(LATE_BY_TS_NAME);
+
+/// The result store in a local redb file.
+pub struct EmbeddedStore {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl EmbeddedStore {
+    /// The database file's name inside the store directory.
+    pub const FILE_NAME: &'static str = "store.redb";
+
+    /// Opens (or creates) the store in `dir`, creating the directory if needed.
+    ///
+    /// After a crash, redb rolls back to the last durable commit, i.e. the last [`flush`]; the
+    /// engine replays from the matching checkpoint and rewrites the rest.
+    ///
+    /// [`flush`]: ResultStore::flush
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(Self::FILE_NAME);
+        let db = Database::create(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        // Create every table up front, so read transactions never meet a missing table.
+        let txn = db.begin_write()?;
+        for table in [RESULTS_BY_METRIC, RESULTS_BY_TIME, LATE_EVENTS, LATE_BY_TS] {
+            txn.open_table(table)?;
+        }
+        txn.commit()?;
+        tracing::info!(path = %path.display(), "result store opened");
+        Ok(Self { db, path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Metric queries: one range scan of `results_by_metric` per window of the metric.
+    fn query_by_metric(
+        &self,
+        q: &ResultQuery,
+        metric_id: &str,
+    ) -> Result<Vec<WindowResult>, StoreError> {
+        let mut out = Vec::new();
+        if q.start >= q.end || q.limit == 0 {
+            return Ok(out);
+        }
+        let table = self.db.begin_read()?.open_table(RESULTS_BY_METRIC)?;
+        let metric_prefix = KeyBuf::new().str(&q.job).str(metric_id);
+        if let Some(window) = &q.window {
+            scan_window(&table, metric_prefix.str(window), q, &mut out)?;
+            return Ok(out);
+        }
+        // No window given: skip-scan. Find the next window of this metric, read its slice
+        // [start, end), then jump past all of its keys; rows outside the time range are never read
+        // beyond the one entry that names the next window.
+        let metric_prefix = metric_prefix.into_bytes();
+        let Some(metric_end) = prefix_end(&metric_prefix) else {
+            return Ok(out);
+        };
+        let mut lower = metric_prefix;
+        while out.len() < q.limit {
+            let window = {
+                let mut range = table.range(lower.as_slice()..metric_end.as_slice())?;
+                let Some(entry) = range.next() else { break };
+                let (key, _) = entry?;
+                let mut r = KeyReader::new(key.value());
+                r.str()
+                    .and_then(|_job| r.str())
+                    .and_then(|_metric| r.str())
+                    .map_err(|e| StoreError::corrupt_key(RESULTS_BY_METRIC_NAME, e))?
+            };
+            let window_prefix = KeyBuf::new().str(&q.job).str(metric_id).str(&window);
+            scan_window(&table, window_prefix.clone(), q, &mut out)?;
+            match prefix_end(&window_prefix.into_bytes()) {
+                Some(next) => lower = next,
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Time-range queries: one range scan of `results_by_time`, filtering metric and window.
+    fn query_by_time(&self, q: &ResultQuery) -> Result<Vec<WindowResult>, StoreError> {
+        let mut out = Vec::new();
+        if q.start >= q.end || q.limit == 0 {
+            return Ok(out);
+        }
+        let table = self.db.begin_read()?.open_table(RESULTS_BY_TIME)?;
+        let lo = KeyBuf::new().str(&q.job).i64(q.start).into_bytes();
+        let hi = KeyBuf::new().str(&q.job).i64(q.end).into_bytes();
+        for entry in table.range(lo.as_slice()..hi.as_slice())? {
+            let (_, value) = entry?;
+            let r = decode_result(RESULTS_BY_TIME_NAME, value.value())?;
+            let wanted = q.metric_id.as_ref().is_none_or(|m| *m == r.metric_id)
+                && q.window.as_ref().is_none_or(|w| *w == r.window);
+            if wanted {
+                out.push(r);
+                if out.len() >= q.limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Appends the rows under `window_prefix` (job, metric, window) whose window_start is in
+/// [start, end), up to the limit. window_start is the key's last, fixed-width component, so the
+/// byte range is exactly the time range.
+fn scan_window(
+    table: &ReadTable,
+    window_prefix: KeyBuf,
+    q: &ResultQuery,
+    out: &mut Vec<WindowResult>,
+) -> Result<(), StoreError> {
+    let lo = window_prefix.clone().i64(q.start).into_bytes();
+    let hi = window_prefix.i64(q.end).into_bytes();
+    for entry in table.range(lo.as_slice()..hi.as_slice())? {
+        if out.len() >= q.limit {
+            break;
+        }
+        let (_, value) = entry?;
+        out.push(decode_result(RESULTS_BY_METRIC_NAME, value.value())?);
+    }
+    Ok(())
+}
+
+impl ResultStore for EmbeddedStore {
+    fn apply(&self, job: &str, partition: u32, outputs: &[Output]) -> Result<(), StoreError> {
+        if outputs.is_empty() {
+            return Ok(());
+        }
+        // redb runs one write transaction at a time; concurrent partition threads queue here.
+        // An error returns before commit, and dropping the transaction aborts it: all or nothing.
+        let mut txn = self.db.begin_write()?;
+        // Not durable yet: fsync per batch would cap throughput. `flush` makes it durable.
+        txn.set_durability(Durability::None)?;
+        {
+            let mut by_metric = txn.open_table(RESULTS_BY_METRIC)?;
+            let mut by_time = txn.open_table(RESULTS_BY_TIME)?;
+            let mut late = txn.open_table(LATE_EVENTS)?;
+            let mut late_by_ts = txn.open_table(LATE_BY_TS)?;
+            for output in outputs {
+                match output {
+                    Output::Result(r) => {
+                        let value = encode_result(r)?;
+                        let k =
+                            keys::result_by_metric(job, &r.metric_id, &r.window, r.window_start);
+                        by_metric.insert(k.as_slice(), value.as_slice())?;
+                        let k = keys::result_by_time(job, r.window_start, &r.metric_id, &r.window);
+                        by_time.insert(k.as_slice(), value.as_slice())?;
+                    }
+                    Output::Retract {
+                        metric_id,
+                        window,
+                        window_start,
+                    } => {
+                        let k = keys::result_by_metric(job, metric_id, window, *window_start);
+                        by_metric.remove(k.as_slice())?;
+                        let k = keys::result_by_time(job, *window_start, metric_id, window);
+                        by_time.remove(k.as_slice())?;
+                    }
+                    Output::Late(e) => {
+                        let value = encode_late(e)?;
+                        let k = keys::late(job, partition, &e.window, e.offset);
+                        let old_ts = late
+                            .insert(k.as_slice(), value.as_slice())?
+                            .map(|old| decode_late(LATE_EVENTS_NAME, old.value()).map(|o| o.ts))
+                            .transpose()?;
+                        // A replay carries the same ts; should it ever differ, the index must not
+                        // keep a second entry for the one event.
+                        if let Some(old_ts) = old_ts.filter(|&t| t != e.ts) {
+                            let k = keys::late_by_ts(job, old_ts, partition, &e.window, e.offset);
+                            late_by_ts.remove(k.as_slice())?;
+                        }
+                        let k = keys::late_by_ts(job, e.ts, partition, &e.window, e.offset);
+                        late_by_ts.insert(k.as_slice(), value.as_slice())?;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        let started = Instant::now();
+        // An empty commit with Durability::Immediate persists every earlier Durability::None commit:
+        // redb documents `Durability::None` as "will not be persisted to disk unless followed by a
+        // commit with Durability::Immediate", and in redb 4.6 `WriteTransaction::durable_commit`
+        // writes out the pages and freed-page records those commits kept in memory
+        // ("previously unpersisted allocations that are now becoming durable") before its fsync.
+        // An empty transaction is not skipped: `commit` always runs the durable path.
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(Durability::Immediate)?;
+        txn.commit()?;
+        tracing::debug!(elapsed = ?started.elapsed(), "result store flushed");
+        Ok(())
+    }
+
+    fn query_results(&self, q: &ResultQuery) -> Result<Vec<WindowResult>, StoreError> {
+        match &q.metric_id {
+            Some(metric_id) => self.query_by_metric(q, metric_id),
+            None => self.query_by_time(q),
+        }
+    }
+
+    fn query_late(&self, q: &LateQuery) -> Result<Vec<LateEvent>, StoreError> {
+        let mut out = Vec::new();
+        if q.start >= q.end || q.limit == 0 {
+            return Ok(out);
+        }
+        let table = self.db.begin_read()?.open_table(LATE_BY_TS)?;
+        let lo = KeyBuf::new().str(&q.job).i64(q.start).into_bytes();
+        let hi = KeyBuf::new().str(&q.job).i64(q.end).into_bytes();
+        for entry in table.range(lo.as_slice()..hi.as_slice())? {
+            let (_, value) = entry?;
+            let e = decode_late(LATE_BY_TS_NAME, value.value())?;
+            if q.metric_id.as_ref().is_none_or(|m| *m == e.metric_id) {
+                out.push(e);
+                if out.len() >= q.limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn counts(&self) -> Result<StoreCounts, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(StoreCounts {
+            results: txn.open_table(RESULTS_BY_METRIC)?.len()?,
+            late: txn.open_table(LATE_EVENTS)?.len()?,
+        })
+    }
+}
+
+// Partition threads share one store.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<EmbeddedStore>();
+};
+
+#[cfg(test)]
+#[path = "embedded_tests.rs"]
+mod tests;

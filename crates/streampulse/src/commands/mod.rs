@@ -1,0 +1,6 @@
+//! One module per subcommand of the `streampulse` binary.
+
+pub mod produce;
+pub mod replay;
+pub mod run;
+pub mod savepoint;

@@ -1,0 +1,174 @@
+//! `streampulse replay`: a job over a file, as a bounded stream.
+//!
+//! The events are read in file order, routed to partitions as the embedded log would route them,
+//! and processed by the same pipeline as `run`; at the end of the input the watermark goes to +∞
+//! (Flink's bounded mode), so every window fires. Used to test a job before deploying it, for
+//! backfills, and by the Flink parity test. Lines that are not valid events are reported on stderr
+//! with their line numbers, never dropped silently.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use streampulse_core::output::{LateEvent, Output};
+use streampulse_core::pipeline::PartitionPipeline;
+
+use crate::config::AppConfig;
+use crate::results_writer::ResultWriter;
+
+#[derive(clap::Args)]
+pub struct ReplayArgs {
+    /// Configuration file (its `job` and `log.partitions` are used); defaults apply without it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Events, one JSON object per line; `.gz` is decompressed; `-` reads stdin.
+    #[arg(long)]
+    input: PathBuf,
+    /// Where to write window results: `.csv`, `.ndjson`/`.jsonl`, or `-` for CSV on stdout.
+    #[arg(long, default_value = "-")]
+    output: PathBuf,
+    /// Also write events that missed every window (the late output) here, as NDJSON.
+    #[arg(long)]
+    late_output: Option<PathBuf>,
+    /// Overrides `log.partitions` (one watermark per partition).
+    #[arg(long)]
+    partitions: Option<u32>,
+}
+
+/// Counts reported at the end of a replay.
+#[derive(Debug, Default)]
+struct Summary {
+    lines: u64,
+    events: u64,
+    rejected: u64,
+    results: u64,
+    late: u64,
+}
+
+const MAX_REPORTED_REJECTIONS: u64 = 20;
+
+pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
+    let validated = AppConfig::load(args.config.as_deref())?;
+    let job = validated.job;
+    let partitions = args
+        .partitions
+        .unwrap_or(validated.config.log.partitions)
+        .max(1);
+
+    let input: Box<dyn BufRead> = open_input(&args.input)?;
+    let mut writer = ResultWriter::create(&args.output, &job)?;
+    let mut late_writer = match &args.late_output {
+        Some(path) => {
+            Some(BufWriter::new(File::create(path).with_context(|| {
+                format!("cannot create {}", path.display())
+            })?))
+        }
+        None => None,
+    };
+
+    let mut pipelines: Vec<PartitionPipeline> = (0..partitions)
+        .map(|_| PartitionPipeline::new(&job))
+        .collect();
+    let mut offsets = vec![0u64; partitions as usize];
+    let mut outputs = Vec::new();
+    let mut summary = Summary::default();
+
+    for line in input.lines() {
+        let line = line.with_context(|| format!("cannot read {}", args.input.display()))?;
+        summary.lines += 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event = match job.event.parse_str(&line) {
+            Ok(event) => event,
+            Err(reason) => {
+                summary.rejected += 1;
+                if summary.rejected <= MAX_REPORTED_REJECTIONS {
+                    eprintln!("line {}: rejected: {reason}", summary.lines);
+                }
+                continue;
+            }
+        };
+        summary.events += 1;
+        let p = streampulse_log::partition_for(&event.metric_id, partitions) as usize;
+        pipelines[p].process(
+            &event.metric_id,
+            event.ts,
+            event.value,
+            offsets[p],
+            &mut outputs,
+        );
+        offsets[p] += 1;
+        drain(
+            &mut outputs,
+            &mut writer,
+            late_writer.as_mut(),
+            &mut summary,
+        )?;
+    }
+    for pipeline in &mut pipelines {
+        pipeline.finish(&mut outputs);
+        drain(
+            &mut outputs,
+            &mut writer,
+            late_writer.as_mut(),
+            &mut summary,
+        )?;
+    }
+    writer.finish()?;
+    if let Some(w) = late_writer.as_mut() {
+        w.flush()?;
+    }
+    eprintln!(
+        "replay: {} events ({} lines rejected), {} window results, {} late events",
+        summary.events, summary.rejected, summary.results, summary.late
+    );
+    Ok(())
+}
+
+fn open_input(path: &PathBuf) -> anyhow::Result<Box<dyn BufRead>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(BufReader::new(io::stdin())));
+    }
+    let file = File::open(path).with_context(|| format!("cannot open input {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        Ok(Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(
+            file,
+        ))))
+    } else {
+        Ok(Box::new(BufReader::with_capacity(1 << 20, file)))
+    }
+}
+
+fn drain(
+    outputs: &mut Vec<Output>,
+    writer: &mut ResultWriter,
+    mut late_writer: Option<&mut BufWriter<File>>,
+    summary: &mut Summary,
+) -> anyhow::Result<()> {
+    for output in outputs.drain(..) {
+        match output {
+            Output::Result(result) => {
+                summary.results += 1;
+                writer.write(&result)?;
+            }
+            // A replay writes rows as they are emitted; a superseded session row stays in the file
+            // and its replacement follows with a higher revision.
+            Output::Retract { .. } => {}
+            Output::Late(late) => {
+                summary.late += 1;
+                if let Some(w) = late_writer.as_deref_mut() {
+                    write_late(w, &late)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_late(w: &mut impl Write, late: &LateEvent) -> anyhow::Result<()> {
+    serde_json::to_writer(&mut *w, late)?;
+    w.write_all(b"\n")?;
+    Ok(())
+}

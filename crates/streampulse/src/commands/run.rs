@@ -1,0 +1,149 @@
+//! `streampulse run`: the platform in one process — HTTP ingest and queries, the embedded log, the
+//! engine, the embedded store and checkpoints under the data directory.
+//!
+//! Start-up order matters: the configuration is validated and the port bound before anything is
+//! written, so a bad config or a busy port leaves nothing behind. Stopping (Ctrl-C or SIGTERM)
+//! first stops accepting requests, then takes a final checkpoint, then exits; the next start
+//! resumes from that checkpoint.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use streampulse_engine::checkpoint::{open_storage, CheckpointStore};
+use streampulse_engine::{Runtime, RuntimeConfig, StartFrom};
+use streampulse_log::{EmbeddedLog, LogConfig};
+use streampulse_store::{EmbeddedStore, ResultStore};
+
+use crate::config::AppConfig;
+
+/// Most rows a single query returns.
+const MAX_QUERY_ROWS: usize = 10_000;
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Configuration file; every key is optional (see config/application.yaml).
+    #[arg(long, env = "STREAMPULSE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Overrides `data_dir`.
+    #[arg(long, env = "STREAMPULSE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Overrides `server.listen`, e.g. 127.0.0.1:8080.
+    #[arg(long, env = "STREAMPULSE_LISTEN")]
+    listen: Option<String>,
+    /// Start from this savepoint instead of the latest checkpoint.
+    #[arg(long)]
+    from_savepoint: Option<String>,
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let validated = AppConfig::load(args.config.as_deref())?;
+    let mut config = validated.config;
+    let job = validated.job;
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    let listen: std::net::SocketAddr = config.server.listen.parse().with_context(|| {
+        format!(
+            "--listen: '{}' is not an address like 0.0.0.0:8080",
+            config.server.listen
+        )
+    })?;
+
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("api")
+        .build()?;
+    let listener = tokio
+        .block_on(tokio::net::TcpListener::bind(listen))
+        .with_context(|| format!("cannot listen on {listen}"))?;
+
+    let data_dir = config.data_dir.clone();
+    let log = EmbeddedLog::open(
+        &data_dir.join("log"),
+        LogConfig {
+            partitions: config.log.partitions,
+            fsync: config.log.fsync,
+            retention_bytes: config.log.retention_bytes,
+            retention_age: config.log.retention_age,
+            ..LogConfig::default()
+        },
+    )
+    .with_context(|| format!("cannot open the log under {}", data_dir.display()))?;
+    let store: Arc<dyn ResultStore> = Arc::new(
+        EmbeddedStore::open(&data_dir.join("store"))
+            .with_context(|| format!("cannot open the store under {}", data_dir.display()))?,
+    );
+    let storage_url = if config.checkpoint.storage.is_empty() {
+        data_dir.join("checkpoints").display().to_string()
+    } else {
+        config.checkpoint.storage.clone()
+    };
+    let checkpoints = CheckpointStore::new(
+        open_storage(&storage_url)?,
+        &job.name,
+        config.checkpoint.retain,
+    );
+    let start_from = match args.from_savepoint {
+        Some(name) => StartFrom::Savepoint(name),
+        None => StartFrom::LatestCheckpoint,
+    };
+    let runtime = Runtime::start(
+        job,
+        RuntimeConfig {
+            checkpoint_interval: config.checkpoint.interval,
+        },
+        log,
+        store.clone(),
+        checkpoints,
+        start_from,
+    )?;
+
+    let state = streampulse_api::AppState {
+        runtime: runtime.clone(),
+        store,
+        max_query_rows: MAX_QUERY_ROWS,
+    };
+    let app = streampulse_api::router(state, config.server.max_body_bytes);
+    tracing::info!(%listen, data_dir = %data_dir.display(), checkpoints = %storage_url, job = %runtime.job().name, "streampulse is running");
+    let served = tokio.block_on(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+    });
+    if let Err(err) = &served {
+        tracing::error!(error = %err, "http server failed");
+    }
+    tracing::info!("stopping: taking a final checkpoint");
+    runtime
+        .shutdown()
+        .context("final checkpoint failed; the next start replays from the previous one")?;
+    let status = runtime.status();
+    let id = status.last_checkpoint.map(|c| c.id).unwrap_or(0);
+    tracing::info!(checkpoint = id, "stopped cleanly");
+    served.context("http server failed")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

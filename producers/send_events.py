@@ -1,0 +1,506 @@
+#!/usr/bin/env python3
+"""Live synthetic event producer for StreamPulse (Python 3 standard library only).
+
+Sends metric events to a running platform at a steady wall-clock rate, as NDJSON batches POSTed
+to {target}/events, the same stream as `streampulse produce`:
+
+  python3 producers/send_events.py --rate 1000 [--metrics 100] [--target http://127.0.0.1:8080]
+      [--duration 60] [--count N] [--batch-size 200] [--seed N] [--late-fraction 0.005]
+      [--spike-probability 0.1] [--out-of-order-ms 3000] [--dry-run]
+
+  python3 producers/send_events.py --dry-run --rate 5000 --count 20000 > events.ndjson
+
+Each event looks like
+
+  {"metric_id": "metric_00042", "ts": 1700000012345, "value": 123.456, "tags": {"host": "host-007"}}
+
+with ts = event time in epoch ms. The value model is that of the reference generator
+(gen_events.py): per-metric baseline (a few negative) + slow sinusoid + gaussian noise; some
+metrics are sparse or periodically silent ("gappy"); spike episodes multiply one metric's values
+by 5-20 for 1-5 s. Event times trail the wall clock by up to --out-of-order-ms, and a fraction
+--late-fraction of events are very late (30-120 s behind).
+
+Every batch carries an Idempotency-Key header, reused when the batch is retried (connection
+errors, 408, 429, 5xx such as 503 when the platform is overloaded), so a retried batch is never
+stored twice. Progress goes to stderr every 5 s, a summary at the end (also on Ctrl-C). The exit
+status is non-zero when the target cannot be reached at start or accepted nothing.
+
+Sinks: HttpSink (default) and StdoutSink (--dry-run). Another sink, e.g. Kafka behind a future
+--bootstrap-servers option, only needs send(batch) -> SendResult and close(); see make_sink().
+"""
+import argparse
+import http.client
+import json
+import math
+import os
+import random
+import re
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+LATE_MIN_MS = 30000
+LATE_MAX_MS = 120000
+PROGRESS_EVERY_S = 5.0
+MAX_ATTEMPTS = 8            # about 11 s of retrying with the backoff below
+FIRST_BACKOFF_S = 0.1
+MAX_BACKOFF_S = 5.0
+MAX_REPORTED_PROBLEMS = 10  # printed one by one; after that only counted
+TWO_PI = 2.0 * math.pi
+
+
+class SyntheticEvents:
+    """The seeded event stream: no clock and no I/O, the caller passes now_ms.
+
+    The same seed and the same sequence of now_ms give the same events.
+    """
+
+    def __init__(self, metrics=100, seed=1, out_of_order_ms=3000, late_fraction=0.005,
+                 spike_probability=0.1, hosts=50, sparse_fraction=0.1, gappy_fraction=0.1):
+        self.rng = random.Random(seed)
+        r = self.rng.random
+        self.out_of_order_ms = max(0, int(out_of_order_ms))
+        self.late_fraction = late_fraction
+        self.spike_probability = spike_probability
+        self.metrics = []
+        self.cumulative = []   # cumulative pick weights: sparse metrics weigh 0.02, others 1
+        total = 0.0
+        for i in range(max(1, metrics)):
+            host = "host-%03d" % int(r() * hosts)
+            u = r()
+            gap = None  # (cycle_ms, off_ms, phase_ms): silent while (t + phase) % cycle < off
+            if u < sparse_fraction:
+                kind = "sparse"
+            elif u < sparse_fraction + gappy_fraction:
+                kind = "gappy"
+                cycle = 20000 + int(r() * 40000)
+                gap = (cycle, 6000 + int(r() * 14000), int(r() * cycle))
+            else:
+                kind = "regular"
+            base = 10.0 + r() * 990.0
+            if r() < 0.05:
+                base = -base
+            self.metrics.append({
+                "name": "metric_%05d" % i, "host": host, "kind": kind, "gap": gap,
+                "base": base,
+                "amp": abs(base) * 0.1 * r(),
+                "period": 60000.0 + r() * 540000.0,
+                "phase": r() * TWO_PI,   # so metrics do not all peak together
+                "sigma": abs(base) * 0.02 + 0.5,
+            })
+            total += 0.02 if kind == "sparse" else 1.0
+            self.cumulative.append(total)
+        self.episodes = []   # [metric index, start_ms, end_ms, factor]
+        self.last_now_ms = None
+        self.stats = {"events": 0, "late": 0, "spiked": 0, "episodes": 0}
+
+    def next_batch(self, now_ms, n):
+        """The next n events as seen at now_ms (epoch ms)."""
+        self._maybe_start_episode(now_ms)
+        r = self.rng.random
+        batch = []
+        for _ in range(n):
+            m = self._pick_metric(now_ms)
+            if r() < self.late_fraction:
+                ts = now_ms - LATE_MIN_MS - self._draw_ms(LATE_MAX_MS - LATE_MIN_MS)
+                self.stats["late"] += 1
+            else:
+                ts = now_ms - self._draw_ms(self.out_of_order_ms)
+            met = self.metrics[m]
+            v = met["base"] + met["amp"] * math.sin(TWO_PI * ts / met["period"] + met["phase"])
+            # Box-Muller; 1 - u1 is in (0, 1], so the logarithm is finite.
+            u1 = r()
+            u2 = r()
+            v += met["sigma"] * math.sqrt(-2.0 * math.log(1.0 - u1)) * math.cos(TWO_PI * u2)
+            for (em, start, end, factor) in self.episodes:
+                if em == m and start <= ts < end:
+                    v *= factor
+                    self.stats["spiked"] += 1
+                    break
+            batch.append({"metric_id": met["name"], "ts": ts, "value": round(v, 3),
+                          "tags": {"host": met["host"]}})
+        self.stats["events"] += n
+        return batch
+
+    def _maybe_start_episode(self, now_ms):
+        # Chance 1 - (1 - p)^seconds, so episodes per second do not depend on the batch rate; a
+        # long stall counts as one minute at most, not as a burst of episodes.
+        elapsed = 0 if self.last_now_ms is None else min(max(now_ms - self.last_now_ms, 0), 60000)
+        self.last_now_ms = now_ms
+        chance = 1.0 - (1.0 - self.spike_probability) ** (elapsed / 1000.0)
+        r = self.rng.random
+        if r() < chance:
+            m = self._pick_metric(now_ms)
+            length = 1000 + int(r() * 4000)
+            self.episodes.append([m, now_ms, now_ms + length, 5.0 + r() * 15.0])
+            self.stats["episodes"] += 1
+        # No event is older than the late bound, so older episodes can no longer apply.
+        horizon = now_ms - LATE_MAX_MS - self.out_of_order_ms
+        self.episodes = [e for e in self.episodes if e[2] >= horizon]
+
+    def _pick_metric(self, now_ms):
+        """Weighted draw of a metric that is not silent at now_ms (bounded rejection sampling)."""
+        total = self.cumulative[-1]
+        last = len(self.metrics) - 1
+        m = 0
+        for _ in range(64):
+            x = self.rng.random() * total
+            m = min(_bisect_left(self.cumulative, x), last)
+            gap = self.metrics[m]["gap"]
+            if gap is None or (now_ms + gap[2]) % gap[0] >= gap[1]:
+                break
+        return m
+
+    def _draw_ms(self, max_ms):
+        """Whole milliseconds uniformly in [0, max_ms]."""
+        return min(int(self.rng.random() * (max_ms + 1)), max_ms)
+
+
+def _bisect_left(a, x):
+    lo, hi = 0, len(a)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if a[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def to_ndjson(batch):
+    return "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in batch).encode("utf-8")
+
+
+class SendResult:
+    """What a sink did with one batch."""
+
+    def __init__(self, accepted=0, rejected=0, errors=0, retries=0, lost=0, duplicates=0):
+        self.accepted = accepted
+        self.rejected = rejected
+        self.errors = errors        # failed attempts (connection errors, 408/429/5xx)
+        self.retries = retries
+        self.lost = lost            # events of a batch given up after the last attempt
+        self.duplicates = duplicates
+
+
+class TargetUnreachable(Exception):
+    pass
+
+
+class OutputClosed(Exception):
+    """stdout went away (e.g. piped into head): stop quietly."""
+
+
+class StdoutSink:
+    """--dry-run: the batches as NDJSON on stdout."""
+
+    name = "stdout"
+
+    def send(self, batch):
+        try:
+            sys.stdout.buffer.write(to_ndjson(batch))
+            sys.stdout.buffer.flush()
+        except BrokenPipeError:
+            raise OutputClosed()
+        return SendResult(accepted=len(batch))
+
+    def close(self):
+        pass
+
+
+class HttpSink:
+    """POST {target}/events, NDJSON, with an Idempotency-Key per batch reused on retry."""
+
+    name = "http"
+
+    def __init__(self, target, timeout=30.0):
+        self.url = target.rstrip("/") + "/events"
+        self.timeout = timeout
+        self.answered = False   # before the first answer, a connection error is a startup error
+        self.problems = 0
+        self.jitter = random.Random()   # not --seed: must not repeat across runs
+
+    def send(self, batch):
+        body = to_ndjson(batch)
+        key = str(uuid.uuid4())   # random, never derived from --seed: the server dedupes by it
+        n = len(batch)
+        result = SendResult()
+        backoff = FIRST_BACKOFF_S
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            kind, info = self._post(body, key)
+            if kind == "stored":
+                self.answered = True
+                result.accepted = int(info.get("accepted", 0))
+                rejected = info.get("rejected") or []
+                result.rejected = len(rejected)
+                result.duplicates = 1 if info.get("duplicate") else 0
+                for rej in rejected:
+                    self._problem("event %s of a batch was rejected: %s" % (rej.get("line"), rej.get("reason")))
+                return result
+            if kind == "refused":
+                if not self.answered:
+                    raise TargetUnreachable("%s refused the events: %s" % (self.url, info))
+                result.rejected = n
+                self._problem("a batch of %d events was refused: %s" % (n, info))
+                return result
+            if kind == "unreachable" and not self.answered:
+                raise TargetUnreachable("cannot reach %s: %s; is 'streampulse run' running?" % (self.url, info))
+            self.answered = True
+            result.errors += 1
+            if attempt == MAX_ATTEMPTS:
+                result.lost = n
+                self._problem("gave up on a batch of %d events after %d attempts: %s" % (n, attempt, info))
+                return result
+            result.retries += 1
+            # Jitter keeps several producers from retrying in lockstep against a busy platform.
+            time.sleep(backoff * (1.0 + 0.5 * self.jitter.random()))
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+        return result
+
+    def _post(self, body, key):
+        """One attempt: ("stored", report) | ("failed", why) | ("unreachable", why) | ("refused", why)."""
+        req = urllib.request.Request(self.url, data=body, method="POST", headers={
+            "Content-Type": "application/x-ndjson",
+            "Idempotency-Key": key,
+        })
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                status, text = resp.status, resp.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as e:
+            status = e.code
+            try:
+                text = e.read().decode("utf-8", "replace")
+            except OSError:
+                text = ""
+        except urllib.error.URLError as e:
+            return "unreachable", str(e.reason)
+        except (OSError, http.client.HTTPException) as e:
+            # Reset, closed early or timed out after connecting: the target exists, retry.
+            return "failed", "%s: %s" % (type(e).__name__, e)
+        report = _json_object(text)
+        # A 200, or a 400 that stored part of the batch: both say how many were accepted.
+        if report is not None and "accepted" in report and (200 <= status < 300 or 400 <= status < 500):
+            return "stored", report
+        why = "%d: %s" % (status, _detail(report, text))
+        if 200 <= status < 300:
+            return "failed", "unexpected answer to a stored batch (%s)" % why
+        if status in (408, 429) or status >= 500:
+            return "failed", why
+        return "refused", why
+
+    def _problem(self, message):
+        self.problems += 1
+        if self.problems <= MAX_REPORTED_PROBLEMS:
+            log(message)
+            if self.problems == MAX_REPORTED_PROBLEMS:
+                log("(further problems are only counted)")
+
+    def close(self):
+        pass
+
+
+def _json_object(text):
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _detail(obj, text):
+    """The `detail` of an RFC 9457 problem body, or the start of whatever else the body is."""
+    if obj is not None and isinstance(obj.get("detail"), str):
+        return obj["detail"]
+    text = text.strip()
+    if not text:
+        return "(empty answer)"
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def make_sink(args):
+    if args.dry_run:
+        return StdoutSink()
+    # A KafkaSink(args.bootstrap_servers, topic) would be chosen here; it only needs
+    # send(batch) -> SendResult and close().
+    return HttpSink(args.target)
+
+
+def log(message):
+    sys.stderr.write("send_events: %s\n" % message)
+    sys.stderr.flush()
+
+
+def parse_duration(text):
+    """Seconds: '60', '60s', '1.5m', '2h', '500ms'."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(ms|s|m|h)?\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError("not a duration: %r (e.g. 60, 60s, 5m, 1h)" % text)
+    scale = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}[m.group(2)]
+    return float(m.group(1)) * scale
+
+
+def probability(text):
+    p = float(text)
+    if not 0.0 <= p <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1, not %s" % text)
+    return p
+
+
+def positive(cast):
+    def parse(text):
+        v = cast(text)
+        if not v > 0:
+            raise argparse.ArgumentTypeError("must be positive, not %s" % text)
+        return v
+    return parse
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rate", type=positive(float), default=1000.0, help="events per second (wall clock)")
+    p.add_argument("--metrics", type=positive(int), default=100, help="distinct metrics")
+    p.add_argument("--target", default="http://127.0.0.1:8080", help="base URL of the platform")
+    p.add_argument("--duration", type=parse_duration, default=None,
+                   help="stop after this long (60, 60s, 5m); default: until Ctrl-C")
+    p.add_argument("--count", type=positive(int), default=None, help="stop after this many events")
+    p.add_argument("--batch-size", type=positive(int), default=None,
+                   help="most events per request; default: rate / 10 (a batch every 100 ms)")
+    p.add_argument("--seed", type=int, default=None, help="generator seed; default: random (printed)")
+    p.add_argument("--late-fraction", type=probability, default=0.005,
+                   help="fraction of very late events (30-120 s behind)")
+    p.add_argument("--spike-probability", type=probability, default=0.1,
+                   help="chance per second that a spike episode starts")
+    p.add_argument("--out-of-order-ms", type=int, default=3000,
+                   help="regular events trail the wall clock by up to this many ms")
+    p.add_argument("--dry-run", action="store_true", help="print NDJSON on stdout instead of sending")
+    a = p.parse_args(argv)
+    if not 0 <= a.out_of_order_ms <= 86400000:
+        p.error("--out-of-order-ms must be between 0 and 86400000")
+    if not a.dry_run and not a.target.startswith(("http://", "https://")):
+        p.error("--target must be an http:// or https:// URL, not %r" % a.target)
+    return a
+
+
+class Totals:
+    def __init__(self):
+        self.sent = self.accepted = self.rejected = 0
+        self.errors = self.retries = self.lost = self.duplicates = 0
+
+    def add(self, n, result):
+        self.sent += n
+        self.accepted += result.accepted
+        self.rejected += result.rejected
+        self.errors += result.errors
+        self.retries += result.retries
+        self.lost += result.lost
+        self.duplicates += result.duplicates
+
+
+def produce(args, events, sink, totals, start):
+    """The pacing loop: at every tick, send what the schedule says is due, in batches."""
+    rate = args.rate
+    batch_size = args.batch_size or max(1, int(math.ceil(rate / 10.0)))
+    tick = min(max(batch_size / rate, 0.01), 1.0)
+    # The schedule: `rate` events/s from origin, on top of the events generated before it.
+    origin, origin_count = start, 0
+    generated = 0
+    one_second_worth = max(int(math.ceil(rate)), batch_size)
+    next_tick = start
+    next_progress = start + PROGRESS_EVERY_S
+    warned_slow = False
+    while True:
+        now = time.monotonic()
+        if args.duration is not None and now - start >= args.duration:
+            return
+        remaining = None if args.count is None else args.count - generated
+        if remaining is not None and remaining <= 0:
+            return
+        due = origin_count + int(rate * (now - origin)) - generated
+        if due > one_second_worth:
+            # More than a second behind: the target is slower than --rate. Catching up would
+            # flood it the moment it recovers, so the schedule restarts from here.
+            if not warned_slow and sink.name == "http":
+                log("the target is slower than --rate %g; sending as fast as it accepts" % rate)
+                warned_slow = True
+            origin, origin_count = now, generated
+            due = batch_size
+        if remaining is not None:
+            due = min(due, remaining)
+        while due > 0:
+            n = min(due, batch_size)
+            batch = events.next_batch(int(time.time() * 1000), n)
+            generated += n
+            due -= n
+            totals.add(n, sink.send(batch))
+            if time.monotonic() >= next_progress:
+                progress(sink, totals, time.monotonic() - start)
+                next_progress += PROGRESS_EVERY_S
+        if time.monotonic() >= next_progress:
+            progress(sink, totals, time.monotonic() - start)
+            next_progress += PROGRESS_EVERY_S
+        next_tick += tick
+        now = time.monotonic()
+        if next_tick < now:
+            next_tick = now   # sending took longer than a tick: do not replay the lost ticks
+        wake = next_tick if args.duration is None else min(next_tick, start + args.duration)
+        if wake > now:
+            time.sleep(wake - now)
+
+
+def progress(sink, totals, elapsed):
+    rate = totals.sent / max(elapsed, 1e-3)
+    if sink.name == "stdout":
+        log("%.0f s: wrote %d, %.1f events/s" % (elapsed, totals.sent, rate))
+    else:
+        log("%.0f s: sent %d, accepted %d, rejected %d, errors %d, lost %d, %.1f events/s"
+            % (elapsed, totals.sent, totals.accepted, totals.rejected, totals.errors, totals.lost, rate))
+
+
+def summary(sink, totals, events, elapsed, seed, how):
+    rate = totals.sent / max(elapsed, 1e-3)
+    if sink.name == "stdout":
+        sent = "wrote %d" % totals.sent
+    else:
+        sent = ("sent %d, accepted %d, rejected %d, errors %d, retries %d (%d already stored), lost %d"
+                % (totals.sent, totals.accepted, totals.rejected, totals.errors, totals.retries,
+                   totals.duplicates, totals.lost))
+    s = events.stats
+    log("%s after %.1f s: %s; %.1f events/s; %d very late, %d spike episodes (%d spiked events); seed %d"
+        % (how, elapsed, sent, rate, s["late"], s["episodes"], s["spiked"], seed))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2 ** 63)
+    events = SyntheticEvents(metrics=args.metrics, seed=seed, out_of_order_ms=args.out_of_order_ms,
+                             late_fraction=args.late_fraction, spike_probability=args.spike_probability)
+    sink = make_sink(args)
+    totals = Totals()
+    start = time.monotonic()
+    how = "done"
+    try:
+        produce(args, events, sink, totals, start)
+    except TargetUnreachable as e:
+        log(str(e))
+        return 1
+    except OutputClosed:
+        # Point stdout at /dev/null so the flush at exit does not hit the closed pipe again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+    except KeyboardInterrupt:
+        how = "interrupted"
+    finally:
+        sink.close()
+    summary(sink, totals, events, time.monotonic() - start, seed, how)
+    if sink.name != "stdout" and totals.sent > 0 and totals.accepted == 0:
+        log("none of the %d events sent was accepted" % totals.sent)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
