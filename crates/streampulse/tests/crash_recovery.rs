@@ -1,0 +1,278 @@
+//! Exactly-once across crashes, with real processes: `streampulse run` is fed over HTTP and
+//! SIGKILLed at random moments (and sometimes stopped with Ctrl-C), then restarted, many times.
+//! At the end the stored window results must equal a brute-force batch computation over every
+//! acknowledged event: nothing lost, nothing counted twice.
+//!
+//! Requests cut off by a kill are retried after the restart with the same `Idempotency-Key`, as a
+//! well-behaved producer would; the server must store each batch exactly once.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use support::{free_port, Platform};
+
+const CONFIG: &str = r#"
+log:
+  partitions: 3
+checkpoint:
+  interval: 300ms
+job:
+  name: default
+  max_out_of_orderness: 1s
+  idle_timeout: 4s
+  windows:
+    - { name: tumble_1s, type: tumbling, size: 1s }
+    - { name: hop_3s_1s, type: sliding, size: 3s, slide: 1s }
+    - { name: session_400ms, type: session, gap: 400ms }
+"#;
+
+const METRICS: usize = 9;
+const BASE_TS: i64 = 1_700_000_000_000;
+
+type Key = (String, String, i64);
+type Row = (i64, u64, f64, f64, f64);
+
+/// The windows of CONFIG, computed in batch over all events.
+fn batch(events: &[(String, i64, f64)]) -> BTreeMap<Key, Row> {
+    let mut rows: BTreeMap<Key, Row> = BTreeMap::new();
+    let mut add = |m: &str, w: &str, start: i64, end: i64, v: f64| {
+        let row = rows
+            .entry((m.to_string(), w.to_string(), start))
+            .or_insert((end, 0, 0.0, f64::INFINITY, f64::NEG_INFINITY));
+        row.0 = row.0.max(end);
+        row.1 += 1;
+        row.2 += v;
+        row.3 = row.3.min(v);
+        row.4 = row.4.max(v);
+    };
+    let mut by_metric: BTreeMap<&str, Vec<(i64, f64)>> = BTreeMap::new();
+    for (m, ts, v) in events {
+        let t = ts - ts.rem_euclid(1_000);
+        add(m, "tumble_1s", t, t + 1_000, *v);
+        for k in 0..3 {
+            add(m, "hop_3s_1s", t - k * 1_000, t - k * 1_000 + 3_000, *v);
+        }
+        by_metric.entry(m).or_default().push((*ts, *v));
+    }
+    for (m, mut evs) in by_metric {
+        evs.sort_by_key(|e| e.0);
+        let mut start = evs[0].0;
+        let mut last = evs[0].0;
+        let mut members = Vec::new();
+        for (ts, v) in evs {
+            if ts > last + 400 {
+                for &v in &members {
+                    add(m, "session_400ms", start, last + 400, v);
+                }
+                members.clear();
+                start = ts;
+            }
+            last = last.max(ts);
+            members.push(v);
+        }
+        for &v in &members {
+            add(m, "session_400ms", start, last + 400, v);
+        }
+    }
+    rows
+}
+
+/// One request's worth of events, in arrival order, slightly out of order (< 1 s, the bound),
+/// with a pause in event time now and then so that sessions close.
+struct Producer {
+    rng: SmallRng,
+    next_ts: i64,
+    batch_no: u64,
+}
+
+impl Producer {
+    fn next_batch(&mut self) -> (String, Vec<(String, i64, f64)>) {
+        self.batch_no += 1;
+        if self.batch_no % 7 == 0 {
+            self.next_ts += 1_500;
+        }
+        let mut events = Vec::new();
+        for _ in 0..150 {
+            self.next_ts += 3;
+            let metric = format!("metric_{}", self.rng.random_range(0..METRICS));
+            let ts = self.next_ts - self.rng.random_range(0..800);
+            let value = (self.rng.random_range(-1000..1000) as f64) / 8.0;
+            events.push((metric, ts, value));
+        }
+        (format!("batch-{}", self.batch_no), events)
+    }
+}
+
+fn body(events: &[(String, i64, f64)]) -> String {
+    events
+        .iter()
+        .map(|(m, ts, v)| json!({"metric_id": m, "ts": ts, "value": v}).to_string() + "\n")
+        .collect()
+}
+
+#[test]
+fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
+    let seed: u64 = std::env::var("CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("crash test seed {seed} (rerun with CRASH_SEED={seed})");
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut producer = Producer {
+        rng: SmallRng::seed_from_u64(seed ^ 0x5eed),
+        next_ts: BASE_TS,
+        batch_no: 0,
+    };
+
+    let mut acknowledged: Vec<(String, i64, f64)> = Vec::new();
+    let mut pending: Option<(String, Vec<(String, i64, f64)>)> = None;
+    let mut kills = 0;
+    let mut clean_stops = 0;
+    const ROUNDS: usize = 24;
+
+    for round in 0..=ROUNDS {
+        let platform = Platform::start(dir.path(), CONFIG, port);
+        let last_round = round == ROUNDS;
+        let run_for = Duration::from_millis(rng.random_range(150..1_200));
+        let started = Instant::now();
+        loop {
+            let (key, events) = pending.take().unwrap_or_else(|| producer.next_batch());
+            match platform.post(&body(&events), "application/x-ndjson", Some(&key)) {
+                Ok((200, _)) => acknowledged.extend(events),
+                Ok((status, body)) => panic!("unexpected {status}: {body}"),
+                Err(_) => {
+                    pending = Some((key, events));
+                    break;
+                }
+            }
+            if !last_round && started.elapsed() >= run_for {
+                break;
+            }
+            if last_round && started.elapsed() >= Duration::from_millis(500) {
+                break;
+            }
+        }
+        if last_round {
+            if let Some((key, events)) = pending.take() {
+                let (status, _) = platform
+                    .post(&body(&events), "application/x-ndjson", Some(&key))
+                    .expect("retry");
+                assert_eq!(status, 200);
+                acknowledged.extend(events);
+            }
+            // The stream stops: the idle flush must close every remaining window.
+            platform.wait_drained(Duration::from_secs(60));
+            check(&platform, &acknowledged, kills, clean_stops);
+            return;
+        }
+        if round % 6 == 5 {
+            let status = platform.interrupt();
+            assert!(status.success(), "Ctrl-C must exit cleanly, got {status}");
+            clean_stops += 1;
+        } else {
+            // Kill while a request may be in flight: a thread keeps sending during the kill.
+            let base = platform.base.clone();
+            let (key, events) = producer.next_batch();
+            let text = body(&events);
+            let k = key.clone();
+            let sender = std::thread::spawn(move || {
+                support::agent()
+                    .post(&format!("{base}/events"))
+                    .header("content-type", "application/x-ndjson")
+                    .header("idempotency-key", &k)
+                    .send(&text)
+                    .map(|r| r.status().as_u16())
+            });
+            std::thread::sleep(Duration::from_millis(rng.random_range(0..5)));
+            platform.kill();
+            kills += 1;
+            match sender.join().unwrap() {
+                Ok(200) => acknowledged.extend(events),
+                _ => pending = Some((key, events)),
+            }
+        }
+    }
+}
+
+fn check(
+    platform: &Platform,
+    acknowledged: &[(String, i64, f64)],
+    kills: usize,
+    clean_stops: usize,
+) {
+    let expected = batch(acknowledged);
+    let min_ts = acknowledged.iter().map(|e| e.1).min().unwrap();
+    let max_ts = acknowledged.iter().map(|e| e.1).max().unwrap();
+    let mut stored: BTreeMap<Key, Row> = BTreeMap::new();
+    let metrics = (0..METRICS).map(|i| format!("metric_{i}"));
+    let rows = metrics.flat_map(|m| platform.results(min_ts - 10_000, max_ts + 10_000, Some(&m)));
+    for r in rows {
+        let key = (
+            r["metric_id"].as_str().unwrap().to_string(),
+            r["window"].as_str().unwrap().to_string(),
+            r["window_start"].as_i64().unwrap(),
+        );
+        let row = (
+            r["window_end"].as_i64().unwrap(),
+            r["count"].as_u64().unwrap(),
+            r["sum"].as_f64().unwrap(),
+            r["min"].as_f64().unwrap(),
+            r["max"].as_f64().unwrap(),
+        );
+        assert!(stored.insert(key, row).is_none());
+    }
+    let status = platform.status();
+    eprintln!(
+        "{} acknowledged events, {kills} kills, {clean_stops} clean stops, {} rows; status {status}",
+        acknowledged.len(),
+        expected.len()
+    );
+    assert!(kills >= 20);
+    let late: u64 = status["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["late_events"].as_u64().unwrap())
+        .sum();
+    assert_eq!(late, 0, "events within the bound must never be late");
+    let missing: Vec<_> = expected
+        .keys()
+        .filter(|k| !stored.contains_key(*k))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = stored
+        .keys()
+        .filter(|k| !expected.contains_key(*k))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "missing {missing:?} extra {extra:?}"
+    );
+    for (key, want) in &expected {
+        let got = stored[key];
+        assert_eq!(
+            (got.0, got.1, got.3, got.4),
+            (want.0, want.1, want.3, want.4),
+            "{key:?}"
+        );
+        assert!(
+            (got.2 - want.2).abs() <= 1e-6 * want.2.abs().max(1.0),
+            "{key:?} sum {} vs {}",
+            got.2,
+            want.2
+        );
+    }
+}

@@ -1,0 +1,186 @@
+//! Test harness: runs the real `streampulse` binary as a child process and talks to it over HTTP.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Platform {
+    pub child: Child,
+    pub base: String,
+    pub dir: PathBuf,
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+impl Platform {
+    /// Starts `streampulse run` with `config` (YAML) in `dir` and waits until it answers.
+    pub fn start(dir: &Path, config: &str, port: u16) -> Platform {
+        Self::start_with(dir, config, port, &[])
+    }
+
+    pub fn start_with(dir: &Path, config: &str, port: u16, extra: &[&str]) -> Platform {
+        std::fs::create_dir_all(dir).unwrap();
+        let config_path = dir.join("config.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("platform.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_streampulse"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn streampulse");
+        let platform = Platform {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            dir: dir.to_path_buf(),
+        };
+        platform.wait_ready();
+        platform
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let agent = agent();
+        while Instant::now() < deadline {
+            if let Ok(r) = agent.get(&format!("{}/readyz", self.base)).call() {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("platform did not become ready; log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("platform.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no shutdown hook runs.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGINT (Ctrl-C): a clean stop with a final checkpoint.
+    pub fn interrupt(mut self) -> ExitStatus {
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().expect("wait for streampulse")
+    }
+
+    pub fn post(
+        &self,
+        body: &str,
+        content_type: &str,
+        key: Option<&str>,
+    ) -> Result<(u16, Value), String> {
+        let mut req = agent()
+            .post(&format!("{}/events", self.base))
+            .header("content-type", content_type);
+        if let Some(k) = key {
+            req = req.header("idempotency-key", k);
+        }
+        let mut resp = req.send(body).map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| e.to_string())?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    }
+
+    pub fn get(&self, path_and_query: &str) -> (u16, Value) {
+        let mut resp = agent()
+            .get(&format!("{}{path_and_query}", self.base))
+            .call()
+            .expect("GET");
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub fn status(&self) -> Value {
+        self.get("/jobs/default").1
+    }
+
+    /// Waits until every partition has processed its whole log and holds no open window.
+    pub fn wait_drained(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.status();
+            let parts = status["partitions"].as_array().cloned().unwrap_or_default();
+            let drained = !parts.is_empty()
+                && parts
+                    .iter()
+                    .all(|p| p["next_offset"] == p["log_end_offset"] && p["open_windows"] == 0);
+            if drained {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not drained in {timeout:?}: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Every stored window result in [start, end), as JSON objects.
+    pub fn results(&self, start: i64, end: i64, metric_id: Option<&str>) -> Vec<Value> {
+        let filter = metric_id
+            .map(|m| format!("&metric_id={m}"))
+            .unwrap_or_default();
+        let (status, body) = self.get(&format!(
+            "/metrics?start={start}&end={end}&limit=10000{filter}"
+        ));
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["truncated"], false, "test ranges must fit one page");
+        body["results"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
