@@ -1,0 +1,329 @@
+//! `streampulse-bench`: prints events/s per core and peak memory for
+//! (a) the engine alone over events already in the embedded log, and
+//! (b) the whole platform through HTTP ingest (a child `streampulse run`, fsync on).
+//!
+//! Inputs are the reference events (testdata/public.jsonl.gz) repeated with event time shifted by
+//! the file's span per copy, so every copy has the same disorder and lateness as the original.
+//! Numbers go to stdout as one line per run; BENCHMARKS.md records them with the command.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use serde_json::{json, Value};
+use streampulse_core::event::{Event, EventFormat};
+use streampulse_core::job::{Job, JobSpec};
+use streampulse_core::window::{WindowSpec, WindowType};
+use streampulse_engine::checkpoint::{open_storage, CheckpointStore};
+use streampulse_engine::{record, Runtime, RuntimeConfig, StartFrom};
+use streampulse_log::{EmbeddedLog, FsyncPolicy, LogConfig};
+use streampulse_store::{EmbeddedStore, ResultStore};
+
+#[derive(Parser)]
+struct Args {
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = Mode::Engine)]
+    mode: Mode,
+    /// Window job: tumbling (10 s) or sliding (30 s every 10 s).
+    #[arg(long, value_enum, default_value_t = JobKind::Tumbling)]
+    job: JobKind,
+    /// Events to process (the input is repeated as needed).
+    #[arg(long, default_value_t = 2_000_000)]
+    events: usize,
+    #[arg(long, default_value = "testdata/public.jsonl.gz")]
+    input: PathBuf,
+    /// HTTP mode: concurrent client connections and events per request.
+    #[arg(long, default_value_t = 4)]
+    connections: usize,
+    #[arg(long, default_value_t = 2_000)]
+    batch: usize,
+    /// HTTP mode: log partitions of the platform.
+    #[arg(long, default_value_t = 2)]
+    partitions: u32,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    Engine,
+    Http,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum JobKind {
+    Tumbling,
+    Sliding,
+}
+
+fn job_spec(kind: JobKind) -> JobSpec {
+    let window = match kind {
+        JobKind::Tumbling => WindowSpec {
+            name: "tumble_10s".into(),
+            window_type: WindowType::Tumbling,
+            size: Some(Duration::from_secs(10)),
+            slide: None,
+            gap: None,
+            offset: None,
+            aggregates: vec![],
+        },
+        JobKind::Sliding => WindowSpec {
+            name: "hop_30s_10s".into(),
+            window_type: WindowType::Sliding,
+            size: Some(Duration::from_secs(30)),
+            slide: Some(Duration::from_secs(10)),
+            gap: None,
+            offset: None,
+            aggregates: vec![],
+        },
+    };
+    JobSpec {
+        name: "bench".into(),
+        windows: vec![window],
+        ..JobSpec::default()
+    }
+}
+
+fn load_events(path: &Path, n: usize) -> anyhow::Result<Vec<Event>> {
+    let file = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let reader: Box<dyn BufRead> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file)))
+    } else {
+        Box::new(BufReader::new(file))
+    };
+    let format = EventFormat::default();
+    let base: Vec<Event> = reader
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| format.parse_str(&l).ok())
+        .collect();
+    anyhow::ensure!(!base.is_empty(), "no events in {}", path.display());
+    let span = base.iter().map(|e| e.ts).max().unwrap_or(0)
+        - base.iter().map(|e| e.ts).min().unwrap_or(0)
+        + 1;
+    Ok((0..n)
+        .map(|i| {
+            let mut e = base[i % base.len()].clone();
+            e.ts += span * (i / base.len()) as i64;
+            e
+        })
+        .collect())
+}
+
+/// Peak resident memory of a process, from /proc (Linux).
+fn peak_rss_kib(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let events = load_events(&args.input, args.events)?;
+    match args.mode {
+        Mode::Engine => bench_engine(&args, &events),
+        Mode::Http => bench_http(&args, &events),
+    }
+}
+
+/// (a) One partition, one worker thread: events are appended first (not timed), then the real
+/// runtime reads, decodes, aggregates and upserts results until it has drained the log.
+fn bench_engine(args: &Args, events: &[Event]) -> anyhow::Result<()> {
+    let job: Job = job_spec(args.job)
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let dir = tempfile::tempdir()?;
+    let log = EmbeddedLog::open(
+        &dir.path().join("log"),
+        LogConfig {
+            partitions: 1,
+            fsync: FsyncPolicy::Never,
+            retention_age: None,
+            ..LogConfig::default()
+        },
+    )?;
+    for chunk in events.chunks(50_000) {
+        log.append_blocking(
+            chunk.iter().map(|e| (0, record::encode_event(e))).collect(),
+            None,
+        )?;
+    }
+    let store: Arc<dyn ResultStore> = Arc::new(EmbeddedStore::open(&dir.path().join("store"))?);
+    let checkpoints = CheckpointStore::new(
+        open_storage(&dir.path().join("chk").display().to_string())?,
+        &job.name,
+        3,
+    );
+    let started = Instant::now();
+    let runtime = Runtime::start(
+        job,
+        RuntimeConfig {
+            checkpoint_interval: Duration::from_secs(5),
+        },
+        log.clone(),
+        store,
+        checkpoints,
+        StartFrom::LatestCheckpoint,
+    )?;
+    let total = events.len() as u64;
+    while runtime.counters().partitions[0]
+        .next_offset
+        .load(std::sync::atomic::Ordering::Relaxed)
+        < total
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let elapsed = started.elapsed();
+    runtime.shutdown()?;
+    let status = runtime.status();
+    let state_bytes = status.last_checkpoint.as_ref().map_or(0, |c| c.bytes);
+    println!(
+        "mode=engine job={} events={} seconds={:.3} events_per_sec_per_core={:.0} results={} late={} checkpoint_state_bytes={state_bytes} bench_process_peak_rss_mib={:.1} (includes the input held in memory)",
+        if args.job == JobKind::Tumbling { "tumbling_10s" } else { "sliding_30s_10s" },
+        total,
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64(),
+        status.partitions[0].results,
+        status.partitions[0].late_events,
+        peak_rss_kib("self").unwrap_or(0) as f64 / 1024.0,
+    );
+    Ok(())
+}
+
+/// (b) A child `streampulse run` (fsync always) fed by concurrent HTTP clients; timed from the
+/// first request until every event has been processed by the engine.
+fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?.with_file_name("streampulse");
+    anyhow::ensure!(
+        exe.exists(),
+        "{} not found: build it with `cargo build --release`",
+        exe.display()
+    );
+    let dir = tempfile::tempdir()?;
+    let spec = job_spec(args.job);
+    let config =
+        json!({ "log": { "partitions": args.partitions }, "job": serde_json::to_value(&spec)? });
+    let config_path = dir.path().join("config.yaml");
+    std::fs::write(&config_path, serde_json::to_string(&config)?)?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = Command::new(&exe)
+        .args(["run", "--config"])
+        .arg(&config_path)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let ready = Instant::now();
+    while agent
+        .get(&format!("{base}/readyz"))
+        .call()
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        anyhow::ensure!(
+            ready.elapsed() < Duration::from_secs(30),
+            "platform did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let bodies: Vec<String> = events
+        .chunks(args.batch)
+        .map(|c| {
+            c.iter()
+                .map(|e| serde_json::to_string(e).unwrap_or_default() + "\n")
+                .collect()
+        })
+        .collect();
+    let bodies = Arc::new(bodies);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..args.connections)
+            .map(|_| {
+                let (bodies, next, agent, base) =
+                    (bodies.clone(), next.clone(), agent.clone(), base.clone());
+                s.spawn(move || {
+                    let mut lat = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(body) = bodies.get(i) else { break };
+                        let t = Instant::now();
+                        let ok = agent
+                            .post(&format!("{base}/events"))
+                            .header("content-type", "application/x-ndjson")
+                            .send(body.as_str())
+                            .map(|r| r.status() == 200)
+                            .unwrap_or(false);
+                        assert!(ok, "ingest failed");
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                })
+            })
+            .collect();
+        for h in handles {
+            latencies.extend(h.join().unwrap_or_default());
+        }
+    });
+    let acked = started.elapsed();
+    loop {
+        let status: Value = agent
+            .get(&format!("{base}/jobs/bench"))
+            .call()?
+            .body_mut()
+            .read_json()?;
+        let done = status["partitions"].as_array().is_some_and(|ps| {
+            ps.iter().all(|p| p["next_offset"] == p["log_end_offset"])
+                && status["ingest_accepted"] == events.len()
+        });
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let elapsed = started.elapsed();
+    let rss = peak_rss_kib(&child.id().to_string()).unwrap_or(0);
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+    latencies.sort();
+    let pct =
+        |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    println!(
+        "mode=http job={} events={} connections={} batch={} partitions={} seconds={:.3} events_per_sec={:.0} events_per_sec_per_core={:.0} (cores={cores}, shared with the client) ack_seconds={:.3} request_p50_ms={:.2} request_p99_ms={:.2} server_peak_rss_mib={:.1}",
+        if args.job == JobKind::Tumbling { "tumbling_10s" } else { "sliding_30s_10s" },
+        events.len(),
+        args.connections,
+        args.batch,
+        args.partitions,
+        elapsed.as_secs_f64(),
+        events.len() as f64 / elapsed.as_secs_f64(),
+        events.len() as f64 / elapsed.as_secs_f64() / cores as f64,
+        acked.as_secs_f64(),
+        pct(0.5),
+        pct(0.99),
+        rss as f64 / 1024.0,
+    );
+    Ok(())
+}
