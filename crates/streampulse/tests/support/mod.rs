@@ -164,6 +164,27 @@ impl Platform {
         }
     }
 
+    /// Waits until every partition has processed its whole log (windows may stay open).
+    pub fn wait_drained_to_log(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.status();
+            let parts = status["partitions"].as_array().cloned().unwrap_or_default();
+            if !parts.is_empty()
+                && parts
+                    .iter()
+                    .all(|p| p["next_offset"] == p["log_end_offset"])
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not drained in {timeout:?}: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Every stored window result in [start, end), as JSON objects.
     pub fn results(&self, start: i64, end: i64, metric_id: Option<&str>) -> Vec<Value> {
         let filter = metric_id

@@ -1,0 +1,118 @@
+//! The platform's life cycle from the command line: invalid configs refuse to start and say why;
+//! savepoints are taken by `streampulse savepoint` and resumed with `run --from-savepoint`.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+use support::{free_port, Platform};
+
+#[test]
+fn invalid_config_names_the_key_and_starts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    for (yaml, key) in [
+        (
+            "job:\n  windows:\n    - {name: w, type: sliding, size: 30s}\n",
+            "job.windows[0].slide",
+        ),
+        ("log:\n  partitons: 3\n", "unknown field `partitons`"),
+        ("checkpoint:\n  interval: soon\n", "checkpoint.interval"),
+        ("job:\n  allowed_lateness: -1s\n", "job.allowed_lateness"),
+    ] {
+        let config = dir.path().join("bad.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let data = dir.path().join("data");
+        let out = Command::new(env!("CARGO_BIN_EXE_streampulse"))
+            .args([
+                "run",
+                "--listen",
+                &format!("127.0.0.1:{}", free_port()),
+                "--config",
+            ])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{yaml}");
+        assert!(stderr.contains(key), "{yaml}: {stderr}");
+        assert!(
+            !data.exists(),
+            "nothing may be created for an invalid config"
+        );
+    }
+}
+
+#[test]
+fn savepoint_then_resume_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = "job:\n  windows:\n    - {name: tumble_10s, type: tumbling, size: 10s}\n";
+    let p = Platform::start(dir.path(), config, port);
+    let events: String = (0..20)
+        .map(|i| {
+            json!({"metric_id": "m", "ts": 1_700_000_000_000i64 + i * 1000, "value": 1}).to_string()
+                + "\n"
+        })
+        .collect();
+    assert_eq!(
+        p.post(&events, "application/x-ndjson", None).unwrap().0,
+        200
+    );
+    p.wait_drained_to_log(Duration::from_secs(20));
+    let out = Command::new(env!("CARGO_BIN_EXE_streampulse"))
+        .args(["savepoint", "--name", "before-upgrade", "--target", &p.base])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("before-upgrade"));
+    // More events after the savepoint: a resume from it replays them from the log.
+    let later = json!({"metric_id": "m", "ts": 1_700_000_030_000i64, "value": 1}).to_string();
+    assert_eq!(p.post(&later, "application/json", None).unwrap().0, 200);
+    assert!(p.interrupt().success());
+
+    let p = Platform::start_with(
+        dir.path(),
+        config,
+        port,
+        &["--from-savepoint", "before-upgrade"],
+    );
+    let status = p.status();
+    let offsets: u64 = status["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["next_offset"].as_u64().unwrap())
+        .sum();
+    assert!(
+        offsets >= 20,
+        "resumed at the savepoint's offsets: {status}"
+    );
+    p.wait_drained_to_log(Duration::from_secs(20));
+    // Window [..10000, ..20000) holds 10 events whether or not the resume replayed it.
+    let rows = p.results(1_700_000_010_000, 1_700_000_010_001, Some("m"));
+    assert_eq!(rows[0]["count"], 10, "{rows:?}");
+
+    assert!(p.interrupt().success());
+
+    let out = Command::new(env!("CARGO_BIN_EXE_streampulse"))
+        .args([
+            "run",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .args(["--from-savepoint", "nope"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("savepoint 'nope' not found"));
+}
