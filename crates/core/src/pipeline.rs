@@ -16,7 +16,7 @@ use crate::job::Job;
 use crate::output::Output;
 use crate::time::Millis;
 use crate::watermark::{WatermarkTracker, WATERMARK_MAX};
-use crate::window::WindowOperator;
+use crate::window::{Arrival, WindowOperator};
 
 /// Bumped whenever the serialized layout of [`PipelineState`] changes.
 pub const STATE_FORMAT_VERSION: u32 = 1;
@@ -145,8 +145,15 @@ impl PartitionPipeline {
     ) {
         let key = self.key_id(metric_id);
         let watermark = self.state.watermark.current();
+        let arrival = Arrival {
+            key,
+            metric_id,
+            ts,
+            value,
+            offset,
+        };
         for op in &mut self.state.operators {
-            op.process(key, metric_id, ts, value, watermark, offset, out);
+            op.process(&arrival, watermark, out);
         }
         if self.state.watermark.observe(ts) {
             self.fire(out);

@@ -35,6 +35,9 @@ const METRICS: usize = 9;
 const BASE_TS: i64 = 1_700_000_000_000;
 
 type Key = (String, String, i64);
+type Event = (String, i64, f64);
+/// An idempotency key and the events of one request.
+type Batch = (String, Vec<Event>);
 type Row = (i64, u64, f64, f64, f64);
 
 /// The windows of CONFIG, computed in batch over all events.
@@ -91,9 +94,9 @@ struct Producer {
 }
 
 impl Producer {
-    fn next_batch(&mut self) -> (String, Vec<(String, i64, f64)>) {
+    fn next_batch(&mut self) -> Batch {
         self.batch_no += 1;
-        if self.batch_no % 7 == 0 {
+        if self.batch_no.is_multiple_of(7) {
             self.next_ts += 1_500;
         }
         let mut events = Vec::new();
@@ -137,7 +140,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     };
 
     let mut acknowledged: Vec<(String, i64, f64)> = Vec::new();
-    let mut pending: Option<(String, Vec<(String, i64, f64)>)> = None;
+    let mut pending: Option<Batch> = None;
     let mut kills = 0;
     let mut clean_stops = 0;
     const ROUNDS: usize = 24;
@@ -217,7 +220,9 @@ fn check(
     let max_ts = acknowledged.iter().map(|e| e.1).max().unwrap();
     let mut stored: BTreeMap<Key, Row> = BTreeMap::new();
     let metrics = (0..METRICS).map(|i| format!("metric_{i}"));
-    let rows = metrics.flat_map(|m| platform.results(min_ts - 10_000, max_ts + 10_000, Some(&m)));
+    let rows: Vec<serde_json::Value> = metrics
+        .flat_map(|m| platform.results(min_ts - 10_000, max_ts + 10_000, Some(&m)))
+        .collect();
     for r in rows {
         let key = (
             r["metric_id"].as_str().unwrap().to_string(),

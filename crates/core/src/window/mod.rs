@@ -25,6 +25,31 @@ use serde::{Deserialize, Serialize};
 use crate::output::Output;
 use crate::time::Millis;
 
+/// One event as a window operator sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Arrival<'a> {
+    /// Dense id of the metric within the partition.
+    pub key: u32,
+    pub metric_id: &'a str,
+    pub ts: Millis,
+    pub value: f64,
+    /// Position in the source partition (identifies a late event).
+    pub offset: u64,
+}
+
+impl Arrival<'_> {
+    fn late(&self, window: &str, watermark: Millis) -> Output {
+        Output::Late(crate::output::LateEvent {
+            window: window.to_string(),
+            metric_id: self.metric_id.to_string(),
+            ts: self.ts,
+            value: self.value,
+            watermark,
+            offset: self.offset,
+        })
+    }
+}
+
 /// The operator of one named window: sliced (tumbling, sliding) or session.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum WindowOperator {
@@ -41,19 +66,10 @@ impl WindowOperator {
     }
 
     /// Routes one event, judged against `watermark` (the watermark in force before it).
-    pub fn process(
-        &mut self,
-        key: u32,
-        metric_id: &str,
-        ts: Millis,
-        value: f64,
-        watermark: Millis,
-        offset: u64,
-        out: &mut Vec<Output>,
-    ) {
+    pub fn process(&mut self, event: &Arrival<'_>, watermark: Millis, out: &mut Vec<Output>) {
         match self {
-            Self::Sliced(op) => op.process(key, metric_id, ts, value, watermark, offset, out),
-            Self::Session(op) => op.process(key, metric_id, ts, value, watermark, offset, out),
+            Self::Sliced(op) => op.process(event, watermark, out),
+            Self::Session(op) => op.process(event, watermark, out),
         }
     }
 

@@ -13,9 +13,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::timer::{Timer, TimerKind, TimerQueue};
-use super::{WindowDef, WindowKind};
+use super::{Arrival, WindowDef, WindowKind};
 use crate::aggregate::Accumulator;
-use crate::output::{LateEvent, Output, WindowResult};
+use crate::output::{Output, WindowResult};
 use crate::time::Millis;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,17 +82,14 @@ impl SessionWindows {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn process(
-        &mut self,
-        key: u32,
-        metric_id: &str,
-        ts: Millis,
-        value: f64,
-        watermark: Millis,
-        offset: u64,
-        out: &mut Vec<Output>,
-    ) {
+    pub fn process(&mut self, event: &Arrival<'_>, watermark: Millis, out: &mut Vec<Output>) {
+        let Arrival {
+            key,
+            metric_id,
+            ts,
+            value,
+            ..
+        } = *event;
         let idx = key as usize;
         if self.keys.len() <= idx {
             self.keys.resize_with(idx + 1, Vec::new);
@@ -107,14 +104,7 @@ impl SessionWindows {
                 .take_while(|s| s.start <= hi)
                 .count();
         if first == last && hi - 1 + self.lateness <= watermark {
-            out.push(Output::Late(LateEvent {
-                window: self.def.name.clone(),
-                metric_id: metric_id.to_string(),
-                ts,
-                value,
-                watermark,
-                offset,
-            }));
+            out.push(event.late(&self.def.name, watermark));
             return;
         }
 

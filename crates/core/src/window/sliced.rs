@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::timer::{Timer, TimerKind, TimerQueue};
-use super::{WindowDef, WindowKind};
+use super::{Arrival, WindowDef, WindowKind};
 use crate::aggregate::Accumulator;
-use crate::output::{LateEvent, Output, WindowResult};
+use crate::output::{Output, WindowResult};
 use crate::time::{align_down, Millis};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -87,28 +87,18 @@ impl SlicedWindows {
         start + self.size - 1 + self.lateness <= watermark
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn process(
-        &mut self,
-        key: u32,
-        metric_id: &str,
-        ts: Millis,
-        value: f64,
-        watermark: Millis,
-        offset: u64,
-        out: &mut Vec<Output>,
-    ) {
+    pub fn process(&mut self, event: &Arrival<'_>, watermark: Millis, out: &mut Vec<Output>) {
+        let Arrival {
+            key,
+            metric_id,
+            ts,
+            value,
+            ..
+        } = *event;
         // The window with the latest start holding `ts` is the last to expire.
         let last_start = align_down(ts, self.slide, self.offset);
         if self.expired(last_start, watermark) {
-            out.push(Output::Late(LateEvent {
-                window: self.def.name.clone(),
-                metric_id: metric_id.to_string(),
-                ts,
-                value,
-                watermark,
-                offset,
-            }));
+            out.push(event.late(&self.def.name, watermark));
             return;
         }
         let idx = key as usize;
@@ -130,9 +120,10 @@ impl SlicedWindows {
             if !self.expired(start, watermark) {
                 let end = start + self.size;
                 if new_slice {
-                    let state = &mut self.keys[idx];
-                    if !state.windows.contains_key(&start) {
-                        state.windows.insert(start, None);
+                    if let std::collections::btree_map::Entry::Vacant(slot) =
+                        self.keys[idx].windows.entry(start)
+                    {
+                        slot.insert(None);
                         if end - 1 > watermark {
                             self.timers.insert(Timer {
                                 at: end - 1,
