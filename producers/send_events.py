@@ -35,6 +35,7 @@ import math
 import os
 import random
 import re
+import signal
 import sys
 import time
 import urllib.error
@@ -92,7 +93,8 @@ class SyntheticEvents:
             })
             total += 0.02 if kind == "sparse" else 1.0
             self.cumulative.append(total)
-        self.episodes = []   # [metric index, start_ms, end_ms, factor]
+        self.episodes = []   # [metric index, start_ms, end_ms, factor], those that can still apply
+        self.latest_episode = None   # (metric_id, start_ms, end_ms, factor); at most one per batch
         self.last_now_ms = None
         self.stats = {"events": 0, "late": 0, "spiked": 0, "episodes": 0}
 
@@ -134,7 +136,9 @@ class SyntheticEvents:
         if r() < chance:
             m = self._pick_metric(now_ms)
             length = 1000 + int(r() * 4000)
-            self.episodes.append([m, now_ms, now_ms + length, 5.0 + r() * 15.0])
+            episode = [m, now_ms, now_ms + length, 5.0 + r() * 15.0]
+            self.episodes.append(episode)
+            self.latest_episode = (self.metrics[m]["name"], episode[1], episode[2], episode[3])
             self.stats["episodes"] += 1
         # No event is older than the late bound, so older episodes can no longer apply.
         horizon = now_ms - LATE_MAX_MS - self.out_of_order_ms
@@ -351,7 +355,7 @@ def probability(text):
 def positive(cast):
     def parse(text):
         v = cast(text)
-        if not v > 0:
+        if not (v > 0 and math.isfinite(v)):
             raise argparse.ArgumentTypeError("must be positive, not %s" % text)
         return v
     return parse
@@ -422,7 +426,8 @@ def produce(args, events, sink, totals, start):
             # More than a second behind: the target is slower than --rate. Catching up would
             # flood it the moment it recovers, so the schedule restarts from here.
             if not warned_slow and sink.name == "http":
-                log("the target is slower than --rate %g; sending as fast as it accepts" % rate)
+                log("fell more than 1 s behind --rate %g (target slow or unavailable); "
+                    "dropping the backlog instead of flooding it" % rate)
                 warned_slow = True
             origin, origin_count = now, generated
             due = batch_size
@@ -430,8 +435,13 @@ def produce(args, events, sink, totals, start):
             due = min(due, remaining)
         while due > 0:
             n = min(due, batch_size)
+            episodes_before = events.stats["episodes"]
             batch = events.next_batch(int(time.time() * 1000), n)
             generated += n
+            if events.stats["episodes"] > episodes_before:
+                # Say when and where a spike was injected, so what anomaly detection finds can
+                # be checked.
+                log("spike on %s for event times [%d, %d) ms, values x%.1f" % events.latest_episode)
             due -= n
             totals.add(n, sink.send(batch))
             if time.monotonic() >= next_progress:
@@ -471,8 +481,14 @@ def summary(sink, totals, events, elapsed, seed, how):
         % (how, elapsed, sent, rate, s["late"], s["episodes"], s["spiked"], seed))
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt()
+
+
 def main(argv=None):
     args = parse_args(argv)
+    # `kill` (SIGTERM) stops like Ctrl-C does: with a summary.
+    signal.signal(signal.SIGTERM, _terminate)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2 ** 63)
     events = SyntheticEvents(metrics=args.metrics, seed=seed, out_of_order_ms=args.out_of_order_ms,
                              late_fraction=args.late_fraction, spike_probability=args.spike_probability)

@@ -21,12 +21,12 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::Deserialize;
 
-use generator::{GeneratorConfig, SyntheticEvent, SyntheticEvents};
+use generator::{GeneratorConfig, SpikeEpisode, SyntheticEvent, SyntheticEvents};
 
 #[derive(clap::Args)]
 pub struct ProduceArgs {
     /// Events per second (wall clock).
-    #[arg(long, default_value_t = 1000.0)]
+    #[arg(long, default_value_t = 1000.0, allow_negative_numbers = true)]
     rate: f64,
     /// Number of distinct metrics (metric_00000, metric_00001, …).
     #[arg(long, default_value_t = 100)]
@@ -47,10 +47,10 @@ pub struct ProduceArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// Fraction of events that are very late (event time 30-120 s behind the wall clock).
-    #[arg(long, default_value_t = 0.005)]
+    #[arg(long, default_value_t = 0.005, allow_negative_numbers = true)]
     late_fraction: f64,
     /// Chance per second that a spike episode starts (one metric's values x5-20 for 1-5 s).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     spike_probability: f64,
     /// Regular events have an event time up to this many milliseconds behind the wall clock.
     #[arg(long, default_value_t = 3000)]
@@ -123,9 +123,9 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
     let mut totals = Totals::default();
     let start = Instant::now();
     let outcome = produce(&plan, &mut events, &mut sink, &mut totals, &stop);
-    // The summary is worth having even when the run ended on an error, except when nothing was
-    // sent at all (the error says everything then).
-    if totals.sent > 0 || outcome.is_ok() {
+    // The summary is worth having even when the run ended on an error, unless the target never
+    // answered (the error says everything then).
+    if outcome.is_ok() || totals.accepted + totals.rejected + totals.errors > 0 {
         print_summary(
             &sink,
             &totals,
@@ -219,11 +219,11 @@ fn produce(
             origin_count + (plan.rate * now.duration_since(origin).as_secs_f64()) as u64;
         let mut due = scheduled.saturating_sub(totals.generated);
         if due > one_second_worth {
-            // More than a second behind: the target is slower than --rate. Catching up would
-            // flood it the moment it recovers, so the schedule restarts from here instead.
+            // More than a second behind: the target is slow or was away. Catching up would flood
+            // it the moment it recovers, so the schedule restarts from here instead.
             if !warned_slow && matches!(sink, Sink::Http(_)) {
                 eprintln!(
-                    "produce: the target is slower than --rate {}; sending as fast as it accepts",
+                    "produce: fell more than 1 s behind --rate {} (target slow or unavailable); dropping the backlog instead of flooding it",
                     plan.rate
                 );
                 warned_slow = true;
@@ -237,8 +237,12 @@ fn produce(
         }
         while due > 0 && !stop.load(Ordering::SeqCst) {
             let n = due.min(plan.batch_size as u64);
+            let episodes_before = events.stats().episodes;
             let batch = events.next_batch(epoch_ms(), n as usize);
             totals.generated += n;
+            if events.stats().episodes > episodes_before {
+                announce(events.latest_episode());
+            }
             due -= n;
             if sink.send(&batch, totals, stop)? == Flow::Stop {
                 return Ok(());
@@ -560,6 +564,16 @@ fn print_summary(
     );
 }
 
+/// Says when and where a spike was injected, so what the anomaly detection finds can be checked.
+fn announce(episode: Option<SpikeEpisode>) {
+    if let Some(e) = episode {
+        eprintln!(
+            "produce: spike on {} for event times [{}, {}) ms, values x{:.1}",
+            e.metric_id, e.start_ms, e.end_ms, e.factor
+        );
+    }
+}
+
 /// Sleeps until `deadline`, waking up regularly to notice Ctrl-C.
 fn sleep_until(deadline: Instant, stop: &AtomicBool) {
     loop {
@@ -571,14 +585,14 @@ fn sleep_until(deadline: Instant, stop: &AtomicBool) {
     }
 }
 
-/// A flag raised by the first Ctrl-C, so the producer can stop between batches and print its
-/// summary; a second Ctrl-C exits at once. tokio is already a dependency (for `run`), and a
-/// one-thread runtime on a side thread is the least code that hears SIGINT portably.
+/// A flag raised by the first Ctrl-C (or SIGTERM), so the producer can stop between batches and
+/// print its summary; a second one exits at once. tokio is already a dependency (for `run`), and
+/// a one-thread runtime on a side thread is the least code that hears these signals portably.
 fn stop_on_ctrl_c() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let spawned = std::thread::Builder::new()
-        .name("ctrl-c".into())
+        .name("signals".into())
         .spawn(move || {
             let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -586,19 +600,37 @@ fn stop_on_ctrl_c() -> Arc<AtomicBool> {
             else {
                 return;
             };
-            if runtime.block_on(tokio::signal::ctrl_c()).is_ok() {
+            runtime.block_on(async {
+                if !stop_signal().await {
+                    return;
+                }
                 flag.store(true, Ordering::SeqCst);
                 eprintln!("produce: stopping after the current batch (Ctrl-C again to quit now)");
-                if runtime.block_on(tokio::signal::ctrl_c()).is_ok() {
+                if stop_signal().await {
                     std::process::exit(130);
                 }
-            }
+            });
         });
     if let Err(e) = spawned {
         // Without the thread, Ctrl-C simply kills the process, as for any command.
-        tracing::debug!("no Ctrl-C handler: {e}");
+        tracing::debug!("no signal handler: {e}");
     }
     stop
+}
+
+/// Waits for Ctrl-C or (on Unix) SIGTERM; false if no handler could be installed.
+async fn stop_signal() -> bool {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                r = tokio::signal::ctrl_c() => r.is_ok(),
+                _ = term.recv() => true,
+            };
+        }
+    }
+    tokio::signal::ctrl_c().await.is_ok()
 }
 
 fn epoch_ms() -> i64 {
@@ -657,6 +689,7 @@ mod tests {
     fn bad_arguments_are_refused_with_the_flag_named() {
         for (extra, flag) in [
             (&["--rate", "0"][..], "--rate"),
+            (&["--rate", "-5"][..], "--rate"),
             (&["--rate", "NaN"][..], "--rate"),
             (&["--metrics", "0"][..], "--metrics"),
             (&["--batch-size", "0"][..], "--batch-size"),

@@ -133,7 +133,9 @@ pub struct SyntheticEvents {
     metrics: Vec<Metric>,
     /// Cumulative pick weights (sparse metrics weigh 0.02, others 1), for a weighted draw.
     cumulative: Vec<f64>,
+    /// Episodes that can still apply (a late event may fall into an old one).
     episodes: Vec<Episode>,
+    latest_episode: Option<Episode>,
     last_now_ms: Option<i64>,
     stats: GeneratorStats,
 }
@@ -201,6 +203,7 @@ impl SyntheticEvents {
             metrics,
             cumulative,
             episodes: Vec::new(),
+            latest_episode: None,
             last_now_ms: None,
             stats: GeneratorStats::default(),
         }
@@ -243,17 +246,16 @@ impl SyntheticEvents {
         self.stats
     }
 
-    /// Spike episodes still remembered (those that could still affect a late event).
-    pub fn episodes(&self) -> Vec<SpikeEpisode> {
-        self.episodes
-            .iter()
-            .map(|e| SpikeEpisode {
-                metric_id: self.metrics[e.metric].name.clone(),
-                start_ms: e.start_ms,
-                end_ms: e.end_ms,
-                factor: e.factor,
-            })
-            .collect()
+    /// The episode started last, if any: at most one starts per batch, so a caller that compares
+    /// `stats().episodes` before and after a batch sees every one of them.
+    pub fn latest_episode(&self) -> Option<SpikeEpisode> {
+        let e = self.latest_episode.as_ref()?;
+        Some(SpikeEpisode {
+            metric_id: self.metrics[e.metric].name.clone(),
+            start_ms: e.start_ms,
+            end_ms: e.end_ms,
+            factor: e.factor,
+        })
     }
 
     /// Starts an episode with the chance the elapsed time deserves: `1 - (1 - p)^seconds`, so
@@ -270,12 +272,14 @@ impl SyntheticEvents {
             let metric = self.pick_metric(now_ms);
             let length_ms = 1_000 + (self.rng.random::<f64>() * 4_000.0) as i64;
             let factor = 5.0 + self.rng.random::<f64>() * 15.0;
-            self.episodes.push(Episode {
+            let episode = Episode {
                 metric,
                 start_ms: now_ms,
                 end_ms: now_ms + length_ms,
                 factor,
-            });
+            };
+            self.episodes.push(episode.clone());
+            self.latest_episode = Some(episode);
             self.stats.episodes += 1;
         }
         // Events are never older than the late bound, so older episodes can no longer apply.
@@ -455,7 +459,7 @@ mod tests {
     }
 
     #[test]
-    fn spike_episodes_multiply_values_and_are_remembered() {
+    fn spike_episodes_multiply_values_and_are_reported() {
         // Certain episodes every second, few metrics so each episode's metric gets events.
         let mut generator = SyntheticEvents::new(GeneratorConfig {
             metrics: 3,
@@ -467,11 +471,13 @@ mod tests {
         let stats = generator.stats();
         assert!(stats.episodes >= 40, "{stats:?}");
         assert!(stats.spiked > 0, "{stats:?}");
-        assert!(!generator.episodes().is_empty());
-        assert!(generator
-            .episodes()
-            .iter()
-            .all(|e| (5.0..=20.0).contains(&e.factor) && e.end_ms - e.start_ms <= 5_000));
+        let latest = generator.latest_episode().expect("an episode");
+        assert!((5.0..=20.0).contains(&latest.factor), "{latest:?}");
+        assert!(
+            (1_000..=5_000).contains(&(latest.end_ms - latest.start_ms)),
+            "{latest:?}"
+        );
+        assert_eq!(latest.start_ms, NOW + 49 * 100);
         assert!(events.iter().all(|(_, e)| e.value.is_finite()));
     }
 
