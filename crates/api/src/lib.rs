@@ -26,10 +26,20 @@ pub struct AppState {
     pub store: Arc<dyn ResultStore>,
     /// Most rows one query returns.
     pub max_query_rows: usize,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Ingest requests in flight at once; beyond it clients get 503 and retry. With the body
+    /// limit, this bounds the memory that ingest can hold.
+    pub ingest_permits: Arc<tokio::sync::Semaphore>,
 }
 
+/// Default for [`AppState::ingest_permits`].
+pub const MAX_INGEST_IN_FLIGHT: usize = 256;
+
 /// The API's routes over `state`.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub fn router(state: AppState) -> Router {
+    // Ingest enforces its own limit (to answer with a problem document); this one guards the rest.
+    let body_limit = state.max_body_bytes;
     Router::new()
         .route("/events", post(routes::events::ingest))
         .route("/events/late", get(routes::events::late))
@@ -40,6 +50,6 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .fallback(routes::not_found)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -107,8 +107,15 @@ fn bad_lines_are_rejected_with_reasons_and_good_lines_kept() {
         r#"{{"metric_id":"good","ts":1700000001000,"value":1,"pad":"{}"}}"#,
         "x".repeat(5000)
     );
-    let (status, _) = p.post(&big, "application/json", None).unwrap();
+    let (status, problem) = p.post(&big, "application/json", None).unwrap();
     assert_eq!(status, 413);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("server.max_body_bytes"),
+        "{problem}"
+    );
     let (status, problem) = p.post("  \n", "application/x-ndjson", None).unwrap();
     assert_eq!(status, 400, "{problem}");
 

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,8 +26,26 @@ const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 pub async fn ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, Problem> {
+    let _permit = state
+        .ingest_permits
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            Problem::unavailable("too many ingest requests in flight; retry with backoff")
+        })?;
+    let body = axum::body::to_bytes(body, state.max_body_bytes)
+        .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                "the body exceeds {} bytes (server.max_body_bytes); split it into smaller requests",
+                state.max_body_bytes
+            ),
+            )
+        })?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

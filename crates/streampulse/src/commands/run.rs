@@ -106,8 +106,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         runtime: runtime.clone(),
         store,
         max_query_rows: MAX_QUERY_ROWS,
+        max_body_bytes: config.server.max_body_bytes,
+        ingest_permits: Arc::new(tokio::sync::Semaphore::new(
+            streampulse_api::MAX_INGEST_IN_FLIGHT,
+        )),
     };
-    let app = streampulse_api::router(state, config.server.max_body_bytes);
+    let app = streampulse_api::router(state);
     tracing::info!(%listen, data_dir = %data_dir.display(), checkpoints = %storage_url, job = %runtime.job().name, "streampulse is running");
     let served = tokio.block_on(async move {
         axum::serve(listener, app)
