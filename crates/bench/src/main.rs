@@ -167,7 +167,8 @@ fn bench_engine(args: &Args, events: &[Event]) -> anyhow::Result<()> {
         RuntimeConfig {
             checkpoint_interval: Duration::from_secs(5),
         },
-        log.clone(),
+        Arc::new(log.clone()),
+        Some(log.clone()),
         store,
         checkpoints,
         StartFrom::LatestCheckpoint,

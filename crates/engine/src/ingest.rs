@@ -43,7 +43,11 @@ impl Runtime {
         idempotency_key: Option<String>,
     ) -> Result<IngestReport, LogError> {
         let format = &self.job().event;
-        let log = self.log();
+        let Some(log) = self.ingest_log() else {
+            return Err(LogError::Storage(
+                "this job does not read the embedded log; send events to its source".into(),
+            ));
+        };
         let mut records = Vec::with_capacity(candidates.len());
         let mut rejected = Vec::new();
         for (line, candidate) in candidates {

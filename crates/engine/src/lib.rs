@@ -5,6 +5,7 @@
 //! - [`partition`]: one worker per log partition, running the pure pipeline from
 //!   `streampulse-core`;
 //! - [`checkpoint`]: consistent snapshots and the storage they go to;
+//! - [`source`]: the partitioned, replayable input the workers read;
 //! - [`runtime`]: starting from a checkpoint or savepoint, periodic checkpoints, clean shutdown;
 //! - [`ingest`]: validated events into the log, acknowledged once durable;
 //! - [`status`]: live counters for the API.
@@ -18,6 +19,7 @@ pub mod ingest;
 pub mod partition;
 pub mod record;
 pub mod runtime;
+pub mod source;
 pub mod status;
 
 pub use runtime::{EngineError, Runtime, RuntimeConfig, StartFrom};

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use streampulse_core::output::Output;
 use streampulse_core::pipeline::PartitionPipeline;
-use streampulse_log::EmbeddedLog;
 use streampulse_store::ResultStore;
 
 use crate::checkpoint::PartitionCheckpoint;
 use crate::record::{self, Record};
+use crate::source::EventSource;
 use crate::status::PartitionCounters;
 
 /// Records read from the log per batch: bounds the latency of a checkpoint request.
@@ -33,7 +33,7 @@ pub enum Command {
 pub struct PartitionWorker {
     pub partition: u32,
     pub job_name: String,
-    pub log: EmbeddedLog,
+    pub source: Arc<dyn EventSource>,
     pub store: Arc<dyn ResultStore>,
     pub pipeline: PartitionPipeline,
     pub next_offset: u64,
@@ -63,10 +63,13 @@ impl PartitionWorker {
                     Err(TryRecvError::Empty) => break,
                 }
             }
-            let batch = match self.log.read(self.partition, self.next_offset, READ_BATCH) {
+            let batch = match self
+                .source
+                .read(self.partition, self.next_offset, READ_BATCH)
+            {
                 Ok(batch) => batch,
                 Err(err) => {
-                    tracing::error!(error = %err, offset = self.next_offset, "cannot read the log; retrying");
+                    tracing::error!(error = %err, offset = self.next_offset, "cannot read the source; retrying");
                     std::thread::sleep(Duration::from_secs(1));
                     continue;
                 }
@@ -78,7 +81,7 @@ impl PartitionWorker {
                 {
                     flush_requested = self.request_idle_flush();
                 }
-                self.log.wait_for(self.partition, self.next_offset, POLL);
+                self.source.wait_for(self.partition, self.next_offset, POLL);
                 continue;
             }
             last_arrival = Instant::now();
@@ -114,10 +117,7 @@ impl PartitionWorker {
 
     /// Appends an idle-flush marker; the flush happens when the marker is read back.
     fn request_idle_flush(&self) -> bool {
-        match self
-            .log
-            .append_blocking(vec![(self.partition, record::encode_idle_flush())], None)
-        {
+        match self.source.append_idle_marker(self.partition) {
             Ok(_) => {
                 tracing::debug!("partition idle: idle-flush marker appended");
                 true

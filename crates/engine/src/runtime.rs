@@ -26,6 +26,7 @@ use streampulse_store::ResultStore;
 
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, PartitionCheckpoint};
 use crate::partition::{Command, PartitionWorker};
+use crate::source::EventSource;
 use crate::status::{CheckpointInfo, JobCounters, JobStatus};
 
 /// How long a checkpoint waits for every worker's snapshot before it is abandoned.
@@ -93,7 +94,9 @@ pub struct Runtime {
 
 struct Inner {
     job: Job,
-    log: EmbeddedLog,
+    source: Arc<dyn EventSource>,
+    /// Where HTTP ingest appends, when the source is the embedded log.
+    ingest_log: Option<EmbeddedLog>,
     counters: Arc<JobCounters>,
     requests: Mutex<Option<Sender<CoordinatorRequest>>>,
     coordinator: Mutex<Option<JoinHandle<()>>>,
@@ -106,16 +109,18 @@ fn now_ms() -> Millis {
 }
 
 impl Runtime {
-    /// Restores state and starts the workers and the checkpoint coordinator.
+    /// Restores state and starts the workers and the checkpoint coordinator. `ingest_log` is the
+    /// log that HTTP ingest appends to (the embedded log, which is then also the source).
     pub fn start(
         job: Job,
         config: RuntimeConfig,
-        log: EmbeddedLog,
+        source: Arc<dyn EventSource>,
+        ingest_log: Option<EmbeddedLog>,
         store: Arc<dyn ResultStore>,
         checkpoints: CheckpointStore,
         start_from: StartFrom,
     ) -> Result<Self, EngineError> {
-        let partitions = log.partitions();
+        let partitions = source.partitions();
         let restored = match &start_from {
             StartFrom::LatestCheckpoint => checkpoints.latest()?,
             StartFrom::Savepoint(name) => Some(checkpoints.savepoint(name)?),
@@ -144,7 +149,7 @@ impl Runtime {
                 }
                 next_id = chk.id + 1;
                 for p in chk.partitions {
-                    let end = log.end_offset(p.partition);
+                    let end = source.end_offset(p.partition);
                     if p.next_offset > end {
                         return Err(EngineError::OffsetBeyondLog {
                             partition: p.partition,
@@ -173,7 +178,7 @@ impl Runtime {
             let worker = PartitionWorker {
                 partition: partition as u32,
                 job_name: job.name.clone(),
-                log: log.clone(),
+                source: source.clone(),
                 store: store.clone(),
                 pipeline,
                 next_offset,
@@ -195,7 +200,7 @@ impl Runtime {
             job: job.name.clone(),
             workers,
             store,
-            log: log.clone(),
+            source: source.clone(),
             checkpoints,
             counters: counters.clone(),
             next_id,
@@ -208,7 +213,8 @@ impl Runtime {
         Ok(Self {
             inner: Arc::new(Inner {
                 job,
-                log,
+                source,
+                ingest_log,
                 counters,
                 requests: Mutex::new(Some(req_tx)),
                 coordinator: Mutex::new(Some(handle)),
@@ -220,8 +226,9 @@ impl Runtime {
         &self.inner.job
     }
 
-    pub fn log(&self) -> &EmbeddedLog {
-        &self.inner.log
+    /// The log HTTP ingest appends to, if this job reads the embedded log.
+    pub fn ingest_log(&self) -> Option<&EmbeddedLog> {
+        self.inner.ingest_log.as_ref()
     }
 
     pub fn counters(&self) -> &JobCounters {
@@ -235,11 +242,11 @@ impl Runtime {
             .lock()
             .map(|r| r.is_some())
             .unwrap_or(false);
-        let log = &self.inner.log;
+        let source = &self.inner.source;
         self.inner.counters.snapshot(
             &self.inner.job.name,
             if running { "running" } else { "stopped" },
-            |p| log.end_offset(p),
+            |p| source.end_offset(p),
         )
     }
 
@@ -290,7 +297,7 @@ struct Coordinator {
     job: String,
     workers: Vec<(Sender<Command>, JoinHandle<()>)>,
     store: Arc<dyn ResultStore>,
-    log: EmbeddedLog,
+    source: Arc<dyn EventSource>,
     checkpoints: CheckpointStore,
     counters: Arc<JobCounters>,
     next_id: u64,
@@ -388,8 +395,8 @@ impl Coordinator {
             .iter()
             .map(|p| p.next_offset)
             .collect();
-        if let Err(err) = self.log.apply_retention(&safe) {
-            tracing::warn!(error = %err, "log retention failed");
+        if let Err(err) = self.source.release(&safe) {
+            tracing::warn!(error = %err, "releasing checkpointed input failed");
         }
         let info = CheckpointInfo {
             id,

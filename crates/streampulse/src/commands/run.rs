@@ -96,7 +96,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         RuntimeConfig {
             checkpoint_interval: config.checkpoint.interval,
         },
-        log,
+        Arc::new(log.clone()),
+        Some(log),
         store.clone(),
         checkpoints,
         start_from,

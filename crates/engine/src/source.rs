@@ -1,0 +1,71 @@
+//! Where a job's events come from: a partitioned, offset-addressed, replayable source.
+//!
+//! Workers and the checkpoint coordinator see the source only through [`EventSource`], so the
+//! embedded log today and a Kafka consumer later run the same pipeline, checkpoint and recovery
+//! code. A source must return a partition's records in offset order and return the same records
+//! for the same offsets on every read: replay after a crash depends on it.
+
+use std::time::Duration;
+
+use streampulse_log::EmbeddedLog;
+
+use crate::record;
+
+#[derive(Debug, thiserror::Error)]
+#[error("source: {0}")]
+pub struct SourceError(pub String);
+
+pub trait EventSource: Send + Sync {
+    fn partitions(&self) -> u32;
+    /// The offset the next record of `partition` will get.
+    fn end_offset(&self, partition: u32) -> u64;
+    /// Up to `max` records at offsets `>= from`, in offset order.
+    fn read(
+        &self,
+        partition: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, SourceError>;
+    /// Blocks until a record at `offset` exists or `timeout` passes; true if one does.
+    fn wait_for(&self, partition: u32, offset: u64, timeout: Duration) -> bool;
+    /// Makes an idle flush part of the partition's input (see [`crate::record`]).
+    fn append_idle_marker(&self, partition: u32) -> Result<(), SourceError>;
+    /// Everything before `offsets[p]` is covered by a completed checkpoint: the source may release
+    /// it (retention, committed consumer offsets).
+    fn release(&self, offsets: &[u64]) -> Result<(), SourceError>;
+}
+
+impl EventSource for EmbeddedLog {
+    fn partitions(&self) -> u32 {
+        EmbeddedLog::partitions(self)
+    }
+
+    fn end_offset(&self, partition: u32) -> u64 {
+        EmbeddedLog::end_offset(self, partition)
+    }
+
+    fn read(
+        &self,
+        partition: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, SourceError> {
+        EmbeddedLog::read(self, partition, from, max).map_err(|e| SourceError(e.to_string()))
+    }
+
+    fn wait_for(&self, partition: u32, offset: u64, timeout: Duration) -> bool {
+        EmbeddedLog::wait_for(self, partition, offset, timeout)
+    }
+
+    fn append_idle_marker(&self, partition: u32) -> Result<(), SourceError> {
+        self.append_blocking(vec![(partition, record::encode_idle_flush())], None)
+            .map(|_| ())
+            .map_err(|e| SourceError(e.to_string()))
+    }
+
+    fn release(&self, offsets: &[u64]) -> Result<(), SourceError> {
+        self.apply_retention(offsets)
+            .map(|_| ())
+            .map_err(|e| SourceError(e.to_string()))
+    }
+}
