@@ -1,4 +1,5 @@
-//! The HTTP API of a running job: ingest, window results, late events, job status and savepoints.
+//! The HTTP API of a running job: ingest, window results, late events, alerts, job status and
+//! savepoints.
 //!
 //! Handlers are thin: they parse and check the request, call the engine or the store, and shape
 //! the answer. Every error is an RFC 9457 `application/problem+json` document whose `detail` tells
@@ -44,6 +45,8 @@ pub fn router(state: AppState) -> Router {
         .route("/events", post(routes::events::ingest))
         .route("/events/late", get(routes::events::late))
         .route("/metrics", get(routes::metrics::query))
+        .route("/alerts", get(routes::alerts::query))
+        .route("/alerts/{id}", get(routes::alerts::show))
         .route("/jobs", get(routes::jobs::list))
         .route("/jobs/{id}", get(routes::jobs::show))
         .route("/jobs/{id}/savepoints", post(routes::jobs::savepoint))

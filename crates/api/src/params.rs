@@ -26,6 +26,29 @@ impl Params {
         self.values.get(name).filter(|v| !v.is_empty()).cloned()
     }
 
+    /// One of `options`, by the name `label` gives it; absent or empty is `None`, anything else is
+    /// a 400 that lists the allowed names.
+    pub fn choice<T: Copy>(
+        &self,
+        name: &str,
+        options: &[T],
+        label: impl Fn(T) -> &'static str,
+    ) -> Result<Option<T>, Problem> {
+        let Some(value) = self.string(name) else {
+            return Ok(None);
+        };
+        match options.iter().copied().find(|&o| label(o) == value) {
+            Some(o) => Ok(Some(o)),
+            None => {
+                let names: Vec<&str> = options.iter().map(|&o| label(o)).collect();
+                Err(Problem::bad_request(format!(
+                    "parameter '{name}' must be one of: {}; got '{value}'",
+                    names.join(", ")
+                )))
+            }
+        }
+    }
+
     pub fn instant(&self, name: &str) -> Result<Option<Millis>, Problem> {
         self.values
             .get(name)
@@ -66,5 +89,63 @@ impl Params {
                 ))),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> Params {
+        let values = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Params::new(values, &["state"]).expect("allowed")
+    }
+
+    #[test]
+    fn choice_accepts_known_names_and_lists_them_otherwise() {
+        let label = |b: bool| if b { "yes" } else { "no" };
+        let options = [true, false];
+        assert_eq!(
+            params(&[]).choice("state", &options, label).ok(),
+            Some(None)
+        );
+        assert_eq!(
+            params(&[("state", "")])
+                .choice("state", &options, label)
+                .ok(),
+            Some(None)
+        );
+        assert_eq!(
+            params(&[("state", "no")])
+                .choice("state", &options, label)
+                .ok(),
+            Some(Some(false))
+        );
+        let err = params(&[("state", "YES")])
+            .choice("state", &options, label)
+            .err();
+        let err = err.expect("a 400");
+        assert_eq!(err.status, 400);
+        assert_eq!(
+            err.detail,
+            "parameter 'state' must be one of: yes, no; got 'YES'"
+        );
+    }
+
+    #[test]
+    fn unknown_parameters_are_rejected_by_name() {
+        let values = [("sate".to_string(), "firing".to_string())]
+            .into_iter()
+            .collect();
+        let err = Params::new(values, &["state", "limit"])
+            .err()
+            .expect("a 400");
+        assert_eq!(
+            err.detail,
+            "unknown query parameter 'sate'; allowed: state, limit"
+        );
     }
 }

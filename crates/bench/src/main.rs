@@ -50,6 +50,8 @@ struct Args {
 enum Mode {
     Engine,
     Http,
+    /// Cost per point of each detector, in isolation.
+    Detectors,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -126,11 +128,55 @@ fn peak_rss_kib(pid: &str) -> Option<u64> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Mode::Detectors = args.mode {
+        bench_detectors(args.events);
+        return Ok(());
+    }
     let events = load_events(&args.input, args.events)?;
     match args.mode {
         Mode::Engine => bench_engine(&args, &events),
         Mode::Http => bench_http(&args, &events),
+        Mode::Detectors => Ok(()),
     }
+}
+
+/// Scores `points` points of one noisy series with each detector at its default parameters.
+fn bench_detectors(points: usize) {
+    use streampulse_core::detect::ewma::{Ewma, EwmaParams};
+    use streampulse_core::detect::zscore::{ZScore, ZScoreParams};
+    // A deterministic noisy series (xorshift), so runs are comparable.
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let series: Vec<f64> = (0..points)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            100.0 + (state % 1000) as f64 / 100.0
+        })
+        .collect();
+    let zp = ZScoreParams {
+        n: 120,
+        min_points: 30,
+        min_std: 0.0,
+    };
+    let mut z = ZScore::default();
+    let started = Instant::now();
+    let mut anomalies = 0usize;
+    for &x in &series {
+        anomalies += z.observe(&zp, x).is_some_and(|(s, _)| s >= 10.0) as usize;
+    }
+    let zscore_ns = started.elapsed().as_nanos() as f64 / points as f64;
+    let ep = EwmaParams {
+        alpha: 0.1,
+        warmup: 30,
+    };
+    let mut e = Ewma::default();
+    let started = Instant::now();
+    for &x in &series {
+        anomalies += e.observe(&ep, x).is_some_and(|(s, _)| s >= 10.0) as usize;
+    }
+    let ewma_ns = started.elapsed().as_nanos() as f64 / points as f64;
+    println!("mode=detectors points={points} zscore_n120_ns_per_point={zscore_ns:.1} ewma_ns_per_point={ewma_ns:.1} anomalies={anomalies}");
 }
 
 /// (a) One partition, one worker thread: events are appended first (not timed), then the real
@@ -166,6 +212,7 @@ fn bench_engine(args: &Args, events: &[Event]) -> anyhow::Result<()> {
         job,
         RuntimeConfig {
             checkpoint_interval: Duration::from_secs(5),
+            webhooks: Vec::new(),
         },
         Arc::new(log.clone()),
         Some(log.clone()),

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::AggregateKind;
+use crate::detect::{DetectorDef, DetectorSpec, DetectorType};
 use crate::event::EventFormat;
 use crate::time::Millis;
 use crate::window::{WindowDef, WindowSpec, WindowType, MAX_WINDOW};
@@ -30,6 +31,8 @@ pub struct JobSpec {
     #[serde(with = "humantime_serde")]
     pub allowed_lateness: Duration,
     pub windows: Vec<WindowSpec>,
+    /// Anomaly detectors over raw values or window aggregates.
+    pub detectors: Vec<DetectorSpec>,
 }
 
 impl Default for JobSpec {
@@ -59,6 +62,10 @@ impl Default for JobSpec {
             idle_timeout: Duration::from_secs(10),
             allowed_lateness: Duration::ZERO,
             windows: vec![tumbling("tumble_10s", 10), tumbling("tumble_1m", 60)],
+            detectors: vec![
+                DetectorSpec::raw("raw_zscore", DetectorType::Zscore),
+                DetectorSpec::raw("raw_ewma", DetectorType::Ewma),
+            ],
         }
     }
 }
@@ -90,6 +97,7 @@ pub struct Job {
     pub idle_timeout: Duration,
     pub allowed_lateness: Millis,
     pub windows: Vec<WindowDef>,
+    pub detectors: Vec<DetectorDef>,
 }
 
 impl Job {
@@ -155,7 +163,21 @@ impl JobSpec {
             }
             windows.push(def);
         }
+        let mut detectors: Vec<DetectorDef> = Vec::with_capacity(self.detectors.len());
+        for (i, spec) in self.detectors.iter().enumerate() {
+            let def = spec.validate(&windows).map_err(|(field, reason)| {
+                JobError::new(format!("detectors[{i}].{field}"), reason)
+            })?;
+            if detectors.iter().any(|d| d.name == def.name) {
+                return Err(JobError::new(
+                    format!("detectors[{i}].name"),
+                    format!("'{}' is used twice", def.name),
+                ));
+            }
+            detectors.push(def);
+        }
         Ok(Job {
+            detectors,
             name: self.name.clone(),
             event: self.event.clone(),
             max_out_of_orderness,

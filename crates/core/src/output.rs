@@ -127,4 +127,6 @@ pub enum Output {
     },
     /// Insert by (window, offset).
     Late(LateEvent),
+    /// A transition of an alert: upsert by alert id (the latest transition wins).
+    Alert(crate::detect::Alert),
 }

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::detect::{DetectorOperator, Series};
 use crate::job::Job;
 use crate::output::Output;
 use crate::time::Millis;
@@ -19,7 +20,7 @@ use crate::watermark::{WatermarkTracker, WATERMARK_MAX};
 use crate::window::{Arrival, WindowOperator};
 
 /// Bumped whenever the serialized layout of [`PipelineState`] changes.
-pub const STATE_FORMAT_VERSION: u32 = 1;
+pub const STATE_FORMAT_VERSION: u32 = 2;
 
 /// Everything a partition must remember across a restart.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -29,6 +30,7 @@ pub struct PipelineState {
     /// Key id → metric id.
     pub names: Vec<String>,
     pub operators: Vec<WindowOperator>,
+    pub detectors: Vec<DetectorOperator>,
 }
 
 /// Why a saved state cannot be restored into a job.
@@ -38,12 +40,22 @@ pub enum RestoreError {
     Version { found: u32 },
     #[error("window '{0}' changed shape or aggregates since the state was saved; rename it or start from empty state")]
     WindowChanged(String),
+    #[error(
+        "detector '{0}' changed since the state was saved; rename it or start from empty state"
+    )]
+    DetectorChanged(String),
 }
 
 pub struct PartitionPipeline {
     job: Job,
     state: PipelineState,
     index: HashMap<String, u32>,
+    /// Whether any detector reads a window series (skips a scan of outputs when none does).
+    has_window_detectors: bool,
+}
+
+fn has_window_detectors(job: &Job) -> bool {
+    job.detectors.iter().any(|d| d.series != Series::Raw)
 }
 
 impl PartitionPipeline {
@@ -58,11 +70,13 @@ impl PartitionPipeline {
             watermark: WatermarkTracker::new(job.max_out_of_orderness),
             names: Vec::new(),
             operators,
+            detectors: job.detectors.iter().map(DetectorOperator::new).collect(),
         };
         Self {
             job: job.clone(),
             state,
             index: HashMap::new(),
+            has_window_detectors: has_window_detectors(job),
         }
     }
 
@@ -89,6 +103,21 @@ impl PartitionPipeline {
             };
             state.operators.push(op);
         }
+        let mut saved: HashMap<String, DetectorOperator> = state
+            .detectors
+            .drain(..)
+            .map(|d| (d.def().name.clone(), d))
+            .collect();
+        for def in &job.detectors {
+            let op = match saved.remove(&def.name) {
+                Some(op) if op.def() != def => {
+                    return Err(RestoreError::DetectorChanged(def.name.clone()))
+                }
+                Some(op) => op,
+                None => DetectorOperator::new(def),
+            };
+            state.detectors.push(op);
+        }
         state.watermark = WatermarkTracker::restored(&state.watermark, job.max_out_of_orderness);
         let index = state
             .names
@@ -100,6 +129,7 @@ impl PartitionPipeline {
             job: job.clone(),
             state,
             index,
+            has_window_detectors: has_window_detectors(job),
         })
     }
 
@@ -155,6 +185,11 @@ impl PartitionPipeline {
         for op in &mut self.state.operators {
             op.process(&arrival, watermark, out);
         }
+        for detector in &mut self.state.detectors {
+            if detector.def().series == Series::Raw {
+                detector.observe(&self.job.name, key, metric_id, ts, value, out);
+            }
+        }
         if self.state.watermark.observe(ts) {
             self.fire(out);
         }
@@ -199,10 +234,39 @@ impl PartitionPipeline {
 
     fn fire(&mut self, out: &mut Vec<Output>) {
         let watermark = self.state.watermark.current();
+        let first_new = out.len();
         for op in &mut self.state.operators {
             if op.next_timer().is_some_and(|t| t <= watermark) {
                 op.advance(watermark, &self.state.names, out);
             }
+        }
+        if self.has_window_detectors {
+            self.detect_on_windows(out, first_new);
+        }
+    }
+
+    /// Feeds first emissions of windows (revision 0) to the detectors on window series.
+    fn detect_on_windows(&mut self, out: &mut Vec<Output>, from: usize) {
+        let mut points = Vec::new();
+        for output in &out[from..] {
+            let Output::Result(r) = output else { continue };
+            if r.revision != 0 {
+                continue;
+            }
+            for (i, detector) in self.state.detectors.iter().enumerate() {
+                if let Series::Window { window, aggregate } = &detector.def().series {
+                    if *window == r.window {
+                        if let (Some(&key), Some(x)) =
+                            (self.index.get(&r.metric_id), r.get(*aggregate))
+                        {
+                            points.push((i, key, r.metric_id.clone(), r.window_start, x));
+                        }
+                    }
+                }
+            }
+        }
+        for (i, key, metric_id, ts, x) in points {
+            self.state.detectors[i].observe(&self.job.name, key, &metric_id, ts, x, out);
         }
     }
 }
@@ -221,6 +285,7 @@ mod tests {
             max_out_of_orderness: Duration::ZERO,
             allowed_lateness: Duration::from_millis(lateness_ms),
             windows: vec![window],
+            detectors: vec![],
             ..JobSpec::default()
         }
         .validate()
@@ -314,6 +379,40 @@ mod tests {
         assert_eq!(results(&out), vec![(0, 1, 0)]);
         assert!(!p.idle_flush_pending(), "nothing left to flush");
         assert!(!p.flush_idle(&mut out));
+    }
+
+    #[test]
+    fn detectors_on_window_series_see_first_emissions() {
+        let mut spec = JobSpec {
+            max_out_of_orderness: Duration::ZERO,
+            windows: vec![spec(WindowType::Tumbling, Some(1_000), None)],
+            detectors: vec![crate::detect::DetectorSpec {
+                series: "w.max".into(),
+                n: Some(5),
+                min_points: Some(5),
+                warning: Some(4.0),
+                ..crate::detect::DetectorSpec::raw("z", crate::detect::DetectorType::Zscore)
+            }],
+            ..JobSpec::default()
+        };
+        spec.windows[0].name = "w".into();
+        let mut p = PartitionPipeline::new(&spec.validate().unwrap());
+        let mut out = Vec::new();
+        // Window maxima 10, 12, 10, 12, 10 (mean 10.8, σ ≈ 0.98), then 30: z ≈ 19.6.
+        for (i, v) in [10.0, 12.0, 10.0, 12.0, 10.0, 30.0, 10.0]
+            .into_iter()
+            .enumerate()
+        {
+            p.process("m", i as i64 * 1_000 + 500, v, i as u64, &mut out);
+        }
+        let alerts: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o {
+                Output::Alert(a) => Some((a.series.clone(), a.first_ts, a.observed)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(alerts, vec![("w.max".to_string(), 5_000, 30.0)]);
     }
 
     #[test]

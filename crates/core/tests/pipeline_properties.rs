@@ -51,6 +51,7 @@ fn job() -> Job {
             ),
             window("session", WindowType::Session, None, None, Some(700)),
         ],
+        detectors: vec![],
         ..JobSpec::default()
     }
     .validate()
@@ -166,6 +167,7 @@ fn upsert(store: &mut BTreeMap<Key, Row>, outputs: &mut Vec<Output>) {
                 store.remove(&(metric_id, window, window_start));
             }
             Output::Late(late) => panic!("no event may be late here: {late:?}"),
+            Output::Alert(alert) => panic!("this job has no detectors: {alert:?}"),
         }
     }
 }

@@ -8,7 +8,8 @@
 //! - [`source`]: the partitioned, replayable input the workers read;
 //! - [`runtime`]: starting from a checkpoint or savepoint, periodic checkpoints, clean shutdown;
 //! - [`ingest`]: validated events into the log, acknowledged once durable;
-//! - [`status`]: live counters for the API.
+//! - [`status`]: live counters for the API;
+//! - [`webhook`]: alert transitions POSTed to the configured URLs, at least once, in order per alert.
 //!
 //! The runtime depends on the log, the store and the checkpoint storage only through their
 //! interfaces, so a Kafka source or a Cassandra store replaces the embedded ones without touching
@@ -21,5 +22,7 @@ pub mod record;
 pub mod runtime;
 pub mod source;
 pub mod status;
+pub mod webhook;
 
 pub use runtime::{EngineError, Runtime, RuntimeConfig, StartFrom};
+pub use webhook::{WebhookConfig, WebhookDispatcher};

@@ -18,6 +18,7 @@ use crate::checkpoint::PartitionCheckpoint;
 use crate::record::{self, Record};
 use crate::source::EventSource;
 use crate::status::PartitionCounters;
+use crate::webhook::WebhookDispatcher;
 
 /// Records read from the log per batch: bounds the latency of a checkpoint request.
 const READ_BATCH: usize = 8192;
@@ -39,6 +40,8 @@ pub struct PartitionWorker {
     pub next_offset: u64,
     pub commands: Receiver<Command>,
     pub counters: Arc<crate::status::JobCounters>,
+    /// Where alert transitions are sent once stored; `None` without webhooks.
+    pub webhooks: Option<Arc<WebhookDispatcher>>,
 }
 
 impl PartitionWorker {
@@ -139,7 +142,7 @@ impl PartitionWorker {
             match o {
                 Output::Result(_) => results += 1,
                 Output::Late(_) => late += 1,
-                Output::Retract { .. } => {}
+                Output::Retract { .. } | Output::Alert(_) => {}
             }
         }
         let mut backoff = Duration::from_millis(10);
@@ -150,6 +153,14 @@ impl PartitionWorker {
         }
         self.counters().results.fetch_add(results, Relaxed);
         self.counters().late.fetch_add(late, Relaxed);
+        // Once stored: a webhook is a notification, the store is the record. Never blocks.
+        if let Some(webhooks) = &self.webhooks {
+            for o in outputs.iter() {
+                if let Output::Alert(alert) = o {
+                    webhooks.submit(alert);
+                }
+            }
+        }
         outputs.clear();
     }
 

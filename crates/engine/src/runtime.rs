@@ -11,6 +11,10 @@
 //! only then writes the checkpoint. Recovery restores the latest checkpoint (or a savepoint) and
 //! replays the log from its offsets; outputs are idempotent upserts, so what was emitted after the
 //! checkpoint is rewritten identically. That is the whole exactly-once argument.
+//!
+//! Alert transitions are also handed to the [`WebhookDispatcher`] when webhooks are configured;
+//! a replay hands them over again, so webhook delivery is at least once (receivers dedupe by
+//! alert id and sequence).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -28,9 +32,12 @@ use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, PartitionC
 use crate::partition::{Command, PartitionWorker};
 use crate::source::EventSource;
 use crate::status::{CheckpointInfo, JobCounters, JobStatus};
+use crate::webhook::{WebhookConfig, WebhookDispatcher};
 
 /// How long a checkpoint waits for every worker's snapshot before it is abandoned.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long webhook deliveries still queued or in flight get at shutdown.
+const WEBHOOK_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -62,6 +69,8 @@ pub enum EngineError {
     CheckpointFailed(String),
     #[error("the job is stopping")]
     Stopping,
+    #[error("cannot start webhook delivery: {0}")]
+    Webhooks(String),
 }
 
 /// Where a starting job takes its state from.
@@ -74,6 +83,8 @@ pub enum StartFrom {
 
 pub struct RuntimeConfig {
     pub checkpoint_interval: Duration,
+    /// Where alert transitions are POSTed; empty: nowhere.
+    pub webhooks: Vec<WebhookConfig>,
 }
 
 enum CoordinatorRequest {
@@ -98,6 +109,7 @@ struct Inner {
     /// Where HTTP ingest appends, when the source is the embedded log.
     ingest_log: Option<EmbeddedLog>,
     counters: Arc<JobCounters>,
+    webhooks: Option<Arc<WebhookDispatcher>>,
     requests: Mutex<Option<Sender<CoordinatorRequest>>>,
     coordinator: Mutex<Option<JoinHandle<()>>>,
 }
@@ -172,6 +184,13 @@ impl Runtime {
         }
 
         let counters = Arc::new(JobCounters::new(partitions));
+        let webhooks = if config.webhooks.is_empty() {
+            None
+        } else {
+            let dispatcher = WebhookDispatcher::start(&job.name, &config.webhooks)
+                .map_err(|e| EngineError::Webhooks(e.to_string()))?;
+            Some(Arc::new(dispatcher))
+        };
         let mut workers = Vec::with_capacity(partitions as usize);
         for (partition, (pipeline, next_offset)) in pipelines.into_iter().enumerate() {
             let (tx, rx) = mpsc::channel();
@@ -184,6 +203,7 @@ impl Runtime {
                 next_offset,
                 commands: rx,
                 counters: counters.clone(),
+                webhooks: webhooks.clone(),
             };
             counters.partitions[partition]
                 .next_offset
@@ -216,6 +236,7 @@ impl Runtime {
                 source,
                 ingest_log,
                 counters,
+                webhooks,
                 requests: Mutex::new(Some(req_tx)),
                 coordinator: Mutex::new(Some(handle)),
             }),
@@ -243,11 +264,15 @@ impl Runtime {
             .map(|r| r.is_some())
             .unwrap_or(false);
         let source = &self.inner.source;
-        self.inner.counters.snapshot(
+        let mut status = self.inner.counters.snapshot(
             &self.inner.job.name,
             if running { "running" } else { "stopped" },
             |p| source.end_offset(p),
-        )
+        );
+        if let Some(webhooks) = &self.inner.webhooks {
+            status.webhooks = webhooks.status();
+        }
+        status
     }
 
     fn request(&self, make: impl FnOnce() -> CoordinatorRequest) -> Result<(), EngineError> {
@@ -271,7 +296,8 @@ impl Runtime {
         rx.recv().map_err(|_| EngineError::Stopping)?
     }
 
-    /// Takes a final checkpoint and stops every worker. Later calls do nothing.
+    /// Takes a final checkpoint, stops every worker, then gives webhook deliveries still queued or
+    /// in flight at most [`WEBHOOK_GRACE`] before stopping them. Later calls do nothing.
     pub fn shutdown(&self) -> Result<(), EngineError> {
         let tx = self.inner.requests.lock().ok().and_then(|mut r| r.take());
         let Some(tx) = tx else { return Ok(()) };
@@ -288,6 +314,10 @@ impl Runtime {
             .and_then(|mut h| h.take())
         {
             let _ = handle.join();
+        }
+        // The workers have stopped: no transition is submitted any more.
+        if let Some(webhooks) = &self.inner.webhooks {
+            webhooks.shutdown(WEBHOOK_GRACE);
         }
         result
     }

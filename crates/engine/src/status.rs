@@ -9,6 +9,8 @@ use std::sync::Mutex;
 use serde::Serialize;
 use streampulse_core::time::Millis;
 
+use crate::webhook::WebhookStatus;
+
 #[derive(Debug, Default)]
 pub struct PartitionCounters {
     pub watermark: AtomicI64,
@@ -63,6 +65,8 @@ pub struct JobStatus {
     pub checkpoints_completed: u64,
     pub checkpoints_failed: u64,
     pub last_checkpoint: Option<CheckpointInfo>,
+    /// One entry per configured alert webhook (empty when there is none).
+    pub webhooks: Vec<WebhookStatus>,
 }
 
 impl JobCounters {
@@ -113,6 +117,7 @@ impl JobCounters {
             checkpoints_completed: self.checkpoints_completed.load(Relaxed),
             checkpoints_failed: self.checkpoints_failed.load(Relaxed),
             last_checkpoint: self.last_checkpoint.lock().ok().and_then(|g| g.clone()),
+            webhooks: Vec::new(),
         }
     }
 }

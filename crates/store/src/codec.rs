@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 use streampulse_core::aggregate::AggregateKind;
+use streampulse_core::detect::{Alert, AlertState, Severity};
 use streampulse_core::output::{LateEvent, WindowResult};
 
 use crate::error::StoreError;
@@ -39,6 +40,33 @@ struct LateV1 {
     watermark: i64,
     offset: u64,
 }
+
+/// `state` and `severity` are stored as explicit codes rather than through the enums' serde
+/// (postcard writes a variant's index), so reordering the enums in core cannot change what stored
+/// bytes mean, and an unknown code is a [`StoreError::Corrupt`].
+#[derive(Serialize, Deserialize)]
+struct AlertV1 {
+    id: String,
+    metric_id: String,
+    detector: String,
+    series: String,
+    state: u8,
+    severity: u8,
+    observed: f64,
+    expected: f64,
+    score: f64,
+    peak_score: f64,
+    threshold: f64,
+    first_ts: i64,
+    last_ts: i64,
+    resolved_ts: Option<i64>,
+    sequence: u32,
+}
+
+const FIRING: u8 = 0;
+const RESOLVED: u8 = 1;
+const WARNING: u8 = 0;
+const CRITICAL: u8 = 1;
 
 pub fn encode_result(r: &WindowResult) -> Result<Vec<u8>, StoreError> {
     let v = ResultV1 {
@@ -95,6 +123,66 @@ pub fn decode_late(table: &'static str, bytes: &[u8]) -> Result<LateEvent, Store
         value: v.value,
         watermark: v.watermark,
         offset: v.offset,
+    })
+}
+
+pub fn encode_alert(a: &Alert) -> Result<Vec<u8>, StoreError> {
+    let v = AlertV1 {
+        id: a.id.clone(),
+        metric_id: a.metric_id.clone(),
+        detector: a.detector.clone(),
+        series: a.series.clone(),
+        state: match a.state {
+            AlertState::Firing => FIRING,
+            AlertState::Resolved => RESOLVED,
+        },
+        severity: match a.severity {
+            Severity::Warning => WARNING,
+            Severity::Critical => CRITICAL,
+        },
+        observed: a.observed,
+        expected: a.expected,
+        score: a.score,
+        peak_score: a.peak_score,
+        threshold: a.threshold,
+        first_ts: a.first_ts,
+        last_ts: a.last_ts,
+        resolved_ts: a.resolved_ts,
+        sequence: a.sequence,
+    };
+    encode("alert", &v)
+}
+
+pub fn decode_alert(table: &'static str, bytes: &[u8]) -> Result<Alert, StoreError> {
+    let v: AlertV1 = decode(table, bytes)?;
+    let corrupt = |what: &str, code: u8| StoreError::Corrupt {
+        table,
+        reason: format!("unknown alert {what} code {code}"),
+    };
+    Ok(Alert {
+        id: v.id,
+        metric_id: v.metric_id,
+        detector: v.detector,
+        series: v.series,
+        state: match v.state {
+            FIRING => AlertState::Firing,
+            RESOLVED => AlertState::Resolved,
+            other => return Err(corrupt("state", other)),
+        },
+        severity: match v.severity {
+            WARNING => Severity::Warning,
+            CRITICAL => Severity::Critical,
+            other => return Err(corrupt("severity", other)),
+        },
+        observed: v.observed,
+        expected: v.expected,
+        score: v.score,
+        peak_score: v.peak_score,
+        threshold: v.threshold,
+        first_ts: v.first_ts,
+        last_ts: v.last_ts,
+        resolved_ts: v.resolved_ts,
+        sequence: v.sequence,
     })
 }
 
@@ -179,6 +267,81 @@ mod tests {
             decode_late("t", &encode_late(&e).expect("encode")).expect("decode"),
             e
         );
+    }
+
+    fn alert(state: AlertState, severity: Severity, resolved_ts: Option<i64>) -> Alert {
+        Alert {
+            id: "00112233aabbccdd".into(),
+            metric_id: "cpu\0x".into(),
+            detector: "z".into(),
+            series: "tumble_10s.mean".into(),
+            state,
+            severity,
+            observed: 99.5,
+            expected: -1.25,
+            score: 4.5,
+            peak_score: 9.0,
+            threshold: 8.0,
+            first_ts: -1_000,
+            last_ts: i64::MAX,
+            resolved_ts,
+            sequence: u32::MAX,
+        }
+    }
+
+    #[test]
+    fn alerts_round_trip_in_every_state_and_severity() {
+        for (state, severity, resolved) in [
+            (AlertState::Firing, Severity::Warning, None),
+            (AlertState::Resolved, Severity::Critical, Some(-7)),
+            (AlertState::Firing, Severity::Critical, None),
+            (AlertState::Resolved, Severity::Warning, Some(0)),
+        ] {
+            let a = alert(state, severity, resolved);
+            assert_eq!(
+                decode_alert("t", &encode_alert(&a).expect("encode")).expect("decode"),
+                a
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_alert_codes_are_corrupt() {
+        let a = alert(AlertState::Firing, Severity::Warning, None);
+        let mut v = AlertV1 {
+            id: a.id,
+            metric_id: a.metric_id,
+            detector: a.detector,
+            series: a.series,
+            state: 2,
+            severity: WARNING,
+            observed: 0.0,
+            expected: 0.0,
+            score: 0.0,
+            peak_score: 0.0,
+            threshold: 0.0,
+            first_ts: 0,
+            last_ts: 0,
+            resolved_ts: None,
+            sequence: 0,
+        };
+        let bytes = encode("alert", &v).expect("encode");
+        assert!(matches!(
+            decode_alert("t", &bytes),
+            Err(StoreError::Corrupt { .. })
+        ));
+        (v.state, v.severity) = (FIRING, 9);
+        let bytes = encode("alert", &v).expect("encode");
+        assert!(matches!(
+            decode_alert("t", &bytes),
+            Err(StoreError::Corrupt { .. })
+        ));
+        for bytes in [&[][..], &[9, 1, 2][..], &[V1][..], &[V1, 0xFF, 0xFF][..]] {
+            assert!(matches!(
+                decode_alert("t", bytes),
+                Err(StoreError::Corrupt { .. })
+            ));
+        }
     }
 
     #[test]

@@ -14,6 +14,18 @@
 //! - `late_by_ts`: (job, ts, partition, window, offset) → the same late event, for queries by event
 //!   time. A metric filter on late events is applied while scanning this range (a rarely used
 //!   diagnostic path, so it has no index of its own).
+//! - `alerts`: (job, id) → alert: the alert's idempotency key. Holds the transition with the highest
+//!   `sequence` seen; an older one arriving later (a replay after a crash) is ignored, an equal one
+//!   is an identical rewrite.
+//! - `alerts_by_time`: (job, first_ts, id) → the same alert, for time-range queries.
+//! - `alerts_by_metric`: (job, metric_id, first_ts, id) → the same alert, for one metric's alerts.
+//! - `alert_spans`: (job) → the longest episode (`last_ts − first_ts`, i64 big-endian) ever stored
+//!   for the job. A query for episodes overlapping `[start, end)` scans the first_ts range
+//!   `[start − longest, end)` of an index: nothing that starts earlier can reach `start`. The value
+//!   only grows, so it stays a safe bound whatever is overwritten.
+//!
+//! The three alert tables are written in the same transaction (and the same one as the other
+//! outputs of the batch), so they cannot disagree.
 //!
 //! This module must never make a write durable on `apply` (that is `flush`'s job, once per
 //! checkpoint) and never hold a write transaction across calls.
@@ -22,14 +34,18 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use redb::{
-    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTableMetadata, TableDefinition,
+    Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
 };
+use streampulse_core::detect::Alert;
 use streampulse_core::output::{LateEvent, Output, WindowResult};
 
-use crate::codec::{decode_late, decode_result, encode_late, encode_result};
+use crate::codec::{
+    decode_alert, decode_late, decode_result, encode_alert, encode_late, encode_result,
+};
 use crate::error::StoreError;
 use crate::keys::{self, prefix_end, KeyBuf, KeyReader};
-use crate::{LateQuery, ResultQuery, ResultStore, StoreCounts};
+use crate::{AlertQuery, LateQuery, ResultQuery, ResultStore, StoreCounts};
 
 type Bytes = &'static [u8];
 type ReadTable = ReadOnlyTable<Bytes, Bytes>;
@@ -39,12 +55,20 @@ const RESULTS_BY_METRIC_NAME: &str = "results_by_metric";
 const RESULTS_BY_TIME_NAME: &str = "results_by_time";
 const LATE_EVENTS_NAME: &str = "late_events";
 const LATE_BY_TS_NAME: &str = "late_by_ts";
+const ALERTS_NAME: &str = "alerts";
+const ALERTS_BY_TIME_NAME: &str = "alerts_by_time";
+const ALERTS_BY_METRIC_NAME: &str = "alerts_by_metric";
+const ALERT_SPANS_NAME: &str = "alert_spans";
 
 const RESULTS_BY_METRIC: TableDefinition<Bytes, Bytes> =
     TableDefinition::new(RESULTS_BY_METRIC_NAME);
 const RESULTS_BY_TIME: TableDefinition<Bytes, Bytes> = TableDefinition::new(RESULTS_BY_TIME_NAME);
 const LATE_EVENTS: TableDefinition<Bytes, Bytes> = TableDefinition::new(LATE_EVENTS_NAME);
 const LATE_BY_TS: TableDefinition<Bytes, Bytes> = TableDefinition::new(LATE_BY_TS_NAME);
+const ALERTS: TableDefinition<Bytes, Bytes> = TableDefinition::new(ALERTS_NAME);
+const ALERTS_BY_TIME: TableDefinition<Bytes, Bytes> = TableDefinition::new(ALERTS_BY_TIME_NAME);
+const ALERTS_BY_METRIC: TableDefinition<Bytes, Bytes> = TableDefinition::new(ALERTS_BY_METRIC_NAME);
+const ALERT_SPANS: TableDefinition<Bytes, Bytes> = TableDefinition::new(ALERT_SPANS_NAME);
 
 /// The result store in a local redb file.
 pub struct EmbeddedStore {
@@ -82,7 +106,16 @@ impl EmbeddedStore {
         })?;
         // Create every table up front, so read transactions never meet a missing table.
         let txn = db.begin_write()?;
-        for table in [RESULTS_BY_METRIC, RESULTS_BY_TIME, LATE_EVENTS, LATE_BY_TS] {
+        for table in [
+            RESULTS_BY_METRIC,
+            RESULTS_BY_TIME,
+            LATE_EVENTS,
+            LATE_BY_TS,
+            ALERTS,
+            ALERTS_BY_TIME,
+            ALERTS_BY_METRIC,
+            ALERT_SPANS,
+        ] {
             txn.open_table(table)?;
         }
         txn.commit()?;
@@ -165,6 +198,67 @@ impl EmbeddedStore {
     }
 }
 
+/// Writes the alert transitions of one batch, in their order, into an open write transaction.
+fn apply_alerts(
+    txn: &redb::WriteTransaction,
+    job: &str,
+    alerts: &[&Alert],
+) -> Result<(), StoreError> {
+    let mut by_id = txn.open_table(ALERTS)?;
+    let mut by_time = txn.open_table(ALERTS_BY_TIME)?;
+    let mut by_metric = txn.open_table(ALERTS_BY_METRIC)?;
+    let mut spans = txn.open_table(ALERT_SPANS)?;
+    let mut longest: Option<i64> = None;
+    for a in alerts {
+        let k = keys::alert(job, &a.id);
+        let old = by_id
+            .get(k.as_slice())?
+            .map(|v| decode_alert(ALERTS_NAME, v.value()))
+            .transpose()?;
+        if let Some(old) = &old {
+            if old.sequence > a.sequence {
+                // A replayed, older transition: the stored one supersedes it.
+                continue;
+            }
+            // The id hashes first_ts and the metric, so these never change for one id; should they
+            // ever, the indexes must not keep a second entry for the one alert.
+            if old.first_ts != a.first_ts || old.metric_id != a.metric_id {
+                by_time.remove(keys::alert_by_time(job, old.first_ts, &old.id).as_slice())?;
+                let k = keys::alert_by_metric(job, &old.metric_id, old.first_ts, &old.id);
+                by_metric.remove(k.as_slice())?;
+            }
+        }
+        let value = encode_alert(a)?;
+        by_id.insert(k.as_slice(), value.as_slice())?;
+        let k = keys::alert_by_time(job, a.first_ts, &a.id);
+        by_time.insert(k.as_slice(), value.as_slice())?;
+        let k = keys::alert_by_metric(job, &a.metric_id, a.first_ts, &a.id);
+        by_metric.insert(k.as_slice(), value.as_slice())?;
+        let span = a.last_ts.saturating_sub(a.first_ts).max(0);
+        longest = Some(longest.map_or(span, |l| l.max(span)));
+    }
+    if let Some(span) = longest {
+        let k = keys::alert_span(job);
+        let stored = match spans.get(k.as_slice())? {
+            Some(v) => Some(decode_span(v.value())?),
+            None => None,
+        };
+        if stored.is_none_or(|s| span > s) {
+            spans.insert(k.as_slice(), span.to_be_bytes().as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+fn decode_span(bytes: &[u8]) -> Result<i64, StoreError> {
+    <[u8; 8]>::try_from(bytes)
+        .map(i64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            table: ALERT_SPANS_NAME,
+            reason: format!("span value has {} bytes, not 8", bytes.len()),
+        })
+}
+
 /// Appends the rows under `window_prefix` (job, metric, window) whose window_start is in
 /// [start, end), up to the limit. window_start is the key's last, fixed-width component, so the
 /// byte range is exactly the time range.
@@ -196,6 +290,10 @@ impl ResultStore for EmbeddedStore {
         let mut txn = self.db.begin_write()?;
         // Not durable yet: fsync per batch would cap throughput. `flush` makes it durable.
         txn.set_durability(Durability::None)?;
+        // Alerts are keyed apart from every other output, so writing them after the rest (in their
+        // own order) is the same as writing them in place; batches without alerts open no alert
+        // table.
+        let mut alerts: Vec<&Alert> = Vec::new();
         {
             let mut by_metric = txn.open_table(RESULTS_BY_METRIC)?;
             let mut by_time = txn.open_table(RESULTS_BY_TIME)?;
@@ -221,6 +319,7 @@ impl ResultStore for EmbeddedStore {
                         let k = keys::result_by_time(job, *window_start, metric_id, window);
                         by_time.remove(k.as_slice())?;
                     }
+                    Output::Alert(a) => alerts.push(a),
                     Output::Late(e) => {
                         let value = encode_late(e)?;
                         let k = keys::late(job, partition, &e.window, e.offset);
@@ -239,6 +338,9 @@ impl ResultStore for EmbeddedStore {
                     }
                 }
             }
+        }
+        if !alerts.is_empty() {
+            apply_alerts(&txn, job, &alerts)?;
         }
         txn.commit()?;
         Ok(())
@@ -287,11 +389,73 @@ impl ResultStore for EmbeddedStore {
         Ok(out)
     }
 
+    fn query_alerts(&self, q: &AlertQuery) -> Result<Vec<Alert>, StoreError> {
+        let mut out = Vec::new();
+        if q.start >= q.end || q.limit == 0 {
+            return Ok(out);
+        }
+        let txn = self.db.begin_read()?;
+        let longest = match txn
+            .open_table(ALERT_SPANS)?
+            .get(keys::alert_span(&q.job).as_slice())?
+        {
+            Some(v) => decode_span(v.value())?,
+            // No alert was ever stored for this job.
+            None => return Ok(out),
+        };
+        // An episode overlaps [start, end) iff first_ts < end and last_ts >= start; with
+        // last_ts <= first_ts + longest, only first_ts >= start - longest can qualify.
+        // A saturated span (an episode longer than i64::MAX ms) bounds nothing: scan from the start.
+        let from = if longest == i64::MAX {
+            i64::MIN
+        } else {
+            q.start.saturating_sub(longest)
+        };
+        let (table, name, prefix) = match &q.metric_id {
+            Some(m) => (
+                txn.open_table(ALERTS_BY_METRIC)?,
+                ALERTS_BY_METRIC_NAME,
+                KeyBuf::new().str(&q.job).str(m),
+            ),
+            None => (
+                txn.open_table(ALERTS_BY_TIME)?,
+                ALERTS_BY_TIME_NAME,
+                KeyBuf::new().str(&q.job),
+            ),
+        };
+        let lo = prefix.clone().i64(from).into_bytes();
+        let hi = prefix.i64(q.end).into_bytes();
+        // Newest first: (first_ts, id) descending.
+        for entry in table.range(lo.as_slice()..hi.as_slice())?.rev() {
+            let (_, value) = entry?;
+            let a = decode_alert(name, value.value())?;
+            let wanted = a.last_ts >= q.start
+                && q.state.is_none_or(|s| s == a.state)
+                && q.severity.is_none_or(|s| s == a.severity);
+            if wanted {
+                out.push(a);
+                if out.len() >= q.limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn get_alert(&self, job: &str, id: &str) -> Result<Option<Alert>, StoreError> {
+        let table = self.db.begin_read()?.open_table(ALERTS)?;
+        let value = table.get(keys::alert(job, id).as_slice())?;
+        value
+            .map(|v| decode_alert(ALERTS_NAME, v.value()))
+            .transpose()
+    }
+
     fn counts(&self) -> Result<StoreCounts, StoreError> {
         let txn = self.db.begin_read()?;
         Ok(StoreCounts {
             results: txn.open_table(RESULTS_BY_METRIC)?.len()?,
             late: txn.open_table(LATE_EVENTS)?.len()?,
+            alerts: txn.open_table(ALERTS)?.len()?,
         })
     }
 }

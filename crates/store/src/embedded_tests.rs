@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use proptest::prelude::*;
+use streampulse_core::detect::{Alert, AlertState, Severity};
 use streampulse_core::output::{LateEvent, Output, WindowResult};
 
 use super::EmbeddedStore;
-use crate::{LateQuery, ResultQuery, ResultStore, StoreCounts};
+use crate::{AlertQuery, LateQuery, ResultQuery, ResultStore, StoreCounts};
 
 fn result(metric: &str, window: &str, start: i64, revision: u32) -> WindowResult {
     WindowResult {
@@ -301,7 +302,8 @@ fn two_jobs_do_not_see_each_others_rows() {
         store.counts().expect("counts"),
         StoreCounts {
             results: 3,
-            late: 3
+            late: 3,
+            alerts: 0
         }
     );
     assert_eq!(store.query_results(&all("jo")).expect("q"), vec![]);
@@ -326,7 +328,8 @@ fn late_events_are_stored_idempotently_and_queried_by_event_time() {
         store.counts().expect("counts"),
         StoreCounts {
             results: 0,
-            late: 4
+            late: 4,
+            alerts: 0
         }
     );
 
@@ -421,7 +424,8 @@ fn data_survives_close_and_reopen_after_flush() {
         store.counts().expect("counts"),
         StoreCounts {
             results: 1,
-            late: 1
+            late: 1,
+            alerts: 0
         }
     );
 }
@@ -597,6 +601,431 @@ proptest! {
             if let Some(metric) = &q.metric_id {
                 prop_assert_eq!(&store.query_by_metric(&q, metric).expect("by metric"), &via_time);
             }
+        }
+    }
+}
+
+// Alerts.
+
+fn alert(id: &str, metric: &str, first_ts: i64, last_ts: i64, sequence: u32) -> Alert {
+    Alert {
+        id: id.into(),
+        metric_id: metric.into(),
+        detector: "z".into(),
+        series: "raw".into(),
+        state: AlertState::Firing,
+        severity: Severity::Warning,
+        observed: 10.0,
+        expected: 1.0,
+        score: 4.0 + f64::from(sequence),
+        peak_score: 4.0 + f64::from(sequence),
+        threshold: 4.0,
+        first_ts,
+        last_ts,
+        resolved_ts: None,
+        sequence,
+    }
+}
+
+fn resolved(mut a: Alert, at: i64) -> Alert {
+    a.state = AlertState::Resolved;
+    a.resolved_ts = Some(at);
+    a
+}
+
+fn critical(mut a: Alert) -> Alert {
+    a.severity = Severity::Critical;
+    a.threshold = 8.0;
+    a
+}
+
+fn aq(job: &str, start: i64, end: i64) -> AlertQuery {
+    AlertQuery {
+        job: job.into(),
+        start,
+        end,
+        metric_id: None,
+        state: None,
+        severity: None,
+        limit: usize::MAX,
+    }
+}
+
+fn ids(alerts: &[Alert]) -> Vec<&str> {
+    alerts.iter().map(|a| a.id.as_str()).collect()
+}
+
+fn alerts_of(store: &EmbeddedStore, q: &AlertQuery) -> Vec<Alert> {
+    let got = store.query_alerts(q).expect("query alerts");
+    // The metric index must agree with the time index.
+    if q.metric_id.is_none() {
+        let mut metrics: Vec<String> = got.iter().map(|a| a.metric_id.clone()).collect();
+        metrics.sort();
+        metrics.dedup();
+        for m in metrics {
+            let one = store
+                .query_alerts(&AlertQuery {
+                    metric_id: Some(m.clone()),
+                    ..q.clone()
+                })
+                .expect("query alerts by metric");
+            let want: Vec<Alert> = got.iter().filter(|a| a.metric_id == m).cloned().collect();
+            if q.limit == usize::MAX {
+                assert_eq!(one, want, "metric {m}");
+            }
+        }
+    }
+    got
+}
+
+#[test]
+fn an_alert_keeps_its_highest_sequence_whatever_the_arrival_order() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = open(tmp.path());
+    let opened = alert("a1", "cpu", 100, 100, 0);
+    let escalated = critical(alert("a1", "cpu", 100, 150, 1));
+    let done = resolved(critical(alert("a1", "cpu", 100, 150, 2)), 300);
+    store
+        .apply("job", 0, &[Output::Alert(opened.clone())])
+        .expect("apply");
+    assert_eq!(
+        store.get_alert("job", "a1").expect("get"),
+        Some(opened.clone())
+    );
+    // Two transitions in one batch: the later one wins.
+    store
+        .apply(
+            "job",
+            0,
+            &[
+                Output::Alert(escalated.clone()),
+                Output::Alert(done.clone()),
+            ],
+        )
+        .expect("apply");
+    assert_eq!(
+        store.get_alert("job", "a1").expect("get"),
+        Some(done.clone())
+    );
+    // A replay of older transitions, alone or in a batch in any order, changes nothing.
+    store
+        .apply("job", 0, &[Output::Alert(opened.clone())])
+        .expect("replay");
+    store
+        .apply(
+            "job",
+            1,
+            &[
+                Output::Alert(escalated.clone()),
+                Output::Alert(opened.clone()),
+            ],
+        )
+        .expect("replay");
+    assert_eq!(
+        store.get_alert("job", "a1").expect("get"),
+        Some(done.clone())
+    );
+    assert_eq!(
+        alerts_of(&store, &aq("job", i64::MIN, i64::MAX)),
+        vec![done.clone()]
+    );
+    // Newer then older inside one batch: still the newer.
+    store
+        .apply(
+            "job",
+            0,
+            &[
+                Output::Alert(alert("a2", "cpu", 5, 5, 3)),
+                Output::Alert(alert("a2", "cpu", 5, 5, 1)),
+            ],
+        )
+        .expect("apply");
+    assert_eq!(
+        store
+            .get_alert("job", "a2")
+            .expect("get")
+            .map(|a| a.sequence),
+        Some(3)
+    );
+    // An equal sequence overwrites (a replay rewrites the same transition).
+    let mut rewrite = done.clone();
+    rewrite.observed = 11.0;
+    store
+        .apply("job", 0, &[Output::Alert(rewrite.clone())])
+        .expect("rewrite");
+    assert_eq!(
+        store.get_alert("job", "a1").expect("get"),
+        Some(rewrite.clone())
+    );
+    assert_eq!(
+        alerts_of(&store, &aq("job", i64::MIN, i64::MAX)),
+        vec![rewrite, alert("a2", "cpu", 5, 5, 3)]
+    );
+    assert_eq!(
+        store.counts().expect("counts"),
+        StoreCounts {
+            results: 0,
+            late: 0,
+            alerts: 2
+        }
+    );
+    // Ids are per job.
+    assert_eq!(store.get_alert("other", "a1").expect("get"), None);
+    assert_eq!(store.get_alert("job", "a3").expect("get"), None);
+    assert_eq!(
+        store
+            .query_alerts(&aq("jo", i64::MIN, i64::MAX))
+            .expect("q"),
+        vec![]
+    );
+}
+
+#[test]
+fn alert_queries_return_overlapping_episodes_newest_first() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = open(tmp.path());
+    // Episodes: long [0, 1000], a [100, 200], b [300, 300], c [300, 450] (same first_ts as b).
+    store
+        .apply(
+            "job",
+            0,
+            &[
+                Output::Alert(alert("long", "m", 0, 1_000, 0)),
+                Output::Alert(alert("a", "m", 100, 200, 0)),
+                Output::Alert(alert("b", "m", 300, 300, 0)),
+                Output::Alert(alert("c", "n", 300, 450, 0)),
+                Output::Result(result("m", "w", 0, 0)),
+            ],
+        )
+        .expect("apply");
+    let got = |start, end| ids(&alerts_of(&store, &aq("job", start, end))).join(",");
+    assert_eq!(got(i64::MIN, i64::MAX), "c,b,a,long");
+    // first_ts < end: an episode starting at `end` is out, one point before it is in.
+    assert_eq!(got(-10, 100), "long");
+    assert_eq!(got(-10, 101), "a,long");
+    // last_ts >= start: an episode ending at `start` is in, one point after it is out.
+    assert_eq!(got(200, 201), "a,long");
+    assert_eq!(got(201, 300), "long");
+    // Wholly inside an episode that started long before.
+    assert_eq!(got(600, 700), "long");
+    assert_eq!(got(301, 451), "c,long");
+    assert_eq!(got(1_000, 1_001), "long");
+    assert_eq!(got(1_001, i64::MAX), "");
+    // Empty ranges.
+    assert_eq!(got(150, 150), "");
+    assert_eq!(got(150, 100), "");
+    // A later transition that lengthens an episode widens what it overlaps.
+    store
+        .apply("job", 0, &[Output::Alert(alert("b", "m", 300, 5_000, 1))])
+        .expect("apply");
+    assert_eq!(got(4_000, 4_001), "b");
+    assert_eq!(got(1_001, i64::MAX), "b");
+    // Extreme values do not overflow.
+    store
+        .apply(
+            "job",
+            0,
+            &[Output::Alert(alert("x", "m", i64::MIN, i64::MAX, 0))],
+        )
+        .expect("apply");
+    assert_eq!(got(i64::MAX - 1, i64::MAX), "x");
+    assert_eq!(got(i64::MIN, i64::MIN + 1), "x");
+}
+
+#[test]
+fn alert_queries_filter_by_metric_state_severity_and_limit() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = open(tmp.path());
+    let outputs = [
+        alert("1", "cpu", 10, 20, 0),
+        critical(alert("2", "cpu", 30, 40, 1)),
+        resolved(alert("3", "cpu", 50, 60, 1), 70),
+        resolved(critical(alert("4", "mem", 80, 90, 2)), 95),
+        alert("5", "mem", 100, 100, 0),
+        alert("6", "cpu\0", 110, 110, 0),
+    ]
+    .map(Output::Alert);
+    store.apply("job", 0, &outputs).expect("apply");
+    // Another job with the same metric and ids stays apart.
+    store.apply("job\0", 0, &outputs).expect("apply");
+    store
+        .apply("jo", 0, &[Output::Alert(alert("7", "cpu", 10, 20, 0))])
+        .expect("apply");
+    let q = |metric: Option<&str>, state, severity, limit| AlertQuery {
+        metric_id: metric.map(Into::into),
+        state,
+        severity,
+        limit,
+        ..aq("job", 0, 1_000)
+    };
+    let got = |q: AlertQuery| ids(&alerts_of(&store, &q)).join(",");
+    assert_eq!(got(q(None, None, None, usize::MAX)), "6,5,4,3,2,1");
+    assert_eq!(got(q(Some("cpu"), None, None, usize::MAX)), "3,2,1");
+    assert_eq!(got(q(Some("cpu\0"), None, None, usize::MAX)), "6");
+    assert_eq!(got(q(Some("cp"), None, None, usize::MAX)), "");
+    assert_eq!(
+        got(q(None, Some(AlertState::Firing), None, usize::MAX)),
+        "6,5,2,1"
+    );
+    assert_eq!(
+        got(q(None, Some(AlertState::Resolved), None, usize::MAX)),
+        "4,3"
+    );
+    assert_eq!(
+        got(q(None, None, Some(Severity::Critical), usize::MAX)),
+        "4,2"
+    );
+    assert_eq!(
+        got(q(
+            Some("mem"),
+            Some(AlertState::Resolved),
+            Some(Severity::Critical),
+            9
+        )),
+        "4"
+    );
+    assert_eq!(
+        got(q(
+            Some("mem"),
+            Some(AlertState::Firing),
+            Some(Severity::Critical),
+            9
+        )),
+        ""
+    );
+    // The limit counts rows after filtering, newest first.
+    assert_eq!(got(q(None, None, None, 2)), "6,5");
+    assert_eq!(got(q(None, Some(AlertState::Firing), None, 3)), "6,5,2");
+    assert_eq!(got(q(Some("cpu"), None, None, 1)), "3");
+    assert_eq!(got(q(None, None, None, 0)), "");
+    assert_eq!(store.counts().expect("counts").alerts, 13);
+}
+
+#[test]
+fn alerts_survive_close_and_reopen_after_flush() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let long = resolved(alert("long", "m", 0, 1_000, 4), 1_200);
+    {
+        let store = open(tmp.path());
+        store
+            .apply(
+                "job",
+                2,
+                &[
+                    Output::Alert(long.clone()),
+                    Output::Alert(alert("s", "n", 10, 10, 0)),
+                ],
+            )
+            .expect("apply");
+        store.flush().expect("flush");
+    }
+    let store = open(tmp.path());
+    assert_eq!(
+        store.get_alert("job", "long").expect("get"),
+        Some(long.clone())
+    );
+    // The longest-episode bound is persisted too: a query inside the long episode still finds it.
+    assert_eq!(ids(&alerts_of(&store, &aq("job", 500, 600))), vec!["long"]);
+    assert_eq!(
+        ids(&alerts_of(&store, &aq("job", 0, 100))),
+        vec!["s", "long"]
+    );
+    assert_eq!(
+        store.counts().expect("counts"),
+        StoreCounts {
+            results: 0,
+            late: 0,
+            alerts: 2
+        }
+    );
+    // And a replay of an older transition after the reopen still loses.
+    store
+        .apply("job", 2, &[Output::Alert(alert("long", "m", 0, 10, 1))])
+        .expect("replay");
+    assert_eq!(store.get_alert("job", "long").expect("get"), Some(long));
+}
+
+// Model-based: random transitions in random order against a map keeping the highest sequence;
+// random queries must equal brute-force filtering of the model.
+
+fn alert_op() -> impl Strategy<Value = (String, String, String, i64, i64, u32, bool, bool)> {
+    (
+        prop_oneof![Just("j"), Just("j\0")].prop_map(String::from),
+        prop_oneof![Just("a"), Just("b"), Just("c"), Just("d")].prop_map(String::from),
+        name(),
+        -20i64..20,
+        0i64..15,
+        0u32..4,
+        any::<bool>(),
+        any::<bool>(),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn alert_queries_agree_with_a_model(
+        ops in proptest::collection::vec(alert_op(), 1..40),
+        queries in proptest::collection::vec(
+            (prop_oneof![Just("j"), Just("j\0")], -40i64..40, -40i64..40, proptest::option::of(name()),
+             proptest::option::of(any::<bool>()), proptest::option::of(any::<bool>()), 0usize..8),
+            1..20,
+        ),
+    ) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = open(tmp.path());
+        // (job, id) -> alert. The id fixes metric and first_ts, as in the pipeline.
+        let mut model: BTreeMap<(String, String), Alert> = BTreeMap::new();
+        let mut identity: BTreeMap<String, (String, i64)> = BTreeMap::new();
+        for chunk in ops.chunks(3) {
+            let mut by_job: BTreeMap<&str, Vec<Output>> = BTreeMap::new();
+            for (job, id, metric, first, len, seq, is_resolved, is_critical) in chunk {
+                let (metric, first) = identity.entry(id.clone()).or_insert((metric.clone(), *first)).clone();
+                let mut a = alert(id, &metric, first, first + len, *seq);
+                if *is_resolved { a = resolved(a, first + len + 1); }
+                if *is_critical { a = critical(a); }
+                let key = (job.clone(), id.clone());
+                if model.get(&key).is_none_or(|old| old.sequence <= a.sequence) {
+                    model.insert(key, a.clone());
+                }
+                by_job.entry(job.as_str()).or_default().push(Output::Alert(a));
+            }
+            for (job, outputs) in by_job {
+                store.apply(job, 0, &outputs).expect("apply");
+            }
+        }
+        prop_assert_eq!(store.counts().expect("counts").alerts, model.len() as u64);
+        for ((job, id), a) in &model {
+            let stored = store.get_alert(job, id).expect("get");
+            prop_assert_eq!(stored.as_ref(), Some(a));
+        }
+        for (job, start, end, metric, firing, warning, limit) in queries {
+            let q = AlertQuery {
+                job: job.into(),
+                start,
+                end,
+                metric_id: metric,
+                state: firing.map(|f| if f { AlertState::Firing } else { AlertState::Resolved }),
+                severity: warning.map(|w| if w { Severity::Warning } else { Severity::Critical }),
+                limit,
+            };
+            let mut want: Vec<&Alert> = model
+                .iter()
+                .filter(|((j, _), a)| {
+                    *j == q.job
+                        && q.start < q.end
+                        && a.first_ts < q.end
+                        && a.last_ts >= q.start
+                        && q.metric_id.as_ref().is_none_or(|m| *m == a.metric_id)
+                        && q.state.is_none_or(|s| s == a.state)
+                        && q.severity.is_none_or(|s| s == a.severity)
+                })
+                .map(|(_, a)| a)
+                .collect();
+            want.sort_by(|x, y| (y.first_ts, &y.id).cmp(&(x.first_ts, &x.id)));
+            let want: Vec<Alert> = want.into_iter().take(q.limit).cloned().collect();
+            prop_assert_eq!(&store.query_alerts(&q).expect("query"), &want, "{:?}", q);
         }
     }
 }

@@ -197,6 +197,31 @@ pub fn late_by_ts(job: &str, ts: i64, partition: u32, window: &str, offset: u64)
         .into_bytes()
 }
 
+/// `alerts`: (job, id), the alert's idempotency key.
+pub fn alert(job: &str, id: &str) -> Vec<u8> {
+    KeyBuf::new().str(job).str(id).into_bytes()
+}
+
+/// `alerts_by_time`: (job, first_ts, id).
+pub fn alert_by_time(job: &str, first_ts: i64, id: &str) -> Vec<u8> {
+    KeyBuf::new().str(job).i64(first_ts).str(id).into_bytes()
+}
+
+/// `alerts_by_metric`: (job, metric_id, first_ts, id).
+pub fn alert_by_metric(job: &str, metric_id: &str, first_ts: i64, id: &str) -> Vec<u8> {
+    KeyBuf::new()
+        .str(job)
+        .str(metric_id)
+        .i64(first_ts)
+        .str(id)
+        .into_bytes()
+}
+
+/// `alert_spans`: (job).
+pub fn alert_span(job: &str) -> Vec<u8> {
+    KeyBuf::new().str(job).into_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,6 +327,23 @@ mod tests {
             let ta = result_by_time(&a.0, a.3, &a.1, &a.2);
             let tb = result_by_time(&b.0, b.3, &b.1, &b.2);
             prop_assert_eq!(ta.cmp(&tb), (&a.0, a.3, &a.1, &a.2).cmp(&(&b.0, b.3, &b.1, &b.2)));
+        }
+
+        #[test]
+        fn alert_keys_preserve_order(
+            a in (component(), component(), prop_oneof![any::<i64>(), -3i64..3], component()),
+            b in (component(), component(), prop_oneof![any::<i64>(), -3i64..3], component()),
+        ) {
+            let ka = alert_by_metric(&a.0, &a.1, a.2, &a.3);
+            let kb = alert_by_metric(&b.0, &b.1, b.2, &b.3);
+            prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
+            let mut r = KeyReader::new(&ka);
+            prop_assert_eq!((r.str(), r.str(), r.i64(), r.str()), (Ok(a.0.clone()), Ok(a.1.clone()), Ok(a.2), Ok(a.3.clone())));
+            prop_assert_eq!(r.finish(), Ok(()));
+            let ta = alert_by_time(&a.0, a.2, &a.3);
+            let tb = alert_by_time(&b.0, b.2, &b.3);
+            prop_assert_eq!(ta.cmp(&tb), (&a.0, a.2, &a.3).cmp(&(&b.0, b.2, &b.3)));
+            prop_assert_eq!(alert(&a.0, &a.3).cmp(&alert(&b.0, &b.3)), (&a.0, &a.3).cmp(&(&b.0, &b.3)));
         }
 
         #[test]

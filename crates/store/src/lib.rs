@@ -9,6 +9,9 @@
 //! Reads are range queries over two access paths, mirroring the Cassandra design: by metric
 //! (metric, window, window_start) and by time (window_start, metric, window).
 //!
+//! Alerts are stored by their id, keeping the latest transition (highest `sequence`), and read back
+//! by the overlap of their episode with a time range ([`AlertQuery`]) or by id.
+//!
 //! [`EmbeddedStore`] is the single-process implementation (redb). A store never interprets or
 //! alters results: it must never merge, drop or reorder fields of what it is given.
 
@@ -20,6 +23,7 @@ mod keys;
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
 
+use streampulse_core::detect::{Alert, AlertState, Severity};
 use streampulse_core::output::{LateEvent, Output, WindowResult};
 use streampulse_core::time::Millis;
 
@@ -38,7 +42,13 @@ pub trait ResultStore: Send + Sync {
     /// Late events of one job; see [`LateQuery`] for filters and order.
     fn query_late(&self, q: &LateQuery) -> Result<Vec<LateEvent>, StoreError>;
 
-    /// Number of result rows and late rows, over all jobs.
+    /// Alerts of one job; see [`AlertQuery`] for filters and order.
+    fn query_alerts(&self, q: &AlertQuery) -> Result<Vec<Alert>, StoreError>;
+
+    /// The latest stored transition of one alert of `job`, if any.
+    fn get_alert(&self, job: &str, id: &str) -> Result<Option<Alert>, StoreError>;
+
+    /// Number of result rows, late rows and alerts, over all jobs.
     fn counts(&self) -> Result<StoreCounts, StoreError>;
 }
 
@@ -70,6 +80,23 @@ pub struct LateQuery {
     pub limit: usize,
 }
 
+/// Alerts of `job` whose episode `[first_ts, last_ts]` overlaps `[start, end)` (epoch ms), i.e.
+/// `first_ts < end && last_ts >= start`, optionally of one metric, state and severity.
+///
+/// Each alert appears once, as its latest stored transition. Sorted newest first: by
+/// (first_ts, id) descending. At most `limit` rows (so `limit == 0` returns none); an empty range
+/// (`start >= end`) returns none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertQuery {
+    pub job: String,
+    pub start: Millis,
+    pub end: Millis,
+    pub metric_id: Option<String>,
+    pub state: Option<AlertState>,
+    pub severity: Option<Severity>,
+    pub limit: usize,
+}
+
 /// Row counts of a store.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StoreCounts {
@@ -77,4 +104,6 @@ pub struct StoreCounts {
     pub results: u64,
     /// Late events (one per (job, partition, window, offset)).
     pub late: u64,
+    /// Alerts (one per (job, alert id), whatever its number of transitions).
+    pub alerts: u64,
 }

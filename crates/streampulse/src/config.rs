@@ -19,6 +19,7 @@ pub struct AppConfig {
     pub server: ServerConfig,
     pub log: LogSection,
     pub checkpoint: CheckpointSection,
+    pub alerts: AlertsSection,
     pub job: JobSpec,
 }
 
@@ -88,6 +89,116 @@ impl Default for CheckpointSection {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsSection {
+    /// Every alert transition is POSTed to each of these.
+    pub webhooks: Vec<WebhookSection>,
+    /// Transitions waiting for one webhook beyond which new ones are dropped for it.
+    pub webhook_queue: usize,
+}
+
+impl Default for AlertsSection {
+    fn default() -> Self {
+        Self {
+            webhooks: Vec::new(),
+            webhook_queue: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    /// `http://host[:port][/path]`; https is not supported (no TLS in this build).
+    pub url: String,
+    /// Limit on one attempt: connect, send, and receive the response.
+    #[serde(default = "default_webhook_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Attempts in all, the first included.
+    #[serde(default = "default_webhook_max_attempts")]
+    pub max_attempts: u32,
+    /// Wait after the first failed attempt (with jitter); doubles after each further one.
+    #[serde(default = "default_webhook_initial_backoff", with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// Longest wait between two attempts.
+    #[serde(default = "default_webhook_max_backoff", with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_webhook_max_attempts() -> u32 {
+    8
+}
+fn default_webhook_initial_backoff() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_webhook_max_backoff() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl AlertsSection {
+    /// The engine's form of each webhook.
+    pub fn webhook_configs(&self) -> Vec<streampulse_engine::WebhookConfig> {
+        self.webhooks
+            .iter()
+            .map(|w| streampulse_engine::WebhookConfig {
+                url: w.url.clone(),
+                timeout: w.timeout,
+                max_attempts: w.max_attempts,
+                initial_backoff: w.initial_backoff,
+                max_backoff: w.max_backoff,
+                queue_capacity: self.webhook_queue,
+            })
+            .collect()
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if !(1..=10_000_000).contains(&self.webhook_queue) {
+            anyhow::bail!("alerts.webhook_queue: must be between 1 and 10000000");
+        }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            let key = |field: &str| format!("alerts.webhooks[{i}].{field}");
+            check_webhook_url(&w.url)
+                .map_err(|reason| anyhow::anyhow!("{}: {reason}", key("url")))?;
+            if w.timeout < Duration::from_millis(1) {
+                anyhow::bail!("{}: must be at least 1ms", key("timeout"));
+            }
+            if !(1..=1000).contains(&w.max_attempts) {
+                anyhow::bail!("{}: must be between 1 and 1000", key("max_attempts"));
+            }
+            if w.initial_backoff < Duration::from_millis(1) {
+                anyhow::bail!("{}: must be at least 1ms", key("initial_backoff"));
+            }
+            if w.max_backoff < w.initial_backoff {
+                anyhow::bail!("{}: must be at least initial_backoff", key("max_backoff"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_webhook_url(url: &str) -> Result<(), String> {
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Err(format!(
+            "'{url}': https is not supported (this build has no TLS); use an http:// URL, e.g. a local TLS-terminating proxy"
+        ));
+    }
+    if !lower.starts_with("http://") {
+        return Err(format!("'{url}' must be an http:// URL"));
+    }
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|e| format!("'{url}' is not a valid URL: {e}"))?;
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("'{url}' has no host"));
+    }
+    Ok(())
+}
+
 /// A configuration that passed validation.
 pub struct Validated {
     pub config: AppConfig,
@@ -147,6 +258,7 @@ impl AppConfig {
         if self.server.max_body_bytes < 1024 {
             return fail("server.max_body_bytes", "must be at least 1024");
         }
+        self.alerts.validate()?;
         let job = self
             .job
             .validate()
@@ -186,6 +298,69 @@ mod tests {
         let e =
             error_of("job:\n  windows:\n    - name: w\n      type: tumbling\n      size: ten\n");
         assert!(e.starts_with("job.windows[0].size:"), "{e}");
+    }
+
+    #[test]
+    fn webhooks_have_defaults_and_errors_name_the_key() {
+        let v = AppConfig::parse("alerts:\n  webhooks:\n    - url: http://127.0.0.1:9000/hook\n")
+            .unwrap()
+            .validate()
+            .unwrap();
+        let w = v.config.alerts.webhook_configs();
+        assert_eq!(
+            w,
+            vec![streampulse_engine::WebhookConfig::new(
+                "http://127.0.0.1:9000/hook"
+            )]
+        );
+        let v = AppConfig::parse(
+            "alerts:\n  webhook_queue: 5\n  webhooks:\n    - {url: 'http://h/x', timeout: 1s, max_attempts: 2, initial_backoff: 10ms, max_backoff: 1s}\n",
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        let w = &v.config.alerts.webhook_configs()[0];
+        assert_eq!(
+            (
+                w.timeout,
+                w.max_attempts,
+                w.initial_backoff,
+                w.max_backoff,
+                w.queue_capacity
+            ),
+            (
+                Duration::from_secs(1),
+                2,
+                Duration::from_millis(10),
+                Duration::from_secs(1),
+                5
+            )
+        );
+
+        let e = error_of("alerts:\n  webhooks:\n    - url: https://example.com/hook\n");
+        assert!(
+            e.starts_with("alerts.webhooks[0].url:") && e.contains("https is not supported"),
+            "{e}"
+        );
+        let e = error_of("alerts:\n  webhooks:\n    - url: ftp://example.com/\n");
+        assert!(e.starts_with("alerts.webhooks[0].url:"), "{e}");
+        let e = error_of("alerts:\n  webhooks:\n    - url: 'http://'\n");
+        assert!(e.starts_with("alerts.webhooks[0].url:"), "{e}");
+        let e = error_of("alerts:\n  webhooks:\n    - {url: 'http://h/', max_attempts: 0}\n");
+        assert!(e.starts_with("alerts.webhooks[0].max_attempts:"), "{e}");
+        let e = error_of("alerts:\n  webhooks:\n    - {url: 'http://h/', initial_backoff: 2s, max_backoff: 1s}\n");
+        assert!(e.starts_with("alerts.webhooks[0].max_backoff:"), "{e}");
+        let e = error_of("alerts:\n  webhooks:\n    - {url: 'http://h/', timeout: 0s}\n");
+        assert!(e.starts_with("alerts.webhooks[0].timeout:"), "{e}");
+        let e = error_of("alerts:\n  webhook_queue: 0\n");
+        assert!(e.starts_with("alerts.webhook_queue:"), "{e}");
+        let e = error_of("alerts:\n  webhooks:\n    - {url: 'http://h/', retries: 3}\n");
+        assert!(
+            e.starts_with("alerts.webhooks[0]") && e.contains("unknown field `retries`"),
+            "{e}"
+        );
+        let e = error_of("alerts:\n  webhooks:\n    - {timeout: 1s}\n");
+        assert!(e.contains("missing field `url`"), "{e}");
     }
 
     #[test]

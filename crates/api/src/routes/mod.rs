@@ -1,5 +1,6 @@
 //! One module per resource of the API.
 
+pub mod alerts;
 pub mod events;
 pub mod health;
 pub mod jobs;
@@ -13,7 +14,7 @@ pub async fn not_found(uri: Uri) -> Problem {
     Problem::new(
         StatusCode::NOT_FOUND,
         format!(
-            "no route for {}; see /jobs, /metrics, /events, /healthz",
+            "no route for {}; see /jobs, /metrics, /events, /alerts, /healthz",
             uri.path()
         ),
     )

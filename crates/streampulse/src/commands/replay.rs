@@ -8,10 +8,10 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use streampulse_core::output::{LateEvent, Output};
+use streampulse_core::output::Output;
 use streampulse_core::pipeline::PartitionPipeline;
 
 use crate::config::AppConfig;
@@ -31,6 +31,9 @@ pub struct ReplayArgs {
     /// Also write events that missed every window (the late output) here, as NDJSON.
     #[arg(long)]
     late_output: Option<PathBuf>,
+    /// Also write every alert transition here, as NDJSON.
+    #[arg(long)]
+    alerts: Option<PathBuf>,
     /// Overrides `log.partitions` (one watermark per partition).
     #[arg(long)]
     partitions: Option<u32>,
@@ -39,11 +42,11 @@ pub struct ReplayArgs {
 /// Counts reported at the end of a replay.
 #[derive(Debug, Default)]
 struct Summary {
-    lines: u64,
     events: u64,
     rejected: u64,
     results: u64,
     late: u64,
+    alert_transitions: u64,
 }
 
 const MAX_REPORTED_REJECTIONS: u64 = 20;
@@ -57,14 +60,11 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         .max(1);
 
     let input: Box<dyn BufRead> = open_input(&args.input)?;
-    let mut writer = ResultWriter::create(&args.output, &job)?;
-    let mut late_writer = match &args.late_output {
-        Some(path) => {
-            Some(BufWriter::new(File::create(path).with_context(|| {
-                format!("cannot create {}", path.display())
-            })?))
-        }
-        None => None,
+    let mut sinks = Sinks {
+        results: ResultWriter::create(&args.output, &job)?,
+        late: args.late_output.as_deref().map(create).transpose()?,
+        alerts: args.alerts.as_deref().map(create).transpose()?,
+        summary: Summary::default(),
     };
 
     let mut pipelines: Vec<PartitionPipeline> = (0..partitions)
@@ -72,25 +72,25 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         .collect();
     let mut offsets = vec![0u64; partitions as usize];
     let mut outputs = Vec::new();
-    let mut summary = Summary::default();
+    let mut lines = 0u64;
 
     for line in input.lines() {
         let line = line.with_context(|| format!("cannot read {}", args.input.display()))?;
-        summary.lines += 1;
+        lines += 1;
         if line.trim().is_empty() {
             continue;
         }
         let event = match job.event.parse_str(&line) {
             Ok(event) => event,
             Err(reason) => {
-                summary.rejected += 1;
-                if summary.rejected <= MAX_REPORTED_REJECTIONS {
-                    eprintln!("line {}: rejected: {reason}", summary.lines);
+                sinks.summary.rejected += 1;
+                if sinks.summary.rejected <= MAX_REPORTED_REJECTIONS {
+                    eprintln!("line {lines}: rejected: {reason}");
                 }
                 continue;
             }
         };
-        summary.events += 1;
+        sinks.summary.events += 1;
         let p = streampulse_log::partition_for(&event.metric_id, partitions) as usize;
         pipelines[p].process(
             &event.metric_id,
@@ -100,31 +100,18 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
             &mut outputs,
         );
         offsets[p] += 1;
-        drain(
-            &mut outputs,
-            &mut writer,
-            late_writer.as_mut(),
-            &mut summary,
-        )?;
+        sinks.write(&mut outputs)?;
     }
     for pipeline in &mut pipelines {
         pipeline.finish(&mut outputs);
-        drain(
-            &mut outputs,
-            &mut writer,
-            late_writer.as_mut(),
-            &mut summary,
-        )?;
+        sinks.write(&mut outputs)?;
     }
-    writer.finish()?;
-    if let Some(w) = late_writer.as_mut() {
-        w.flush()?;
-    }
-    eprintln!(
-        "replay: {} events ({} lines rejected), {} window results, {} late events",
-        summary.events, summary.rejected, summary.results, summary.late
-    );
-    Ok(())
+    sinks.finish()
+}
+
+fn create(path: &Path) -> anyhow::Result<BufWriter<File>> {
+    let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    Ok(BufWriter::new(file))
 }
 
 fn open_input(path: &PathBuf) -> anyhow::Result<Box<dyn BufRead>> {
@@ -141,34 +128,61 @@ fn open_input(path: &PathBuf) -> anyhow::Result<Box<dyn BufRead>> {
     }
 }
 
-fn drain(
-    outputs: &mut Vec<Output>,
-    writer: &mut ResultWriter,
-    mut late_writer: Option<&mut BufWriter<File>>,
-    summary: &mut Summary,
-) -> anyhow::Result<()> {
-    for output in outputs.drain(..) {
-        match output {
-            Output::Result(result) => {
-                summary.results += 1;
-                writer.write(&result)?;
-            }
-            // A replay writes rows as they are emitted; a superseded session row stays in the file
-            // and its replacement follows with a higher revision.
-            Output::Retract { .. } => {}
-            Output::Late(late) => {
-                summary.late += 1;
-                if let Some(w) = late_writer.as_deref_mut() {
-                    write_late(w, &late)?;
+/// Where a replay's outputs go.
+struct Sinks {
+    results: ResultWriter,
+    late: Option<BufWriter<File>>,
+    alerts: Option<BufWriter<File>>,
+    summary: Summary,
+}
+
+impl Sinks {
+    fn write(&mut self, outputs: &mut Vec<Output>) -> anyhow::Result<()> {
+        for output in outputs.drain(..) {
+            match output {
+                Output::Result(result) => {
+                    self.summary.results += 1;
+                    self.results.write(&result)?;
+                }
+                // A replay writes rows as they are emitted; a superseded session row stays in the
+                // file and its replacement follows with a higher revision.
+                Output::Retract { .. } => {}
+                Output::Late(late) => {
+                    self.summary.late += 1;
+                    if let Some(w) = self.late.as_mut() {
+                        write_line(w, &late)?;
+                    }
+                }
+                Output::Alert(alert) => {
+                    self.summary.alert_transitions += 1;
+                    if let Some(w) = self.alerts.as_mut() {
+                        write_line(w, &alert)?;
+                    }
                 }
             }
         }
+        Ok(())
     }
-    Ok(())
+
+    fn finish(mut self) -> anyhow::Result<()> {
+        self.results.finish()?;
+        for w in [self.late.as_mut(), self.alerts.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            w.flush()?;
+        }
+        let s = &self.summary;
+        eprintln!(
+            "replay: {} events ({} lines rejected), {} window results, {} late events, {} alert transitions",
+            s.events, s.rejected, s.results, s.late, s.alert_transitions
+        );
+        Ok(())
+    }
 }
 
-fn write_late(w: &mut impl Write, late: &LateEvent) -> anyhow::Result<()> {
-    serde_json::to_writer(&mut *w, late)?;
+fn write_line(w: &mut impl Write, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    serde_json::to_writer(&mut *w, value)?;
     w.write_all(b"\n")?;
     Ok(())
 }

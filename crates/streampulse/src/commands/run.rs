@@ -3,8 +3,8 @@
 //!
 //! Start-up order matters: the configuration is validated and the port bound before anything is
 //! written, so a bad config or a busy port leaves nothing behind. Stopping (Ctrl-C or SIGTERM)
-//! first stops accepting requests, then takes a final checkpoint, then exits; the next start
-//! resumes from that checkpoint.
+//! first stops accepting requests, then takes a final checkpoint, then gives alert webhook
+//! deliveries still queued at most 2 s, then exits; the next start resumes from that checkpoint.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -95,6 +95,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         job,
         RuntimeConfig {
             checkpoint_interval: config.checkpoint.interval,
+            webhooks: config.alerts.webhook_configs(),
         },
         Arc::new(log.clone()),
         Some(log),
@@ -113,7 +114,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         )),
     };
     let app = streampulse_api::router(state);
-    tracing::info!(%listen, data_dir = %data_dir.display(), checkpoints = %storage_url, job = %runtime.job().name, "streampulse is running");
+    tracing::info!(%listen, data_dir = %data_dir.display(), checkpoints = %storage_url, job = %runtime.job().name, webhooks = config.alerts.webhooks.len(), "streampulse is running");
     let served = tokio.block_on(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())

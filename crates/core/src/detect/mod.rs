@@ -1,0 +1,18 @@
+//! Anomaly detection: detectors that score each point of a series, and the alert lifecycle.
+//!
+//! A series is the raw event values of each metric (in arrival order) or one aggregate of one
+//! window (in firing order, first emissions only). Each point is scored by a detector
+//! ([`zscore`], [`ewma`]); scores at or above the warning or critical threshold are anomalous and
+//! drive an [`alert::AlertTracker`]. All state is per (metric, detector) and part of the
+//! pipeline's checkpointed state, so a restart neither forgets the baseline nor raises an alert
+//! twice.
+
+pub mod alert;
+pub mod ewma;
+mod operator;
+mod spec;
+pub mod zscore;
+
+pub use alert::{Alert, AlertState, Severity};
+pub use operator::DetectorOperator;
+pub use spec::{DetectorDef, DetectorKind, DetectorSpec, DetectorType, Series};

@@ -1,0 +1,256 @@
+//! Detector definitions: the config a user writes ([`DetectorSpec`]) and its validated form.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::alert::Lifecycle;
+use super::ewma::EwmaParams;
+use super::zscore::ZScoreParams;
+use crate::aggregate::AggregateKind;
+use crate::window::WindowDef;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DetectorType {
+    Zscore,
+    Ewma,
+}
+
+/// One detector as written in a job config. Every parameter has a default chosen by measurement
+/// on the reference data (see `tests/anomaly_quality.rs`): quiet on normal data, catching every
+/// injected spike.
+///
+/// ```yaml
+/// - name: raw_zscore
+///   type: zscore
+///   series: raw            # or <window>.<aggregate>, e.g. tumble_10s.mean
+///   warning: 10
+///   critical: 30
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorSpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub detector_type: DetectorType,
+    /// `raw` (each event's value) or `<window>.<aggregate>` (each first emission of a window).
+    #[serde(default = "default_series")]
+    pub series: String,
+    /// zscore: points of history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n: Option<usize>,
+    /// zscore: silent until the history holds this many points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_points: Option<usize>,
+    /// zscore: floor on σ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_std: Option<f64>,
+    /// ewma: weight of the newest point, in (0, 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    /// ewma: silent for this many points.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup: Option<u64>,
+    /// Score from which a point is anomalous (warning severity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<f64>,
+    /// Score from which an alert is critical.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critical: Option<f64>,
+    /// Normal points in a row that resolve a firing alert.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve_after: Option<u32>,
+    /// Event time after a resolution during which an anomaly re-opens the same alert.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cooldown: Option<Duration>,
+}
+
+fn default_series() -> String {
+    "raw".into()
+}
+
+pub const DEFAULT_ZSCORE_N: usize = 120;
+pub const DEFAULT_ZSCORE_MIN_POINTS: usize = 30;
+pub const DEFAULT_EWMA_ALPHA: f64 = 0.1;
+pub const DEFAULT_EWMA_WARMUP: u64 = 30;
+pub const DEFAULT_WARNING: f64 = 10.0;
+pub const DEFAULT_CRITICAL: f64 = 30.0;
+pub const DEFAULT_RESOLVE_AFTER: u32 = 5;
+pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30);
+
+impl DetectorSpec {
+    /// A detector of `detector_type` on raw values with every default.
+    pub fn raw(name: &str, detector_type: DetectorType) -> Self {
+        Self {
+            name: name.into(),
+            detector_type,
+            series: default_series(),
+            n: None,
+            min_points: None,
+            min_std: None,
+            alpha: None,
+            warmup: None,
+            warning: None,
+            critical: None,
+            resolve_after: None,
+            cooldown: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum DetectorKind {
+    ZScore(ZScoreParams),
+    Ewma(EwmaParams),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Series {
+    Raw,
+    Window {
+        window: String,
+        aggregate: AggregateKind,
+    },
+}
+
+impl Series {
+    pub fn name(&self) -> String {
+        match self {
+            Self::Raw => "raw".into(),
+            Self::Window { window, aggregate } => format!("{window}.{aggregate}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectorDef {
+    pub name: String,
+    pub kind: DetectorKind,
+    pub series: Series,
+    pub lifecycle: Lifecycle,
+}
+
+type FieldError = (String, String);
+
+fn err(field: &str, reason: impl Into<String>) -> FieldError {
+    (field.to_string(), reason.into())
+}
+
+fn forbid<T>(field: &str, value: &Option<T>, kind: &str) -> Result<(), FieldError> {
+    match value {
+        Some(_) => Err(err(field, format!("does not apply to a {kind} detector"))),
+        None => Ok(()),
+    }
+}
+
+impl DetectorSpec {
+    /// Validates against the job's windows. On error: (field, reason) relative to this detector.
+    pub fn validate(&self, windows: &[WindowDef]) -> Result<DetectorDef, FieldError> {
+        if self.name.is_empty()
+            || !self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(err(
+                "name",
+                "must be non-empty letters, digits, '_', '-' or '.'",
+            ));
+        }
+        let series = if self.series == "raw" {
+            Series::Raw
+        } else {
+            let (window, aggregate) = self.series.rsplit_once('.').ok_or_else(|| {
+                err(
+                    "series",
+                    "must be 'raw' or '<window>.<aggregate>', e.g. tumble_10s.mean",
+                )
+            })?;
+            let def = windows
+                .iter()
+                .find(|w| w.name == window)
+                .ok_or_else(|| err("series", format!("no window named '{window}' in this job")))?;
+            let aggregate = AggregateKind::ALL
+                .into_iter()
+                .find(|k| k.name() == aggregate)
+                .ok_or_else(|| err("series", format!("'{aggregate}' is not an aggregate")))?;
+            if !aggregate.is_basic() && !def.extra.contains(&aggregate) {
+                return Err(err(
+                    "series",
+                    format!(
+                        "window '{window}' does not compute {aggregate}; add it to its aggregates"
+                    ),
+                ));
+            }
+            Series::Window {
+                window: window.to_string(),
+                aggregate,
+            }
+        };
+        let kind = match self.detector_type {
+            DetectorType::Zscore => {
+                forbid("alpha", &self.alpha, "zscore")?;
+                forbid("warmup", &self.warmup, "zscore")?;
+                let n = self.n.unwrap_or(DEFAULT_ZSCORE_N);
+                let min_points = self.min_points.unwrap_or(DEFAULT_ZSCORE_MIN_POINTS.min(n));
+                let min_std = self.min_std.unwrap_or(0.0);
+                if !(2..=100_000).contains(&n) {
+                    return Err(err("n", "must be between 2 and 100000"));
+                }
+                if min_points < 2 || min_points > n {
+                    return Err(err("min_points", "must be at least 2 and at most n"));
+                }
+                if !(min_std.is_finite() && min_std >= 0.0) {
+                    return Err(err("min_std", "must be a finite number >= 0"));
+                }
+                DetectorKind::ZScore(ZScoreParams {
+                    n,
+                    min_points,
+                    min_std,
+                })
+            }
+            DetectorType::Ewma => {
+                forbid("n", &self.n, "ewma")?;
+                forbid("min_points", &self.min_points, "ewma")?;
+                forbid("min_std", &self.min_std, "ewma")?;
+                let alpha = self.alpha.unwrap_or(DEFAULT_EWMA_ALPHA);
+                if !(alpha > 0.0 && alpha <= 1.0) {
+                    return Err(err("alpha", "must be in (0, 1]"));
+                }
+                DetectorKind::Ewma(EwmaParams {
+                    alpha,
+                    warmup: self.warmup.unwrap_or(DEFAULT_EWMA_WARMUP),
+                })
+            }
+        };
+        let warning = self.warning.unwrap_or(DEFAULT_WARNING);
+        let critical = self.critical.unwrap_or(DEFAULT_CRITICAL.max(warning));
+        if !(warning.is_finite() && warning > 0.0) {
+            return Err(err("warning", "must be a positive number"));
+        }
+        if !(critical.is_finite() && critical >= warning) {
+            return Err(err("critical", "must be a number >= warning"));
+        }
+        let resolve_after = self.resolve_after.unwrap_or(DEFAULT_RESOLVE_AFTER);
+        if resolve_after == 0 {
+            return Err(err("resolve_after", "must be at least 1"));
+        }
+        let cooldown = self.cooldown.unwrap_or(DEFAULT_COOLDOWN);
+        Ok(DetectorDef {
+            name: self.name.clone(),
+            kind,
+            series,
+            lifecycle: Lifecycle {
+                warning,
+                critical,
+                resolve_after,
+                cooldown: cooldown.as_millis() as i64,
+            },
+        })
+    }
+}
