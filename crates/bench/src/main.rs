@@ -58,11 +58,23 @@ enum Mode {
 enum JobKind {
     Tumbling,
     Sliding,
+    /// The tumbling job plus the default raw-value detectors (z-score and EWMA).
+    TumblingDetectors,
+}
+
+impl JobKind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Tumbling => "tumbling_10s",
+            Self::Sliding => "sliding_30s_10s",
+            Self::TumblingDetectors => "tumbling_10s+raw_zscore+raw_ewma",
+        }
+    }
 }
 
 fn job_spec(kind: JobKind) -> JobSpec {
     let window = match kind {
-        JobKind::Tumbling => WindowSpec {
+        JobKind::Tumbling | JobKind::TumblingDetectors => WindowSpec {
             name: "tumble_10s".into(),
             window_type: WindowType::Tumbling,
             size: Some(Duration::from_secs(10)),
@@ -81,10 +93,16 @@ fn job_spec(kind: JobKind) -> JobSpec {
             aggregates: vec![],
         },
     };
+    let defaults = JobSpec::default();
+    let detectors = match kind {
+        JobKind::TumblingDetectors => defaults.detectors.clone(),
+        _ => vec![],
+    };
     JobSpec {
         name: "bench".into(),
         windows: vec![window],
-        ..JobSpec::default()
+        detectors,
+        ..defaults
     }
 }
 
@@ -234,7 +252,7 @@ fn bench_engine(args: &Args, events: &[Event]) -> anyhow::Result<()> {
     let state_bytes = status.last_checkpoint.as_ref().map_or(0, |c| c.bytes);
     println!(
         "mode=engine job={} events={} seconds={:.3} events_per_sec_per_core={:.0} results={} late={} checkpoint_state_bytes={state_bytes} bench_process_peak_rss_mib={:.1} (includes the input held in memory)",
-        if args.job == JobKind::Tumbling { "tumbling_10s" } else { "sliding_30s_10s" },
+        args.job.name(),
         total,
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64(),
@@ -360,7 +378,7 @@ fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
         .unwrap_or(1);
     println!(
         "mode=http job={} events={} connections={} batch={} partitions={} seconds={:.3} events_per_sec={:.0} events_per_sec_per_core={:.0} (cores={cores}, shared with the client) ack_seconds={:.3} request_p50_ms={:.2} request_p99_ms={:.2} server_peak_rss_mib={:.1}",
-        if args.job == JobKind::Tumbling { "tumbling_10s" } else { "sliding_30s_10s" },
+        args.job.name(),
         events.len(),
         args.connections,
         args.batch,

@@ -14,36 +14,68 @@ pub struct ZScoreParams {
     pub min_std: f64,
 }
 
-/// The history of one series.
+/// The history of one series, with its running mean and sum of squared deviations.
+///
+/// Sliding the window updates mean and M2 in O(1) (Welford's update for one point in, one out);
+/// every `n` slides they are recomputed from the history in two exact passes, so rounding errors
+/// cannot accumulate. The same input always gives the same bits, so replay is deterministic.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ZScore {
     history: VecDeque<f64>,
+    mean: f64,
+    m2: f64,
+    slides_since_exact: usize,
 }
 
 impl ZScore {
     /// Scores `x` against the history (not including `x`), then adds it. `None` until the history
     /// holds `min_points` points. Returns (score, expected value).
     pub fn observe(&mut self, params: &ZScoreParams, x: f64) -> Option<(f64, f64)> {
-        let verdict =
-            (self.history.len() >= params.min_points.max(1)).then(|| self.score(params, x));
-        if self.history.len() == params.n {
-            self.history.pop_front();
-        }
-        self.history.push_back(x);
+        let ready = self.history.len() >= params.min_points.max(1);
+        let verdict = ready.then(|| self.score(params, x));
+        self.push(params.n, x);
         verdict
     }
 
-    fn score(&self, params: &ZScoreParams, x: f64) -> (f64, f64) {
-        // Two passes over at most n points: exact, and cheap next to everything else per event.
+    fn push(&mut self, n: usize, x: f64) {
+        if self.history.len() < n {
+            self.history.push_back(x);
+            let len = self.history.len() as f64;
+            let delta = x - self.mean;
+            self.mean += delta / len;
+            self.m2 += delta * (x - self.mean);
+            return;
+        }
+        let Some(out) = self.history.pop_front() else {
+            return;
+        };
+        self.history.push_back(x);
+        self.slides_since_exact += 1;
+        if self.slides_since_exact >= n {
+            self.recompute();
+            return;
+        }
+        let old_mean = self.mean;
+        self.mean += (x - out) / n as f64;
+        self.m2 += (x - out) * (x - self.mean + out - old_mean);
+    }
+
+    fn recompute(&mut self) {
         let len = self.history.len() as f64;
-        let mean = self.history.iter().sum::<f64>() / len;
-        let variance = self
+        self.mean = self.history.iter().sum::<f64>() / len;
+        let mean = self.mean;
+        self.m2 = self
             .history
             .iter()
             .map(|v| (v - mean) * (v - mean))
-            .sum::<f64>()
-            / len;
-        let sigma = variance.sqrt().max(params.min_std);
+            .sum::<f64>();
+        self.slides_since_exact = 0;
+    }
+
+    fn score(&self, params: &ZScoreParams, x: f64) -> (f64, f64) {
+        let len = self.history.len() as f64;
+        let mean = self.mean;
+        let sigma = (self.m2 / len).max(0.0).sqrt().max(params.min_std);
         let deviation = (x - mean).abs();
         let score = if sigma > 0.0 {
             deviation / sigma
@@ -98,6 +130,37 @@ mod tests {
             floored.observe(&p, 7.0);
         }
         assert_eq!(floored.observe(&p, 7.5).map(|v| v.0), Some(2.0));
+    }
+
+    #[test]
+    fn running_moments_match_a_two_pass_computation() {
+        let p = params(7, 3, 0.0);
+        let mut z = ZScore::default();
+        let mut state = 12345u64;
+        for _ in 0..500 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let x = 1e6 + (state >> 40) as f64 / 1e3;
+            z.observe(&p, x);
+            let len = z.history.len() as f64;
+            let exact_mean = z.history.iter().sum::<f64>() / len;
+            let exact_m2: f64 = z
+                .history
+                .iter()
+                .map(|v| (v - exact_mean) * (v - exact_mean))
+                .sum();
+            assert!(
+                (z.mean - exact_mean).abs() <= 1e-9 * exact_mean.abs(),
+                "{} vs {exact_mean}",
+                z.mean
+            );
+            assert!(
+                (z.m2 - exact_m2).abs() <= 1e-6 * exact_m2.max(1.0),
+                "{} vs {exact_m2}",
+                z.m2
+            );
+        }
     }
 
     #[test]
