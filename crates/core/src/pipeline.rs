@@ -8,7 +8,7 @@
 //! Per event the order is Flink's: the event is judged against the watermark in force before it,
 //! then the watermark advances, then every window the new watermark has passed fires.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,8 @@ pub struct PipelineState {
     pub watermark: WatermarkTracker,
     /// Key id → metric id.
     pub names: Vec<String>,
+    /// Key id → the tags of the metric's first event (alerts carry them).
+    pub tags: Vec<BTreeMap<String, String>>,
     pub operators: Vec<WindowOperator>,
     pub detectors: Vec<DetectorOperator>,
 }
@@ -69,6 +71,7 @@ impl PartitionPipeline {
             format_version: STATE_FORMAT_VERSION,
             watermark: WatermarkTracker::new(job.max_out_of_orderness),
             names: Vec::new(),
+            tags: Vec::new(),
             operators,
             detectors: job.detectors.iter().map(DetectorOperator::new).collect(),
         };
@@ -119,6 +122,7 @@ impl PartitionPipeline {
             state.detectors.push(op);
         }
         state.watermark = WatermarkTracker::restored(&state.watermark, job.max_out_of_orderness);
+        state.tags.resize_with(state.names.len(), BTreeMap::new);
         let index = state
             .names
             .iter()
@@ -154,12 +158,13 @@ impl PartitionPipeline {
             .sum()
     }
 
-    fn key_id(&mut self, metric_id: &str) -> u32 {
+    fn key_id(&mut self, metric_id: &str, tags: impl FnOnce() -> BTreeMap<String, String>) -> u32 {
         if let Some(&id) = self.index.get(metric_id) {
             return id;
         }
         let id = self.state.names.len() as u32;
         self.state.names.push(metric_id.to_string());
+        self.state.tags.push(tags());
         self.index.insert(metric_id.to_string(), id);
         id
     }
@@ -173,7 +178,20 @@ impl PartitionPipeline {
         offset: u64,
         out: &mut Vec<Output>,
     ) {
-        let key = self.key_id(metric_id);
+        self.process_tagged(metric_id, BTreeMap::new, ts, value, offset, out);
+    }
+
+    /// [`Self::process`] with the event's tags, read (lazily) only for a metric's first event.
+    pub fn process_tagged(
+        &mut self,
+        metric_id: &str,
+        tags: impl FnOnce() -> BTreeMap<String, String>,
+        ts: Millis,
+        value: f64,
+        offset: u64,
+        out: &mut Vec<Output>,
+    ) {
+        let key = self.key_id(metric_id, tags);
         let watermark = self.state.watermark.current();
         let arrival = Arrival {
             key,
@@ -187,7 +205,8 @@ impl PartitionPipeline {
         }
         for detector in &mut self.state.detectors {
             if detector.def().series == Series::Raw {
-                detector.observe(&self.job.name, key, metric_id, ts, value, out);
+                let tags = &self.state.tags[key as usize];
+                detector.observe(&self.job.name, key, metric_id, tags, ts, value, out);
             }
         }
         if self.state.watermark.observe(ts) {
@@ -266,7 +285,8 @@ impl PartitionPipeline {
             }
         }
         for (i, key, metric_id, ts, x) in points {
-            self.state.detectors[i].observe(&self.job.name, key, &metric_id, ts, x, out);
+            let tags = &self.state.tags[key as usize];
+            self.state.detectors[i].observe(&self.job.name, key, &metric_id, tags, ts, x, out);
         }
     }
 }

@@ -95,8 +95,16 @@ impl PartitionWorker {
                         ts,
                         value,
                     }) => {
-                        self.pipeline
-                            .process(metric_id, ts, value, *offset, &mut outputs);
+                        // Tags are decoded only for a metric's first event (alerts carry them).
+                        let tags = || record::decode_tags(payload);
+                        self.pipeline.process_tagged(
+                            metric_id,
+                            tags,
+                            ts,
+                            value,
+                            *offset,
+                            &mut outputs,
+                        );
                     }
                     Ok(Record::IdleFlush) => {
                         flush_requested = false;

@@ -59,6 +59,15 @@ pub fn decode(payload: &[u8]) -> Result<Record<'_>, RecordError> {
     Ok(postcard::from_bytes(payload)?)
 }
 
+/// The tags of an event record (empty for anything else, or if undecodable).
+pub fn decode_tags(payload: &[u8]) -> BTreeMap<String, String> {
+    decode_full(payload)
+        .ok()
+        .flatten()
+        .map(|e| e.tags)
+        .unwrap_or_default()
+}
+
 /// Decodes an event with its tags (for the raw-event path, not the hot path).
 pub fn decode_full(payload: &[u8]) -> Result<Option<Event>, RecordError> {
     #[derive(Deserialize)]

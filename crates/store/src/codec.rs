@@ -7,6 +7,8 @@
 //! this one. This module must never panic on bytes read from disk: bad bytes are a
 //! [`StoreError::Corrupt`].
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use streampulse_core::aggregate::AggregateKind;
 use streampulse_core::detect::{Alert, AlertState, Severity};
@@ -61,6 +63,7 @@ struct AlertV1 {
     last_ts: i64,
     resolved_ts: Option<i64>,
     sequence: u32,
+    tags: BTreeMap<String, String>,
 }
 
 const FIRING: u8 = 0;
@@ -149,6 +152,7 @@ pub fn encode_alert(a: &Alert) -> Result<Vec<u8>, StoreError> {
         last_ts: a.last_ts,
         resolved_ts: a.resolved_ts,
         sequence: a.sequence,
+        tags: a.tags.clone(),
     };
     encode("alert", &v)
 }
@@ -183,6 +187,7 @@ pub fn decode_alert(table: &'static str, bytes: &[u8]) -> Result<Alert, StoreErr
         last_ts: v.last_ts,
         resolved_ts: v.resolved_ts,
         sequence: v.sequence,
+        tags: v.tags,
     })
 }
 
@@ -286,6 +291,7 @@ mod tests {
             last_ts: i64::MAX,
             resolved_ts,
             sequence: u32::MAX,
+            tags: [("host".to_string(), "h1".to_string())].into(),
         }
     }
 
@@ -324,6 +330,7 @@ mod tests {
             last_ts: 0,
             resolved_ts: None,
             sequence: 0,
+            tags: BTreeMap::new(),
         };
         let bytes = encode("alert", &v).expect("encode");
         assert!(matches!(

@@ -624,6 +624,7 @@ fn alert(id: &str, metric: &str, first_ts: i64, last_ts: i64, sequence: u32) -> 
         last_ts,
         resolved_ts: None,
         sequence,
+        tags: Default::default(),
     }
 }
 

@@ -45,6 +45,7 @@ fn replay_alerts(partitions: u32) -> BTreeMap<String, Value> {
         ] {
             assert!(!alert[field].is_null(), "{field} missing in {line}");
         }
+        assert!(alert["tags"]["host"].is_string(), "alerts carry the metric's tags: {line}");
         let id = alert["id"].as_str().unwrap().to_string();
         if let Some(prev) = last.get(&id) {
             assert!(

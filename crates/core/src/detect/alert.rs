@@ -13,6 +13,8 @@
 //! (job, metric, detector, first event time): the same input always gives the same ids, which is
 //! what lets a replay after a crash rewrite alerts instead of duplicating them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::time::Millis;
@@ -75,6 +77,9 @@ pub struct Alert {
     pub resolved_ts: Option<Millis>,
     /// Increases with every transition of this alert, so a consumer can order and deduplicate.
     pub sequence: u32,
+    /// The tags of the metric (from the first event of the metric seen by its partition).
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
 }
 
 /// FNV-1a 64: stable across versions and platforms (ids must survive upgrades).
@@ -148,6 +153,7 @@ impl AlertTracker {
         lifecycle: &Lifecycle,
         verdict: Verdict,
         identity: (&str, &str, &str, &str),
+        tags: &BTreeMap<String, String>,
     ) -> Option<Alert> {
         let (job, metric_id, detector, series) = identity;
         let anomalous = lifecycle.severity(verdict.score);
@@ -223,6 +229,7 @@ impl AlertTracker {
                     last_ts: verdict.ts,
                     resolved_ts: None,
                     sequence: 0,
+                    tags: tags.clone(),
                 };
                 self.current = Some(alert.clone());
                 Some(alert)
@@ -255,7 +262,7 @@ mod tests {
             expected: 0.0,
             score,
         };
-        t.observe(&LIFE, v, ID)
+        t.observe(&LIFE, v, ID, &BTreeMap::new())
             .map(|a| (a.state, a.severity, a.sequence, a.peak_score))
     }
 
@@ -302,6 +309,7 @@ mod tests {
                     score: 4.0,
                 },
                 ID,
+                &BTreeMap::new(),
             )
             .unwrap();
         feed(&mut t, 10, 0.0);
@@ -319,6 +327,7 @@ mod tests {
                     score: 4.0,
                 },
                 ID,
+                &BTreeMap::new(),
             )
             .unwrap();
         assert_eq!(
@@ -337,6 +346,7 @@ mod tests {
                     score: 4.0,
                 },
                 ID,
+                &BTreeMap::new(),
             )
             .unwrap();
         assert_ne!(new.id, first.id);

@@ -2,6 +2,8 @@
 //! key. Points come in as (key, metric, event time, value); transitions go out as
 //! [`Output::Alert`](crate::output::Output::Alert).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::alert::{AlertTracker, Verdict};
@@ -44,11 +46,13 @@ impl DetectorOperator {
     }
 
     /// Scores one point of `key`'s series and pushes the alert transition it causes, if any.
+    #[allow(clippy::too_many_arguments)]
     pub fn observe(
         &mut self,
         job: &str,
         key: u32,
         metric_id: &str,
+        tags: &BTreeMap<String, String>,
         ts: Millis,
         x: f64,
         out: &mut Vec<Output>,
@@ -82,7 +86,7 @@ impl DetectorOperator {
         let identity = (job, metric_id, self.def.name.as_str(), self.series.as_str());
         if let Some(alert) = state
             .tracker
-            .observe(&self.def.lifecycle, verdict, identity)
+            .observe(&self.def.lifecycle, verdict, identity, tags)
         {
             out.push(Output::Alert(alert));
         }

@@ -30,6 +30,7 @@ fn alert(id: &str, sequence: u32) -> Alert {
         last_ts: 2_000,
         resolved_ts: (sequence & 1 == 1).then_some(3_000),
         sequence,
+        tags: Default::default(),
     }
 }
 

@@ -92,8 +92,9 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         };
         sinks.summary.events += 1;
         let p = streampulse_log::partition_for(&event.metric_id, partitions) as usize;
-        pipelines[p].process(
+        pipelines[p].process_tagged(
             &event.metric_id,
+            || event.tags.clone(),
             event.ts,
             event.value,
             offsets[p],
