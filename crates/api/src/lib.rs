@@ -5,10 +5,15 @@
 //! the answer. Every error is an RFC 9457 `application/problem+json` document whose `detail` tells
 //! the caller what to change. Blocking work (store queries, savepoints) runs on tokio's blocking
 //! pool so that the async workers only ever wait on I/O.
+//!
+//! [`telemetry`] serves the Prometheus exposition on a port of its own and times the requests of
+//! this router.
 
 mod params;
 mod problem;
 mod routes;
+mod subscription;
+pub mod telemetry;
 
 use std::sync::Arc;
 
@@ -50,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/jobs", get(routes::jobs::list))
         .route("/jobs/{id}", get(routes::jobs::show))
         .route("/jobs/{id}/savepoints", post(routes::jobs::savepoint))
+        .route("/ws", get(routes::ws::upgrade))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .fallback(routes::not_found)

@@ -9,6 +9,8 @@
 //! - [`runtime`]: starting from a checkpoint or savepoint, periodic checkpoints, clean shutdown;
 //! - [`ingest`]: validated events into the log, acknowledged once durable;
 //! - [`status`]: live counters for the API;
+//! - [`telemetry`]: labelled counters and histograms for the Prometheus exposition;
+//! - [`feed`]: results and alerts pushed to live subscribers (WebSocket);
 //! - [`webhook`]: alert transitions POSTed to the configured URLs, at least once, in order per alert.
 //!
 //! The runtime depends on the log, the store and the checkpoint storage only through their
@@ -16,12 +18,14 @@
 //! the pipeline logic.
 
 pub mod checkpoint;
+pub mod feed;
 pub mod ingest;
 pub mod partition;
 pub mod record;
 pub mod runtime;
 pub mod source;
 pub mod status;
+pub mod telemetry;
 pub mod webhook;
 
 pub use runtime::{EngineError, Runtime, RuntimeConfig, StartFrom};

@@ -8,7 +8,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use streampulse_core::output::Output;
 use streampulse_core::pipeline::PartitionPipeline;
@@ -18,6 +18,7 @@ use crate::checkpoint::PartitionCheckpoint;
 use crate::record::{self, Record};
 use crate::source::EventSource;
 use crate::status::PartitionCounters;
+use crate::telemetry::OutputTally;
 use crate::webhook::WebhookDispatcher;
 
 /// Records read from the log per batch: bounds the latency of a checkpoint request.
@@ -42,6 +43,7 @@ pub struct PartitionWorker {
     pub counters: Arc<crate::status::JobCounters>,
     /// Where alert transitions are sent once stored; `None` without webhooks.
     pub webhooks: Option<Arc<WebhookDispatcher>>,
+    pub feed: crate::feed::LiveFeed,
 }
 
 impl PartitionWorker {
@@ -55,6 +57,7 @@ impl PartitionWorker {
         let mut outputs: Vec<Output> = Vec::new();
         let mut last_arrival = Instant::now();
         let mut flush_requested = false;
+        let mut tally = OutputTally::new(&self.counters.metrics);
         self.publish();
         loop {
             loop {
@@ -121,7 +124,7 @@ impl PartitionWorker {
             self.counters()
                 .events
                 .fetch_add(batch.len() as u64, Relaxed);
-            self.apply(&mut outputs);
+            self.apply(&mut outputs, &mut tally);
             self.publish();
         }
     }
@@ -140,7 +143,7 @@ impl PartitionWorker {
         }
     }
 
-    fn apply(&self, outputs: &mut Vec<Output>) {
+    fn apply(&self, outputs: &mut Vec<Output>, tally: &mut OutputTally) {
         if outputs.is_empty() {
             return;
         }
@@ -161,6 +164,10 @@ impl PartitionWorker {
         }
         self.counters().results.fetch_add(results, Relaxed);
         self.counters().late.fetch_add(late, Relaxed);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        tally.record(&self.counters.metrics, outputs, now);
         // Once stored: a webhook is a notification, the store is the record. Never blocks.
         if let Some(webhooks) = &self.webhooks {
             for o in outputs.iter() {
@@ -169,6 +176,7 @@ impl PartitionWorker {
                 }
             }
         }
+        self.feed.publish(outputs);
         outputs.clear();
     }
 

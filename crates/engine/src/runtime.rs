@@ -29,6 +29,7 @@ use streampulse_log::EmbeddedLog;
 use streampulse_store::ResultStore;
 
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, PartitionCheckpoint};
+use crate::feed::{LiveFeed, LIVE_FEED_CAPACITY};
 use crate::partition::{Command, PartitionWorker};
 use crate::source::EventSource;
 use crate::status::{CheckpointInfo, JobCounters, JobStatus};
@@ -110,6 +111,7 @@ struct Inner {
     ingest_log: Option<EmbeddedLog>,
     counters: Arc<JobCounters>,
     webhooks: Option<Arc<WebhookDispatcher>>,
+    feed: LiveFeed,
     requests: Mutex<Option<Sender<CoordinatorRequest>>>,
     coordinator: Mutex<Option<JoinHandle<()>>>,
 }
@@ -183,7 +185,8 @@ impl Runtime {
             }
         }
 
-        let counters = Arc::new(JobCounters::new(partitions));
+        let counters = Arc::new(JobCounters::new(&job, partitions));
+        let feed = LiveFeed::new(LIVE_FEED_CAPACITY);
         let webhooks = if config.webhooks.is_empty() {
             None
         } else {
@@ -204,6 +207,7 @@ impl Runtime {
                 commands: rx,
                 counters: counters.clone(),
                 webhooks: webhooks.clone(),
+                feed: feed.clone(),
             };
             counters.partitions[partition]
                 .next_offset
@@ -237,6 +241,7 @@ impl Runtime {
                 ingest_log,
                 counters,
                 webhooks,
+                feed,
                 requests: Mutex::new(Some(req_tx)),
                 coordinator: Mutex::new(Some(handle)),
             }),
@@ -250,6 +255,11 @@ impl Runtime {
     /// The log HTTP ingest appends to, if this job reads the embedded log.
     pub fn ingest_log(&self) -> Option<&EmbeddedLog> {
         self.inner.ingest_log.as_ref()
+    }
+
+    /// Results and alerts as they are stored, for push subscribers.
+    pub fn feed(&self) -> &LiveFeed {
+        &self.inner.feed
     }
 
     pub fn counters(&self) -> &JobCounters {
@@ -428,10 +438,12 @@ impl Coordinator {
         if let Err(err) = self.source.release(&safe) {
             tracing::warn!(error = %err, "releasing checkpointed input failed");
         }
+        let elapsed = started.elapsed();
+        self.counters.metrics.checkpoint_duration.observe(elapsed);
         let info = CheckpointInfo {
             id,
             completed_ms: checkpoint.created_ms,
-            duration_ms: started.elapsed().as_millis() as u64,
+            duration_ms: elapsed.as_millis() as u64,
             bytes,
         };
         tracing::debug!(

@@ -5,6 +5,7 @@ pub mod events;
 pub mod health;
 pub mod jobs;
 pub mod metrics;
+pub mod ws;
 
 use axum::http::{StatusCode, Uri};
 

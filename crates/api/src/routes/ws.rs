@@ -1,0 +1,131 @@
+//! `GET /ws`: window results and alert transitions pushed as JSON text messages the moment they
+//! are stored.
+//!
+//! Server messages have a `type`: `subscribed` (the subscription in force), `result`, `alert`,
+//! `lagged` (`skipped`: messages of the feed this client missed because it read too slowly; the
+//! engine never waits for a client), `heartbeat` (every 15 s), `error` (a bad client message; the
+//! connection stays up). A client changes its subscription by sending
+//! `{"type": "subscribe", ...fields of the subscription...}`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use serde_json::{json, Value};
+use streampulse_engine::feed::Emission;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::Receiver;
+
+use crate::subscription::Subscription;
+use crate::{AppState, Problem};
+
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, Problem> {
+    // Parameters are checked before the upgrade, so a bad URL gets a 400 problem document.
+    let subscription = Subscription::from_query(&query)?;
+    let feed = state.runtime.feed().subscribe();
+    Ok(ws.on_upgrade(move |socket| session(socket, subscription, feed)))
+}
+
+fn emission_json(emission: &Emission) -> Value {
+    match emission {
+        Emission::Result(r) => {
+            let mut v = r.to_json();
+            v["type"] = "result".into();
+            v
+        }
+        Emission::Alert(a) => {
+            let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
+            v["type"] = "alert".into();
+            v
+        }
+    }
+}
+
+async fn send(socket: &mut WebSocket, value: Value) -> bool {
+    socket
+        .send(Message::Text(value.to_string().into()))
+        .await
+        .is_ok()
+}
+
+async fn session(
+    mut socket: WebSocket,
+    mut subscription: Subscription,
+    mut feed: Receiver<Arc<Emission>>,
+) {
+    if !send(
+        &mut socket,
+        json!({ "type": "subscribed", "subscription": subscription }),
+    )
+    .await
+    {
+        return;
+    }
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.tick().await;
+    loop {
+        tokio::select! {
+            received = feed.recv() => {
+                let delivered = match received {
+                    Ok(emission) if subscription.matches(&emission) => send(&mut socket, emission_json(&emission)).await,
+                    Ok(_) => true,
+                    Err(RecvError::Lagged(skipped)) => {
+                        send(&mut socket, json!({ "type": "lagged", "skipped": skipped,
+                            "detail": format!("lagged, {skipped} messages skipped: read faster or subscribe to less") })).await
+                    }
+                    Err(RecvError::Closed) => false,
+                };
+                if !delivered {
+                    break;
+                }
+            }
+            incoming = socket.recv() => {
+                match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        let reply = match parse_subscribe(&text) {
+                            Ok(new) => {
+                                subscription = new;
+                                json!({ "type": "subscribed", "subscription": subscription })
+                            }
+                            Err(detail) => json!({ "type": "error", "detail": detail }),
+                        };
+                        if !send(&mut socket, reply).await {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                }
+            }
+            _ = heartbeat.tick() => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                if !send(&mut socket, json!({ "type": "heartbeat", "ts": now })).await {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+fn parse_subscribe(text: &str) -> Result<Subscription, String> {
+    let mut value: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Some(obj) = value.as_object_mut() else {
+        return Err(
+            "expected an object like {\"type\": \"subscribe\", \"metrics\": [\"cpu.*\"]}".into(),
+        );
+    };
+    match obj.remove("type") {
+        Some(Value::String(t)) if t == "subscribe" => {}
+        _ => return Err("the only client message is {\"type\": \"subscribe\", ...}".into()),
+    }
+    serde_json::from_value(value).map_err(|e| format!("invalid subscription: {e}"))
+}

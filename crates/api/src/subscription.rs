@@ -1,0 +1,200 @@
+//! What a WebSocket client wants pushed: metric globs, window names, results and/or alerts, and a
+//! minimum alert severity. Given in the URL (`/ws?metrics=cpu.*,mem.*&alerts=true`) or, to change
+//! it later, as a message: `{"type": "subscribe", "metrics": ["cpu.*"], "alerts": false}`.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use streampulse_core::detect::Severity;
+use streampulse_engine::feed::Emission;
+
+use crate::Problem;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Subscription {
+    /// Metric id globs (`*` any run of characters, `?` one); empty: every metric.
+    #[serde(default)]
+    pub metrics: Vec<String>,
+    /// Window names; empty: every window.
+    #[serde(default)]
+    pub windows: Vec<String>,
+    /// Push window results.
+    #[serde(default = "yes")]
+    pub results: bool,
+    /// Push alert transitions.
+    #[serde(default = "yes")]
+    pub alerts: bool,
+    /// Push only alerts of at least this severity.
+    #[serde(default)]
+    pub severity: Option<Severity>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Subscription {
+    fn default() -> Self {
+        Self {
+            metrics: Vec::new(),
+            windows: Vec::new(),
+            results: true,
+            alerts: true,
+            severity: None,
+        }
+    }
+}
+
+const PARAMS: [&str; 5] = ["metrics", "windows", "results", "alerts", "severity"];
+
+fn list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn flag(name: &str, v: &str) -> Result<bool, Problem> {
+    match v {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(Problem::bad_request(format!(
+            "parameter '{name}' must be true or false, got '{v}'"
+        ))),
+    }
+}
+
+impl Subscription {
+    pub fn from_query(query: &HashMap<String, String>) -> Result<Self, Problem> {
+        if let Some(unknown) = query.keys().find(|k| !PARAMS.contains(&k.as_str())) {
+            return Err(Problem::bad_request(format!(
+                "unknown query parameter '{unknown}'; allowed: {}",
+                PARAMS.join(", ")
+            )));
+        }
+        let mut sub = Subscription::default();
+        if let Some(v) = query.get("metrics") {
+            sub.metrics = list(v);
+        }
+        if let Some(v) = query.get("windows") {
+            sub.windows = list(v);
+        }
+        if let Some(v) = query.get("results") {
+            sub.results = flag("results", v)?;
+        }
+        if let Some(v) = query.get("alerts") {
+            sub.alerts = flag("alerts", v)?;
+        }
+        sub.severity = match query.get("severity").map(String::as_str) {
+            None | Some("") => None,
+            Some("warning") => Some(Severity::Warning),
+            Some("critical") => Some(Severity::Critical),
+            Some(other) => {
+                return Err(Problem::bad_request(format!(
+                    "parameter 'severity' must be one of: warning, critical; got '{other}'"
+                )))
+            }
+        };
+        Ok(sub)
+    }
+
+    fn metric_matches(&self, metric_id: &str) -> bool {
+        self.metrics.is_empty()
+            || self
+                .metrics
+                .iter()
+                .any(|g| glob_match(g.as_bytes(), metric_id.as_bytes()))
+    }
+
+    pub fn matches(&self, emission: &Emission) -> bool {
+        match emission {
+            Emission::Result(r) => {
+                self.results
+                    && self.metric_matches(&r.metric_id)
+                    && (self.windows.is_empty() || self.windows.contains(&r.window))
+            }
+            Emission::Alert(a) => {
+                self.alerts
+                    && self.metric_matches(&a.metric_id)
+                    && self.severity.is_none_or(|min| a.severity >= min)
+            }
+        }
+    }
+}
+
+/// `*` matches any run of bytes, `?` exactly one; everything else literally.
+fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+    // Iterative matching with one backtrack point: linear for patterns like "a*b*c".
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c == text[t] => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        for (pattern, text, expected) in [
+            ("cpu.*", "cpu.host1", true),
+            ("cpu.*", "cpu.", true),
+            ("cpu.*", "mem.host1", false),
+            ("*.host?", "cpu.host1", true),
+            ("*.host?", "cpu.host12", false),
+            ("*", "", true),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+        ] {
+            assert_eq!(
+                glob_match(pattern.as_bytes(), text.as_bytes()),
+                expected,
+                "{pattern} ~ {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn query_parsing_rejects_what_it_does_not_know() {
+        let q = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let sub = Subscription::from_query(&q(&[("metrics", "cpu.*, mem.*"), ("alerts", "false")]))
+            .unwrap();
+        assert_eq!(sub.metrics, vec!["cpu.*", "mem.*"]);
+        assert!(!sub.alerts && sub.results);
+        assert!(Subscription::from_query(&q(&[("metric", "x")]))
+            .unwrap_err()
+            .detail
+            .contains("unknown query parameter 'metric'"));
+        assert!(Subscription::from_query(&q(&[("alerts", "maybe")])).is_err());
+        assert!(Subscription::from_query(&q(&[("severity", "high")])).is_err());
+    }
+}
