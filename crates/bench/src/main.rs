@@ -1,6 +1,7 @@
 //! `streampulse-bench`: prints events/s per core and peak memory for
 //! (a) the engine alone over events already in the embedded log, and
-//! (b) the whole platform through HTTP ingest (a child `streampulse run`, fsync on).
+//! (b) the whole platform through HTTP ingest (a child `streampulse run`, fsync on), and
+//! (c) end-to-end alert latency through that platform ([`alert_latency`]).
 //!
 //! Inputs are the reference events (testdata/public.jsonl.gz) repeated with event time shifted by
 //! the file's span per copy, so every copy has the same disorder and lateness as the original.
@@ -23,6 +24,8 @@ use streampulse_engine::{record, Runtime, RuntimeConfig, StartFrom};
 use streampulse_log::{EmbeddedLog, FsyncPolicy, LogConfig};
 use streampulse_store::{EmbeddedStore, ResultStore};
 
+mod alert_latency;
+
 #[derive(Parser)]
 struct Args {
     /// What to measure.
@@ -44,6 +47,9 @@ struct Args {
     /// HTTP mode: log partitions of the platform.
     #[arg(long, default_value_t = 2)]
     partitions: u32,
+    /// Alert-latency mode: anomalous events sent (one fresh metric each).
+    #[arg(long, default_value_t = 100)]
+    spikes: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -52,6 +58,8 @@ enum Mode {
     Http,
     /// Cost per point of each detector, in isolation.
     Detectors,
+    /// Time from an anomalous event to its alert in the store and at a webhook.
+    AlertLatency,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -146,15 +154,19 @@ fn peak_rss_kib(pid: &str) -> Option<u64> {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Mode::Detectors = args.mode {
-        bench_detectors(args.events);
-        return Ok(());
+    match args.mode {
+        Mode::Detectors => {
+            bench_detectors(args.events);
+            return Ok(());
+        }
+        Mode::AlertLatency => return alert_latency::run(&args),
+        Mode::Engine | Mode::Http => {}
     }
     let events = load_events(&args.input, args.events)?;
     match args.mode {
         Mode::Engine => bench_engine(&args, &events),
         Mode::Http => bench_http(&args, &events),
-        Mode::Detectors => Ok(()),
+        Mode::Detectors | Mode::AlertLatency => Ok(()),
     }
 }
 
@@ -263,21 +275,20 @@ fn bench_engine(args: &Args, events: &[Event]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// (b) A child `streampulse run` (fsync always) fed by concurrent HTTP clients; timed from the
-/// first request until every event has been processed by the engine.
-fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
+/// Starts a child `streampulse run` (the binary next to this one) with `config` (JSON, which is
+/// YAML) and its data under `dir`; returns once `/readyz` answers 200.
+fn spawn_platform(
+    dir: &Path,
+    config: &Value,
+) -> anyhow::Result<(std::process::Child, String, ureq::Agent)> {
     let exe = std::env::current_exe()?.with_file_name("streampulse");
     anyhow::ensure!(
         exe.exists(),
         "{} not found: build it with `cargo build --release`",
         exe.display()
     );
-    let dir = tempfile::tempdir()?;
-    let spec = job_spec(args.job);
-    let config =
-        json!({ "log": { "partitions": args.partitions }, "job": serde_json::to_value(&spec)? });
-    let config_path = dir.path().join("config.yaml");
-    std::fs::write(&config_path, serde_json::to_string(&config)?)?;
+    let config_path = dir.join("config.yaml");
+    std::fs::write(&config_path, serde_json::to_string(config)?)?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -286,7 +297,7 @@ fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
         .args(["run", "--config"])
         .arg(&config_path)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(dir.path().join("data"))
+        .arg(dir.join("data"))
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()?;
@@ -301,12 +312,32 @@ fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
         .map(|r| r.status() != 200)
         .unwrap_or(true)
     {
-        anyhow::ensure!(
-            ready.elapsed() < Duration::from_secs(30),
-            "platform did not start"
-        );
+        if ready.elapsed() >= Duration::from_secs(30) || child.try_wait()?.is_some() {
+            stop_platform(&mut child);
+            anyhow::bail!("platform did not start");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    Ok((child, base, agent))
+}
+
+/// Stops the child with SIGINT (a clean shutdown: final checkpoint) and waits for it.
+fn stop_platform(child: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+}
+
+/// (b) A child `streampulse run` (fsync always) fed by concurrent HTTP clients; timed from the
+/// first request until every event has been processed by the engine.
+fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let spec = job_spec(args.job);
+    let config =
+        json!({ "log": { "partitions": args.partitions }, "job": serde_json::to_value(&spec)? });
+    let (mut child, base, agent) = spawn_platform(dir.path(), &config)?;
     let bodies: Vec<String> = events
         .chunks(args.batch)
         .map(|c| {
@@ -365,11 +396,7 @@ fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     let rss = peak_rss_kib(&child.id().to_string()).unwrap_or(0);
-    let _ = Command::new("kill")
-        .arg("-INT")
-        .arg(child.id().to_string())
-        .status();
-    let _ = child.wait();
+    stop_platform(&mut child);
     latencies.sort();
     let pct =
         |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;

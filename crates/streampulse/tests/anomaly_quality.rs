@@ -45,7 +45,10 @@ fn replay_alerts(partitions: u32) -> BTreeMap<String, Value> {
         ] {
             assert!(!alert[field].is_null(), "{field} missing in {line}");
         }
-        assert!(alert["tags"]["host"].is_string(), "alerts carry the metric's tags: {line}");
+        assert!(
+            alert["tags"]["host"].is_string(),
+            "alerts carry the metric's tags: {line}"
+        );
         let id = alert["id"].as_str().unwrap().to_string();
         if let Some(prev) = last.get(&id) {
             assert!(
