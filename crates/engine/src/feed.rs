@@ -7,6 +7,7 @@
 //! memory. The feed is a live view, not a record: after a crash, replayed outputs are published
 //! again (with the same values), and the store remains the source of truth.
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use streampulse_core::detect::Alert;
@@ -25,12 +26,32 @@ pub enum Emission {
 #[derive(Clone)]
 pub struct LiveFeed {
     tx: broadcast::Sender<Arc<Emission>>,
+    /// Messages that subscribers missed by lagging, all subscribers together.
+    lagged: Arc<AtomicU64>,
 }
 
 impl LiveFeed {
     pub fn new(capacity: usize) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(1));
-        Self { tx }
+        Self {
+            tx,
+            lagged: Arc::default(),
+        }
+    }
+
+    /// Subscribers now (WebSocket clients).
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
+    /// Counts messages a subscriber missed (see [`broadcast::error::RecvError::Lagged`]).
+    pub fn record_lagged(&self, skipped: u64) {
+        self.lagged.fetch_add(skipped, Relaxed);
+    }
+
+    /// Messages missed by lagging subscribers since the start.
+    pub fn lagged(&self) -> u64 {
+        self.lagged.load(Relaxed)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Emission>> {

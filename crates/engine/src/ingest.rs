@@ -13,6 +13,7 @@ use streampulse_log::LogError;
 
 use crate::record;
 use crate::runtime::Runtime;
+use crate::telemetry::RejectReason;
 
 /// Why one input line was rejected.
 #[derive(Debug, Clone, Serialize)]
@@ -32,7 +33,7 @@ pub struct IngestReport {
 }
 
 /// One candidate event: its 1-based position in the request, and its JSON or the reason it could
-/// not be parsed.
+/// not be parsed as JSON (counted as `invalid_json`).
 pub type Candidate = (usize, Result<Value, String>);
 
 impl Runtime {
@@ -48,16 +49,30 @@ impl Runtime {
                 "this job does not read the embedded log; send events to its source".into(),
             ));
         };
+        let counters = self.counters();
+        counters
+            .ingest_received
+            .fetch_add(candidates.len() as u64, Relaxed);
         let mut records = Vec::with_capacity(candidates.len());
         let mut rejected = Vec::new();
+        let mut per_reason = [0u64; RejectReason::ALL.len()];
         for (line, candidate) in candidates {
-            let parsed = candidate.and_then(|v| format.parse(&v).map_err(|e| e.to_string()));
+            let parsed = candidate
+                .map_err(|reason| (RejectReason::InvalidJson, reason))
+                .and_then(|v| {
+                    format
+                        .parse(&v)
+                        .map_err(|e| (RejectReason::of(&e), e.to_string()))
+                });
             match parsed {
                 Ok(event) => records.push((
                     log.partition_for(&event.metric_id),
                     record::encode_event(&event),
                 )),
-                Err(reason) => rejected.push(Rejection { line, reason }),
+                Err((kind, reason)) => {
+                    per_reason[kind as usize] += 1;
+                    rejected.push(Rejection { line, reason });
+                }
             }
         }
         let accepted = records.len();
@@ -66,14 +81,16 @@ impl Runtime {
             let receipt = log.append(records, idempotency_key).await?;
             duplicate = receipt.duplicate;
         }
-        if !duplicate {
-            self.counters()
-                .ingest_accepted
-                .fetch_add(accepted as u64, Relaxed);
-        }
-        self.counters()
+        let valid = if duplicate {
+            &counters.ingest_duplicate
+        } else {
+            &counters.ingest_accepted
+        };
+        valid.fetch_add(accepted as u64, Relaxed);
+        counters
             .ingest_rejected
             .fetch_add(rejected.len() as u64, Relaxed);
+        counters.metrics.add_rejected(&per_reason);
         Ok(IngestReport {
             accepted,
             rejected,

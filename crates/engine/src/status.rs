@@ -1,4 +1,5 @@
-//! Live counters of a running job, shared lock-free between the workers and the API.
+//! Live counters of a running job, shared lock-free between the workers and the API (`GET
+//! /jobs/{id}` and the Prometheus exposition; labelled series are in [`crate::telemetry`]).
 //!
 //! Workers only store and add; readers take a [`JobStatus`] snapshot. Nothing here influences
 //! processing: the counters are for operators and tests, never for decisions.
@@ -7,8 +8,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use serde::Serialize;
+use streampulse_core::job::Job;
 use streampulse_core::time::Millis;
 
+use crate::telemetry::EngineMetrics;
 use crate::webhook::WebhookStatus;
 
 #[derive(Debug, Default)]
@@ -31,14 +34,21 @@ pub struct CheckpointInfo {
     pub bytes: usize,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct JobCounters {
     pub partitions: Vec<PartitionCounters>,
+    /// Candidate events in ingest requests: accepted + rejected + duplicate (plus those of
+    /// requests whose append failed).
+    pub ingest_received: AtomicU64,
     pub ingest_accepted: AtomicU64,
     pub ingest_rejected: AtomicU64,
+    /// Valid events of requests that repeated a stored `Idempotency-Key` (not appended again).
+    pub ingest_duplicate: AtomicU64,
     pub checkpoints_completed: AtomicU64,
     pub checkpoints_failed: AtomicU64,
     pub last_checkpoint: Mutex<Option<CheckpointInfo>>,
+    /// Labelled counters and histograms for the Prometheus exposition.
+    pub metrics: EngineMetrics,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -70,7 +80,7 @@ pub struct JobStatus {
 }
 
 impl JobCounters {
-    pub fn new(partitions: u32) -> Self {
+    pub fn new(job: &Job, partitions: u32) -> Self {
         let partitions = (0..partitions)
             .map(|_| PartitionCounters {
                 watermark: AtomicI64::new(Millis::MIN),
@@ -79,7 +89,14 @@ impl JobCounters {
             .collect();
         Self {
             partitions,
-            ..Default::default()
+            ingest_received: AtomicU64::new(0),
+            ingest_accepted: AtomicU64::new(0),
+            ingest_rejected: AtomicU64::new(0),
+            ingest_duplicate: AtomicU64::new(0),
+            checkpoints_completed: AtomicU64::new(0),
+            checkpoints_failed: AtomicU64::new(0),
+            last_checkpoint: Mutex::new(None),
+            metrics: EngineMetrics::new(job),
         }
     }
 

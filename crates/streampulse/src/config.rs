@@ -20,6 +20,7 @@ pub struct AppConfig {
     pub log: LogSection,
     pub checkpoint: CheckpointSection,
     pub alerts: AlertsSection,
+    pub metrics: MetricsSection,
     pub job: JobSpec,
 }
 
@@ -37,6 +38,24 @@ impl Default for ServerConfig {
         Self {
             listen: "0.0.0.0:8080".into(),
             max_body_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Serve the Prometheus exposition.
+    pub enabled: bool,
+    /// Address of the metrics port (`GET /metrics`), separate from the API.
+    pub listen: String,
+}
+
+impl Default for MetricsSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: "0.0.0.0:9249".into(),
         }
     }
 }
@@ -255,6 +274,12 @@ impl AppConfig {
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             return fail("server.listen", "must be an address like 0.0.0.0:8080");
         }
+        if self.metrics.listen.parse::<std::net::SocketAddr>().is_err() {
+            return fail("metrics.listen", "must be an address like 0.0.0.0:9249");
+        }
+        if self.metrics.enabled && self.metrics.listen == self.server.listen {
+            return fail("metrics.listen", "must differ from server.listen");
+        }
         if self.server.max_body_bytes < 1024 {
             return fail("server.max_body_bytes", "must be at least 1024");
         }
@@ -293,6 +318,9 @@ mod tests {
             "{e}"
         );
         assert!(error_of("log:\n  partitions: 0\n").starts_with("log.partitions:"));
+        assert!(error_of("metrics:\n  listen: nine\n").starts_with("metrics.listen:"));
+        let e = error_of("server:\n  listen: 0.0.0.0:9\nmetrics:\n  listen: 0.0.0.0:9\n");
+        assert!(e.starts_with("metrics.listen: must differ"), "{e}");
         let e = error_of("job:\n  windows:\n    - name: w\n      type: sliding\n      size: 30s\n");
         assert_eq!(e, "job.windows[0].slide: required for a sliding window");
         let e =

@@ -107,6 +107,8 @@ fn savepoint_then_resume_from_it() {
             "run",
             "--listen",
             &format!("127.0.0.1:{}", free_port()),
+            "--metrics-listen",
+            &format!("127.0.0.1:{}", free_port()),
             "--data-dir",
         ])
         .arg(dir.path().join("data"))
@@ -115,4 +117,31 @@ fn savepoint_then_resume_from_it() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("savepoint 'nope' not found"));
+}
+
+#[test]
+fn a_busy_metrics_port_is_a_clear_error_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    let data = dir.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_streampulse"))
+        .args([
+            "run",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--metrics-listen",
+            &busy_addr,
+        ])
+        .arg("--data-dir")
+        .arg(&data)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains(&format!("cannot listen on {busy_addr} (metrics.listen)")),
+        "{stderr}"
+    );
+    assert!(!data.exists(), "nothing may be created when a port is busy");
 }

@@ -15,7 +15,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use serde_json::{json, Value};
-use streampulse_engine::feed::Emission;
+use streampulse_engine::feed::{Emission, LiveFeed};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::broadcast::Receiver;
 
@@ -31,8 +31,9 @@ pub async fn upgrade(
 ) -> Result<Response, Problem> {
     // Parameters are checked before the upgrade, so a bad URL gets a 400 problem document.
     let subscription = Subscription::from_query(&query)?;
-    let feed = state.runtime.feed().subscribe();
-    Ok(ws.on_upgrade(move |socket| session(socket, subscription, feed)))
+    let live = state.runtime.feed().clone();
+    let feed = live.subscribe();
+    Ok(ws.on_upgrade(move |socket| session(socket, subscription, feed, live)))
 }
 
 fn emission_json(emission: &Emission) -> Value {
@@ -61,6 +62,7 @@ async fn session(
     mut socket: WebSocket,
     mut subscription: Subscription,
     mut feed: Receiver<Arc<Emission>>,
+    live: LiveFeed,
 ) {
     if !send(
         &mut socket,
@@ -79,6 +81,7 @@ async fn session(
                     Ok(emission) if subscription.matches(&emission) => send(&mut socket, emission_json(&emission)).await,
                     Ok(_) => true,
                     Err(RecvError::Lagged(skipped)) => {
+                        live.record_lagged(skipped);
                         send(&mut socket, json!({ "type": "lagged", "skipped": skipped,
                             "detail": format!("lagged, {skipped} messages skipped: read faster or subscribe to less") })).await
                     }

@@ -30,6 +30,7 @@ pub fn render(runtime: &Runtime, http: &HttpMetrics, started: SystemTime) -> Str
     checkpoints(&mut e, runtime, &status);
     log(&mut e, runtime);
     api(&mut e, http);
+    websocket(&mut e, runtime);
     webhooks(&mut e, &status);
     e.finish()
 }
@@ -307,6 +308,24 @@ fn api(e: &mut Encoder, http: &HttpMetrics) {
             &s.duration,
         );
     }
+}
+
+fn websocket(e: &mut Encoder, runtime: &Runtime) {
+    let feed = runtime.feed();
+    let name = "streampulse_websocket_clients";
+    e.family(
+        name,
+        Kind::Gauge,
+        "WebSocket clients subscribed to the live feed.",
+    );
+    e.int(name, &[], feed.subscribers() as u64);
+    let name = "streampulse_websocket_lagged_messages_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Live-feed messages WebSocket clients missed because they read too slowly.",
+    );
+    e.int(name, &[], feed.lagged());
 }
 
 /// A webhook's URL as a label: without credentials, query or fragment, which may hold secrets.

@@ -1,7 +1,8 @@
 //! `streampulse run`: the platform in one process — HTTP ingest and queries, the embedded log, the
-//! engine, the embedded store and checkpoints under the data directory.
+//! engine, the embedded store and checkpoints under the data directory, and the Prometheus
+//! exposition on its own port (served by the same tokio runtime as the API).
 //!
-//! Start-up order matters: the configuration is validated and the port bound before anything is
+//! Start-up order matters: the configuration is validated and both ports bound before anything is
 //! written, so a bad config or a busy port leaves nothing behind. Stopping (Ctrl-C or SIGTERM)
 //! first stops accepting requests, then takes a final checkpoint, then gives alert webhook
 //! deliveries still queued at most 2 s, then exits; the next start resumes from that checkpoint.
@@ -31,6 +32,9 @@ pub struct RunArgs {
     /// Overrides `server.listen`, e.g. 127.0.0.1:8080.
     #[arg(long, env = "STREAMPULSE_LISTEN")]
     listen: Option<String>,
+    /// Overrides `metrics.listen` (the Prometheus port), e.g. 127.0.0.1:9249.
+    #[arg(long, env = "STREAMPULSE_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// Start from this savepoint instead of the latest checkpoint.
     #[arg(long)]
     from_savepoint: Option<String>,
@@ -52,6 +56,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             config.server.listen
         )
     })?;
+    if let Some(listen) = args.metrics_listen {
+        config.metrics.listen = listen;
+    }
+    let metrics_listen: Option<std::net::SocketAddr> = match config.metrics.enabled {
+        false => None,
+        true => Some(config.metrics.listen.parse().with_context(|| {
+            format!(
+                "--metrics-listen: '{}' is not an address like 0.0.0.0:9249",
+                config.metrics.listen
+            )
+        })?),
+    };
 
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -60,6 +76,14 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio
         .block_on(tokio::net::TcpListener::bind(listen))
         .with_context(|| format!("cannot listen on {listen}"))?;
+    let metrics_listener = match metrics_listen {
+        None => None,
+        Some(addr) => Some(
+            tokio
+                .block_on(tokio::net::TcpListener::bind(addr))
+                .with_context(|| format!("cannot listen on {addr} (metrics.listen)"))?,
+        ),
+    };
 
     let data_dir = config.data_dir.clone();
     let log = EmbeddedLog::open(
@@ -113,7 +137,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             streampulse_api::MAX_INGEST_IN_FLIGHT,
         )),
     };
-    let app = streampulse_api::router(state);
+    let mut app = streampulse_api::router(state);
+    if let Some(listener) = metrics_listener {
+        let http = Arc::new(streampulse_api::telemetry::HttpMetrics::default());
+        app = streampulse_api::telemetry::instrument(app, http.clone());
+        let exposition = streampulse_api::telemetry::metrics_router(runtime.clone(), http);
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "prometheus metrics at http://{addr}/metrics");
+        // Keeps serving through the final checkpoint; ends when the process does.
+        tokio.spawn(async move {
+            if let Err(err) = axum::serve(listener, exposition).await {
+                tracing::error!(error = %err, "metrics server failed");
+            }
+        });
+    }
     tracing::info!(%listen, data_dir = %data_dir.display(), checkpoints = %storage_url, job = %runtime.job().name, webhooks = config.alerts.webhooks.len(), "streampulse is running");
     let served = tokio.block_on(async move {
         axum::serve(listener, app)

@@ -12,6 +12,8 @@ use serde_json::Value;
 pub struct Platform {
     pub child: Child,
     pub base: String,
+    /// `http://127.0.0.1:<metrics port>`: the Prometheus exposition is at `/metrics` there.
+    pub metrics_base: String,
     pub dir: PathBuf,
 }
 
@@ -37,7 +39,22 @@ impl Platform {
         Self::start_with(dir, config, port, &[])
     }
 
+    /// As [`Self::start`], with extra arguments to `run`. The metrics port is a free one (see
+    /// [`Self::start_full`] to choose it), so tests never compete for the default 9249.
     pub fn start_with(dir: &Path, config: &str, port: u16, extra: &[&str]) -> Platform {
+        Self::start_full(dir, config, port, extra, None)
+    }
+
+    /// As [`Self::start_with`], serving the Prometheus exposition on `metrics_port` (a free port
+    /// when `None`).
+    pub fn start_full(
+        dir: &Path,
+        config: &str,
+        port: u16,
+        extra: &[&str],
+        metrics_port: Option<u16>,
+    ) -> Platform {
+        let metrics_port = metrics_port.unwrap_or_else(free_port);
         std::fs::create_dir_all(dir).unwrap();
         let config_path = dir.join("config.yaml");
         std::fs::write(&config_path, config).unwrap();
@@ -52,6 +69,8 @@ impl Platform {
             .arg(&config_path)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{metrics_port}"))
             .arg("--data-dir")
             .arg(dir.join("data"))
             .args(extra)
@@ -60,19 +79,26 @@ impl Platform {
             .stderr(log)
             .spawn()
             .expect("spawn streampulse");
-        let platform = Platform {
+        let mut platform = Platform {
             child,
             base: format!("http://127.0.0.1:{port}"),
+            metrics_base: format!("http://127.0.0.1:{metrics_port}"),
             dir: dir.to_path_buf(),
         };
         platform.wait_ready();
         platform
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         let agent = agent();
         while Instant::now() < deadline {
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                panic!(
+                    "platform exited ({exit}) before it was ready; log:\n{}",
+                    self.log()
+                );
+            }
             if let Ok(r) = agent.get(&format!("{}/readyz", self.base)).call() {
                 if r.status() == 200 {
                     return;
@@ -137,6 +163,16 @@ impl Platform {
             status,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
+    }
+
+    /// The Prometheus exposition, as text.
+    pub fn scrape(&self) -> String {
+        let mut resp = agent()
+            .get(&format!("{}/metrics", self.metrics_base))
+            .call()
+            .expect("GET /metrics");
+        assert_eq!(resp.status(), 200);
+        resp.body_mut().read_to_string().expect("exposition text")
     }
 
     pub fn status(&self) -> Value {
