@@ -38,6 +38,11 @@ enum Command {
     Produce(commands::produce::ProduceArgs),
     /// Ask a running platform to write a named savepoint.
     Savepoint(commands::savepoint::SavepointArgs),
+    /// Query a running platform: window results or alerts, as a table or JSON.
+    #[command(subcommand)]
+    Query(commands::query::QueryCommand),
+    /// Follow a running platform's WebSocket: results and alerts as they are stored.
+    Tail(commands::tail::TailArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,5 +60,7 @@ fn main() -> anyhow::Result<()> {
         Command::Replay(args) => commands::replay::run(args),
         Command::Produce(args) => commands::produce::run(args),
         Command::Savepoint(args) => commands::savepoint::run(args),
+        Command::Query(command) => commands::query::run(command),
+        Command::Tail(args) => commands::tail::run(args),
     }
 }

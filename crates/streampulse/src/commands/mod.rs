@@ -1,6 +1,9 @@
 //! One module per subcommand of the `streampulse` binary.
 
 pub mod produce;
+pub mod query;
 pub mod replay;
 pub mod run;
 pub mod savepoint;
+mod table;
+pub mod tail;

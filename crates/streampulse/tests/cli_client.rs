@@ -1,0 +1,110 @@
+//! The command-line clients against a running platform: `streampulse query` prints what the REST
+//! API holds and `streampulse tail` follows the WebSocket.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use support::{free_port, Platform};
+
+const CONFIG: &str = r#"
+job:
+  max_out_of_orderness: 0s
+  windows:
+    - { name: tumble_1s, type: tumbling, size: 1s }
+  detectors:
+    - { name: z, type: zscore, series: raw, n: 20, min_points: 10, warning: 5, critical: 50 }
+"#;
+
+fn cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_streampulse"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn query_and_tail_print_what_the_platform_stores_and_pushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Platform::start(dir.path(), CONFIG, free_port());
+    let mut tail = Command::new(env!("CARGO_BIN_EXE_streampulse"))
+        .args(["tail", "--output", "json", "--target", &p.base])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut tail_lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    let subscribed: Value = serde_json::from_str(&tail_lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(subscribed["type"], "subscribed");
+
+    // 30 one-per-100ms points of cpu ending now, then a spike: windows fire and an alert opens.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let start = now - now % 1_000 - 3_000;
+    let mut body: String = (0..30)
+        .map(|i| {
+            json!({"metric_id": "cpu", "ts": start + i * 100, "value": 10.0 + (i % 3) as f64})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    body += &(json!({"metric_id": "cpu", "ts": start + 3_000, "value": 500.0}).to_string() + "\n");
+    assert_eq!(p.post(&body, "application/x-ndjson", None).unwrap().0, 200);
+
+    let mut kinds = Vec::new();
+    while !(kinds.contains(&"result".to_string()) && kinds.contains(&"alert".to_string())) {
+        let line = tail_lines.next().expect("tail output").unwrap();
+        let m: Value = serde_json::from_str(&line).unwrap();
+        kinds.push(m["type"].as_str().unwrap().to_string());
+    }
+    let _ = tail.kill();
+
+    let out = cli(&[
+        "query", "metrics", "--since", "1m", "--metric", "cpu", "--output", "json", "--target",
+        &p.base,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        rows.len(),
+        3,
+        "three 1 s windows closed before the spike: {rows:?}"
+    );
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["count"].as_u64().unwrap())
+            .sum::<u64>(),
+        30
+    );
+
+    let out = cli(&["query", "alerts", "--since", "1m", "--target", &p.base]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("id "), "{table}");
+    assert!(
+        table.contains("cpu") && table.contains("firing") && table.contains("critical"),
+        "{table}"
+    );
+
+    let out = cli(&[
+        "query",
+        "metrics",
+        "--since",
+        "1m",
+        "--target",
+        "http://127.0.0.1:9",
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is 'streampulse run' running?"));
+    std::thread::sleep(Duration::from_millis(10));
+}
