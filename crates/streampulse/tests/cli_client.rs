@@ -5,7 +5,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use support::{free_port, Platform};
@@ -62,6 +62,7 @@ fn query_and_tail_print_what_the_platform_stores_and_pushes() {
         kinds.push(m["type"].as_str().unwrap().to_string());
     }
     let _ = tail.kill();
+    let _ = tail.wait();
 
     let out = cli(&[
         "query", "metrics", "--since", "1m", "--metric", "cpu", "--output", "json", "--target",
@@ -106,5 +107,4 @@ fn query_and_tail_print_what_the_platform_stores_and_pushes() {
     ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is 'streampulse run' running?"));
-    std::thread::sleep(Duration::from_millis(10));
 }
