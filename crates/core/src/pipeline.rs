@@ -203,8 +203,11 @@ impl PartitionPipeline {
         for op in &mut self.state.operators {
             op.process(&arrival, watermark, out);
         }
+        // Events behind the watermark are not scored: the recent points they would be compared
+        // with are from a later time, so a late value reads as an anomaly it is not.
+        let in_order = ts > watermark;
         for detector in &mut self.state.detectors {
-            if detector.def().series == Series::Raw {
+            if in_order && detector.def().series == Series::Raw {
                 let tags = &self.state.tags[key as usize];
                 detector.observe(&self.job.name, key, metric_id, tags, ts, value, out);
             }

@@ -311,10 +311,17 @@ fn a_receiver_that_never_answers_does_not_hold_ingest_back() {
 
     // 20 metrics × 1000 s = 20,000 events; a spike every 100 s of each metric: 200 alerts, 400
     // transitions, far more than the webhook (never answering) can take.
-    let lines: Vec<String> = (0..20)
+    let mut lines: Vec<String> = (0..20)
         .flat_map(|m| series(&format!("m{m}"), 1000, |i| i % 100 == 50))
         .collect();
     assert_eq!(lines.len(), 20_000);
+    // In event-time order, as a live producer sends them (late events are not scored).
+    let ts = |l: &String| {
+        serde_json::from_str::<serde_json::Value>(l).unwrap()["ts"]
+            .as_i64()
+            .unwrap()
+    };
+    lines.sort_by_key(ts);
     let started = Instant::now();
     post_all(&p, &lines);
     p.wait_drained_to_log(Duration::from_secs(60));

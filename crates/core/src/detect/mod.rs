@@ -1,6 +1,7 @@
 //! Anomaly detection: detectors that score each point of a series, and the alert lifecycle.
 //!
-//! A series is the raw event values of each metric (in arrival order) or one aggregate of one
+//! A series is the raw event values of each metric (in arrival order, skipping events behind the
+//! watermark, whose context has passed) or one aggregate of one
 //! window (in firing order, first emissions only). Each point is scored by a detector
 //! ([`zscore`], [`ewma`]); scores at or above the warning or critical threshold are anomalous and
 //! drive an [`alert::AlertTracker`]. All state is per (metric, detector) and part of the
