@@ -42,6 +42,8 @@ pub enum RestoreError {
     Version { found: u32 },
     #[error("window '{0}' changed shape or aggregates since the state was saved; rename it or start from empty state")]
     WindowChanged(String),
+    #[error("allowed_lateness changed from {saved} ms to {configured} ms since the state was saved; restore with the old value, or start from empty state")]
+    LatenessChanged { saved: Millis, configured: Millis },
     #[error(
         "detector '{0}' changed since the state was saved; rename it or start from empty state"
     )]
@@ -100,6 +102,13 @@ impl PartitionPipeline {
             let op = match saved.remove(&def.name) {
                 Some(op) if op.def() != def => {
                     return Err(RestoreError::WindowChanged(def.name.clone()))
+                }
+                // Its timers were scheduled with the old lateness.
+                Some(op) if op.lateness() != job.allowed_lateness => {
+                    return Err(RestoreError::LatenessChanged {
+                        saved: op.lateness(),
+                        configured: job.allowed_lateness,
+                    })
                 }
                 Some(op) => op,
                 None => WindowOperator::new(def, job.allowed_lateness),
@@ -191,6 +200,7 @@ impl PartitionPipeline {
         offset: u64,
         out: &mut Vec<Output>,
     ) {
+        let first_new = out.len();
         let key = self.key_id(metric_id, tags);
         let watermark = self.state.watermark.current();
         let arrival = Arrival {
@@ -215,12 +225,21 @@ impl PartitionPipeline {
         if self.state.watermark.observe(ts) {
             self.fire(out);
         }
+        // First emissions may come from the event itself (a late update of a window never
+        // emitted before) or from the watermark it moved: both feed window detectors.
+        if self.has_window_detectors {
+            self.detect_on_windows(out, first_new);
+        }
     }
 
     /// Moves the watermark forward to `watermark` (if it is ahead) and fires what it passes.
     pub fn advance_watermark(&mut self, watermark: Millis, out: &mut Vec<Output>) {
+        let first_new = out.len();
         if self.state.watermark.advance_to(watermark) {
             self.fire(out);
+        }
+        if self.has_window_detectors {
+            self.detect_on_windows(out, first_new);
         }
     }
 
@@ -256,14 +275,10 @@ impl PartitionPipeline {
 
     fn fire(&mut self, out: &mut Vec<Output>) {
         let watermark = self.state.watermark.current();
-        let first_new = out.len();
         for op in &mut self.state.operators {
             if op.next_timer().is_some_and(|t| t <= watermark) {
                 op.advance(watermark, &self.state.names, out);
             }
-        }
-        if self.has_window_detectors {
-            self.detect_on_windows(out, first_new);
         }
     }
 
@@ -389,7 +404,11 @@ mod tests {
             ),
             "{out:?}"
         );
-        assert_eq!(results(&out), vec![(500, 2, 1)]);
+        assert_eq!(
+            results(&out),
+            vec![(500, 2, 0)],
+            "a new start is a new row: revision 0"
+        );
     }
 
     #[test]
@@ -436,6 +455,21 @@ mod tests {
             })
             .collect();
         assert_eq!(alerts, vec![("w.max".to_string(), 5_000, 30.0)]);
+    }
+
+    #[test]
+    fn restore_refuses_a_changed_lateness() {
+        let old = job(spec(WindowType::Tumbling, Some(10_000), None), 0);
+        let new = job(spec(WindowType::Tumbling, Some(10_000), None), 5_000);
+        let p = PartitionPipeline::new(&old);
+        let err = PartitionPipeline::restore(&new, p.state().clone()).err();
+        assert_eq!(
+            err,
+            Some(RestoreError::LatenessChanged {
+                saved: 0,
+                configured: 5_000
+            })
+        );
     }
 
     #[test]

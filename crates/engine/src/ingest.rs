@@ -78,7 +78,10 @@ impl Runtime {
         let accepted = records.len();
         let mut duplicate = false;
         if accepted > 0 {
-            let receipt = log.append(records, idempotency_key).await?;
+            // The key is bound to the content: a corrected retry under the same key is a new
+            // request, not a duplicate of the one it replaces.
+            let key = idempotency_key.map(|k| format!("{k}#{:016x}", content_hash(&records)));
+            let receipt = log.append(records, key).await?;
             duplicate = receipt.duplicate;
         }
         let valid = if duplicate {
@@ -97,4 +100,16 @@ impl Runtime {
             duplicate,
         })
     }
+}
+
+/// FNV-1a over the partition and bytes of every record: stable across versions and processes.
+fn content_hash(records: &[(u32, Vec<u8>)]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for (partition, payload) in records {
+        for &b in partition.to_le_bytes().iter().chain(payload) {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
 }

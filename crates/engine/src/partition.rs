@@ -109,9 +109,10 @@ impl PartitionWorker {
                             &mut outputs,
                         );
                     }
-                    Ok(Record::IdleFlush) => {
+                    Ok(Record::IdleFlush { decided_at }) => {
                         flush_requested = false;
-                        if self.pipeline.flush_idle(&mut outputs) {
+                        // Only if nothing arrived between the decision and the marker.
+                        if decided_at == *offset && self.pipeline.flush_idle(&mut outputs) {
                             self.counters().idle_flushes.fetch_add(1, Relaxed);
                         }
                     }
@@ -124,14 +125,19 @@ impl PartitionWorker {
             self.counters()
                 .events
                 .fetch_add(batch.len() as u64, Relaxed);
-            self.apply(&mut outputs, &mut tally);
+            if !self.apply(&mut outputs, &mut tally) {
+                return;
+            }
             self.publish();
         }
     }
 
     /// Appends an idle-flush marker; the flush happens when the marker is read back.
     fn request_idle_flush(&self) -> bool {
-        match self.source.append_idle_marker(self.partition) {
+        match self
+            .source
+            .append_idle_marker(self.partition, self.next_offset)
+        {
             Ok(_) => {
                 tracing::debug!("partition idle: idle-flush marker appended");
                 true
@@ -143,9 +149,11 @@ impl PartitionWorker {
         }
     }
 
-    fn apply(&self, outputs: &mut Vec<Output>, tally: &mut OutputTally) {
+    /// Writes `outputs` to the store, retrying until it succeeds. Returns false when a stop was
+    /// requested while the store kept failing.
+    fn apply(&self, outputs: &mut Vec<Output>, tally: &mut OutputTally) -> bool {
         if outputs.is_empty() {
-            return;
+            return true;
         }
         let mut results = 0;
         let mut late = 0;
@@ -159,6 +167,18 @@ impl PartitionWorker {
         let mut backoff = Duration::from_millis(10);
         while let Err(err) = self.store.apply(&self.job_name, self.partition, outputs) {
             tracing::error!(error = %err, "cannot write results; retrying");
+            // Stay responsive while the store is down: a checkpoint fails fast, and a stop ends
+            // the worker (the next start replays these records from the last checkpoint).
+            match self.commands.try_recv() {
+                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return false,
+                Ok(Command::Checkpoint(reply)) => {
+                    let _ = reply.send(Err(format!(
+                        "partition {} cannot write to the store: {err}",
+                        self.partition
+                    )));
+                }
+                Err(TryRecvError::Empty) => {}
+            }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
@@ -178,6 +198,7 @@ impl PartitionWorker {
         }
         self.feed.publish(outputs);
         outputs.clear();
+        true
     }
 
     fn publish(&self) {

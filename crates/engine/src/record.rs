@@ -22,7 +22,9 @@ enum RecordOut<'a> {
         value: f64,
         tags: &'a BTreeMap<String, String>,
     },
-    IdleFlush,
+    IdleFlush {
+        decided_at: u64,
+    },
 }
 
 /// A decoded log record, borrowing from the payload.
@@ -34,7 +36,10 @@ pub enum Record<'a> {
         ts: Millis,
         value: f64,
     },
-    IdleFlush,
+    /// The partition was found idle when its log ended at `decided_at`. The flush applies only if
+    /// the marker itself sits at that offset: an event appended in between means the partition
+    /// was not idle after all.
+    IdleFlush { decided_at: u64 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +56,8 @@ pub fn encode_event(event: &Event) -> Vec<u8> {
     postcard::to_allocvec(&record).unwrap_or_default()
 }
 
-pub fn encode_idle_flush() -> Vec<u8> {
-    postcard::to_allocvec(&RecordOut::IdleFlush).unwrap_or_default()
+pub fn encode_idle_flush(decided_at: u64) -> Vec<u8> {
+    postcard::to_allocvec(&RecordOut::IdleFlush { decided_at }).unwrap_or_default()
 }
 
 pub fn decode(payload: &[u8]) -> Result<Record<'_>, RecordError> {
@@ -78,7 +83,9 @@ pub fn decode_full(payload: &[u8]) -> Result<Option<Event>, RecordError> {
             value: f64,
             tags: BTreeMap<String, String>,
         },
-        IdleFlush,
+        IdleFlush {
+            decided_at: u64,
+        },
     }
     Ok(match postcard::from_bytes(payload)? {
         Full::Event {
@@ -92,7 +99,7 @@ pub fn decode_full(payload: &[u8]) -> Result<Option<Event>, RecordError> {
             value,
             tags,
         }),
-        Full::IdleFlush => None,
+        Full::IdleFlush { .. } => None,
     })
 }
 
@@ -120,7 +127,10 @@ mod tests {
             }
         );
         assert_eq!(decode_full(&bytes).unwrap(), Some(event));
-        assert_eq!(decode(&encode_idle_flush()).unwrap(), Record::IdleFlush);
+        assert_eq!(
+            decode(&encode_idle_flush(7)).unwrap(),
+            Record::IdleFlush { decided_at: 7 }
+        );
         assert!(decode(&[0xff, 0x01]).is_err());
     }
 }

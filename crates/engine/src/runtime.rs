@@ -64,6 +64,12 @@ pub enum EngineError {
         offset: u64,
         end: u64,
     },
+    #[error("the checkpoint resumes partition {partition} at offset {offset}, but log retention has deleted everything before {first}; restore a newer checkpoint or savepoint")]
+    OffsetTruncated {
+        partition: u32,
+        offset: u64,
+        first: u64,
+    },
     #[error("store: {0}")]
     Store(String),
     #[error("checkpoint failed: {0}")]
@@ -161,9 +167,17 @@ impl Runtime {
                         expected: partitions,
                     });
                 }
-                next_id = chk.id + 1;
+                next_id = chk.id.max(checkpoints.max_id()?) + 1;
                 for p in chk.partitions {
                     let end = source.end_offset(p.partition);
+                    let first = source.start_offset(p.partition);
+                    if p.next_offset < first {
+                        return Err(EngineError::OffsetTruncated {
+                            partition: p.partition,
+                            offset: p.next_offset,
+                            first,
+                        });
+                    }
                     if p.next_offset > end {
                         return Err(EngineError::OffsetBeyondLog {
                             partition: p.partition,

@@ -17,6 +17,8 @@ pub struct SourceError(pub String);
 
 pub trait EventSource: Send + Sync {
     fn partitions(&self) -> u32;
+    /// The first offset still available in `partition` (0 when nothing was ever deleted).
+    fn start_offset(&self, partition: u32) -> u64;
     /// The offset the next record of `partition` will get.
     fn end_offset(&self, partition: u32) -> u64;
     /// Up to `max` records at offsets `>= from`, in offset order.
@@ -28,8 +30,9 @@ pub trait EventSource: Send + Sync {
     ) -> Result<Vec<(u64, Vec<u8>)>, SourceError>;
     /// Blocks until a record at `offset` exists or `timeout` passes; true if one does.
     fn wait_for(&self, partition: u32, offset: u64, timeout: Duration) -> bool;
-    /// Makes an idle flush part of the partition's input (see [`crate::record`]).
-    fn append_idle_marker(&self, partition: u32) -> Result<(), SourceError>;
+    /// Makes an idle flush part of the partition's input (see [`crate::record`]); `decided_at` is
+    /// the end offset at which the partition was found idle.
+    fn append_idle_marker(&self, partition: u32, decided_at: u64) -> Result<(), SourceError>;
     /// Everything before `offsets[p]` is covered by a completed checkpoint: the source may release
     /// it (retention, committed consumer offsets).
     fn release(&self, offsets: &[u64]) -> Result<(), SourceError>;
@@ -42,6 +45,10 @@ impl EventSource for EmbeddedLog {
 
     fn end_offset(&self, partition: u32) -> u64 {
         EmbeddedLog::end_offset(self, partition)
+    }
+
+    fn start_offset(&self, partition: u32) -> u64 {
+        EmbeddedLog::start_offset(self, partition).unwrap_or(0)
     }
 
     fn read(
@@ -57,10 +64,13 @@ impl EventSource for EmbeddedLog {
         EmbeddedLog::wait_for(self, partition, offset, timeout)
     }
 
-    fn append_idle_marker(&self, partition: u32) -> Result<(), SourceError> {
-        self.append_blocking(vec![(partition, record::encode_idle_flush())], None)
-            .map(|_| ())
-            .map_err(|e| SourceError(e.to_string()))
+    fn append_idle_marker(&self, partition: u32, decided_at: u64) -> Result<(), SourceError> {
+        self.append_blocking(
+            vec![(partition, record::encode_idle_flush(decided_at))],
+            None,
+        )
+        .map(|_| ())
+        .map_err(|e| SourceError(e.to_string()))
     }
 
     fn release(&self, offsets: &[u64]) -> Result<(), SourceError> {

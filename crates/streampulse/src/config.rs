@@ -31,6 +31,10 @@ pub struct ServerConfig {
     pub listen: String,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Bearer tokens by role; all empty: auth off.
+    pub auth: AuthSection,
+    /// Origins allowed to call the API from a browser (`*`: any); empty: no CORS headers.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -38,7 +42,38 @@ impl Default for ServerConfig {
         Self {
             listen: "0.0.0.0:8080".into(),
             max_body_bytes: 16 * 1024 * 1024,
+            auth: AuthSection::default(),
+            cors_origins: Vec::new(),
         }
+    }
+}
+
+/// `server.auth`: queries need any token, ingest a write or admin token, job changes an admin one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSection {
+    pub read_tokens: Vec<String>,
+    pub write_tokens: Vec<String>,
+    pub admin_tokens: Vec<String>,
+}
+
+impl AuthSection {
+    fn validate(&self) -> anyhow::Result<()> {
+        for (key, list) in [
+            ("read_tokens", &self.read_tokens),
+            ("write_tokens", &self.write_tokens),
+            ("admin_tokens", &self.admin_tokens),
+        ] {
+            for t in list {
+                if t.len() < 8 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                    anyhow::bail!(
+                        "server.auth.{key}: a token must be at least 8 visible ASCII characters \
+                         (no spaces)"
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -265,8 +300,10 @@ impl AppConfig {
         if self.log.partitions == 0 || self.log.partitions > 1024 {
             return fail("log.partitions", "must be between 1 and 1024");
         }
-        if self.checkpoint.interval < Duration::from_millis(100) {
-            return fail("checkpoint.interval", "must be at least 100ms");
+        if self.checkpoint.interval < Duration::from_millis(100)
+            || self.checkpoint.interval > Duration::from_secs(24 * 3600)
+        {
+            return fail("checkpoint.interval", "must be between 100ms and 24h");
         }
         if self.checkpoint.retain == 0 {
             return fail("checkpoint.retain", "must keep at least 1 checkpoint");
@@ -282,6 +319,23 @@ impl AppConfig {
         }
         if self.server.max_body_bytes < 1024 {
             return fail("server.max_body_bytes", "must be at least 1024");
+        }
+        self.server.auth.validate()?;
+        for origin in &self.server.cors_origins {
+            let host = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            let ok = origin == "*"
+                || host.is_some_and(|h| {
+                    !h.is_empty() && !h.contains('/') && h.bytes().all(|b| b.is_ascii_graphic())
+                });
+            if !ok {
+                return fail(
+                    "server.cors_origins",
+                    "each origin must be '*' or like https://dash.example.com (scheme, host, \
+                     optional port; no path)",
+                );
+            }
         }
         self.alerts.validate()?;
         let job = self
@@ -389,6 +443,36 @@ mod tests {
         );
         let e = error_of("alerts:\n  webhooks:\n    - {timeout: 1s}\n");
         assert!(e.contains("missing field `url`"), "{e}");
+    }
+
+    #[test]
+    fn auth_tokens_and_cors_origins_are_checked() {
+        let v = AppConfig::parse(
+            "server:\n  auth:\n    read_tokens: [abcdefgh]\n  cors_origins: ['*', 'https://a.example:8443']\n",
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(v.config.server.auth.read_tokens, vec!["abcdefgh"]);
+        assert!(error_of("server:\n  auth:\n    admin_tokens: [short]\n")
+            .starts_with("server.auth.admin_tokens:"));
+        assert!(
+            error_of("server:\n  auth:\n    write_tokens: ['has space']\n")
+                .starts_with("server.auth.write_tokens:")
+        );
+        assert!(error_of("server:\n  auth:\n    tokens: [abcdefgh]\n").contains("tokens"));
+        for bad in [
+            "a.example",
+            "https://a.example/",
+            "https://a.example/x",
+            "https://",
+        ] {
+            assert!(
+                error_of(&format!("server:\n  cors_origins: ['{bad}']\n"))
+                    .starts_with("server.cors_origins:"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -96,14 +96,24 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
     hash
 }
 
-pub fn alert_id(job: &str, metric_id: &str, detector: &str, first_ts: Millis) -> String {
+/// The id of the `episode`-th alert (counting from 0) of (job, metric, detector), first anomalous
+/// at `first_ts`. The episode number keeps two episodes apart even when out-of-order points give
+/// them the same first time.
+pub fn alert_id(
+    job: &str,
+    metric_id: &str,
+    detector: &str,
+    first_ts: Millis,
+    episode: u64,
+) -> String {
     format!(
         "{:016x}",
         fnv1a(&[
             job.as_bytes(),
             metric_id.as_bytes(),
             detector.as_bytes(),
-            &first_ts.to_be_bytes()
+            &first_ts.to_be_bytes(),
+            &episode.to_be_bytes(),
         ])
     )
 }
@@ -144,6 +154,8 @@ pub struct AlertTracker {
     current: Option<Alert>,
     /// Normal points in a row while firing.
     normal_run: u32,
+    /// Alerts opened so far.
+    episodes: u64,
 }
 
 impl AlertTracker {
@@ -213,8 +225,10 @@ impl AlertTracker {
             }
             (_, Some((severity, threshold))) => {
                 self.normal_run = 0;
+                let episode = self.episodes;
+                self.episodes += 1;
                 let alert = Alert {
-                    id: alert_id(job, metric_id, detector, verdict.ts),
+                    id: alert_id(job, metric_id, detector, verdict.ts, episode),
                     metric_id: metric_id.to_string(),
                     detector: detector.to_string(),
                     series: series.to_string(),
@@ -355,9 +369,10 @@ mod tests {
 
     #[test]
     fn ids_are_deterministic() {
-        assert_eq!(alert_id("j", "m", "d", 5), alert_id("j", "m", "d", 5));
-        assert_ne!(alert_id("j", "m", "d", 5), alert_id("j", "m", "d", 6));
-        assert_ne!(alert_id("j", "md", "", 5), alert_id("j", "m", "d", 5));
-        assert_eq!(alert_id("j", "m", "d", 5).len(), 16);
+        assert_eq!(alert_id("j", "m", "d", 5, 0), alert_id("j", "m", "d", 5, 0));
+        assert_ne!(alert_id("j", "m", "d", 5, 0), alert_id("j", "m", "d", 6, 0));
+        assert_ne!(alert_id("j", "m", "d", 5, 0), alert_id("j", "m", "d", 5, 1));
+        assert_ne!(alert_id("j", "md", "", 5, 0), alert_id("j", "m", "d", 5, 0));
+        assert_eq!(alert_id("j", "m", "d", 5, 0).len(), 16);
     }
 }

@@ -103,4 +103,12 @@ impl WindowOperator {
             Self::Session(op) => op.def(),
         }
     }
+
+    /// The allowed lateness its timers were scheduled with.
+    pub fn lateness(&self) -> Millis {
+        match self {
+            Self::Sliced(op) => op.lateness(),
+            Self::Session(op) => op.lateness(),
+        }
+    }
 }

@@ -56,6 +56,10 @@ impl SessionWindows {
         &self.def
     }
 
+    pub fn lateness(&self) -> Millis {
+        self.lateness
+    }
+
     pub fn next_timer(&self) -> Option<Millis> {
         self.timers.next()
     }
@@ -121,8 +125,13 @@ impl SessionWindows {
             merged.start = merged.start.min(old.start);
             merged.end = merged.end.max(old.end);
             merged.acc.merge(&old.acc);
-            merged.revision = merged.revision.max(old.revision);
         }
+        // The row keeps its revision history only if it keeps its key (its start); a session
+        // with a new start is a new row, emitted first as revision 0.
+        merged.revision = touched
+            .iter()
+            .find(|old| old.start == merged.start)
+            .and_then(|old| old.revision);
         merged.acc.add(ts, value);
         for old in &touched {
             if old.revision.is_some() && old.start != merged.start {

@@ -75,6 +75,10 @@ impl SlicedWindows {
         &self.def
     }
 
+    pub fn lateness(&self) -> Millis {
+        self.lateness
+    }
+
     pub fn next_timer(&self) -> Option<Millis> {
         self.timers.next()
     }

@@ -155,15 +155,22 @@ impl WindowSpec {
                 "may contain only letters, digits, '_', '-' and '.'".into(),
             ));
         }
-        let offset = self.offset.map(|d| d.as_millis() as Millis).unwrap_or(0);
+        let offset = match self.offset {
+            None => 0,
+            Some(d) if d > MAX_WINDOW => {
+                return Err(("offset".into(), "must be at most 366 days".into()))
+            }
+            Some(d) => d.as_millis() as Millis,
+        };
         let kind = match self.window_type {
             WindowType::Tumbling => {
                 forbid("slide", self.slide, "tumbling")?;
                 forbid("gap", self.gap, "tumbling")?;
-                WindowKind::Tumbling {
-                    size: millis("size", self.size, "tumbling")?,
-                    offset,
+                let size = millis("size", self.size, "tumbling")?;
+                if offset >= size {
+                    return Err(("offset".into(), "must be smaller than size".into()));
                 }
+                WindowKind::Tumbling { size, offset }
             }
             WindowType::Sliding => {
                 forbid("gap", self.gap, "sliding")?;
@@ -174,6 +181,9 @@ impl WindowSpec {
                         "slide".into(),
                         "must not exceed size (windows would leave gaps)".into(),
                     ));
+                }
+                if offset >= slide {
+                    return Err(("offset".into(), "must be smaller than slide".into()));
                 }
                 WindowKind::Sliding {
                     size,

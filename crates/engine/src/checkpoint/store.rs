@@ -111,6 +111,24 @@ impl CheckpointStore {
         Ok(format!("{}/{path}", self.storage.describe()))
     }
 
+    /// The highest id of the checkpoints kept (0 when there is none). New checkpoints must be
+    /// numbered above it, also after a restore from an older savepoint: ids order checkpoints.
+    pub fn max_id(&self) -> Result<u64, CheckpointError> {
+        let prefix = format!("{}/chk-", self.job);
+        Ok(self
+            .storage
+            .list(&prefix)?
+            .iter()
+            .filter_map(|n| {
+                n.strip_prefix(&prefix)?
+                    .strip_suffix(".ckpt")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .max()
+            .unwrap_or(0))
+    }
+
     /// The most recent complete checkpoint, if any.
     pub fn latest(&self) -> Result<Option<Checkpoint>, CheckpointError> {
         let names = self.storage.list(&format!("{}/chk-", self.job))?;
@@ -207,6 +225,7 @@ mod tests {
         }
         let latest = s.latest().unwrap().unwrap();
         assert_eq!((latest.id, latest.partitions[0].next_offset), (12, 120));
+        assert_eq!(s.max_id().unwrap(), 12);
         let left = std::fs::read_dir(dir.path().join("job")).unwrap().count();
         assert_eq!(left, 2);
     }
