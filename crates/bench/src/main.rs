@@ -1,6 +1,7 @@
 //! `streampulse-bench`: prints events/s per core and peak memory for
 //! (a) the engine alone over events already in the embedded log, and
-//! (b) the whole platform through HTTP ingest (a child `streampulse run`, fsync on), and
+//! (b) the whole platform through HTTP ingest (a child `streampulse run`, fsync on; `--metrics
+//!     on|off` sets the child's `metrics.enabled`, to measure what the Prometheus metrics cost), and
 //! (c) end-to-end alert latency through that platform ([`alert_latency`]).
 //!
 //! Inputs are the reference events (testdata/public.jsonl.gz) repeated with event time shifted by
@@ -50,6 +51,25 @@ struct Args {
     /// Alert-latency mode: anomalous events sent (one fresh metric each).
     #[arg(long, default_value_t = 100)]
     spikes: usize,
+    /// HTTP mode: the child's `metrics.enabled`. `on` serves the exposition on a free loopback
+    /// port and the bench scrapes it every second during the run, as a (busy) Prometheus would.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    metrics: Switch,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Switch {
+    On,
+    Off,
+}
+
+impl Switch {
+    fn name(self) -> &'static str {
+        match self {
+            Self::On => "on",
+            Self::Off => "off",
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -335,9 +355,40 @@ fn stop_platform(child: &mut std::process::Child) {
 fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let spec = job_spec(args.job);
-    let config =
-        json!({ "log": { "partitions": args.partitions }, "job": serde_json::to_value(&spec)? });
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let config = json!({
+        "log": { "partitions": args.partitions },
+        "metrics": {
+            "enabled": args.metrics == Switch::On,
+            "listen": format!("127.0.0.1:{metrics_port}"),
+        },
+        "job": serde_json::to_value(&spec)?,
+    });
     let (mut child, base, agent) = spawn_platform(dir.path(), &config)?;
+    // With metrics on, a scraper polls the exposition every second until the run ends.
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let scraper = (args.metrics == Switch::On).then(|| {
+        let (running, agent) = (running.clone(), agent.clone());
+        let url = format!("http://127.0.0.1:{metrics_port}/metrics");
+        std::thread::spawn(move || {
+            let mut scrapes = 0u64;
+            while running.load(std::sync::atomic::Ordering::Relaxed) {
+                let ok = agent
+                    .get(&url)
+                    .call()
+                    .ok()
+                    .and_then(|mut r| (r.status() == 200).then(|| r.body_mut().read_to_string()))
+                    .is_some_and(|body| {
+                        body.is_ok_and(|b| b.contains("streampulse_events_accepted_total"))
+                    });
+                scrapes += u64::from(ok);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            scrapes
+        })
+    });
     let bodies: Vec<String> = events
         .chunks(args.batch)
         .map(|c| {
@@ -396,6 +447,8 @@ fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     let rss = peak_rss_kib(&child.id().to_string()).unwrap_or(0);
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
+    let scrapes = scraper.map_or(0, |h| h.join().unwrap_or(0));
     stop_platform(&mut child);
     latencies.sort();
     let pct =
@@ -404,8 +457,9 @@ fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
         .map(|n| n.get())
         .unwrap_or(1);
     println!(
-        "mode=http job={} events={} connections={} batch={} partitions={} seconds={:.3} events_per_sec={:.0} events_per_sec_per_core={:.0} (cores={cores}, shared with the client) ack_seconds={:.3} request_p50_ms={:.2} request_p99_ms={:.2} server_peak_rss_mib={:.1}",
+        "mode=http job={} metrics={} scrapes={scrapes} events={} connections={} batch={} partitions={} seconds={:.3} events_per_sec={:.0} events_per_sec_per_core={:.0} (cores={cores}, shared with the client) ack_seconds={:.3} request_p50_ms={:.2} request_p99_ms={:.2} server_peak_rss_mib={:.1}",
         args.job.name(),
+        args.metrics.name(),
         events.len(),
         args.connections,
         args.batch,

@@ -7,148 +7,16 @@
 //!
 //! Without the variable the tests print "skipped" and pass, unless `CI` is set: then they fail.
 
+mod prometheus_support;
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
+use prometheus_support::{exported, names_in, prometheus, promtool, repo, unix_now, Server};
 use serde_json::{json, Value};
-use support::{agent, free_port, Platform};
-
-const ENV: &str = "STREAMPULSE_TEST_PROMETHEUS";
-
-/// The Prometheus binary, or `None` (after saying so) when the test must be skipped.
-fn prometheus() -> Option<PathBuf> {
-    match std::env::var_os(ENV) {
-        Some(path) if !path.is_empty() => {
-            let path = PathBuf::from(path);
-            assert!(path.is_file(), "{ENV}={} is not a file", path.display());
-            Some(path)
-        }
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "{ENV} is not set but CI is: this test needs a Prometheus server binary \
-             (apt-get install prometheus; {ENV}=/usr/bin/prometheus; .ci/run does both)"
-        ),
-        _ => {
-            eprintln!("skipped: set {ENV} to a prometheus binary (e.g. /usr/bin/prometheus) to run this test");
-            None
-        }
-    }
-}
-
-/// `promtool`, which ships beside `prometheus`.
-fn promtool(prometheus: &Path) -> PathBuf {
-    let path = prometheus.with_file_name("promtool");
-    assert!(
-        path.is_file(),
-        "no promtool beside {}",
-        prometheus.display()
-    );
-    path
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A Prometheus server on loopback, stopped on drop.
-struct Server {
-    child: Child,
-    base: String,
-    dir: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(bin: &Path, dir: &Path, target_port: u16, rules: &Path) -> Server {
-        let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n\
-                 rule_files:\n  - {}\n\
-                 scrape_configs:\n  - job_name: streampulse\n    static_configs:\n      - targets: ['127.0.0.1:{target_port}']\n",
-                rules.display()
-            ),
-        )
-        .unwrap();
-        let port = free_port();
-        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-        let child = Command::new(bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start prometheus");
-        let server = Server {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            dir: dir.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(r) = agent().get(&format!("{}/-/ready", server.base)).call() {
-                if r.status() == 200 {
-                    return server;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "prometheus not ready; log:\n{}",
-                server.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
-    }
-
-    fn api(&self, path: &str, query: Option<&str>) -> Value {
-        let mut req = agent().get(&format!("{}{path}", self.base));
-        if let Some(q) = query {
-            req = req.query("query", q);
-        }
-        let mut resp = req.call().expect("prometheus API");
-        let body: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
-        assert_eq!(body["status"], "success", "{path} {query:?}: {body}");
-        body["data"].clone()
-    }
-
-    /// An instant query's samples: (labels, value).
-    fn query(&self, promql: &str) -> Vec<(Value, f64)> {
-        self.api("/api/v1/query", Some(promql))["result"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| {
-                let v = s["value"][1].as_str().unwrap().parse().unwrap();
-                (s["metric"].clone(), v)
-            })
-            .collect()
-    }
-
-    /// The value of a query that must return one sample.
-    fn one(&self, promql: &str) -> f64 {
-        let samples = self.query(promql);
-        assert_eq!(samples.len(), 1, "{promql}: {samples:?}");
-        samples[0].1
-    }
-}
+use support::{free_port, Platform};
 
 const CONFIG: &str = r"
 log:
@@ -192,45 +60,6 @@ const BAD: &[(&str, &str)] = &[
     ("42", "not_object"),
     (r#"{"metric_id": "", "ts": 1, "value": 1}"#, "other"),
 ];
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-/// The metric families the exposition declares (`# TYPE` lines).
-fn exported(exposition: &str) -> BTreeSet<String> {
-    exposition
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
-}
-
-/// `streampulse_…` names in `text`, with a histogram's `_bucket`/`_sum`/`_count` suffix removed
-/// when the family is a histogram.
-fn names_in(text: &str, families: &BTreeSet<String>) -> BTreeSet<String> {
-    let mut names = BTreeSet::new();
-    let mut rest = text;
-    while let Some(i) = rest.find("streampulse_") {
-        let tail = &rest[i..];
-        let end = tail
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .unwrap_or(tail.len());
-        let name = &tail[..end];
-        let family = ["_bucket", "_sum", "_count"]
-            .iter()
-            .filter_map(|s| name.strip_suffix(s))
-            .find(|base| families.contains(*base))
-            .unwrap_or(name);
-        names.insert(family.to_string());
-        rest = &tail[end..];
-    }
-    names
-}
 
 fn post(p: &Platform, lines: &[String]) -> (u16, Value) {
     p.post(&(lines.join("\n") + "\n"), "application/x-ndjson", None)
