@@ -6,9 +6,15 @@
 //! the caller what to change. Blocking work (store queries, savepoints) runs on tokio's blocking
 //! pool so that the async workers only ever wait on I/O.
 //!
+//! [`auth`] checks optional bearer tokens per route; CORS headers are added for the configured
+//! origins only.
+//!
 //! [`telemetry`] serves the Prometheus exposition on a port of its own and times the requests of
 //! this router.
 
+pub mod auth;
+mod cursor;
+pub mod openapi;
 mod params;
 mod problem;
 mod routes;
@@ -18,11 +24,15 @@ pub mod telemetry;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 use streampulse_engine::Runtime;
 use streampulse_store::ResultStore;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
+pub use auth::Role;
 pub use problem::Problem;
 
 /// What every handler can reach.
@@ -37,6 +47,10 @@ pub struct AppState {
     /// Ingest requests in flight at once; beyond it clients get 503 and retry. With the body
     /// limit, this bounds the memory that ingest can hold.
     pub ingest_permits: Arc<tokio::sync::Semaphore>,
+    /// Bearer tokens by role; empty: auth off.
+    pub tokens: Arc<auth::Tokens>,
+    /// Origins allowed by CORS (`*` for any); empty: no CORS headers.
+    pub cors_origins: Vec<String>,
 }
 
 /// Default for [`AppState::ingest_permits`].
@@ -46,19 +60,61 @@ pub const MAX_INGEST_IN_FLIGHT: usize = 256;
 pub fn router(state: AppState) -> Router {
     // Ingest enforces its own limit (to answer with a problem document); this one guards the rest.
     let body_limit = state.max_body_bytes;
-    Router::new()
-        .route("/events", post(routes::events::ingest))
+    let guard = |role| middleware::from_fn_with_state((state.tokens.clone(), role), auth::require);
+    let read = Router::new()
         .route("/events/late", get(routes::events::late))
         .route("/metrics", get(routes::metrics::query))
+        .route("/metrics/{metric_id}", get(routes::metrics::one))
         .route("/alerts", get(routes::alerts::query))
         .route("/alerts/{id}", get(routes::alerts::show))
         .route("/jobs", get(routes::jobs::list))
         .route("/jobs/{id}", get(routes::jobs::show))
-        .route("/jobs/{id}/savepoints", post(routes::jobs::savepoint))
         .route("/ws", get(routes::ws::upgrade))
+        .route_layer(guard(Role::Read));
+    let write = Router::new()
+        .route("/events", post(routes::events::ingest))
+        .route_layer(guard(Role::Write));
+    let admin = Router::new()
+        .route("/jobs/{id}/savepoints", post(routes::jobs::savepoint))
+        .route_layer(guard(Role::Admin));
+    let open = Router::new()
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
+        .route("/openapi.json", get(openapi::document));
+    let cors = cors_layer(&state.cors_origins);
+    let app = Router::new()
+        .merge(read)
+        .merge(write)
+        .merge(admin)
+        .merge(open)
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
-        .with_state(state)
+        .with_state(state);
+    match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
+}
+
+/// CORS for `origins` (`*`: any origin); `None` when the list is empty. Origins are checked by
+/// the config, so one that does not parse as a header value is skipped.
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("idempotency-key"),
+            ]),
+    )
 }

@@ -79,6 +79,13 @@ impl Params {
         Ok((start, end))
     }
 
+    /// The key encoded in `cursor` (see [`crate::cursor`]), if one was given.
+    pub fn cursor<K: serde::de::DeserializeOwned>(&self, tag: &str) -> Result<Option<K>, Problem> {
+        self.string("cursor")
+            .map(|c| crate::cursor::decode(tag, &c))
+            .transpose()
+    }
+
     pub fn limit(&self, max: usize) -> Result<usize, Problem> {
         match self.values.get("limit") {
             None => Ok(max),

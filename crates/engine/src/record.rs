@@ -83,9 +83,9 @@ pub fn decode_full(payload: &[u8]) -> Result<Option<Event>, RecordError> {
             value: f64,
             tags: BTreeMap<String, String>,
         },
-        IdleFlush {
-            decided_at: u64,
-        },
+        // Decoded only to recognise the variant.
+        #[allow(dead_code)]
+        IdleFlush { decided_at: u64 },
     }
     Ok(match postcard::from_bytes(payload)? {
         Full::Event {

@@ -44,8 +44,8 @@ use crate::codec::{
     decode_alert, decode_late, decode_result, encode_alert, encode_late, encode_result,
 };
 use crate::error::StoreError;
-use crate::keys::{self, prefix_end, KeyBuf, KeyReader};
-use crate::{AlertQuery, LateQuery, ResultQuery, ResultStore, StoreCounts};
+use crate::keys::{self, KeyBuf};
+use crate::{AlertQuery, LateQuery, MetricMatch, ResultQuery, ResultStore, StoreCounts};
 
 type Bytes = &'static [u8];
 type ReadTable = ReadOnlyTable<Bytes, Bytes>;
@@ -139,37 +139,22 @@ impl EmbeddedStore {
             return Ok(out);
         }
         let table = self.db.begin_read()?.open_table(RESULTS_BY_METRIC)?;
-        let metric_prefix = KeyBuf::new().str(&q.job).str(metric_id);
-        if let Some(window) = &q.window {
-            scan_window(&table, metric_prefix.str(window), q, &mut out)?;
+        scan::metric(&table, q, metric_id, &mut out)?;
+        Ok(out)
+    }
+
+    /// Queries for the metrics under a literal prefix: the metric scan of each matching metric.
+    fn query_by_prefix(
+        &self,
+        q: &ResultQuery,
+        filter: &MetricMatch,
+    ) -> Result<Vec<WindowResult>, StoreError> {
+        let mut out = Vec::new();
+        if q.start >= q.end || q.limit == 0 {
             return Ok(out);
         }
-        // No window given: skip-scan. Find the next window of this metric, read its slice
-        // [start, end), then jump past all of its keys; rows outside the time range are never read
-        // beyond the one entry that names the next window.
-        let metric_prefix = metric_prefix.into_bytes();
-        let Some(metric_end) = prefix_end(&metric_prefix) else {
-            return Ok(out);
-        };
-        let mut lower = metric_prefix;
-        while out.len() < q.limit {
-            let window = {
-                let mut range = table.range(lower.as_slice()..metric_end.as_slice())?;
-                let Some(entry) = range.next() else { break };
-                let (key, _) = entry?;
-                let mut r = KeyReader::new(key.value());
-                r.str()
-                    .and_then(|_job| r.str())
-                    .and_then(|_metric| r.str())
-                    .map_err(|e| StoreError::corrupt_key(RESULTS_BY_METRIC_NAME, e))?
-            };
-            let window_prefix = KeyBuf::new().str(&q.job).str(metric_id).str(&window);
-            scan_window(&table, window_prefix.clone(), q, &mut out)?;
-            match prefix_end(&window_prefix.into_bytes()) {
-                Some(next) => lower = next,
-                None => break,
-            }
-        }
+        let table = self.db.begin_read()?.open_table(RESULTS_BY_METRIC)?;
+        scan::metrics_under(&table, q, filter, &mut out)?;
         Ok(out)
     }
 
@@ -180,12 +165,26 @@ impl EmbeddedStore {
             return Ok(out);
         }
         let table = self.db.begin_read()?.open_table(RESULTS_BY_TIME)?;
-        let lo = KeyBuf::new().str(&q.job).i64(q.start).into_bytes();
+        let mut lo = KeyBuf::new().str(&q.job).i64(q.start).into_bytes();
         let hi = KeyBuf::new().str(&q.job).i64(q.end).into_bytes();
+        if let Some(a) = &q.after {
+            lo = lo.max(scan::just_after(keys::result_by_time(
+                &q.job,
+                a.window_start,
+                &a.metric_id,
+                &a.window,
+            )));
+        }
+        if lo >= hi {
+            return Ok(out);
+        }
         for entry in table.range(lo.as_slice()..hi.as_slice())? {
             let (_, value) = entry?;
             let r = decode_result(RESULTS_BY_TIME_NAME, value.value())?;
             let wanted = q.metric_id.as_ref().is_none_or(|m| *m == r.metric_id)
+                && q.metric_match
+                    .as_ref()
+                    .is_none_or(|f| f.matches(&r.metric_id))
                 && q.window.as_ref().is_none_or(|w| *w == r.window);
             if wanted {
                 out.push(r);
@@ -257,27 +256,6 @@ fn decode_span(bytes: &[u8]) -> Result<i64, StoreError> {
             table: ALERT_SPANS_NAME,
             reason: format!("span value has {} bytes, not 8", bytes.len()),
         })
-}
-
-/// Appends the rows under `window_prefix` (job, metric, window) whose window_start is in
-/// [start, end), up to the limit. window_start is the key's last, fixed-width component, so the
-/// byte range is exactly the time range.
-fn scan_window(
-    table: &ReadTable,
-    window_prefix: KeyBuf,
-    q: &ResultQuery,
-    out: &mut Vec<WindowResult>,
-) -> Result<(), StoreError> {
-    let lo = window_prefix.clone().i64(q.start).into_bytes();
-    let hi = window_prefix.i64(q.end).into_bytes();
-    for entry in table.range(lo.as_slice()..hi.as_slice())? {
-        if out.len() >= q.limit {
-            break;
-        }
-        let (_, value) = entry?;
-        out.push(decode_result(RESULTS_BY_METRIC_NAME, value.value())?);
-    }
-    Ok(())
 }
 
 impl ResultStore for EmbeddedStore {
@@ -362,9 +340,13 @@ impl ResultStore for EmbeddedStore {
     }
 
     fn query_results(&self, q: &ResultQuery) -> Result<Vec<WindowResult>, StoreError> {
-        match &q.metric_id {
-            Some(metric_id) => self.query_by_metric(q, metric_id),
-            None => self.query_by_time(q),
+        match (&q.metric_id, &q.metric_match) {
+            (Some(metric_id), f) if f.as_ref().is_none_or(|f| f.matches(metric_id)) => {
+                self.query_by_metric(q, metric_id)
+            }
+            (Some(_), _) => Ok(Vec::new()),
+            (None, Some(f)) if !f.literal_prefix().is_empty() => self.query_by_prefix(q, f),
+            (None, _) => self.query_by_time(q),
         }
     }
 
@@ -424,7 +406,14 @@ impl ResultStore for EmbeddedStore {
             ),
         };
         let lo = prefix.clone().i64(from).into_bytes();
-        let hi = prefix.i64(q.end).into_bytes();
+        let mut hi = prefix.clone().i64(q.end).into_bytes();
+        // Resuming: only keys strictly before the cursor's (the scan runs backwards).
+        if let Some(a) = &q.after {
+            hi = hi.min(prefix.i64(a.first_ts).str(&a.id).into_bytes());
+        }
+        if lo >= hi {
+            return Ok(out);
+        }
         // Newest first: (first_ts, id) descending.
         for entry in table.range(lo.as_slice()..hi.as_slice())?.rev() {
             let (_, value) = entry?;
@@ -466,6 +455,13 @@ const _: () = {
     assert_send_sync::<EmbeddedStore>();
 };
 
+#[path = "scan.rs"]
+mod scan;
+
 #[cfg(test)]
 #[path = "embedded_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "paging_tests.rs"]
+mod paging_tests;

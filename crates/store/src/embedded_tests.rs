@@ -10,7 +10,7 @@ use streampulse_core::output::{LateEvent, Output, WindowResult};
 use super::EmbeddedStore;
 use crate::{AlertQuery, LateQuery, ResultQuery, ResultStore, StoreCounts};
 
-fn result(metric: &str, window: &str, start: i64, revision: u32) -> WindowResult {
+pub(super) fn result(metric: &str, window: &str, start: i64, revision: u32) -> WindowResult {
     WindowResult {
         metric_id: metric.into(),
         window: window.into(),
@@ -58,8 +58,10 @@ fn query(
         start,
         end,
         metric_id: metric.map(Into::into),
+        metric_match: None,
         window: window.map(Into::into),
         limit,
+        after: None,
     }
 }
 
@@ -607,7 +609,7 @@ proptest! {
 
 // Alerts.
 
-fn alert(id: &str, metric: &str, first_ts: i64, last_ts: i64, sequence: u32) -> Alert {
+pub(super) fn alert(id: &str, metric: &str, first_ts: i64, last_ts: i64, sequence: u32) -> Alert {
     Alert {
         id: id.into(),
         metric_id: metric.into(),
@@ -649,6 +651,7 @@ fn aq(job: &str, start: i64, end: i64) -> AlertQuery {
         state: None,
         severity: None,
         limit: usize::MAX,
+        after: None,
     }
 }
 
@@ -1010,6 +1013,7 @@ proptest! {
                 state: firing.map(|f| if f { AlertState::Firing } else { AlertState::Resolved }),
                 severity: warning.map(|w| if w { Severity::Warning } else { Severity::Critical }),
                 limit,
+                after: None,
             };
             let mut want: Vec<&Alert> = model
                 .iter()

@@ -46,14 +46,21 @@ impl KeyBuf {
         Self(Vec::with_capacity(64))
     }
 
-    pub fn str(mut self, s: &str) -> Self {
+    pub fn str(self, s: &str) -> Self {
+        let mut key = self.str_prefix(s);
+        key.0.extend_from_slice(&[0, TERMINATOR]);
+        key
+    }
+
+    /// The escaped bytes of `s` without its terminator: a byte prefix of the key of every string
+    /// that starts with `s`.
+    pub fn str_prefix(mut self, s: &str) -> Self {
         for &b in s.as_bytes() {
             self.0.push(b);
             if b == 0 {
                 self.0.push(ESCAPE);
             }
         }
-        self.0.extend_from_slice(&[0, TERMINATOR]);
         self
     }
 

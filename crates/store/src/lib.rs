@@ -18,6 +18,7 @@
 mod codec;
 mod embedded;
 mod error;
+pub mod glob;
 mod keys;
 
 pub use embedded::EmbeddedStore;
@@ -54,17 +55,71 @@ pub trait ResultStore: Send + Sync {
 
 /// Window results of `job` whose `window_start` is in `[start, end)` (epoch ms).
 ///
-/// Sorted by (metric_id, window, window_start) when `metric_id` is given, otherwise by
+/// `metric_id` keeps one metric; `metric_match` keeps the metrics a glob or prefix matches (both
+/// may be given: a row must pass both).
+///
+/// Sorted by (metric_id, window, window_start) when `metric_id` is given or `metric_match` has a
+/// non-empty literal prefix (the metrics under it are scanned one by one), otherwise by
 /// (window_start, metric_id, window). At most `limit` rows (so `limit == 0` returns none); an
 /// empty range (`start >= end`) returns none.
+///
+/// `after` resumes a walk: only rows strictly after that key, in the query's order, are returned.
+/// Rows are unique by their key, so pages that each resume after the last row of the one before
+/// neither skip nor repeat a row (rows written meanwhile appear if they sort after the cursor).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResultQuery {
     pub job: String,
     pub start: Millis,
     pub end: Millis,
     pub metric_id: Option<String>,
+    pub metric_match: Option<MetricMatch>,
     pub window: Option<String>,
     pub limit: usize,
+    pub after: Option<ResultKey>,
+}
+
+/// A set of metric ids, by pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricMatch {
+    /// `*` any run of characters, `?` one ([`glob::glob_match`]).
+    Glob(String),
+    /// Every id that starts with this string.
+    Prefix(String),
+}
+
+impl MetricMatch {
+    pub fn matches(&self, metric_id: &str) -> bool {
+        match self {
+            MetricMatch::Glob(g) => glob::glob_match(g, metric_id),
+            MetricMatch::Prefix(p) => metric_id.starts_with(p.as_str()),
+        }
+    }
+
+    /// What every matching id starts with.
+    pub fn literal_prefix(&self) -> &str {
+        match self {
+            MetricMatch::Glob(g) => glob::literal_prefix(g),
+            MetricMatch::Prefix(p) => p,
+        }
+    }
+}
+
+/// The unique key of a window result within a job: where a paged result query resumes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ResultKey {
+    pub metric_id: String,
+    pub window: String,
+    pub window_start: Millis,
+}
+
+impl ResultKey {
+    pub fn of(r: &WindowResult) -> Self {
+        Self {
+            metric_id: r.metric_id.clone(),
+            window: r.window.clone(),
+            window_start: r.window_start,
+        }
+    }
 }
 
 /// Late events of `job` whose event time `ts` is in `[start, end)` (epoch ms), optionally of one
@@ -86,6 +141,9 @@ pub struct LateQuery {
 /// Each alert appears once, as its latest stored transition. Sorted newest first: by
 /// (first_ts, id) descending. At most `limit` rows (so `limit == 0` returns none); an empty range
 /// (`start >= end`) returns none.
+///
+/// `after` resumes a walk: only alerts strictly after that key in this order (older, or as old
+/// with a smaller id) are returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertQuery {
     pub job: String,
@@ -95,6 +153,23 @@ pub struct AlertQuery {
     pub state: Option<AlertState>,
     pub severity: Option<Severity>,
     pub limit: usize,
+    pub after: Option<AlertKey>,
+}
+
+/// The sort key of an alert in [`AlertQuery`] order: where a paged alert query resumes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AlertKey {
+    pub first_ts: Millis,
+    pub id: String,
+}
+
+impl AlertKey {
+    pub fn of(a: &Alert) -> Self {
+        Self {
+            first_ts: a.first_ts,
+            id: a.id.clone(),
+        }
+    }
 }
 
 /// Row counts of a store.

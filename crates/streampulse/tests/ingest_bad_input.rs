@@ -176,9 +176,25 @@ fn an_idempotency_key_dedupes_retries_but_not_a_corrected_body() {
     let fixed = "{\"metric_id\":\"k\",\"ts\":1700000001000,\"value\":1}\n{\"metric_id\":\"k\",\"ts\":1700000002000,\"value\":2}\n";
     let (status, first) = p.post(bad, "application/x-ndjson", Some("key-1")).unwrap();
     assert_eq!((status, first["accepted"].as_u64()), (400, Some(1)));
-    let (status, corrected) = p.post(fixed, "application/x-ndjson", Some("key-1")).unwrap();
-    assert_eq!((status, corrected["duplicate"].as_bool()), (200, Some(false)), "{corrected}");
-    let (status, retry) = p.post(fixed, "application/x-ndjson", Some("key-1")).unwrap();
-    assert_eq!((status, retry["duplicate"].as_bool()), (200, Some(true)), "{retry}");
-    assert_eq!(p.status()["ingest_accepted"], 3, "1 from the first body, 2 from the corrected one");
+    let (status, corrected) = p
+        .post(fixed, "application/x-ndjson", Some("key-1"))
+        .unwrap();
+    assert_eq!(
+        (status, corrected["duplicate"].as_bool()),
+        (200, Some(false)),
+        "{corrected}"
+    );
+    let (status, retry) = p
+        .post(fixed, "application/x-ndjson", Some("key-1"))
+        .unwrap();
+    assert_eq!(
+        (status, retry["duplicate"].as_bool()),
+        (200, Some(true)),
+        "{retry}"
+    );
+    assert_eq!(
+        p.status()["ingest_accepted"],
+        3,
+        "1 from the first body, 2 from the corrected one"
+    );
 }

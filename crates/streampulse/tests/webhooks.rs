@@ -331,7 +331,13 @@ fn a_receiver_that_never_answers_does_not_hold_ingest_back() {
         "ingest and processing took {took:?}"
     );
 
-    let w = webhook_status(&p);
+    // The first attempt times out after 300 ms: wait for it to be counted.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut w = webhook_status(&p);
+    while count(&w, "failed_attempts") == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        w = webhook_status(&p);
+    }
     assert_eq!(count(&w, "delivered"), 0, "{w}");
     assert!(count(&w, "dropped_queue_full") > 300, "{w}");
     assert!(count(&w, "queued") <= 5, "{w}");

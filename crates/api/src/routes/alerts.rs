@@ -1,5 +1,6 @@
-//! `GET /alerts?start&end[&metric_id][&state][&severity][&limit]`: alerts whose episode
-//! `[first_ts, last_ts]` overlaps `[start, end)`, newest `first_ts` first; `GET /alerts/{id}`: one
+//! `GET /alerts?start&end[&metric_id][&state][&severity][&limit][&cursor]`: alerts whose episode
+//! `[first_ts, last_ts]` overlaps `[start, end)`, newest `first_ts` first (then id descending);
+//! a cut page carries `next_cursor`, passed back as `cursor` for the next one; `GET /alerts/{id}`: one
 //! alert. Each alert is its latest transition, in the JSON form of `core::detect::Alert`.
 
 use std::collections::HashMap;
@@ -8,24 +9,54 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 use streampulse_core::detect::{AlertState, Severity};
-use streampulse_store::AlertQuery;
+use streampulse_store::{AlertKey, AlertQuery};
 
 use super::blocking;
+use crate::cursor;
+use crate::openapi::schemas::{AlertRow, AlertStateName, AlertsPage, Instant, SeverityName};
 use crate::params::Params;
 use crate::{AppState, Problem};
 
 const STATES: &[AlertState] = &[AlertState::Firing, AlertState::Resolved];
 const SEVERITIES: &[Severity] = &[Severity::Warning, Severity::Critical];
 
+/// Tags this endpoint's cursors, so another endpoint's cursor is refused.
+const CURSOR_TAG: &str = "alerts";
+
+#[utoipa::path(get, path = "/alerts", tag = "alerts",
+    params(
+        ("start" = Instant, Query, description = "Range start, inclusive: RFC 3339 or epoch ms"),
+        ("end" = Instant, Query, description = "Range end, exclusive: RFC 3339 or epoch ms; not before start"),
+        ("metric_id" = Option<String>, Query, description = "One metric's alerts"),
+        ("state" = Option<AlertStateName>, Query, description = "firing or resolved"),
+        ("severity" = Option<SeverityName>, Query, description = "warning or critical"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Most rows in the page (default and maximum: the server's max_query_rows)"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page, unchanged"),
+    ),
+    responses(
+        (status = 200, description = "A page of alerts, newest first", body = AlertsPage),
+        (status = 400, description = "A parameter is wrong: `detail` says which and why", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's role is too weak", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
 pub async fn query(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Problem> {
     let params = Params::new(
         query,
-        &["start", "end", "metric_id", "state", "severity", "limit"],
+        &[
+            "start",
+            "end",
+            "metric_id",
+            "state",
+            "severity",
+            "limit",
+            "cursor",
+        ],
     )?;
     let (start, end) = params.range()?;
     let limit = params.limit(state.max_query_rows)?;
@@ -38,6 +69,7 @@ pub async fn query(
         severity: params.choice("severity", SEVERITIES, |s| s.name())?,
         // One more than asked, to tell the caller the answer was cut.
         limit: limit + 1,
+        after: params.cursor(CURSOR_TAG)?,
     };
     let store = state.store.clone();
     let mut rows = blocking(move || {
@@ -48,18 +80,34 @@ pub async fn query(
     .await?;
     let truncated = rows.len() > limit;
     rows.truncate(limit);
-    Ok(Json(json!({
-        "job": state.runtime.job().name,
-        "time_unit": "ms",
-        "start": start,
-        "end": end,
-        "count": rows.len(),
-        "truncated": truncated,
-        "alerts": rows,
-    }))
+    let next_cursor = truncated
+        .then(|| rows.last())
+        .flatten()
+        .map(|a| cursor::encode(CURSOR_TAG, &AlertKey::of(a)));
+    Ok(Json(AlertsPage {
+        job: state.runtime.job().name.clone(),
+        time_unit: "ms",
+        start,
+        end,
+        count: rows.len(),
+        truncated,
+        next_cursor,
+        alerts: rows,
+    })
     .into_response())
 }
 
+#[utoipa::path(get, path = "/alerts/{id}", tag = "alerts",
+    params(("id" = String, Path, description = "The alert id")),
+    responses(
+        (status = 200, description = "The alert's latest transition", body = AlertRow),
+        (status = 404, description = "No such alert", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A parameter is wrong: `detail` says which and why", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's role is too weak", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,

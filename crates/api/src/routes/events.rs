@@ -13,16 +13,34 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 use streampulse_engine::ingest::Candidate;
 use streampulse_store::LateQuery;
 
 use super::blocking;
+use crate::openapi::schemas::{EventDoc, IngestReportDoc, Instant, LatePage};
 use crate::params::Params;
 use crate::{AppState, Problem};
 
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 
+#[utoipa::path(post, path = "/events", tag = "ingest",
+    request_body(content = Vec<EventDoc>, description = "One event object, an array of them (application/json), or one per line (application/x-ndjson)"),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request a no-op once the first was stored")),
+    responses(
+        (status = 200, description = "Every event was stored", body = IngestReportDoc),
+        (status = 400, description = "Some events were rejected (the rest are stored), or the body is unusable", content(
+            (IngestReportDoc = "application/json"),
+            (Problem = "application/problem+json"),
+        )),
+        (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's role is too weak (ingest needs write or admin)", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body exceeds server.max_body_bytes", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Unsupported content type", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Too many ingest requests in flight, or the log is unavailable: retry with backoff", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
 pub async fn ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -123,6 +141,21 @@ fn split_ndjson(body: &[u8]) -> Result<Vec<Candidate>, Problem> {
         .collect())
 }
 
+#[utoipa::path(get, path = "/events/late", tag = "results",
+    params(
+        ("start" = Instant, Query, description = "Range start, inclusive: RFC 3339 or epoch ms"),
+        ("end" = Instant, Query, description = "Range end, exclusive: RFC 3339 or epoch ms; not before start"),
+        ("metric_id" = Option<String>, Query, description = "One metric's late events"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Most rows (default and maximum: the server's max_query_rows)"),
+    ),
+    responses(
+        (status = 200, description = "Late events by event time", body = LatePage),
+        (status = 400, description = "A parameter is wrong: `detail` says which and why", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's role is too weak", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
 pub async fn late(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
@@ -144,5 +177,12 @@ pub async fn late(
             .map_err(|e| Problem::internal(e.to_string()))
     })
     .await?;
-    Ok(Json(json!({ "time_unit": "ms", "start": start, "end": end, "count": rows.len(), "late_events": rows })).into_response())
+    Ok(Json(LatePage {
+        time_unit: "ms",
+        start,
+        end,
+        count: rows.len(),
+        late_events: rows,
+    })
+    .into_response())
 }

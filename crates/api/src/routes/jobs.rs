@@ -4,14 +4,20 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::json;
 
 use super::blocking;
+use crate::openapi::schemas::{JobStatusDoc, JobsDoc, SavepointDoc, SavepointRequest};
 use crate::{AppState, Problem};
 
+#[utoipa::path(get, path = "/jobs", tag = "jobs",
+    responses(
+        (status = 200, description = "The job this process runs", body = JobsDoc),
+        (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
 pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({ "jobs": [state.runtime.status()] }))
+    Json(serde_json::json!({ "jobs": [state.runtime.status()] }))
 }
 
 fn check_job(state: &AppState, id: &str) -> Result<(), Problem> {
@@ -28,6 +34,15 @@ fn check_job(state: &AppState, id: &str) -> Result<(), Problem> {
     }
 }
 
+#[utoipa::path(get, path = "/jobs/{id}", tag = "jobs",
+    params(("id" = String, Path, example = "default", description = "The job name")),
+    responses(
+        (status = 200, description = "State, watermarks, counters and last checkpoint", body = JobStatusDoc),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -36,12 +51,19 @@ pub async fn show(
     Ok(Json(state.runtime.status()).into_response())
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct SavepointRequest {
-    name: Option<String>,
-}
-
+#[utoipa::path(post, path = "/jobs/{id}/savepoints", tag = "jobs",
+    params(("id" = String, Path, example = "default", description = "The job name")),
+    request_body(content = Option<SavepointRequest>, description = "Optional; an empty body takes a savepoint with a generated name"),
+    responses(
+        (status = 201, description = "The savepoint was written", body = SavepointDoc),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A parameter is wrong: `detail` says which and why", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's role is too weak", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The job cannot take a savepoint now: retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
 pub async fn savepoint(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -68,11 +90,7 @@ pub async fn savepoint(
         })
     })
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "name": name, "path": path })),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(SavepointDoc { name, path })).into_response())
 }
 
 fn now_ms() -> u128 {

@@ -1,48 +1,127 @@
-//! `GET /metrics?start&end[&metric_id][&window][&limit]`: window results by window start.
+//! Window results: `GET /metrics?start&end[&metric_id|&prefix][&window][&limit][&cursor]` and
+//! `GET /metrics/{metric_id}?start&end[&window][&limit][&cursor]`, both in one answer shape.
+//!
+//! `metric_id` is a literal id or a glob (`*` any run, `?` one character); `prefix` keeps the ids
+//! that start with it. Rows come by (metric, window, window start) when the filter pins a metric or
+//! a literal prefix (`cpu.*`), otherwise by (window start, metric, window).
+//!
+//! A page that was cut carries `next_cursor`; passing it back as `cursor` returns the next page,
+//! resuming strictly after the last row, so a walk neither skips nor repeats a row.
 
 use std::collections::HashMap;
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
-use streampulse_store::ResultQuery;
+use serde_json::Value;
+use streampulse_store::glob::is_glob;
+use streampulse_store::{MetricMatch, ResultKey, ResultQuery};
 
 use super::blocking;
+use crate::cursor;
+use crate::openapi::schemas::{Instant, ResultsPage};
 use crate::params::Params;
 use crate::{AppState, Problem};
 
+/// Tags this endpoint's cursors, so another endpoint's cursor is refused.
+const CURSOR_TAG: &str = "results";
+
+#[utoipa::path(get, path = "/metrics", tag = "results",
+    params(
+        ("start" = Instant, Query, description = "Range start, inclusive: RFC 3339 or epoch ms"),
+        ("end" = Instant, Query, description = "Range end, exclusive: RFC 3339 or epoch ms; not before start"),
+        ("metric_id" = Option<String>, Query, description = "A metric id, or a glob (`*` any run, `?` one character)"),
+        ("prefix" = Option<String>, Query, description = "Metric ids starting with this (not with metric_id)"),
+        ("window" = Option<String>, Query, description = "A window name of the job"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Most rows in the page (default and maximum: the server's max_query_rows)"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page, unchanged"),
+    ),
+    responses(
+        (status = 200, description = "A page of window results", body = ResultsPage),
+        (status = 400, description = "A parameter is wrong: `detail` says which and why", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's role is too weak", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
 pub async fn query(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, Problem> {
-    let params = Params::new(query, &["start", "end", "metric_id", "window", "limit"])?;
+    let params = Params::new(
+        query,
+        &[
+            "start",
+            "end",
+            "metric_id",
+            "prefix",
+            "window",
+            "limit",
+            "cursor",
+        ],
+    )?;
+    let (metric_id, metric_match) = match (params.string("metric_id"), params.string("prefix")) {
+        (Some(_), Some(_)) => {
+            return Err(Problem::bad_request(
+                "give 'metric_id' (an id or a glob like cpu.*) or 'prefix', not both",
+            ))
+        }
+        (Some(g), None) if is_glob(&g) => (None, Some(MetricMatch::Glob(g))),
+        (Some(id), None) => (Some(id), None),
+        (None, Some(p)) => (None, Some(MetricMatch::Prefix(p))),
+        (None, None) => (None, None),
+    };
+    answer(state, &params, metric_id, metric_match).await
+}
+
+#[utoipa::path(get, path = "/metrics/{metric_id}", tag = "results",
+    params(
+        ("metric_id" = String, Path, description = "The metric id (literal)"),
+        ("start" = Instant, Query, description = "Range start, inclusive: RFC 3339 or epoch ms"),
+        ("end" = Instant, Query, description = "Range end, exclusive: RFC 3339 or epoch ms; not before start"),
+        ("window" = Option<String>, Query, description = "A window name of the job"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Most rows in the page (default and maximum: the server's max_query_rows)"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page, unchanged"),
+    ),
+    responses(
+        (status = 200, description = "A page of the metric's window results", body = ResultsPage),
+        (status = 400, description = "A parameter is wrong: `detail` says which and why", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's role is too weak", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn one(
+    State(state): State<AppState>,
+    Path(metric_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, Problem> {
+    let params = Params::new(query, &["start", "end", "window", "limit", "cursor"])?;
+    answer(state, &params, Some(metric_id), None).await
+}
+
+async fn answer(
+    state: AppState,
+    params: &Params,
+    metric_id: Option<String>,
+    metric_match: Option<MetricMatch>,
+) -> Result<Response, Problem> {
     let (start, end) = params.range()?;
     let limit = params.limit(state.max_query_rows)?;
     let window = params.string("window");
     if let Some(w) = &window {
-        if !state.runtime.job().windows.iter().any(|d| &d.name == w) {
-            let names: Vec<&str> = state
-                .runtime
-                .job()
-                .windows
-                .iter()
-                .map(|d| d.name.as_str())
-                .collect();
-            return Err(Problem::bad_request(format!(
-                "unknown window '{w}'; this job has: {}",
-                names.join(", ")
-            )));
-        }
+        check_window(&state, w)?;
     }
     let q = ResultQuery {
         job: state.runtime.job().name.clone(),
         start,
         end,
-        metric_id: params.string("metric_id"),
+        metric_id,
+        metric_match,
         window,
         // One more than asked, to tell the caller the answer was cut.
         limit: limit + 1,
+        after: params.cursor(CURSOR_TAG)?,
     };
     let store = state.store.clone();
     let mut rows = blocking(move || {
@@ -53,15 +132,32 @@ pub async fn query(
     .await?;
     let truncated = rows.len() > limit;
     rows.truncate(limit);
+    let next_cursor = truncated
+        .then(|| rows.last())
+        .flatten()
+        .map(|r| cursor::encode(CURSOR_TAG, &ResultKey::of(r)));
     let results: Vec<Value> = rows.iter().map(|r| r.to_json()).collect();
-    Ok(Json(json!({
-        "job": state.runtime.job().name,
-        "time_unit": "ms",
-        "start": start,
-        "end": end,
-        "count": results.len(),
-        "truncated": truncated,
-        "results": results,
-    }))
+    Ok(Json(ResultsPage {
+        job: state.runtime.job().name.clone(),
+        time_unit: "ms",
+        start,
+        end,
+        count: results.len(),
+        truncated,
+        next_cursor,
+        results,
+    })
     .into_response())
+}
+
+fn check_window(state: &AppState, w: &str) -> Result<(), Problem> {
+    let windows = &state.runtime.job().windows;
+    if windows.iter().any(|d| d.name == w) {
+        return Ok(());
+    }
+    let names: Vec<&str> = windows.iter().map(|d| d.name.as_str()).collect();
+    Err(Problem::bad_request(format!(
+        "unknown window '{w}'; this job has: {}",
+        names.join(", ")
+    )))
 }

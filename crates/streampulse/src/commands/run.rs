@@ -136,6 +136,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         ingest_permits: Arc::new(tokio::sync::Semaphore::new(
             streampulse_api::MAX_INGEST_IN_FLIGHT,
         )),
+        tokens: Arc::new(streampulse_api::auth::Tokens::new(
+            &config.server.auth.read_tokens,
+            &config.server.auth.write_tokens,
+            &config.server.auth.admin_tokens,
+        )),
+        cors_origins: config.server.cors_origins.clone(),
     };
     let mut app = streampulse_api::router(state);
     if let Some(listener) = metrics_listener {

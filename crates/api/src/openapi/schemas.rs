@@ -1,0 +1,244 @@
+//! The JSON shapes of the API's answers, as OpenAPI schemas.
+//!
+//! The page envelopes are the types the handlers serialize. Rows whose types live in crates
+//! without OpenAPI support (window results, alerts, late events, job status, ingest reports) have
+//! a mirror here with the same field names; `tests/api_schemathesis.rs` checks every answer
+//! against these schemas, so a mirror that drifts from what is served fails CI.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use streampulse_core::detect::Alert;
+use streampulse_core::output::LateEvent;
+use utoipa::ToSchema;
+
+/// A page of `GET /metrics` or `GET /metrics/{metric_id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResultsPage {
+    pub job: String,
+    /// Unit of every time in the answer: `ms` (epoch milliseconds).
+    pub time_unit: &'static str,
+    pub start: i64,
+    pub end: i64,
+    /// Rows in this page.
+    pub count: usize,
+    /// More rows follow: pass `next_cursor` as `cursor` to get them.
+    pub truncated: bool,
+    /// Opaque; `null` on the last page.
+    pub next_cursor: Option<String>,
+    #[schema(value_type = Vec<WindowResultRow>)]
+    pub results: Vec<Value>,
+}
+
+/// A page of `GET /alerts`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertsPage {
+    pub job: String,
+    pub time_unit: &'static str,
+    pub start: i64,
+    pub end: i64,
+    pub count: usize,
+    pub truncated: bool,
+    pub next_cursor: Option<String>,
+    #[schema(value_type = Vec<AlertRow>)]
+    pub alerts: Vec<Alert>,
+}
+
+/// The answer of `GET /events/late`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LatePage {
+    pub time_unit: &'static str,
+    pub start: i64,
+    pub end: i64,
+    pub count: usize,
+    #[schema(value_type = Vec<LateEventRow>)]
+    pub late_events: Vec<LateEvent>,
+}
+
+/// One window result. Aggregates beyond count, sum, min, max and mean (e.g. `p99`, `stddev`)
+/// appear as extra number fields named after the aggregate; `null` when undefined.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct WindowResultRow {
+    metric_id: String,
+    window: String,
+    /// Inclusive start, epoch ms.
+    window_start: i64,
+    /// Exclusive end, epoch ms.
+    window_end: i64,
+    count: u64,
+    sum: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
+    mean: Option<f64>,
+    /// Increases with every re-emission of the window (late data, session merges).
+    revision: u32,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum AlertStateName {
+    Firing,
+    Resolved,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum SeverityName {
+    Warning,
+    Critical,
+}
+
+/// An alert, as its latest transition.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct AlertRow {
+    /// 16 hex digits, stable across restarts.
+    id: String,
+    metric_id: String,
+    detector: String,
+    /// `raw` or `<window>.<aggregate>`.
+    series: String,
+    state: AlertStateName,
+    severity: SeverityName,
+    observed: f64,
+    expected: f64,
+    score: f64,
+    peak_score: f64,
+    threshold: f64,
+    first_ts: i64,
+    last_ts: i64,
+    resolved_ts: Option<i64>,
+    sequence: u32,
+    tags: BTreeMap<String, String>,
+}
+
+/// An event that arrived after every window it belongs to had closed.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct LateEventRow {
+    window: String,
+    metric_id: String,
+    ts: i64,
+    value: f64,
+    watermark: i64,
+    offset: u64,
+}
+
+/// What happened to the events of one `POST /events`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct IngestReportDoc {
+    /// Events stored (durably) by this request.
+    accepted: u64,
+    /// Events refused, each with its 1-based position and the reason.
+    #[schema(value_type = Vec<Object>)]
+    rejected: Vec<Value>,
+    /// The `Idempotency-Key` was seen before: nothing was appended.
+    duplicate: bool,
+}
+
+/// One event of `POST /events` (a JSON object, an array of them, or NDJSON lines).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct EventDoc {
+    metric_id: String,
+    /// Event time: epoch ms or RFC 3339.
+    #[schema(value_type = Instant)]
+    ts: Value,
+    value: f64,
+    tags: Option<BTreeMap<String, String>>,
+}
+
+/// A job's state, watermarks, counters and last checkpoint.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JobStatusDoc {
+    job: String,
+    /// `starting`, `running` or `stopping`.
+    state: String,
+    partitions: Vec<PartitionStatusDoc>,
+    ingest_accepted: u64,
+    ingest_rejected: u64,
+    checkpoints_completed: u64,
+    checkpoints_failed: u64,
+    #[schema(value_type = Option<Object>)]
+    last_checkpoint: Option<Value>,
+    #[schema(value_type = Vec<Object>)]
+    webhooks: Vec<Value>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct PartitionStatusDoc {
+    partition: u32,
+    /// `null` until the partition has seen an event.
+    watermark: Option<i64>,
+    next_offset: u64,
+    log_end_offset: u64,
+    events: u64,
+    results: u64,
+    late_events: u64,
+    open_windows: u64,
+    idle_flushes: u64,
+}
+
+/// `GET /jobs`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct JobsDoc {
+    jobs: Vec<JobStatusDoc>,
+}
+
+/// Body of `POST /jobs/{id}/savepoints` (optional).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SavepointRequest {
+    /// Name of the savepoint; default `savepoint-<epoch ms>`.
+    pub name: Option<String>,
+}
+
+/// A savepoint taken.
+#[derive(Serialize, ToSchema)]
+pub struct SavepointDoc {
+    pub name: String,
+    /// Where it was written.
+    pub path: String,
+}
+
+/// `GET /healthz`, `GET /readyz`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct HealthDoc {
+    /// `ok` for liveness; the job's state for readiness.
+    status: String,
+}
+
+/// An instant in a request: epoch milliseconds or an RFC 3339 date-time.
+pub struct Instant;
+
+impl utoipa::PartialSchema for Instant {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, SchemaType, Type,
+        };
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::new(Type::Integer))
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::new(Type::String))
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+            )
+            .description(Some("Epoch milliseconds or RFC 3339"))
+            .into()
+    }
+}
+
+impl ToSchema for Instant {}
