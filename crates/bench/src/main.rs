@@ -2,7 +2,9 @@
 //! (a) the engine alone over events already in the embedded log, and
 //! (b) the whole platform through HTTP ingest (a child `streampulse run`, fsync on; `--metrics
 //!     on|off` sets the child's `metrics.enabled`, to measure what the Prometheus metrics cost), and
-//! (c) end-to-end alert latency through that platform ([`alert_latency`]).
+//! (c) end-to-end alert latency through that platform ([`alert_latency`]), and
+//! (e) the serving API under load: `wrk` against `GET /metrics` while ingest runs, and WebSocket
+//!     delivery latency to many clients ([`serving`]).
 //!
 //! Inputs are the reference events (testdata/public.jsonl.gz) repeated with event time shifted by
 //! the file's span per copy, so every copy has the same disorder and lateness as the original.
@@ -26,6 +28,7 @@ use streampulse_log::{EmbeddedLog, FsyncPolicy, LogConfig};
 use streampulse_store::{EmbeddedStore, ResultStore};
 
 mod alert_latency;
+mod serving;
 
 #[derive(Parser)]
 struct Args {
@@ -55,6 +58,20 @@ struct Args {
     /// port and the bench scrapes it every second during the run, as a (busy) Prometheus would.
     #[arg(long, value_enum, default_value_t = Switch::On)]
     metrics: Switch,
+    /// api-load mode: `wrk` connections (2 threads).
+    #[arg(long, default_value_t = 32)]
+    wrk_connections: usize,
+    /// api-load mode: seconds of each `wrk` run.
+    #[arg(long, default_value_t = 15)]
+    duration: u64,
+    /// api-load mode: events/s of the background ingest stream.
+    #[arg(long, default_value_t = 20_000)]
+    ingest_rate: usize,
+    /// ws-latency mode: connected WebSocket clients, and windows fired.
+    #[arg(long, default_value_t = 100)]
+    clients: usize,
+    #[arg(long, default_value_t = 200)]
+    rounds: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -80,6 +97,12 @@ enum Mode {
     Detectors,
     /// Time from an anomalous event to its alert in the store and at a webhook.
     AlertLatency,
+    /// `wrk` against `GET /metrics` (one metric over an hour; all metrics over 10 s) while
+    /// ingest runs.
+    ApiLoad,
+    /// Time from the POST that fires a window to its result at each of `--clients` WebSocket
+    /// clients.
+    WsLatency,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -180,13 +203,15 @@ fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Mode::AlertLatency => return alert_latency::run(&args),
+        Mode::ApiLoad => return serving::api_load(&args),
+        Mode::WsLatency => return serving::ws_latency(&args),
         Mode::Engine | Mode::Http => {}
     }
     let events = load_events(&args.input, args.events)?;
     match args.mode {
         Mode::Engine => bench_engine(&args, &events),
         Mode::Http => bench_http(&args, &events),
-        Mode::Detectors | Mode::AlertLatency => Ok(()),
+        Mode::Detectors | Mode::AlertLatency | Mode::ApiLoad | Mode::WsLatency => Ok(()),
     }
 }
 
