@@ -10,6 +10,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use serde::Serialize;
 use serde_json::Value;
 use streampulse_log::LogError;
+use tracing::field::Empty;
+use tracing::Instrument;
 
 use crate::record;
 use crate::runtime::Runtime;
@@ -37,11 +39,36 @@ pub struct IngestReport {
 pub type Candidate = (usize, Result<Value, String>);
 
 impl Runtime {
-    /// Validates and appends; resolves once the accepted events are durable.
+    /// Validates and appends; resolves once the accepted events are durable. Runs in an `ingest`
+    /// span (events received, accepted, rejected; partitions written), a child of the request's.
     pub async fn ingest(
         &self,
         candidates: Vec<Candidate>,
         idempotency_key: Option<String>,
+    ) -> Result<IngestReport, LogError> {
+        let span = tracing::info_span!(
+            "ingest",
+            events.received = candidates.len() as i64,
+            events.accepted = Empty,
+            events.rejected = Empty,
+            partitions = Empty,
+            duplicate = Empty,
+        );
+        let report = self
+            .ingest_in_span(candidates, idempotency_key, &span)
+            .instrument(span.clone())
+            .await?;
+        span.record("events.accepted", report.accepted as i64);
+        span.record("events.rejected", report.rejected.len() as i64);
+        span.record("duplicate", report.duplicate);
+        Ok(report)
+    }
+
+    async fn ingest_in_span(
+        &self,
+        candidates: Vec<Candidate>,
+        idempotency_key: Option<String>,
+        span: &tracing::Span,
     ) -> Result<IngestReport, LogError> {
         let format = &self.job().event;
         let Some(log) = self.ingest_log() else {
@@ -76,6 +103,12 @@ impl Runtime {
             }
         }
         let accepted = records.len();
+        if !span.is_disabled() {
+            let mut written: Vec<u32> = records.iter().map(|(p, _)| *p).collect();
+            written.sort_unstable();
+            written.dedup();
+            span.record("partitions", tracing::field::debug(&written));
+        }
         let mut duplicate = false;
         if accepted > 0 {
             // The key is bound to the content: a corrected retry under the same key is a new

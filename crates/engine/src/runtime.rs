@@ -27,6 +27,7 @@ use streampulse_core::pipeline::{PartitionPipeline, PipelineState};
 use streampulse_core::time::Millis;
 use streampulse_log::EmbeddedLog;
 use streampulse_store::ResultStore;
+use tracing::field::Empty;
 
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, PartitionCheckpoint};
 use crate::feed::{LiveFeed, LIVE_FEED_CAPACITY};
@@ -141,6 +142,14 @@ impl Runtime {
         start_from: StartFrom,
     ) -> Result<Self, EngineError> {
         let partitions = source.partitions();
+        let restore_span = tracing::info_span!(
+            "restore",
+            job = %job.name,
+            partitions = i64::from(partitions),
+            checkpoint.id = Empty,
+            from = ?start_from,
+        )
+        .entered();
         let restored = match &start_from {
             StartFrom::LatestCheckpoint => checkpoints.latest()?,
             StartFrom::Savepoint(name) => Some(checkpoints.savepoint(name)?),
@@ -167,6 +176,7 @@ impl Runtime {
                         expected: partitions,
                     });
                 }
+                restore_span.record("checkpoint.id", chk.id as i64);
                 next_id = chk.id.max(checkpoints.max_id()?) + 1;
                 for p in chk.partitions {
                     let end = source.end_offset(p.partition);
@@ -198,6 +208,7 @@ impl Runtime {
                 tracing::info!(job = %job.name, checkpoint = chk.id, from = ?start_from, "restored state; replaying the log from the checkpointed offsets");
             }
         }
+        drop(restore_span);
 
         let counters = Arc::new(JobCounters::new(&job, partitions));
         let feed = LiveFeed::new(LIVE_FEED_CAPACITY);
@@ -416,7 +427,14 @@ impl Coordinator {
     ) -> Result<Option<String>, EngineError> {
         let id = self.next_id;
         self.next_id += 1;
-        let _span = tracing::info_span!("checkpoint", id).entered();
+        let span = tracing::info_span!(
+            "checkpoint",
+            checkpoint.id = id as i64,
+            checkpoint.bytes = Empty,
+            duration_ms = Empty,
+            savepoint = savepoint.unwrap_or(""),
+        )
+        .entered();
         let mut replies = Vec::with_capacity(self.workers.len());
         for (tx, _) in &self.workers {
             let (reply, rx) = mpsc::channel();
@@ -460,6 +478,9 @@ impl Coordinator {
             duration_ms: elapsed.as_millis() as u64,
             bytes,
         };
+        // OpenTelemetry attributes are i64: u64 fields would be exported as strings.
+        span.record("checkpoint.bytes", bytes as i64);
+        span.record("duration_ms", info.duration_ms as i64);
         tracing::debug!(
             id,
             bytes,

@@ -21,6 +21,7 @@ pub struct AppConfig {
     pub checkpoint: CheckpointSection,
     pub alerts: AlertsSection,
     pub metrics: MetricsSection,
+    pub tracing: TracingSection,
     pub job: JobSpec,
 }
 
@@ -84,6 +85,45 @@ pub struct MetricsSection {
     pub enabled: bool,
     /// Address of the metrics port (`GET /metrics`), separate from the API.
     pub listen: String,
+}
+
+/// OpenTelemetry traces, exported over OTLP/HTTP (protobuf). Off unless an endpoint is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TracingSection {
+    /// Base URL of an OTLP/HTTP receiver, e.g. `http://localhost:4318` (`/v1/traces` is added
+    /// unless the URL has a path). Empty: `OTEL_EXPORTER_OTLP_ENDPOINT`, else no exporter at all.
+    pub otlp_endpoint: String,
+    /// The `service.name` resource attribute.
+    pub service_name: String,
+    /// Fraction of new traces sampled (0.0..=1.0); a propagated `traceparent` decides for its trace.
+    pub sample_ratio: f64,
+    /// How often buffered spans are exported (default 5s, or `OTEL_BSP_SCHEDULE_DELAY` in ms).
+    #[serde(with = "humantime_serde")]
+    pub export_interval: Option<Duration>,
+}
+
+impl Default for TracingSection {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            service_name: "streampulse".into(),
+            sample_ratio: 1.0,
+            export_interval: None,
+        }
+    }
+}
+
+impl TracingSection {
+    /// The endpoint in effect: the config's, else `OTEL_EXPORTER_OTLP_ENDPOINT`, else none.
+    pub fn endpoint(&self) -> Option<String> {
+        if !self.otlp_endpoint.is_empty() {
+            return Some(self.otlp_endpoint.clone());
+        }
+        std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .ok()
+            .filter(|e| !e.trim().is_empty())
+    }
 }
 
 impl Default for MetricsSection {
@@ -316,6 +356,17 @@ impl AppConfig {
         }
         if self.metrics.enabled && self.metrics.listen == self.server.listen {
             return fail("metrics.listen", "must differ from server.listen");
+        }
+        if !(0.0..=1.0).contains(&self.tracing.sample_ratio) {
+            return fail("tracing.sample_ratio", "must be between 0.0 and 1.0");
+        }
+        if let Some(endpoint) = self.tracing.endpoint() {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return fail(
+                    "tracing.otlp_endpoint",
+                    "must be an http:// URL like http://localhost:4318",
+                );
+            }
         }
         if self.server.max_body_bytes < 1024 {
             return fail("server.max_body_bytes", "must be at least 1024");

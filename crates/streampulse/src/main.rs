@@ -3,10 +3,10 @@
 
 mod commands;
 mod config;
+mod otel;
 mod results_writer;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -47,16 +47,15 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => subscriber.init(),
-        LogFormat::Json => subscriber.json().init(),
-    }
-    match cli.command {
-        Command::Run(args) => commands::run::run(args),
+    let json = matches!(cli.log_format, LogFormat::Json);
+    let command = match cli.command {
+        // `run` installs the subscriber itself, once its config says whether traces are exported.
+        Command::Run(args) => return commands::run::run(args, json),
+        other => other,
+    };
+    let _guard = otel::init(json, None);
+    match command {
+        Command::Run(_) => unreachable!("handled above"),
         Command::Replay(args) => commands::replay::run(args),
         Command::Produce(args) => commands::produce::run(args),
         Command::Savepoint(args) => commands::savepoint::run(args),

@@ -11,6 +11,7 @@
 mod collect;
 pub mod http;
 pub mod text;
+pub mod trace;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -23,6 +24,7 @@ use axum::Router;
 use streampulse_engine::Runtime;
 
 pub use http::{instrument, HttpMetrics};
+pub use trace::traced;
 
 #[derive(Clone)]
 struct Exposition {

@@ -40,10 +40,15 @@ pub struct RunArgs {
     from_savepoint: Option<String>,
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<()> {
+pub fn run(args: RunArgs, json_logs: bool) -> anyhow::Result<()> {
     let validated = AppConfig::load(args.config.as_deref())?;
     let mut config = validated.config;
     let job = validated.job;
+    // Dropped last: flushes the spans of the final checkpoint to the OTLP receiver.
+    let _tracing = crate::otel::init(json_logs, crate::otel::provider(&config.tracing)?);
+    if let Some(endpoint) = config.tracing.endpoint() {
+        tracing::info!(%endpoint, service = %config.tracing.service_name, sample_ratio = config.tracing.sample_ratio, "exporting traces over OTLP/HTTP");
+    }
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
@@ -144,6 +149,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         cors_origins: config.server.cors_origins.clone(),
     };
     let mut app = streampulse_api::router(state);
+    if config.tracing.endpoint().is_some() {
+        app = streampulse_api::telemetry::traced(app);
+    }
     if let Some(listener) = metrics_listener {
         let http = Arc::new(streampulse_api::telemetry::HttpMetrics::default());
         app = streampulse_api::telemetry::instrument(app, http.clone());
