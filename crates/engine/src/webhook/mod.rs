@@ -160,7 +160,9 @@ impl WebhookDispatcher {
                     initial: config.initial_backoff,
                     max: config.max_backoff,
                 },
-                jitter: Jitter::from_clock(fnv1a(config.url.as_bytes()) ^ i as u64),
+                jitter: Jitter::from_clock(
+                    streampulse_log::fnv1a_64(config.url.as_bytes()) ^ i as u64,
+                ),
             };
             let spawned = std::thread::Builder::new()
                 .name(format!("webhook-{i}"))
@@ -291,12 +293,6 @@ impl Drop for WebhookDispatcher {
         // Without a shutdown, lanes stop once their queue is disconnected and drained.
         self.stop.signal(Instant::now() + Duration::from_secs(2));
     }
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 #[cfg(test)]
