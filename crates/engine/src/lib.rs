@@ -2,6 +2,7 @@
 //! results.
 //!
 //! - [`record`]: what the embedded log holds (events and idle-flush markers);
+//! - [`emit`]: a partition's outputs into the store, the counters, the webhooks and the feed;
 //! - [`partition`]: one worker per log partition, running the pure pipeline from
 //!   `streampulse-core`;
 //! - [`checkpoint`]: consistent snapshots and the storage they go to;
@@ -18,6 +19,7 @@
 //! the pipeline logic.
 
 pub mod checkpoint;
+pub mod emit;
 pub mod feed;
 pub mod ingest;
 pub mod partition;
@@ -28,5 +30,7 @@ pub mod status;
 pub mod telemetry;
 pub mod webhook;
 
-pub use runtime::{EngineError, Runtime, RuntimeConfig, StartFrom};
+pub use runtime::{
+    start_webhooks, Control, EngineError, LogEnd, Runtime, RuntimeConfig, RuntimeParts, StartFrom,
+};
 pub use webhook::{WebhookConfig, WebhookDispatcher};

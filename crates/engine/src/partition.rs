@@ -8,18 +8,17 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use streampulse_core::output::Output;
 use streampulse_core::pipeline::PartitionPipeline;
-use streampulse_store::ResultStore;
 
 use crate::checkpoint::PartitionCheckpoint;
+use crate::emit::{Emitter, RetryDecision};
 use crate::record::{self, Record};
 use crate::source::EventSource;
 use crate::status::PartitionCounters;
 use crate::telemetry::OutputTally;
-use crate::webhook::WebhookDispatcher;
 
 /// Records read from the log per batch: bounds the latency of a checkpoint request.
 const READ_BATCH: usize = 8192;
@@ -34,21 +33,16 @@ pub enum Command {
 
 pub struct PartitionWorker {
     pub partition: u32,
-    pub job_name: String,
     pub source: Arc<dyn EventSource>,
-    pub store: Arc<dyn ResultStore>,
+    pub emitter: Emitter,
     pub pipeline: PartitionPipeline,
     pub next_offset: u64,
     pub commands: Receiver<Command>,
-    pub counters: Arc<crate::status::JobCounters>,
-    /// Where alert transitions are sent once stored; `None` without webhooks.
-    pub webhooks: Option<Arc<WebhookDispatcher>>,
-    pub feed: crate::feed::LiveFeed,
 }
 
 impl PartitionWorker {
     fn counters(&self) -> &PartitionCounters {
-        &self.counters.partitions[self.partition as usize]
+        &self.emitter.counters.partitions[self.partition as usize]
     }
 
     pub fn run(mut self) {
@@ -57,7 +51,7 @@ impl PartitionWorker {
         let mut outputs: Vec<Output> = Vec::new();
         let mut last_arrival = Instant::now();
         let mut flush_requested = false;
-        let mut tally = OutputTally::new(&self.counters.metrics);
+        let mut tally = OutputTally::new(&self.emitter.counters.metrics);
         self.publish();
         loop {
             loop {
@@ -149,56 +143,24 @@ impl PartitionWorker {
         }
     }
 
-    /// Writes `outputs` to the store, retrying until it succeeds. Returns false when a stop was
-    /// requested while the store kept failing.
+    /// Applies `outputs` through the emitter. Returns false when a stop was requested while the
+    /// store kept failing.
     fn apply(&self, outputs: &mut Vec<Output>, tally: &mut OutputTally) -> bool {
-        if outputs.is_empty() {
-            return true;
-        }
-        let mut results = 0;
-        let mut late = 0;
-        for o in outputs.iter() {
-            match o {
-                Output::Result(_) => results += 1,
-                Output::Late(_) => late += 1,
-                Output::Retract { .. } | Output::Alert(_) => {}
-            }
-        }
-        let mut backoff = Duration::from_millis(10);
-        while let Err(err) = self.store.apply(&self.job_name, self.partition, outputs) {
-            tracing::error!(error = %err, "cannot write results; retrying");
-            // Stay responsive while the store is down: a checkpoint fails fast, and a stop ends
-            // the worker (the next start replays these records from the last checkpoint).
+        self.emitter.apply(self.partition, outputs, tally, |err| {
+            // Stay responsive while the store is down: a checkpoint fails fast, and a stop
+            // ends the worker (the next start replays these records from the last checkpoint).
             match self.commands.try_recv() {
-                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return false,
+                Ok(Command::Stop) | Err(TryRecvError::Disconnected) => RetryDecision::GiveUp,
                 Ok(Command::Checkpoint(reply)) => {
                     let _ = reply.send(Err(format!(
                         "partition {} cannot write to the store: {err}",
                         self.partition
                     )));
+                    RetryDecision::Retry
                 }
-                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Empty) => RetryDecision::Retry,
             }
-            std::thread::sleep(backoff);
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-        }
-        self.counters().results.fetch_add(results, Relaxed);
-        self.counters().late.fetch_add(late, Relaxed);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        tally.record(&self.counters.metrics, outputs, now);
-        // Once stored: a webhook is a notification, the store is the record. Never blocks.
-        if let Some(webhooks) = &self.webhooks {
-            for o in outputs.iter() {
-                if let Output::Alert(alert) = o {
-                    webhooks.submit(alert);
-                }
-            }
-        }
-        self.feed.publish(outputs);
-        outputs.clear();
-        true
+        })
     }
 
     fn publish(&self) {
@@ -210,12 +172,6 @@ impl PartitionWorker {
     }
 
     fn snapshot(&self) -> Result<PartitionCheckpoint, String> {
-        let state = postcard::to_allocvec(self.pipeline.state()).map_err(|e| e.to_string())?;
-        Ok(PartitionCheckpoint {
-            partition: self.partition,
-            next_offset: self.next_offset,
-            watermark: self.pipeline.watermark(),
-            state,
-        })
+        PartitionCheckpoint::of(self.partition, self.next_offset, &self.pipeline)
     }
 }

@@ -23,13 +23,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use streampulse_core::job::Job;
-use streampulse_core::pipeline::{PartitionPipeline, PipelineState};
+use streampulse_core::pipeline::PartitionPipeline;
 use streampulse_core::time::Millis;
 use streampulse_log::EmbeddedLog;
 use streampulse_store::ResultStore;
 use tracing::field::Empty;
 
 use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, PartitionCheckpoint};
+use crate::emit::Emitter;
 use crate::feed::{LiveFeed, LIVE_FEED_CAPACITY};
 use crate::partition::{Command, PartitionWorker};
 use crate::source::EventSource;
@@ -79,6 +80,8 @@ pub enum EngineError {
     Stopping,
     #[error("cannot start webhook delivery: {0}")]
     Webhooks(String),
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// Where a starting job takes its state from.
@@ -95,7 +98,8 @@ pub struct RuntimeConfig {
     pub webhooks: Vec<WebhookConfig>,
 }
 
-enum CoordinatorRequest {
+/// What the API asks of the thread that drives a job's partitions.
+pub enum Control {
     Savepoint {
         name: String,
         reply: Sender<Result<String, EngineError>>,
@@ -111,15 +115,48 @@ pub struct Runtime {
     inner: Arc<Inner>,
 }
 
+/// End offset of a partition's input, for lag.
+pub type LogEnd = Arc<dyn Fn(u32) -> u64 + Send + Sync>;
+
+/// What [`Runtime::from_parts`] assembles.
+pub struct RuntimeParts {
+    pub job: Job,
+    pub ingest_log: Option<EmbeddedLog>,
+    pub counters: Arc<JobCounters>,
+    pub webhooks: Option<Arc<WebhookDispatcher>>,
+    pub feed: LiveFeed,
+    /// Requests to the thread that drives the partitions and takes the checkpoints.
+    pub control: Sender<Control>,
+    /// That thread; joined at shutdown.
+    pub driver: JoinHandle<()>,
+    pub log_end: LogEnd,
+    /// Set by the driver when it stopped on an error it cannot recover from.
+    pub failure: Arc<Mutex<Option<String>>>,
+}
+
+/// Starts delivery to the configured webhooks; `None` when there is none.
+pub fn start_webhooks(
+    job: &str,
+    configs: &[WebhookConfig],
+) -> Result<Option<Arc<WebhookDispatcher>>, EngineError> {
+    if configs.is_empty() {
+        return Ok(None);
+    }
+    let dispatcher =
+        WebhookDispatcher::start(job, configs).map_err(|e| EngineError::Webhooks(e.to_string()))?;
+    Ok(Some(Arc::new(dispatcher)))
+}
+
 struct Inner {
     job: Job,
-    source: Arc<dyn EventSource>,
+    log_end: LogEnd,
+    failure: Arc<Mutex<Option<String>>>,
     /// Where HTTP ingest appends, when the source is the embedded log.
     ingest_log: Option<EmbeddedLog>,
     counters: Arc<JobCounters>,
     webhooks: Option<Arc<WebhookDispatcher>>,
     feed: LiveFeed,
-    requests: Mutex<Option<Sender<CoordinatorRequest>>>,
+    requests: Mutex<Option<Sender<Control>>>,
     coordinator: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -195,14 +232,10 @@ impl Runtime {
                             end,
                         });
                     }
-                    let restore_err = |reason: String| EngineError::Restore {
+                    let pipeline = p.restore(&job).map_err(|reason| EngineError::Restore {
                         partition: p.partition,
                         reason,
-                    };
-                    let state: PipelineState =
-                        postcard::from_bytes(&p.state).map_err(|e| restore_err(e.to_string()))?;
-                    let pipeline = PartitionPipeline::restore(&job, state)
-                        .map_err(|e| restore_err(e.to_string()))?;
+                    })?;
                     pipelines.push((pipeline, p.next_offset));
                 }
                 tracing::info!(job = %job.name, checkpoint = chk.id, from = ?start_from, "restored state; replaying the log from the checkpointed offsets");
@@ -212,27 +245,24 @@ impl Runtime {
 
         let counters = Arc::new(JobCounters::new(&job, partitions));
         let feed = LiveFeed::new(LIVE_FEED_CAPACITY);
-        let webhooks = if config.webhooks.is_empty() {
-            None
-        } else {
-            let dispatcher = WebhookDispatcher::start(&job.name, &config.webhooks)
-                .map_err(|e| EngineError::Webhooks(e.to_string()))?;
-            Some(Arc::new(dispatcher))
+        let webhooks = start_webhooks(&job.name, &config.webhooks)?;
+        let emitter = Emitter {
+            job_name: job.name.clone(),
+            store: store.clone(),
+            counters: counters.clone(),
+            webhooks: webhooks.clone(),
+            feed: feed.clone(),
         };
         let mut workers = Vec::with_capacity(partitions as usize);
         for (partition, (pipeline, next_offset)) in pipelines.into_iter().enumerate() {
             let (tx, rx) = mpsc::channel();
             let worker = PartitionWorker {
                 partition: partition as u32,
-                job_name: job.name.clone(),
                 source: source.clone(),
-                store: store.clone(),
+                emitter: emitter.clone(),
                 pipeline,
                 next_offset,
                 commands: rx,
-                counters: counters.clone(),
-                webhooks: webhooks.clone(),
-                feed: feed.clone(),
             };
             counters.partitions[partition]
                 .next_offset
@@ -259,18 +289,43 @@ impl Runtime {
             .name("checkpoint-coordinator".into())
             .spawn(move || coordinator.run(req_rx))
             .map_err(|e| EngineError::CheckpointFailed(format!("cannot spawn coordinator: {e}")))?;
-        Ok(Self {
+        let log_end = move |p: u32| source.end_offset(p);
+        Ok(Self::from_parts(RuntimeParts {
+            job,
+            ingest_log,
+            counters,
+            webhooks,
+            feed,
+            control: req_tx,
+            driver: handle,
+            log_end: Arc::new(log_end),
+            failure: Arc::new(Mutex::new(None)),
+        }))
+    }
+
+    /// A runtime whose partitions are driven by someone else (the Kafka consumer): the driver
+    /// thread answers [`Control`] requests, and the API sees the same handle as for the embedded
+    /// log.
+    pub fn from_parts(parts: RuntimeParts) -> Self {
+        Self {
             inner: Arc::new(Inner {
-                job,
-                source,
-                ingest_log,
-                counters,
-                webhooks,
-                feed,
-                requests: Mutex::new(Some(req_tx)),
-                coordinator: Mutex::new(Some(handle)),
+                job: parts.job,
+                log_end: parts.log_end,
+                failure: parts.failure,
+                ingest_log: parts.ingest_log,
+                counters: parts.counters,
+                webhooks: parts.webhooks,
+                feed: parts.feed,
+                requests: Mutex::new(Some(parts.control)),
+                coordinator: Mutex::new(Some(parts.driver)),
             }),
-        })
+        }
+    }
+
+    /// Why the job stopped processing on its own, if it did; the process should exit (and be
+    /// restarted, resuming from the last checkpoint).
+    pub fn failure(&self) -> Option<String> {
+        self.inner.failure.lock().ok().and_then(|f| f.clone())
     }
 
     pub fn job(&self) -> &Job {
@@ -298,11 +353,10 @@ impl Runtime {
             .lock()
             .map(|r| r.is_some())
             .unwrap_or(false);
-        let source = &self.inner.source;
         let mut status = self.inner.counters.snapshot(
             &self.inner.job.name,
             if running { "running" } else { "stopped" },
-            |p| source.end_offset(p),
+            |p| (self.inner.log_end)(p),
         );
         if let Some(webhooks) = &self.inner.webhooks {
             status.webhooks = webhooks.status();
@@ -310,7 +364,7 @@ impl Runtime {
         status
     }
 
-    fn request(&self, make: impl FnOnce() -> CoordinatorRequest) -> Result<(), EngineError> {
+    fn request(&self, make: impl FnOnce() -> Control) -> Result<(), EngineError> {
         let guard = self
             .inner
             .requests
@@ -324,7 +378,7 @@ impl Runtime {
     /// Blocks until it is durable.
     pub fn savepoint(&self, name: &str) -> Result<String, EngineError> {
         let (reply, rx) = mpsc::channel();
-        self.request(|| CoordinatorRequest::Savepoint {
+        self.request(|| Control::Savepoint {
             name: name.to_string(),
             reply,
         })?;
@@ -337,7 +391,7 @@ impl Runtime {
         let tx = self.inner.requests.lock().ok().and_then(|mut r| r.take());
         let Some(tx) = tx else { return Ok(()) };
         let (reply, rx) = mpsc::channel();
-        let result = match tx.send(CoordinatorRequest::Stop { reply }) {
+        let result = match tx.send(Control::Stop { reply }) {
             Ok(()) => rx.recv().unwrap_or(Err(EngineError::Stopping)),
             Err(_) => Err(EngineError::Stopping),
         };
@@ -370,7 +424,7 @@ struct Coordinator {
 }
 
 impl Coordinator {
-    fn run(mut self, requests: Receiver<CoordinatorRequest>) {
+    fn run(mut self, requests: Receiver<Control>) {
         let mut next_due = Instant::now() + self.interval;
         loop {
             let wait = next_due.saturating_duration_since(Instant::now());
@@ -381,13 +435,13 @@ impl Coordinator {
                     }
                     next_due = Instant::now() + self.interval;
                 }
-                Ok(CoordinatorRequest::Savepoint { name, reply }) => {
+                Ok(Control::Savepoint { name, reply }) => {
                     let _ = reply.send(
                         self.checkpoint(Some(&name))
                             .map(|path| path.unwrap_or_default()),
                     );
                 }
-                Ok(CoordinatorRequest::Stop { reply }) => {
+                Ok(Control::Stop { reply }) => {
                     let result = self.checkpoint(None).map(|_| ());
                     self.stop_workers();
                     let _ = reply.send(result);

@@ -4,7 +4,7 @@
 //! Workers only store and add; readers take a [`JobStatus`] snapshot. Nothing here influences
 //! processing: the counters are for operators and tests, never for decisions.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -16,6 +16,9 @@ use crate::webhook::WebhookStatus;
 
 #[derive(Debug, Default)]
 pub struct PartitionCounters {
+    /// Whether this process runs the partition now (always, on the embedded log; in a Kafka
+    /// consumer group, while it is assigned here). Status lists only owned partitions.
+    pub owned: AtomicBool,
     pub watermark: AtomicI64,
     pub next_offset: AtomicU64,
     pub events: AtomicU64,
@@ -83,6 +86,7 @@ impl JobCounters {
     pub fn new(job: &Job, partitions: u32) -> Self {
         let partitions = (0..partitions)
             .map(|_| PartitionCounters {
+                owned: AtomicBool::new(true),
                 watermark: AtomicI64::new(Millis::MIN),
                 ..Default::default()
             })
@@ -110,6 +114,7 @@ impl JobCounters {
             .partitions
             .iter()
             .enumerate()
+            .filter(|(_, c)| c.owned.load(Relaxed))
             .map(|(i, c)| {
                 let wm = c.watermark.load(Relaxed);
                 PartitionStatus {

@@ -7,12 +7,16 @@
 //! data under a user-chosen name that retention never deletes.
 //!
 //! [`CheckpointStorage`] is where the bytes go, addressed by URL; [`CheckpointStore`] names,
-//! lists, prunes and decodes checkpoints on top of any storage.
+//! lists, prunes and decodes whole-job checkpoints on top of any storage, and
+//! [`PartitionCheckpointStore`] does the same per partition, for partitions that move between
+//! workers (Kafka consumer groups).
 
 mod file;
+mod partitioned;
 mod store;
 
 pub use file::FileCheckpointStorage;
+pub use partitioned::PartitionCheckpointStore;
 pub use store::{Checkpoint, CheckpointStore, PartitionCheckpoint};
 
 /// Why checkpoint storage failed.

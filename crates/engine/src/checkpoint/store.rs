@@ -4,6 +4,8 @@
 //! `<job>/savepoints/<name>.ckpt` for savepoints. Only the last `retain` checkpoints are kept.
 
 use serde::{Deserialize, Serialize};
+use streampulse_core::job::Job;
+use streampulse_core::pipeline::{PartitionPipeline, PipelineState};
 use streampulse_core::time::Millis;
 
 use super::{CheckpointError, CheckpointStorage};
@@ -19,6 +21,30 @@ pub struct PartitionCheckpoint {
     pub watermark: Millis,
     /// postcard-encoded `PipelineState`.
     pub state: Vec<u8>,
+}
+
+impl PartitionCheckpoint {
+    /// The snapshot of `pipeline`, whose state covers every offset before `next_offset`.
+    pub fn of(
+        partition: u32,
+        next_offset: u64,
+        pipeline: &PartitionPipeline,
+    ) -> Result<Self, String> {
+        let state = postcard::to_allocvec(pipeline.state()).map_err(|e| e.to_string())?;
+        Ok(Self {
+            partition,
+            next_offset,
+            watermark: pipeline.watermark(),
+            state,
+        })
+    }
+
+    /// The pipeline this snapshot holds, checked against `job` (a changed window, detector or
+    /// lateness is refused rather than silently mixed with old state).
+    pub fn restore(&self, job: &Job) -> Result<PartitionPipeline, String> {
+        let state: PipelineState = postcard::from_bytes(&self.state).map_err(|e| e.to_string())?;
+        PartitionPipeline::restore(job, state).map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -166,14 +192,14 @@ impl CheckpointStore {
     }
 }
 
-fn encode(checkpoint: &Checkpoint) -> Result<Vec<u8>, CheckpointError> {
+pub(super) fn encode(checkpoint: &Checkpoint) -> Result<Vec<u8>, CheckpointError> {
     postcard::to_allocvec(checkpoint).map_err(|e| CheckpointError::Corrupt {
         name: format!("checkpoint {}", checkpoint.id),
         reason: e.to_string(),
     })
 }
 
-fn decode(name: &str, bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
+pub(super) fn decode(name: &str, bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
     let corrupt = |reason: String| CheckpointError::Corrupt {
         name: name.to_string(),
         reason,

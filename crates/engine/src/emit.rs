@@ -1,0 +1,90 @@
+//! Where a partition's outputs go once the pipeline has produced them: the result store first
+//! (the record), then the counters, the webhooks and the live feed (notifications).
+//!
+//! Every partition driver (the embedded log's workers, the Kafka consumer) hands its outputs to an
+//! [`Emitter`], so the order of these effects and the rule that a store error is retried, never
+//! skipped, are the same whatever the source. An emitter never drops an output: it retries the
+//! store until it succeeds or its caller gives up (and will replay from the last checkpoint).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use streampulse_core::output::Output;
+use streampulse_store::ResultStore;
+
+use crate::feed::LiveFeed;
+use crate::status::JobCounters;
+use crate::telemetry::OutputTally;
+use crate::webhook::WebhookDispatcher;
+
+/// What a caller decides while the store keeps failing.
+pub enum RetryDecision {
+    Retry,
+    /// Stop retrying; the outputs stay unapplied and the caller must not move past them.
+    GiveUp,
+}
+
+#[derive(Clone)]
+pub struct Emitter {
+    pub job_name: String,
+    pub store: Arc<dyn ResultStore>,
+    pub counters: Arc<JobCounters>,
+    /// Where alert transitions are sent once stored; `None` without webhooks.
+    pub webhooks: Option<Arc<WebhookDispatcher>>,
+    pub feed: LiveFeed,
+}
+
+impl Emitter {
+    /// Writes `outputs` of `partition` to the store, retrying with backoff until it succeeds,
+    /// then counts and publishes them and clears the vector. `on_failure` is asked after every
+    /// failed attempt (with the error) whether to keep trying; returns false when it gave up.
+    pub fn apply(
+        &self,
+        partition: u32,
+        outputs: &mut Vec<Output>,
+        tally: &mut OutputTally,
+        mut on_failure: impl FnMut(&str) -> RetryDecision,
+    ) -> bool {
+        if outputs.is_empty() {
+            return true;
+        }
+        let mut backoff = Duration::from_millis(10);
+        while let Err(err) = self.store.apply(&self.job_name, partition, outputs) {
+            let err = err.to_string();
+            tracing::error!(error = %err, partition, "cannot write results; retrying");
+            if let RetryDecision::GiveUp = on_failure(&err) {
+                return false;
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        let (mut results, mut late) = (0, 0);
+        for o in outputs.iter() {
+            match o {
+                Output::Result(_) => results += 1,
+                Output::Late(_) => late += 1,
+                Output::Retract { .. } | Output::Alert(_) => {}
+            }
+        }
+        if let Some(c) = self.counters.partitions.get(partition as usize) {
+            c.results.fetch_add(results, Relaxed);
+            c.late.fetch_add(late, Relaxed);
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        tally.record(&self.counters.metrics, outputs, now);
+        // Once stored: a webhook is a notification, the store is the record. Never blocks.
+        if let Some(webhooks) = &self.webhooks {
+            for o in outputs.iter() {
+                if let Output::Alert(alert) = o {
+                    webhooks.submit(alert);
+                }
+            }
+        }
+        self.feed.publish(outputs);
+        outputs.clear();
+        true
+    }
+}

@@ -1,0 +1,162 @@
+//! What happens when the consumer group moves partitions: the rebalance callback.
+//!
+//! - **Assigned**: restore each partition's latest checkpoint (or start empty) and tell the
+//!   consumer to start reading at the checkpointed offset, not at the committed one: the state and
+//!   the offset must belong together.
+//! - **Revoked**: checkpoint each partition (outputs durable, state saved, offset committed), then
+//!   drop it; whoever gets it next restores exactly that.
+//! - **Lost** (the session expired, another worker may already own it): drop without writing, so
+//!   as never to overwrite the new owner's checkpoint.
+//!
+//! librdkafka calls this from inside `poll` on the driver thread, so it may take the time a
+//! checkpoint needs; the consumer's `max.poll.interval.ms` bounds it.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaResult;
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset};
+
+use crate::partitions::Partitions;
+
+pub struct AssignmentContext {
+    pub partitions: Arc<Mutex<Partitions>>,
+    pub topic: String,
+    /// Each partition's high watermark, from librdkafka's periodic statistics (no extra
+    /// requests): for lag, and to tell an idle partition from one not yet read.
+    pub log_end: Arc<Vec<AtomicU64>>,
+}
+
+impl ClientContext for AssignmentContext {
+    fn stats(&self, statistics: Statistics) {
+        let Some(topic) = statistics.topics.get(&self.topic) else {
+            return;
+        };
+        for (&p, stats) in &topic.partitions {
+            if let Some(end) = usize::try_from(p).ok().and_then(|p| self.log_end.get(p)) {
+                if stats.hi_offset >= 0 {
+                    end.store(stats.hi_offset as u64, Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// The offsets of `commits` on `topic`, as a list to commit.
+pub fn commit_list(topic: &str, commits: &[(u32, u64)]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::with_capacity(commits.len());
+    for &(p, offset) in commits {
+        let _ = tpl.add_partition_offset(topic, p as i32, Offset::Offset(offset as i64));
+    }
+    tpl
+}
+
+impl AssignmentContext {
+    fn on_assign(&self, tpl: &mut TopicPartitionList) {
+        let Ok(mut parts) = self.partitions.lock() else {
+            return;
+        };
+        let topic = parts.topic.clone();
+        let assigned: Vec<u32> = tpl
+            .elements_for_topic(&topic)
+            .iter()
+            .map(|e| e.partition() as u32)
+            .collect();
+        for p in assigned {
+            match parts.assign(p) {
+                Ok(offset) => {
+                    let _ = tpl.set_partition_offset(&topic, p as i32, offset);
+                }
+                Err(err) => {
+                    tracing::error!(partition = p, error = %err, "cannot take over a partition");
+                    parts.fatal.get_or_insert(err);
+                }
+            }
+        }
+    }
+
+    /// Checkpoints and drops the revoked partitions; the offsets to commit, unless lost.
+    fn on_revoke(&self, tpl: &TopicPartitionList, lost: bool) -> Option<TopicPartitionList> {
+        let mut parts = self.partitions.lock().ok()?;
+        let topic = parts.topic.clone();
+        let revoked: Vec<u32> = tpl
+            .elements_for_topic(&topic)
+            .iter()
+            .map(|e| e.partition() as u32)
+            .filter(|p| parts.owned.contains_key(p))
+            .collect();
+        let commits = if lost {
+            tracing::warn!(partitions = ?revoked, "partitions lost: dropping them without a checkpoint");
+            None
+        } else {
+            match parts.checkpoint(&revoked) {
+                Ok(commits) => Some(commit_list(&topic, &commits)),
+                Err(err) => {
+                    // The successor restores the previous checkpoint and replays from there.
+                    tracing::error!(error = %err, partitions = ?revoked, "cannot checkpoint revoked partitions");
+                    None
+                }
+            }
+        };
+        for p in revoked {
+            parts.release(p);
+        }
+        tracing::info!(partitions = ?tpl.elements_for_topic(&topic).iter().map(|e| e.partition()).collect::<Vec<_>>(), lost, "partitions revoked");
+        commits
+    }
+}
+
+fn log_failure(what: &str, result: KafkaResult<()>) {
+    if let Err(err) = result {
+        tracing::error!(error = %err, "{what} failed");
+    }
+}
+
+impl ConsumerContext for AssignmentContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.on_assign(tpl);
+                let result = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                log_failure("assign", result);
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let lost = consumer.assignment_lost();
+                if let Some(commits) = self.on_revoke(tpl, lost) {
+                    if commits.count() > 0 {
+                        log_failure("offset commit", consumer.commit(&commits, CommitMode::Sync));
+                    }
+                }
+                let result = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                log_failure("unassign", result);
+            }
+            other => {
+                tracing::error!(error = ?other, "rebalance error: dropping every partition");
+                let all = consumer.assignment().unwrap_or_default();
+                let _ = self.on_revoke(&all, true);
+                log_failure("unassign", consumer.unassign());
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The `kafka:` section of the configuration: where events come from and where outputs go when a
+//! job runs in a consumer group.
+//!
+//! Empty `brokers` means Kafka is off (events come over HTTP into the embedded log). Everything in
+//! `properties` is handed to librdkafka unchanged, for both the consumer and the producer, so TLS
+//! and SASL (`security.protocol`, `sasl.mechanisms`, `ssl.ca.location`, …) need no code here.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a partition without a checkpoint starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartPosition {
+    /// The first retained record: a new job sees the topic's history.
+    #[default]
+    Earliest,
+    /// Only records produced after the partition is first assigned.
+    Latest,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port[,host:port…]`; empty: Kafka off.
+    pub brokers: String,
+    /// The events topic: JSON events keyed by metric id.
+    pub topic: String,
+    /// Consumer group of the job's workers; empty: `streampulse-<job name>`.
+    pub group_id: String,
+    /// Where a partition without a checkpoint starts.
+    pub start: StartPosition,
+    /// Records that are not valid events go here, with the reason in a header.
+    pub dead_letter_topic: String,
+    /// Window results as JSON keyed by metric id; empty: not written to Kafka.
+    pub results_topic: String,
+    /// Alert transitions as JSON keyed by metric id; empty: not written to Kafka.
+    pub alerts_topic: String,
+    /// librdkafka properties for the consumer and the producer (TLS, SASL, timeouts).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: String::new(),
+            topic: "events".into(),
+            group_id: String::new(),
+            start: StartPosition::Earliest,
+            dead_letter_topic: "events.dead-letter".into(),
+            results_topic: String::new(),
+            alerts_topic: String::new(),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// Properties the runtime sets itself: a user value would break the exactly-once argument.
+const RESERVED: &[&str] = &[
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "bootstrap.servers",
+    "transactional.id",
+];
+
+impl KafkaConfig {
+    pub fn enabled(&self) -> bool {
+        !self.brokers.trim().is_empty()
+    }
+
+    pub fn group_for(&self, job: &str) -> String {
+        if self.group_id.is_empty() {
+            format!("streampulse-{job}")
+        } else {
+            self.group_id.clone()
+        }
+    }
+
+    /// Checks what a broker would only reject later, or never: names the offending key.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let fail = |key: &str, msg: &str| Err((format!("kafka.{key}"), msg.to_string()));
+        for (key, topic) in [
+            ("topic", &self.topic),
+            ("dead_letter_topic", &self.dead_letter_topic),
+        ] {
+            if topic.is_empty() {
+                return fail(key, "must name a topic");
+            }
+        }
+        for (key, topic) in [
+            ("topic", &self.topic),
+            ("dead_letter_topic", &self.dead_letter_topic),
+            ("results_topic", &self.results_topic),
+            ("alerts_topic", &self.alerts_topic),
+        ] {
+            let legal = topic
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !legal || topic.len() > 249 {
+                return fail(
+                    key,
+                    "a topic name is at most 249 letters, digits, '.', '_' and '-'",
+                );
+            }
+        }
+        if self.dead_letter_topic == self.topic {
+            return fail("dead_letter_topic", "must differ from kafka.topic");
+        }
+        for key in self.properties.keys() {
+            if RESERVED.contains(&key.as_str()) {
+                return Err((
+                    format!("kafka.properties.{key}"),
+                    "is set by StreamPulse itself (use kafka.brokers / kafka.group_id)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A librdkafka configuration with the brokers and the pass-through properties.
+    pub fn client_config(&self) -> rdkafka::ClientConfig {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", self.brokers.trim());
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enabled() -> KafkaConfig {
+        KafkaConfig {
+            brokers: "127.0.0.1:9092".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn disabled_by_default_and_valid_when_enabled() {
+        assert!(!KafkaConfig::default().enabled());
+        assert!(KafkaConfig::default().validate().is_ok());
+        assert!(enabled().validate().is_ok());
+        assert_eq!(enabled().group_for("q1"), "streampulse-q1");
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let mut c = enabled();
+        c.results_topic = "bad topic".into();
+        assert_eq!(c.validate().unwrap_err().0, "kafka.results_topic");
+        let mut c = enabled();
+        c.properties
+            .insert("enable.auto.commit".into(), "true".into());
+        assert_eq!(
+            c.validate().unwrap_err().0,
+            "kafka.properties.enable.auto.commit"
+        );
+        let mut c = enabled();
+        c.dead_letter_topic = "events".into();
+        assert_eq!(c.validate().unwrap_err().0, "kafka.dead_letter_topic");
+    }
+}

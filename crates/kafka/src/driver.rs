@@ -1,0 +1,397 @@
+//! The consumer loop of one worker in a consumer group: polls the events topic, runs each owned
+//! partition's pipeline, applies outputs, idles and checkpoints partitions, and answers the API.
+//!
+//! One thread does all of it, so partition state needs no locking beyond what lets the rebalance
+//! callback (which librdkafka runs inside `poll`, on this same thread) reach it. The loop never
+//! holds that lock across a `poll`.
+//!
+//! A record is processed only if its partition is owned and its offset is at or past the
+//! partition's resume offset: after a rebalance the consumer may hand over records already
+//! covered by the restored state, and those must not count twice.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{self, Receiver, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use streampulse_core::event::{Event, EventFormat};
+use streampulse_core::job::Job;
+use streampulse_engine::checkpoint::PartitionCheckpointStore;
+use streampulse_engine::emit::Emitter;
+use streampulse_engine::feed::{LiveFeed, LIVE_FEED_CAPACITY};
+use streampulse_engine::status::JobCounters;
+use streampulse_engine::telemetry::{OutputTally, RejectReason};
+use streampulse_engine::{
+    start_webhooks, Control, EngineError, Runtime, RuntimeConfig, RuntimeParts,
+};
+use streampulse_store::ResultStore;
+
+use crate::assignment::{commit_list, AssignmentContext};
+use crate::config::{KafkaConfig, StartPosition};
+use crate::partitions::Partitions;
+use crate::sink::OutputTopics;
+use crate::KafkaError;
+
+/// How long a poll waits for the first record of a batch.
+const POLL: Duration = Duration::from_millis(20);
+/// Records taken per batch before outputs are applied and commands looked at.
+const BATCH: usize = 8192;
+/// How often librdkafka reports the partitions' end offsets (for lag and idleness), in ms.
+const STATISTICS_INTERVAL_MS: &str = "1000";
+/// How long metadata and the final commit may take.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct KafkaDriver {
+    consumer: BaseConsumer<AssignmentContext>,
+    partitions: Arc<Mutex<Partitions>>,
+    topic: String,
+    format: EventFormat,
+    counters: Arc<JobCounters>,
+    /// The high watermark of every partition of the topic, as last seen.
+    log_end: Arc<Vec<AtomicU64>>,
+    interval: Duration,
+    idle_timeout: Duration,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+/// The number of partitions of `topic`, or why it cannot be known.
+pub fn topic_partitions(config: &KafkaConfig, topic: &str) -> Result<u32, KafkaError> {
+    let probe: BaseConsumer = config.client_config().create()?;
+    let metadata = probe.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+    let missing = || KafkaError::NoSuchTopic {
+        topic: topic.to_string(),
+        brokers: config.brokers.clone(),
+    };
+    let t = metadata.topics().first().ok_or_else(missing)?;
+    if t.error().is_some() || t.partitions().is_empty() {
+        return Err(missing());
+    }
+    Ok(t.partitions().len() as u32)
+}
+
+impl KafkaDriver {
+    /// Joins the consumer group and starts the driver thread. Partitions arrive through the
+    /// rebalance callback, each restored from its latest checkpoint in `checkpoints`.
+    pub fn start(
+        job: Job,
+        config: &KafkaConfig,
+        runtime: RuntimeConfig,
+        store: Arc<dyn ResultStore>,
+        checkpoints: PartitionCheckpointStore,
+    ) -> Result<Runtime, KafkaError> {
+        let partitions = topic_partitions(config, &config.topic)?;
+        let counters = Arc::new(JobCounters::new(&job, partitions));
+        for c in &counters.partitions {
+            c.owned.store(false, Relaxed);
+        }
+        let feed = LiveFeed::new(LIVE_FEED_CAPACITY);
+        let webhooks = start_webhooks(&job.name, &runtime.webhooks)?;
+        let emitter = Emitter {
+            job_name: job.name.clone(),
+            store,
+            counters: counters.clone(),
+            webhooks: webhooks.clone(),
+            feed: feed.clone(),
+        };
+        let topics = OutputTopics::new(config)?;
+        let shared = Arc::new(Mutex::new(Partitions {
+            job: job.clone(),
+            topic: config.topic.clone(),
+            start: config.start,
+            owned: Default::default(),
+            tally: OutputTally::new(&counters.metrics),
+            emitter,
+            checkpoints,
+            topics,
+            fatal: None,
+        }));
+        let group = config.group_for(&job.name);
+        let mut client = config.client_config();
+        client
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set(
+                "auto.offset.reset",
+                match config.start {
+                    StartPosition::Earliest => "earliest",
+                    StartPosition::Latest => "latest",
+                },
+            );
+        if !config.properties.contains_key("statistics.interval.ms") {
+            client.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+        }
+        let log_end: Arc<Vec<AtomicU64>> =
+            Arc::new((0..partitions).map(|_| AtomicU64::new(0)).collect());
+        let consumer: BaseConsumer<AssignmentContext> =
+            client.create_with_context(AssignmentContext {
+                partitions: shared.clone(),
+                topic: config.topic.clone(),
+                log_end: log_end.clone(),
+            })?;
+        consumer.subscribe(&[&config.topic])?;
+        tracing::info!(topic = %config.topic, partitions, group = %group, brokers = %config.brokers, "joined the consumer group");
+
+        let failure = Arc::new(Mutex::new(None));
+        let driver = KafkaDriver {
+            consumer,
+            partitions: shared,
+            topic: config.topic.clone(),
+            format: job.event.clone(),
+            counters: counters.clone(),
+            log_end: log_end.clone(),
+            interval: runtime.checkpoint_interval,
+            idle_timeout: job.idle_timeout,
+            failure: failure.clone(),
+        };
+        let (control, requests) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("kafka-driver".into())
+            .spawn(move || driver.run(requests))
+            .map_err(KafkaError::Spawn)?;
+        let end = log_end.clone();
+        Ok(Runtime::from_parts(RuntimeParts {
+            job,
+            ingest_log: None,
+            counters,
+            webhooks,
+            feed,
+            control,
+            driver: handle,
+            log_end: Arc::new(move |p| end.get(p as usize).map_or(0, |a| a.load(Relaxed))),
+            failure,
+        }))
+    }
+
+    fn run(self, requests: Receiver<Control>) {
+        let _span = tracing::info_span!("kafka", topic = %self.topic).entered();
+        let mut next_checkpoint = Instant::now() + self.interval;
+        loop {
+            match requests.try_recv() {
+                Ok(Control::Stop { reply }) => {
+                    let result = self.checkpoint_all(CommitMode::Sync);
+                    let _ = reply.send(result);
+                    break;
+                }
+                Ok(Control::Savepoint { reply, .. }) => {
+                    let _ = reply.send(Err(EngineError::Unsupported(
+                        "savepoints of a job that reads Kafka are not supported yet: each \
+                         partition is checkpointed on its own (checkpoint.interval)"
+                            .into(),
+                    )));
+                }
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {}
+            }
+            let fatal = self.partitions.lock().ok().and_then(|p| p.fatal.clone());
+            if let Some(reason) = fatal {
+                tracing::error!(%reason, "the worker cannot go on; its partitions will be replayed from their checkpoints");
+                if let Ok(mut f) = self.failure.lock() {
+                    *f = Some(reason);
+                }
+                return;
+            }
+            let batch = self.poll_batch();
+            if !batch.is_empty() {
+                self.process(&batch);
+            }
+            drop(batch);
+            let now = Instant::now();
+            self.flush_idle();
+            if now >= next_checkpoint {
+                if let Err(err) = self.checkpoint_all(CommitMode::Async) {
+                    tracing::error!(error = %err, "periodic checkpoint failed");
+                }
+                next_checkpoint = Instant::now() + self.interval;
+            }
+        }
+        // Dropping the consumer leaves the group (the revoke callback checkpoints once more).
+        drop(self.consumer);
+    }
+
+    /// Up to [`BATCH`] records, waiting at most [`POLL`] for the first. Never holds the
+    /// partitions' lock: a rebalance may run inside `poll`.
+    fn poll_batch(&self) -> Vec<BorrowedMessage<'_>> {
+        let mut batch = Vec::new();
+        let mut wait = POLL;
+        while batch.len() < BATCH {
+            match self.consumer.poll(wait) {
+                None => break,
+                Some(Ok(msg)) => batch.push(msg),
+                Some(Err(err)) => {
+                    tracing::warn!(error = %err, "kafka consumer error");
+                    break;
+                }
+            }
+            wait = Duration::ZERO;
+        }
+        batch
+    }
+
+    fn process(&self, batch: &[BorrowedMessage<'_>]) {
+        let Ok(mut guard) = self.partitions.lock() else {
+            return;
+        };
+        let parts = &mut *guard;
+        let mut touched = BTreeSet::new();
+        let (mut received, mut accepted) = (0u64, 0u64);
+        let mut per_reason = [0u64; RejectReason::ALL.len()];
+        let now = Instant::now();
+        for msg in batch {
+            let partition = msg.partition() as u32;
+            let offset = msg.offset().max(0) as u64;
+            let Some(owned) = parts.owned.get_mut(&partition) else {
+                continue; // revoked since it was fetched
+            };
+            if owned.next_offset.is_some_and(|next| offset < next) {
+                continue; // already covered by the restored state
+            }
+            received += 1;
+            match parse(&self.format, msg.payload()) {
+                Ok(event) => {
+                    accepted += 1;
+                    let Event {
+                        metric_id,
+                        ts,
+                        value,
+                        tags,
+                    } = event;
+                    owned.pipeline.process_tagged(
+                        &metric_id,
+                        move || tags,
+                        ts,
+                        value,
+                        offset,
+                        &mut owned.outputs,
+                    );
+                }
+                Err((reason, message)) => {
+                    per_reason[reason as usize] += 1;
+                    let origin = format!("{}/{partition}/{offset}", msg.topic());
+                    tracing::debug!(%origin, %message, "record sent to the dead-letter topic");
+                    parts
+                        .topics
+                        .dead_letter(msg.key(), msg.payload(), &message, &origin);
+                }
+            }
+            owned.next_offset = Some(offset + 1);
+            owned.last_arrival = now;
+            touched.insert(partition);
+            if let Some(c) = self.counters.partitions.get(partition as usize) {
+                c.events.fetch_add(1, Relaxed);
+            }
+        }
+        let c = &self.counters;
+        c.ingest_received.fetch_add(received, Relaxed);
+        c.ingest_accepted.fetch_add(accepted, Relaxed);
+        c.ingest_rejected
+            .fetch_add(per_reason.iter().sum::<u64>(), Relaxed);
+        c.metrics.add_rejected(&per_reason);
+        for p in touched {
+            parts.apply(p);
+        }
+    }
+
+    /// Partitions that received nothing for `idle_timeout` and have nothing left to read advance
+    /// their watermark (DESIGN: idle partitions). The flush is checkpointed at once, so a replay
+    /// after a crash resumes after it instead of deciding again at another moment.
+    fn flush_idle(&self) {
+        let Ok(mut guard) = self.partitions.lock() else {
+            return;
+        };
+        let parts = &mut *guard;
+        let mut flushed = Vec::new();
+        for (&p, owned) in parts.owned.iter_mut() {
+            let caught_up = owned
+                .next_offset
+                .is_some_and(|next| next >= self.log_end(p));
+            if caught_up
+                && owned.last_arrival.elapsed() >= self.idle_timeout
+                && owned.pipeline.idle_flush_pending()
+                && owned.pipeline.flush_idle(&mut owned.outputs)
+            {
+                if let Some(c) = self.counters.partitions.get(p as usize) {
+                    c.idle_flushes.fetch_add(1, Relaxed);
+                }
+                flushed.push(p);
+            }
+        }
+        if flushed.is_empty() {
+            return;
+        }
+        tracing::debug!(partitions = ?flushed, "idle partitions flushed");
+        match parts.checkpoint(&flushed) {
+            Ok(commits) => self.commit(&commits, CommitMode::Async),
+            Err(err) => tracing::error!(error = %err, "checkpoint after an idle flush failed"),
+        }
+    }
+
+    fn log_end(&self, partition: u32) -> u64 {
+        self.log_end
+            .get(partition as usize)
+            .map_or(0, |a| a.load(Relaxed))
+    }
+
+    fn checkpoint_all(&self, mode: CommitMode) -> Result<(), EngineError> {
+        let commits = {
+            let mut parts = self
+                .partitions
+                .lock()
+                .map_err(|_| EngineError::CheckpointFailed("partition state poisoned".into()))?;
+            let owned: Vec<u32> = parts.owned.keys().copied().collect();
+            parts
+                .checkpoint(&owned)
+                .map_err(EngineError::CheckpointFailed)?
+        };
+        self.commit(&commits, mode);
+        Ok(())
+    }
+
+    /// Commits checkpointed offsets to the group, so lag tools show the real lag. Best effort:
+    /// the checkpoints, not the committed offsets, say where partitions resume.
+    fn commit(&self, commits: &[(u32, u64)], mode: CommitMode) {
+        if commits.is_empty() {
+            return;
+        }
+        if let Err(err) = self
+            .consumer
+            .commit(&commit_list(&self.topic, commits), mode)
+        {
+            tracing::warn!(error = %err, "committing offsets to the consumer group failed");
+        }
+    }
+}
+
+/// The event in a record's value, or why it is not one.
+fn parse(format: &EventFormat, payload: Option<&[u8]>) -> Result<Event, (RejectReason, String)> {
+    let payload = payload.ok_or((
+        RejectReason::InvalidJson,
+        "the record has no value".to_string(),
+    ))?;
+    let value: serde_json::Value = serde_json::from_slice(payload)
+        .map_err(|e| (RejectReason::InvalidJson, format!("invalid JSON: {e}")))?;
+    format
+        .parse(&value)
+        .map_err(|e| (RejectReason::of(&e), e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_names_what_is_wrong() {
+        let f = EventFormat::default();
+        let ok = parse(&f, Some(br#"{"metric_id":"cpu","ts":1000,"value":1.5}"#)).unwrap();
+        assert_eq!((ok.metric_id.as_str(), ok.ts, ok.value), ("cpu", 1000, 1.5));
+        let (reason, msg) = parse(&f, Some(b"{not json")).unwrap_err();
+        assert_eq!(reason, RejectReason::InvalidJson);
+        assert!(msg.contains("invalid JSON"), "{msg}");
+        assert_eq!(parse(&f, None).unwrap_err().0, RejectReason::InvalidJson);
+        let (reason, _) = parse(&f, Some(br#"{"metric_id":"cpu","ts":1000}"#)).unwrap_err();
+        assert_ne!(reason, RejectReason::InvalidJson);
+    }
+}

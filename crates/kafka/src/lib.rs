@@ -1,0 +1,49 @@
+//! StreamPulse on Kafka: how a job runs when one machine is not enough.
+//!
+//! N `streampulse` processes join one consumer group on the events topic. Kafka assigns each its
+//! share of the partitions; a partition's state (windows, detectors, watermark) lives with whoever
+//! owns it and moves with it through the shared checkpoint storage:
+//!
+//! ```text
+//!   events topic ──poll──▶ KafkaDriver ──▶ PartitionPipeline ×owned ──▶ store, results/alerts topics
+//!        ▲  seek to checkpointed offset      │ rebalance: checkpoint revoked, restore assigned
+//!        └──── commit offsets ◀── PartitionCheckpointStore (file:// on a shared volume, …)
+//! ```
+//!
+//! - [`config`]: the `kafka:` section (brokers, topics, group, librdkafka properties);
+//! - [`driver`]: the consumer loop that runs the owned partitions and answers the API;
+//! - [`assignment`]: what happens when partitions arrive and leave (restore, checkpoint, commit);
+//! - [`partitions`]: the owned partitions and their checkpoints;
+//! - [`sink`]: results and alerts to Kafka topics, bad records to the dead-letter topic;
+//! - [`admin`]: creating the topics a job needs;
+//! - [`producer`]: keyed event production for load and tests.
+//!
+//! Exactly-once rests on the same argument as the embedded runtime: state and offsets are
+//! checkpointed together, outputs are idempotent upserts (and deterministic Kafka records keyed
+//! by metric), and a partition resumes from its last checkpoint wherever it lands. Kafka
+//! transactions are not used: output topics are at least once, with records that repeat
+//! identically after a replay.
+
+pub mod admin;
+pub mod assignment;
+pub mod config;
+pub mod driver;
+pub mod partitions;
+pub mod producer;
+pub mod sink;
+
+pub use config::{KafkaConfig, StartPosition};
+pub use driver::KafkaDriver;
+
+/// Why a Kafka job or tool failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    #[error("kafka client: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    #[error("topic '{topic}' does not exist on {brokers}: create it first (`streampulse topics create`)")]
+    NoSuchTopic { topic: String, brokers: String },
+    #[error("{0}")]
+    Engine(#[from] streampulse_engine::EngineError),
+    #[error("cannot start the kafka driver: {0}")]
+    Spawn(std::io::Error),
+}

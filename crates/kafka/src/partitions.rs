@@ -1,0 +1,221 @@
+//! The partitions this worker owns right now: their pipelines, the offsets they resume from, and
+//! how they are restored from and saved to the shared per-partition checkpoints.
+//!
+//! Everything here runs on the driver thread (rebalance callbacks run inside its `poll`), so the
+//! state is never shared across threads while it is used; the mutex around it only lets the
+//! consumer context reach it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::Offset;
+use streampulse_core::job::Job;
+use streampulse_core::output::Output;
+use streampulse_core::pipeline::PartitionPipeline;
+use streampulse_engine::checkpoint::{PartitionCheckpoint, PartitionCheckpointStore};
+use streampulse_engine::emit::{Emitter, RetryDecision};
+use streampulse_engine::status::CheckpointInfo;
+use streampulse_engine::telemetry::OutputTally;
+
+use crate::config::StartPosition;
+use crate::sink::OutputTopics;
+
+pub struct OwnedPartition {
+    pub pipeline: PartitionPipeline,
+    /// The next offset to process; `None` until the first record when the partition had no
+    /// checkpoint and starts at the latest offset.
+    pub next_offset: Option<u64>,
+    /// Outputs produced but not yet applied.
+    pub outputs: Vec<Output>,
+    pub last_arrival: Instant,
+    /// Id of the partition's latest checkpoint (0: none yet).
+    pub checkpoint_id: u64,
+}
+
+pub struct Partitions {
+    pub job: Job,
+    pub topic: String,
+    pub start: StartPosition,
+    pub owned: BTreeMap<u32, OwnedPartition>,
+    pub emitter: Emitter,
+    pub tally: OutputTally,
+    pub checkpoints: PartitionCheckpointStore,
+    pub topics: Arc<OutputTopics>,
+    /// Set when the worker cannot go on safely (a partition cannot be restored, a delivery was
+    /// lost); the driver stops and the process exits non-zero.
+    pub fatal: Option<String>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Partitions {
+    /// Takes `partition` over: restores its latest checkpoint (or starts empty) and says where
+    /// the consumer must start reading it.
+    pub fn assign(&mut self, partition: u32) -> Result<Offset, String> {
+        let restored = self
+            .checkpoints
+            .latest(partition)
+            .map_err(|e| e.to_string())?;
+        let (pipeline, next_offset, checkpoint_id) = match restored {
+            Some((id, snapshot)) => {
+                let pipeline = snapshot
+                    .restore(&self.job)
+                    .map_err(|e| format!("cannot restore partition {partition}: {e}"))?;
+                tracing::info!(
+                    partition,
+                    checkpoint = id,
+                    offset = snapshot.next_offset,
+                    "partition assigned: restored from its checkpoint"
+                );
+                (pipeline, Some(snapshot.next_offset), id)
+            }
+            None => {
+                tracing::info!(partition, start = ?self.start, "partition assigned: no checkpoint, empty state");
+                let start = match self.start {
+                    StartPosition::Earliest => Some(0),
+                    StartPosition::Latest => None,
+                };
+                (PartitionPipeline::new(&self.job), start, 0)
+            }
+        };
+        let offset = next_offset.map_or(Offset::End, |o| Offset::Offset(o as i64));
+        if let Some(c) = self.emitter.counters.partitions.get(partition as usize) {
+            c.owned.store(true, Relaxed);
+            c.next_offset.store(next_offset.unwrap_or(0), Relaxed);
+            c.watermark.store(pipeline.watermark(), Relaxed);
+        }
+        self.owned.insert(
+            partition,
+            OwnedPartition {
+                pipeline,
+                next_offset,
+                outputs: Vec::new(),
+                last_arrival: Instant::now(),
+                checkpoint_id,
+            },
+        );
+        // Offset 0 with `earliest`: the consumer's reset policy finds the first retained record.
+        Ok(if offset == Offset::Offset(0) {
+            Offset::Beginning
+        } else {
+            offset
+        })
+    }
+
+    /// Applies the pending outputs of `partition`: to the store (retried until it succeeds) and
+    /// the output topics. False if the store kept failing and the worker is stopping.
+    pub fn apply(&mut self, partition: u32) -> bool {
+        let Some(p) = self.owned.get_mut(&partition) else {
+            return true;
+        };
+        if p.outputs.is_empty() {
+            return true;
+        }
+        self.topics.send(&p.outputs);
+        let applied = self
+            .emitter
+            .apply(partition, &mut p.outputs, &mut self.tally, |_| {
+                RetryDecision::Retry
+            });
+        if let Some(c) = self.emitter.counters.partitions.get(partition as usize) {
+            c.watermark.store(p.pipeline.watermark(), Relaxed);
+            c.next_offset.store(p.next_offset.unwrap_or(0), Relaxed);
+            c.open_windows
+                .store(p.pipeline.open_windows() as u64, Relaxed);
+        }
+        applied
+    }
+
+    /// Checkpoints the given owned partitions: applies their outputs, makes the store and the
+    /// output topics durable, then writes one checkpoint per partition. Returns the offsets to
+    /// commit to the consumer group (only partitions that have an offset).
+    pub fn checkpoint(&mut self, partitions: &[u32]) -> Result<Vec<(u32, u64)>, String> {
+        let started = Instant::now();
+        let result = self.try_checkpoint(partitions, started);
+        let counters = &self.emitter.counters;
+        match &result {
+            Ok(_) => {
+                counters.checkpoints_completed.fetch_add(1, Relaxed);
+                counters
+                    .metrics
+                    .checkpoint_duration
+                    .observe(started.elapsed());
+            }
+            Err(err) => {
+                counters.checkpoints_failed.fetch_add(1, Relaxed);
+                tracing::error!(error = %err, "checkpoint failed");
+            }
+        }
+        result
+    }
+
+    fn try_checkpoint(
+        &mut self,
+        partitions: &[u32],
+        started: Instant,
+    ) -> Result<Vec<(u32, u64)>, String> {
+        let _span = tracing::info_span!("checkpoint", partitions = ?partitions).entered();
+        for &p in partitions {
+            if !self.apply(p) {
+                return Err(format!("partition {p}: the store keeps failing"));
+            }
+        }
+        // Outputs before the checkpointed offsets must be durable before the checkpoint is.
+        self.emitter
+            .store
+            .flush()
+            .map_err(|e| format!("store flush: {e}"))?;
+        if let Err(err) = self.topics.flush() {
+            self.fatal.get_or_insert_with(|| err.clone());
+            return Err(err);
+        }
+        let created = now_ms();
+        let mut bytes = 0;
+        let mut commits = Vec::with_capacity(partitions.len());
+        for &p in partitions {
+            let Some(owned) = self.owned.get_mut(&p) else {
+                continue;
+            };
+            let Some(next_offset) = owned.next_offset else {
+                continue;
+            };
+            let snapshot = PartitionCheckpoint::of(p, next_offset, &owned.pipeline)?;
+            let id = owned.checkpoint_id + 1;
+            bytes += self
+                .checkpoints
+                .write(id, created, snapshot)
+                .map_err(|e| e.to_string())?;
+            owned.checkpoint_id = id;
+            commits.push((p, next_offset));
+        }
+        let info = CheckpointInfo {
+            id: self
+                .owned
+                .values()
+                .map(|o| o.checkpoint_id)
+                .max()
+                .unwrap_or(0),
+            completed_ms: created,
+            duration_ms: started.elapsed().as_millis() as u64,
+            bytes,
+        };
+        if let Ok(mut last) = self.emitter.counters.last_checkpoint.lock() {
+            *last = Some(info);
+        }
+        Ok(commits)
+    }
+
+    /// Lets `partition` go: its state is dropped (its successor restores the last checkpoint).
+    pub fn release(&mut self, partition: u32) {
+        self.owned.remove(&partition);
+        if let Some(c) = self.emitter.counters.partitions.get(partition as usize) {
+            c.owned.store(false, Relaxed);
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Outputs to Kafka: window results and alert transitions as JSON records keyed by metric id, and
+//! records that are not valid events to the dead-letter topic with the reason in a header.
+//!
+//! One idempotent producer serves all three topics. Records are produced asynchronously; a
+//! checkpoint calls [`OutputTopics::flush`] and completes only if every record produced before it
+//! was acknowledged, so a partition's offsets are never committed past an output that was lost.
+//! A delivery that fails for good is not retried here: it fails the checkpoint, and the worker
+//! stops so that its partitions are replayed from their last checkpoint (by it or by another
+//! worker). Records are deterministic, so a replay repeats them identically: consumers of these
+//! topics see each record at least once and can deduplicate by key and `revision`/`sequence`.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use streampulse_core::output::Output;
+
+use crate::config::KafkaConfig;
+use crate::KafkaError;
+
+/// Header carrying why a record went to the dead-letter topic.
+pub const ERROR_HEADER: &str = "streampulse.error";
+/// Header carrying where the record came from: `topic/partition/offset`.
+pub const SOURCE_HEADER: &str = "streampulse.source";
+
+/// How long a checkpoint waits for outstanding deliveries.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Counts deliveries that failed for good; checked by every flush.
+#[derive(Default)]
+pub struct DeliveryReport {
+    failed: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for DeliveryReport {}
+
+impl ProducerContext for DeliveryReport {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: Self::DeliveryOpaque) {
+        if let Err((err, msg)) = result {
+            use rdkafka::Message;
+            self.failed.fetch_add(1, Relaxed);
+            tracing::error!(error = %err, topic = msg.topic(), "a record could not be delivered");
+            if let Ok(mut last) = self.last_error.lock() {
+                *last = Some(format!("{} on topic {}", err, msg.topic()));
+            }
+        }
+    }
+}
+
+pub struct OutputTopics {
+    producer: ThreadedProducer<DeliveryReport>,
+    results_topic: Option<String>,
+    alerts_topic: Option<String>,
+    dead_letter_topic: String,
+    /// Records sent to the dead-letter topic (for the counters).
+    pub dead_lettered: AtomicU64,
+}
+
+impl OutputTopics {
+    pub fn new(config: &KafkaConfig) -> Result<Arc<Self>, KafkaError> {
+        let mut client = config.client_config();
+        // Idempotence makes librdkafka's own retries exact (no duplicates, order kept).
+        client.set("enable.idempotence", "true");
+        client.set("linger.ms", "5");
+        let producer = client.create_with_context(DeliveryReport::default())?;
+        let some = |t: &String| (!t.is_empty()).then(|| t.clone());
+        Ok(Arc::new(Self {
+            producer,
+            results_topic: some(&config.results_topic),
+            alerts_topic: some(&config.alerts_topic),
+            dead_letter_topic: config.dead_letter_topic.clone(),
+            dead_lettered: AtomicU64::new(0),
+        }))
+    }
+
+    /// Whether any output goes to Kafka (the dead-letter topic is always there).
+    pub fn writes_outputs(&self) -> bool {
+        self.results_topic.is_some() || self.alerts_topic.is_some()
+    }
+
+    /// Queues the outputs that have a topic. Blocks (briefly, repeatedly) while the producer's
+    /// queue is full rather than dropping a record.
+    pub fn send(&self, outputs: &[Output]) {
+        for output in outputs {
+            let (topic, key, value) = match output {
+                Output::Result(r) => {
+                    let Some(topic) = &self.results_topic else {
+                        continue;
+                    };
+                    (topic, r.metric_id.as_str(), r.to_json())
+                }
+                Output::Retract {
+                    metric_id,
+                    window,
+                    window_start,
+                } => {
+                    let Some(topic) = &self.results_topic else {
+                        continue;
+                    };
+                    let value = serde_json::json!({
+                        "metric_id": metric_id,
+                        "window": window,
+                        "window_start": window_start,
+                        "retracted": true,
+                    });
+                    (topic, metric_id.as_str(), value)
+                }
+                Output::Alert(a) => {
+                    let Some(topic) = &self.alerts_topic else {
+                        continue;
+                    };
+                    let value = serde_json::to_value(a).unwrap_or_default();
+                    (topic, a.metric_id.as_str(), value)
+                }
+                // Late events are stored and served by the API; they are not a stream of their own.
+                Output::Late(_) => continue,
+            };
+            let payload = value.to_string();
+            self.produce(BaseRecord::to(topic).key(key).payload(&payload));
+        }
+    }
+
+    /// Sends a record that is not a valid event to the dead-letter topic, unchanged, with
+    /// `reason` and its origin in headers.
+    pub fn dead_letter(
+        &self,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        reason: &str,
+        origin: &str,
+    ) {
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: ERROR_HEADER,
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: SOURCE_HEADER,
+                value: Some(origin),
+            });
+        let mut record: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(&self.dead_letter_topic).headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
+        self.produce(record);
+        self.dead_lettered.fetch_add(1, Relaxed);
+    }
+
+    fn produce<K, P>(&self, mut record: BaseRecord<'_, K, P>)
+    where
+        K: rdkafka::message::ToBytes + ?Sized,
+        P: rdkafka::message::ToBytes + ?Sized,
+    {
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return,
+                Err((RdKafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((err, r)) => {
+                    // Not retryable here (e.g. a record over message.max.bytes): counted as a
+                    // failed delivery, which fails the next checkpoint.
+                    tracing::error!(error = %err, topic = r.topic, "cannot produce a record");
+                    self.producer.context().failed.fetch_add(1, Relaxed);
+                    if let Ok(mut last) = self.producer.context().last_error.lock() {
+                        *last = Some(format!("{err} on topic {}", r.topic));
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Waits until every record produced so far is acknowledged. An error means some record
+    /// is lost: the caller must not checkpoint past it.
+    pub fn flush(&self) -> Result<(), String> {
+        self.producer
+            .flush(FLUSH_TIMEOUT)
+            .map_err(|e| format!("kafka producer flush: {e}"))?;
+        let failed = self.producer.context().failed.load(Relaxed);
+        if failed > 0 {
+            let last = self
+                .producer
+                .context()
+                .last_error
+                .lock()
+                .ok()
+                .and_then(|l| l.clone())
+                .unwrap_or_default();
+            return Err(format!(
+                "{failed} record(s) could not be delivered to Kafka (last: {last})"
+            ));
+        }
+        Ok(())
+    }
+}
