@@ -7,10 +7,17 @@
 //!
 //! A request without a token, or with one that is not configured, gets a 401 problem document with
 //! `WWW-Authenticate: Bearer`; a known token whose role is too weak gets a 403.
+//!
+//! The token goes in `Authorization: Bearer <token>`. On `/ws` alone ([`require_ws`]) it may also
+//! be the query parameter `access_token` (RFC 6750, section 2.3): a browser's WebSocket API cannot
+//! set request headers, so without it a dashboard could not connect with auth on. Elsewhere a
+//! token in the URL is not accepted, since URLs end up in logs and browser history far more often
+//! than headers do.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -85,17 +92,12 @@ fn unauthorized(detail: &str, error: Option<&str>) -> Response {
     response
 }
 
-/// Middleware: lets the request through when auth is off or its bearer token's role is at least
-/// `needed`.
-pub async fn require(
-    State((tokens, needed)): State<(Arc<Tokens>, Role)>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if !tokens.enabled() {
-        return next.run(request).await;
-    }
-    let presented = request
+/// The query parameter that carries a token on `/ws`.
+pub const QUERY_TOKEN: &str = "access_token";
+
+/// The token of an `Authorization: Bearer <token>` header, if there is one.
+fn header_token(request: &Request) -> Option<String> {
+    request
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -103,13 +105,72 @@ pub async fn require(
             v.split_once(' ')
                 .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         })
-        .map(|(_, token)| token.trim());
-    let Some(token) = presented else {
-        return unauthorized(
-            "this endpoint needs a bearer token: send 'Authorization: Bearer <token>' with a \
-             token from server.auth",
-            None,
-        );
+        .map(|(_, token)| token.trim().to_string())
+}
+
+/// Middleware: lets the request through when auth is off or its bearer token's role is at least
+/// `needed`.
+pub async fn require(
+    State((tokens, needed)): State<(Arc<Tokens>, Role)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let token = header_token(&request);
+    admit(
+        &tokens,
+        needed,
+        token,
+        "this endpoint needs a bearer token: send 'Authorization: Bearer <token>' with a token \
+         from server.auth",
+        request,
+        next,
+    )
+    .await
+}
+
+/// Middleware for `/ws`: as [`require`], taking the token from `?access_token=<token>` when no
+/// `Authorization` header is sent (a header, when present, is the one checked).
+pub async fn require_ws(
+    State((tokens, needed)): State<(Arc<Tokens>, Role)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let from_query = || {
+        // A query string that does not parse carries no token; the handler reports it as a 400
+        // once the request is authorized.
+        Query::<HashMap<String, String>>::try_from_uri(request.uri())
+            .ok()
+            .and_then(|Query(mut q)| q.remove(QUERY_TOKEN))
+    };
+    let token = header_token(&request).or_else(from_query);
+    admit(
+        &tokens,
+        needed,
+        token,
+        "this endpoint needs a token: send 'Authorization: Bearer <token>', or (from a browser, \
+         which cannot set that header on a WebSocket) '?access_token=<token>', with a token from \
+         server.auth",
+        request,
+        next,
+    )
+    .await
+}
+
+/// Runs `request` when auth is off, or when `token` is known and its role is at least `needed`;
+/// otherwise a 401 (`missing` says how to send a token when none was) or a 403.
+async fn admit(
+    tokens: &Tokens,
+    needed: Role,
+    token: Option<String>,
+    missing: &str,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !tokens.enabled() {
+        return next.run(request).await;
+    }
+    let Some(token) = token else {
+        return unauthorized(missing, None);
     };
     match tokens.role_of(token.as_bytes()) {
         None => unauthorized(

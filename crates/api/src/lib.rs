@@ -61,6 +61,13 @@ pub fn router(state: AppState) -> Router {
     // Ingest enforces its own limit (to answer with a problem document); this one guards the rest.
     let body_limit = state.max_body_bytes;
     let guard = |role| middleware::from_fn_with_state((state.tokens.clone(), role), auth::require);
+    // Browsers cannot set headers on a WebSocket, so /ws alone also takes `?access_token=`.
+    let ws = Router::new()
+        .route("/ws", get(routes::ws::upgrade))
+        .route_layer(middleware::from_fn_with_state(
+            (state.tokens.clone(), Role::Read),
+            auth::require_ws,
+        ));
     let read = Router::new()
         .route("/events/late", get(routes::events::late))
         .route("/metrics", get(routes::metrics::query))
@@ -69,7 +76,6 @@ pub fn router(state: AppState) -> Router {
         .route("/alerts/{id}", get(routes::alerts::show))
         .route("/jobs", get(routes::jobs::list))
         .route("/jobs/{id}", get(routes::jobs::show))
-        .route("/ws", get(routes::ws::upgrade))
         .route_layer(guard(Role::Read));
     let write = Router::new()
         .route("/events", post(routes::events::ingest))
@@ -84,6 +90,7 @@ pub fn router(state: AppState) -> Router {
     let cors = cors_layer(&state.cors_origins);
     let app = Router::new()
         .merge(read)
+        .merge(ws)
         .merge(write)
         .merge(admin)
         .merge(open)

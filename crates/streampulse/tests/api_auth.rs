@@ -1,12 +1,13 @@
 //! Bearer tokens and CORS over real HTTP against the binary: without a token or with an unknown
 //! one, guarded endpoints answer 401 with `WWW-Authenticate: Bearer`; a read token can query but
 //! not ingest or take savepoints (403); write tokens ingest; admin tokens do everything; health
-//! endpoints stay open. CORS headers appear only for configured origins.
+//! endpoints stay open. CORS headers appear only for configured origins. A browser's WebSocket
+//! sends its token as `?access_token=`, which `/ws` accepts and no other endpoint does.
 
 mod support;
 
 use serde_json::Value;
-use support::{agent, free_port, Platform};
+use support::{agent, free_port, ws_next, ws_open, Platform};
 
 const READ: &str = "read-token-1";
 const WRITE: &str = "write-token-1";
@@ -232,4 +233,72 @@ fn without_tokens_everything_is_open_and_no_cors_headers_are_sent() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.header, None);
     assert_eq!(call(&p, "POST", "/events", None, None, "x").status, 200);
+    // A browser client built for a server with auth still connects: the token is ignored.
+    let mut ws = ws_open(&p, "?access_token=whatever-1").expect("upgrade");
+    assert_eq!(ws_next(&mut ws)["type"], "subscribed");
+}
+
+/// The status, `WWW-Authenticate` and problem body of a refused WebSocket upgrade.
+fn refused_upgrade(p: &Platform, query: &str) -> (u16, String, Value) {
+    match ws_open(p, query) {
+        Ok(_) => panic!("/ws{query}: the upgrade succeeded"),
+        Err(tungstenite::Error::Http(resp)) => {
+            let challenge = resp
+                .headers()
+                .get("www-authenticate")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let body = resp.body().clone().unwrap_or_default();
+            let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            (resp.status().as_u16(), challenge, body)
+        }
+        Err(e) => panic!("/ws{query}: {e}"),
+    }
+}
+
+#[test]
+fn websocket_takes_the_token_from_the_url_and_no_other_endpoint_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Platform::start(dir.path(), CONFIG, free_port());
+
+    // No token, an unknown one, an empty one: 401 before the upgrade, naming both ways to send one.
+    let (status, challenge, body) = refused_upgrade(&p, "");
+    assert_eq!(status, 401, "{body}");
+    assert!(challenge.starts_with("Bearer"), "{challenge}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("?access_token=<token>"), "{detail}");
+    for query in ["?access_token=not-a-token", "?access_token="] {
+        let (status, challenge, body) = refused_upgrade(&p, query);
+        assert_eq!(status, 401, "{query}: {body}");
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    }
+
+    // A read token in the URL opens the socket, next to subscription parameters (which stay
+    // checked: an unknown one is still a 400), and the token is not part of the subscription.
+    for token in [READ, WRITE, ADMIN] {
+        let mut ws = ws_open(&p, &format!("?metrics=cpu.*&access_token={token}"))
+            .unwrap_or_else(|e| panic!("upgrade with {token}: {e}"));
+        let first = ws_next(&mut ws);
+        assert_eq!(first["type"], "subscribed", "{first}");
+        assert_eq!(
+            first["subscription"]["metrics"],
+            serde_json::json!(["cpu.*"])
+        );
+        assert!(
+            first["subscription"].get("access_token").is_none(),
+            "{first}"
+        );
+    }
+    let (status, _, body) = refused_upgrade(&p, &format!("?access_token={READ}&metricz=cpu"));
+    assert_eq!(status, 400, "{body}");
+
+    // Only /ws reads the URL: a query endpoint with the token in its URL is still a 401.
+    for path in [
+        format!("/metrics?start=0&end=1&access_token={READ}"),
+        format!("/jobs?access_token={ADMIN}"),
+    ] {
+        let r = call(&p, "GET", &path, None, None, "www-authenticate");
+        assert_eq!(r.status, 401, "{path}: {}", r.body);
+    }
 }

@@ -4,15 +4,12 @@
 
 mod support;
 
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{free_port, Platform};
+use support::{free_port, ws_next as next, ws_open, Platform, WsClient as Client};
 use tungstenite::stream::MaybeTlsStream;
-use tungstenite::{Message, WebSocket};
-
-type Client = WebSocket<MaybeTlsStream<TcpStream>>;
+use tungstenite::Message;
 
 const CONFIG: &str = r#"
 log:
@@ -27,24 +24,10 @@ job:
 "#;
 
 fn connect(p: &Platform, query: &str) -> Client {
-    let url = format!("{}/ws{query}", p.base.replace("http://", "ws://"));
-    let (mut ws, _) = tungstenite::connect(url).expect("websocket connect");
-    if let MaybeTlsStream::Plain(s) = ws.get_mut() {
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    }
+    let mut ws = ws_open(p, query).expect("websocket connect");
     let first = next(&mut ws);
     assert_eq!(first["type"], "subscribed", "{first}");
     ws
-}
-
-fn next(ws: &mut Client) -> Value {
-    loop {
-        match ws.read().expect("read") {
-            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("unexpected {other:?}"),
-        }
-    }
 }
 
 /// Reads until `n` messages of `kind` arrived (skipping heartbeats), returning them.

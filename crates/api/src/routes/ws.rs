@@ -6,6 +6,9 @@
 //! engine never waits for a client), `heartbeat` (every 15 s), `error` (a bad client message; the
 //! connection stays up). A client changes its subscription by sending
 //! `{"type": "subscribe", ...fields of the subscription...}`.
+//!
+//! With auth on, the upgrade request carries a token like any query, either as a header or, for
+//! browsers, as `?access_token=<token>` ([`crate::auth::require_ws`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,9 +29,12 @@ const HEARTBEAT: Duration = Duration::from_secs(15);
 
 pub async fn upgrade(
     State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(mut query): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, Problem> {
+    // The token was checked by `auth::require_ws` (or auth is off and it means nothing); it is
+    // not part of the subscription.
+    query.remove(crate::auth::QUERY_TOKEN);
     // Parameters are checked before the upgrade, so a bad URL gets a 400 problem document.
     let subscription = Subscription::from_query(&query)?;
     let live = state.runtime.feed().clone();

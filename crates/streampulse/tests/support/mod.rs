@@ -2,12 +2,17 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tungstenite::stream::MaybeTlsStream;
+use tungstenite::{Message, WebSocket};
+
+/// A WebSocket client of `/ws`.
+pub type WsClient = WebSocket<MaybeTlsStream<TcpStream>>;
 
 pub struct Platform {
     pub child: Child,
@@ -153,14 +158,27 @@ impl Platform {
     }
 
     pub fn get(&self, path_and_query: &str) -> (u16, Value) {
+        let (status, _, body) = self.get_typed(path_and_query);
+        (status, body)
+    }
+
+    /// As [`Self::get`], with the answer's `Content-Type` between status and body.
+    pub fn get_typed(&self, path_and_query: &str) -> (u16, String, Value) {
         let mut resp = agent()
             .get(&format!("{}{path_and_query}", self.base))
             .call()
             .expect("GET");
         let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         let text = resp.body_mut().read_to_string().unwrap_or_default();
         (
             status,
+            content_type,
             serde_json::from_str(&text).unwrap_or(Value::String(text)),
         )
     }
@@ -232,6 +250,28 @@ impl Platform {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["truncated"], false, "test ranges must fit one page");
         body["results"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// Opens `/ws{query}` (`query` empty or starting with `?`) with a 10 s read timeout; a refused
+/// upgrade is `tungstenite::Error::Http` holding the answer.
+pub fn ws_open(p: &Platform, query: &str) -> Result<WsClient, tungstenite::Error> {
+    let url = format!("{}/ws{query}", p.base.replace("http://", "ws://"));
+    let (mut ws, _) = tungstenite::connect(url)?;
+    if let MaybeTlsStream::Plain(s) = ws.get_mut() {
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    }
+    Ok(ws)
+}
+
+/// The next text message as JSON, skipping pings and pongs.
+pub fn ws_next(ws: &mut WsClient) -> Value {
+    loop {
+        match ws.read().expect("read") {
+            Message::Text(t) => return serde_json::from_str(&t).unwrap(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
     }
 }
 
