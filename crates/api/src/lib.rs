@@ -42,6 +42,8 @@ pub struct AppState {
     pub store: Arc<dyn ResultStore>,
     /// Most rows one query returns.
     pub max_query_rows: usize,
+    /// Longest `end - start` a ranged query may ask for (`server.max_query_range`).
+    pub max_query_range: std::time::Duration,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
     /// Ingest requests in flight at once; beyond it clients get 503 and retry. With the body

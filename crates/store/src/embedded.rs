@@ -420,7 +420,8 @@ impl ResultStore for EmbeddedStore {
             let a = decode_alert(name, value.value())?;
             let wanted = a.last_ts >= q.start
                 && q.state.is_none_or(|s| s == a.state)
-                && q.severity.is_none_or(|s| s == a.severity);
+                && q.severity.is_none_or(|s| s == a.severity)
+                && q.tags.iter().all(|(k, v)| a.tags.get(k) == Some(v));
             if wanted {
                 out.push(a);
                 if out.len() >= q.limit {

@@ -650,6 +650,7 @@ fn aq(job: &str, start: i64, end: i64) -> AlertQuery {
         metric_id: None,
         state: None,
         severity: None,
+        tags: Vec::new(),
         limit: usize::MAX,
         after: None,
     }
@@ -837,6 +838,54 @@ fn alert_queries_return_overlapping_episodes_newest_first() {
 }
 
 #[test]
+fn alert_queries_keep_alerts_carrying_every_given_tag() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = open(tmp.path());
+    let tagged = |id: &str, metric: &str, first_ts: i64, tags: &[(&str, &str)]| {
+        let mut a = alert(id, metric, first_ts, first_ts, 0);
+        a.tags = tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Output::Alert(a)
+    };
+    let outputs = [
+        tagged("1", "cpu.a", 10, &[("host", "h1"), ("dc", "eu")]),
+        tagged("2", "cpu.b", 20, &[("host", "h2"), ("dc", "eu")]),
+        tagged("3", "mem.a", 30, &[("host", "h1")]),
+        tagged("4", "disk.a", 40, &[]),
+        tagged("5", "cpu.a", 50, &[("host", "h1"), ("dc", "eu")]),
+    ];
+    store.apply("job", 0, &outputs).expect("apply");
+    let q = |metric: Option<&str>, tags: &[(&str, &str)], limit| AlertQuery {
+        metric_id: metric.map(Into::into),
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        limit,
+        ..aq("job", 0, 1_000)
+    };
+    let got = |q: AlertQuery| ids(&alerts_of(&store, &q)).join(",");
+    assert_eq!(got(q(None, &[], usize::MAX)), "5,4,3,2,1");
+    assert_eq!(got(q(None, &[("host", "h1")], usize::MAX)), "5,3,1");
+    assert_eq!(got(q(None, &[("dc", "eu")], usize::MAX)), "5,2,1");
+    // Every tag must match: a conjunction, not a union.
+    assert_eq!(
+        got(q(None, &[("host", "h1"), ("dc", "eu")], usize::MAX)),
+        "5,1"
+    );
+    // A key with another value, a missing key, and a value that is only a prefix keep nothing.
+    assert_eq!(got(q(None, &[("host", "h3")], usize::MAX)), "");
+    assert_eq!(got(q(None, &[("rack", "")], usize::MAX)), "");
+    assert_eq!(got(q(None, &[("host", "h")], usize::MAX)), "");
+    // With a metric (the metric index), and the limit counting rows after the tag filter.
+    assert_eq!(got(q(Some("cpu.a"), &[("dc", "eu")], usize::MAX)), "5,1");
+    assert_eq!(got(q(Some("mem.a"), &[("dc", "eu")], usize::MAX)), "");
+    assert_eq!(got(q(None, &[("host", "h1")], 2)), "5,3");
+}
+
+#[test]
 fn alert_queries_filter_by_metric_state_severity_and_limit() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let store = open(tmp.path());
@@ -1012,6 +1061,7 @@ proptest! {
                 metric_id: metric,
                 state: firing.map(|f| if f { AlertState::Firing } else { AlertState::Resolved }),
                 severity: warning.map(|w| if w { Severity::Warning } else { Severity::Critical }),
+                tags: Vec::new(),
                 limit,
                 after: None,
             };

@@ -136,7 +136,9 @@ pub struct LateQuery {
 }
 
 /// Alerts of `job` whose episode `[first_ts, last_ts]` overlaps `[start, end)` (epoch ms), i.e.
-/// `first_ts < end && last_ts >= start`, optionally of one metric, state and severity.
+/// `first_ts < end && last_ts >= start`, optionally of one metric, state and severity, and
+/// carrying every one of `tags` (each key present with exactly that value; an empty list keeps
+/// all). Tags have no index: they are checked on the rows the time (or metric) scan reads.
 ///
 /// Each alert appears once, as its latest stored transition. Sorted newest first: by
 /// (first_ts, id) descending. At most `limit` rows (so `limit == 0` returns none); an empty range
@@ -152,6 +154,7 @@ pub struct AlertQuery {
     pub metric_id: Option<String>,
     pub state: Option<AlertState>,
     pub severity: Option<Severity>,
+    pub tags: Vec<(String, String)>,
     pub limit: usize,
     pub after: Option<AlertKey>,
 }

@@ -112,6 +112,7 @@ proptest! {
             metric_id: metric.map(|m| format!("m{m}")),
             state: None,
             severity: None,
+            tags: Vec::new(),
             limit: usize::MAX,
             after: None,
         };

@@ -36,6 +36,10 @@ pub struct ServerConfig {
     pub auth: AuthSection,
     /// Origins allowed to call the API from a browser (`*`: any); empty: no CORS headers.
     pub cors_origins: Vec<String>,
+    /// Longest `end - start` a ranged query (`/metrics`, `/alerts`, `/events/late`) may ask
+    /// for; a longer one is a 400, so one request cannot scan the whole store.
+    #[serde(with = "humantime_serde")]
+    pub max_query_range: Duration,
 }
 
 impl Default for ServerConfig {
@@ -45,6 +49,7 @@ impl Default for ServerConfig {
             max_body_bytes: 16 * 1024 * 1024,
             auth: AuthSection::default(),
             cors_origins: Vec::new(),
+            max_query_range: Duration::from_secs(31 * 24 * 3600),
         }
     }
 }
@@ -370,6 +375,12 @@ impl AppConfig {
         }
         if self.server.max_body_bytes < 1024 {
             return fail("server.max_body_bytes", "must be at least 1024");
+        }
+        if self.server.max_query_range < Duration::from_secs(1) {
+            return fail(
+                "server.max_query_range",
+                "must be at least 1s (a duration like 31d or 12h)",
+            );
         }
         self.server.auth.validate()?;
         for origin in &self.server.cors_origins {

@@ -20,6 +20,11 @@ fn invalid_config_names_the_key_and_starts_nothing() {
         ("log:\n  partitons: 3\n", "unknown field `partitons`"),
         ("checkpoint:\n  interval: soon\n", "checkpoint.interval"),
         ("job:\n  allowed_lateness: -1s\n", "job.allowed_lateness"),
+        ("server:\n  max_query_range: 0s\n", "server.max_query_range"),
+        (
+            "server:\n  max_query_range: a month\n",
+            "server.max_query_range",
+        ),
     ] {
         let config = dir.path().join("bad.yaml");
         std::fs::write(&config, yaml).unwrap();

@@ -1,9 +1,11 @@
-//! `GET /alerts?start&end[&metric_id][&state][&severity][&limit][&cursor]`: alerts whose episode
-//! `[first_ts, last_ts]` overlaps `[start, end)`, newest `first_ts` first (then id descending);
-//! a cut page carries `next_cursor`, passed back as `cursor` for the next one; `GET /alerts/{id}`: one
-//! alert. Each alert is its latest transition, in the JSON form of `core::detect::Alert`.
-
-use std::collections::HashMap;
+//! `GET /alerts?start&end[&metric_id][&state][&severity][&tag=key:value...][&limit][&cursor]`:
+//! alerts whose episode `[first_ts, last_ts]` overlaps `[start, end)`, newest `first_ts` first
+//! (then id descending); a cut page carries `next_cursor`, passed back as `cursor` for the next
+//! one; `GET /alerts/{id}`: one alert. Each alert is its latest transition, in the JSON form of
+//! `core::detect::Alert`.
+//!
+//! `tag` repeats: an alert is kept when every given tag is among its tags (the tags of its metric,
+//! as alerts carry them).
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -31,6 +33,7 @@ const CURSOR_TAG: &str = "alerts";
         ("metric_id" = Option<String>, Query, description = "One metric's alerts"),
         ("state" = Option<AlertStateName>, Query, description = "firing or resolved"),
         ("severity" = Option<SeverityName>, Query, description = "warning or critical"),
+        ("tag" = Option<Vec<String>>, Query, style = Form, explode, description = "`key:value`, repeatable (`tag=host:h1&tag=dc:eu`): only alerts whose metric has every given tag"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Most rows in the page (default and maximum: the server's max_query_rows)"),
         ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page, unchanged"),
     ),
@@ -44,7 +47,7 @@ const CURSOR_TAG: &str = "alerts";
 )]
 pub async fn query(
     State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, Problem> {
     let params = Params::new(
         query,
@@ -54,11 +57,12 @@ pub async fn query(
             "metric_id",
             "state",
             "severity",
+            "tag",
             "limit",
             "cursor",
         ],
     )?;
-    let (start, end) = params.range()?;
+    let (start, end) = params.range(state.max_query_range)?;
     let limit = params.limit(state.max_query_rows)?;
     let q = AlertQuery {
         job: state.runtime.job().name.clone(),
@@ -67,6 +71,7 @@ pub async fn query(
         metric_id: params.string("metric_id"),
         state: params.choice("state", STATES, |s| s.name())?,
         severity: params.choice("severity", SEVERITIES, |s| s.name())?,
+        tags: params.tags()?,
         // One more than asked, to tell the caller the answer was cut.
         limit: limit + 1,
         after: params.cursor(CURSOR_TAG)?,

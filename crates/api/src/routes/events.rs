@@ -6,8 +6,6 @@
 //! rejected (the body says how many were accepted: those are stored). An `Idempotency-Key` header
 //! makes a retried request a no-op once the first attempt was stored.
 
-use std::collections::HashMap;
-
 use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -158,10 +156,10 @@ fn split_ndjson(body: &[u8]) -> Result<Vec<Candidate>, Problem> {
 )]
 pub async fn late(
     State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, Problem> {
     let params = Params::new(query, &["start", "end", "metric_id", "limit"])?;
-    let (start, end) = params.range()?;
+    let (start, end) = params.range(state.max_query_range)?;
     let limit = params.limit(state.max_query_rows)?;
     let q = LateQuery {
         job: state.runtime.job().name.clone(),

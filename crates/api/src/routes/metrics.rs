@@ -8,8 +8,6 @@
 //! A page that was cut carries `next_cursor`; passing it back as `cursor` returns the next page,
 //! resuming strictly after the last row, so a walk neither skips nor repeats a row.
 
-use std::collections::HashMap;
-
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -46,8 +44,17 @@ const CURSOR_TAG: &str = "results";
 )]
 pub async fn query(
     State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, Problem> {
+    if query.iter().any(|(name, _)| name == "tag") {
+        // Said apart from "unknown parameter" because tags are a filter elsewhere (alerts, events
+        // carry them): the caller should learn why it cannot work here and what does.
+        return Err(Problem::bad_request(
+            "window results are stored without the tags of their events, so /metrics cannot \
+             filter by 'tag'; select metrics with 'metric_id' (an id or a glob like cpu.*) or \
+             'prefix' instead (GET /alerts does take tag=key:value)",
+        ));
+    }
     let params = Params::new(
         query,
         &[
@@ -94,7 +101,7 @@ pub async fn query(
 pub async fn one(
     State(state): State<AppState>,
     Path(metric_id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, Problem> {
     let params = Params::new(query, &["start", "end", "window", "limit", "cursor"])?;
     answer(state, &params, Some(metric_id), None).await
@@ -106,7 +113,7 @@ async fn answer(
     metric_id: Option<String>,
     metric_match: Option<MetricMatch>,
 ) -> Result<Response, Problem> {
-    let (start, end) = params.range()?;
+    let (start, end) = params.range(state.max_query_range)?;
     let limit = params.limit(state.max_query_rows)?;
     let window = params.string("window");
     if let Some(w) = &window {

@@ -137,6 +137,7 @@ pub fn run(args: RunArgs, json_logs: bool) -> anyhow::Result<()> {
         runtime: runtime.clone(),
         store,
         max_query_rows: MAX_QUERY_ROWS,
+        max_query_range: config.server.max_query_range,
         max_body_bytes: config.server.max_body_bytes,
         ingest_permits: Arc::new(tokio::sync::Semaphore::new(
             streampulse_api::MAX_INGEST_IN_FLIGHT,
