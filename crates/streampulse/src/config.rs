@@ -22,6 +22,9 @@ pub struct AppConfig {
     pub alerts: AlertsSection,
     pub metrics: MetricsSection,
     pub tracing: TracingSection,
+    /// Events from a Kafka topic in a consumer group instead of HTTP (off while `brokers` is
+    /// empty), results and alerts to Kafka topics.
+    pub kafka: streampulse_kafka::KafkaConfig,
     pub job: JobSpec,
 }
 
@@ -400,6 +403,9 @@ impl AppConfig {
             }
         }
         self.alerts.validate()?;
+        if let Err((key, reason)) = self.kafka.validate() {
+            return fail(&key, &reason);
+        }
         let job = self
             .job
             .validate()

@@ -43,6 +43,9 @@ enum Command {
     Query(commands::query::QueryCommand),
     /// Follow a running platform's WebSocket: results and alerts as they are stored.
     Tail(commands::tail::TailArgs),
+    /// Manage the Kafka topics a job reads and writes.
+    #[command(subcommand)]
+    Topics(commands::topics::TopicsCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,5 +64,6 @@ fn main() -> anyhow::Result<()> {
         Command::Savepoint(args) => commands::savepoint::run(args),
         Command::Query(command) => commands::query::run(command),
         Command::Tail(args) => commands::tail::run(args),
+        Command::Topics(command) => commands::topics::run(command),
     }
 }

@@ -44,6 +44,15 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
+    if state.runtime.ingest_log().is_none() {
+        // A job in a Kafka consumer group reads only its topic: an event accepted here would
+        // reach no worker.
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "this job reads its events from a Kafka topic (kafka.topic), not over HTTP; produce \
+             them to that topic, keyed by metric_id (e.g. `streampulse produce --kafka BROKERS`)",
+        ));
+    }
     let _permit = state
         .ingest_permits
         .clone()

@@ -12,7 +12,7 @@
 
 use streampulse_core::time::Millis;
 
-use super::store::{decode, encode};
+use super::store::{decode, encode, prune};
 use super::{Checkpoint, CheckpointError, CheckpointStorage, PartitionCheckpoint};
 
 pub struct PartitionCheckpointStore {
@@ -51,12 +51,7 @@ impl PartitionCheckpointStore {
         let bytes = encode(&checkpoint)?;
         self.storage
             .put(&format!("{prefix}{id:020}.ckpt"), &bytes)?;
-        let names = self.storage.list(&prefix)?;
-        if names.len() > self.retain {
-            for old in &names[..names.len() - self.retain] {
-                self.storage.delete(old)?;
-            }
-        }
+        prune(&*self.storage, &prefix, self.retain)?;
         Ok(bytes.len())
     }
 

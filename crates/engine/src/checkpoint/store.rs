@@ -115,12 +115,7 @@ impl CheckpointStore {
         let bytes = encode(checkpoint)?;
         self.storage
             .put(&self.checkpoint_name(checkpoint.id), &bytes)?;
-        let names = self.storage.list(&format!("{}/chk-", self.job))?;
-        if names.len() > self.retain {
-            for old in &names[..names.len() - self.retain] {
-                self.storage.delete(old)?;
-            }
-        }
+        prune(&*self.storage, &format!("{}/chk-", self.job), self.retain)?;
         Ok(bytes.len())
     }
 
@@ -190,6 +185,21 @@ impl CheckpointStore {
             })
             .collect())
     }
+}
+
+/// Deletes the oldest blobs under `prefix` beyond the newest `retain` (names sort by id).
+pub(super) fn prune(
+    storage: &dyn CheckpointStorage,
+    prefix: &str,
+    retain: usize,
+) -> Result<(), CheckpointError> {
+    let names = storage.list(prefix)?;
+    if names.len() > retain {
+        for old in &names[..names.len() - retain] {
+            storage.delete(old)?;
+        }
+    }
+    Ok(())
 }
 
 pub(super) fn encode(checkpoint: &Checkpoint) -> Result<Vec<u8>, CheckpointError> {

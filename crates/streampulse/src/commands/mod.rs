@@ -7,3 +7,4 @@ pub mod run;
 pub mod savepoint;
 mod table;
 pub mod tail;
+pub mod topics;

@@ -34,6 +34,13 @@ pub struct ProduceArgs {
     /// Base URL of the running platform; events go to {target}/events.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     target: String,
+    /// Produce to Kafka instead of HTTP: bootstrap servers (host:port,…). Records are keyed by
+    /// metric id, so one metric lives in one partition.
+    #[arg(long, value_name = "BROKERS")]
+    kafka: Option<String>,
+    /// The events topic, with --kafka.
+    #[arg(long, default_value = "events", requires = "kafka")]
+    topic: String,
     /// Stop after this long (e.g. 60s, 5m); default: run until Ctrl-C.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
@@ -116,6 +123,15 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
     });
     let mut sink = if args.dry_run {
         Sink::Stdout(BufWriter::new(io::stdout().lock()))
+    } else if let Some(brokers) = &args.kafka {
+        let config = streampulse_kafka::KafkaConfig {
+            brokers: brokers.clone(),
+            ..Default::default()
+        };
+        Sink::Kafka(
+            streampulse_kafka::producer::EventProducer::new(&config, &args.topic)
+                .with_context(|| format!("cannot produce to {brokers}"))?,
+        )
     } else {
         Sink::Http(HttpSink::new(&args.target)?)
     };
@@ -135,8 +151,13 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
             stop.load(Ordering::SeqCst),
         );
     }
+    if let Sink::Kafka(producer) = &sink {
+        producer
+            .flush(Duration::from_secs(30))
+            .context("not every event reached Kafka")?;
+    }
     outcome?;
-    if !args.dry_run && totals.sent > 0 && totals.accepted == 0 {
+    if !args.dry_run && args.kafka.is_none() && totals.sent > 0 && totals.accepted == 0 {
         bail!("none of the {} events sent was accepted", totals.sent);
     }
     Ok(())
@@ -166,7 +187,7 @@ fn plan(args: &ProduceArgs) -> anyhow::Result<Plan> {
     if args.out_of_order_ms > MAX_OUT_OF_ORDER_MS {
         bail!("--out-of-order-ms must be at most {MAX_OUT_OF_ORDER_MS} (a day)");
     }
-    if !args.dry_run && !args.target.starts_with("http://") {
+    if !args.dry_run && args.kafka.is_none() && !args.target.starts_with("http://") {
         bail!(
             "--target must be an http:// URL (this build has no TLS), not '{}'",
             args.target
@@ -281,6 +302,7 @@ enum Flow {
 enum Sink {
     Stdout(BufWriter<io::StdoutLock<'static>>),
     Http(HttpSink),
+    Kafka(streampulse_kafka::producer::EventProducer),
 }
 
 impl Sink {
@@ -304,6 +326,16 @@ impl Sink {
             }
             Sink::Http(http) => {
                 http.send(batch, totals, stop)?;
+                Ok(Flow::Continue)
+            }
+            Sink::Kafka(producer) => {
+                for event in batch {
+                    let payload = serde_json::to_vec(event)?;
+                    producer.send(&event.metric_id, &payload)?;
+                    totals.sent += 1;
+                }
+                // Kafka validates nothing: the job's dead-letter topic holds what it rejects.
+                totals.accepted = totals.sent;
                 Ok(Flow::Continue)
             }
         }
@@ -520,7 +552,7 @@ fn problem_detail(text: &str) -> String {
 fn print_progress(sink: &Sink, totals: &Totals, elapsed: Duration) {
     let rate = totals.sent as f64 / elapsed.as_secs_f64().max(1e-3);
     match sink {
-        Sink::Stdout(_) => eprintln!("produce: {:.0} s: wrote {}, {rate:.1} events/s", elapsed.as_secs_f64(), totals.sent),
+        Sink::Stdout(_) | Sink::Kafka(_) => eprintln!("produce: {:.0} s: wrote {}, {rate:.1} events/s", elapsed.as_secs_f64(), totals.sent),
         Sink::Http(_) => eprintln!(
             "produce: {:.0} s: sent {}, accepted {}, rejected {}, errors {}, lost {}, {rate:.1} events/s",
             elapsed.as_secs_f64(),
@@ -546,7 +578,7 @@ fn print_summary(
     let stats = events.stats();
     let how = if interrupted { "interrupted" } else { "done" };
     let sent = match sink {
-        Sink::Stdout(_) => format!("wrote {}", totals.sent),
+        Sink::Stdout(_) | Sink::Kafka(_) => format!("wrote {}", totals.sent),
         Sink::Http(_) => format!(
             "sent {}, accepted {}, rejected {}, errors {}, retries {} ({} already stored), lost {}",
             totals.sent,

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use streampulse_engine::checkpoint::{open_storage, CheckpointStore};
+use streampulse_engine::checkpoint::{open_storage, CheckpointStore, PartitionCheckpointStore};
 use streampulse_engine::{Runtime, RuntimeConfig, StartFrom};
 use streampulse_log::{EmbeddedLog, LogConfig};
 use streampulse_store::{EmbeddedStore, ResultStore};
@@ -91,17 +91,6 @@ pub fn run(args: RunArgs, json_logs: bool) -> anyhow::Result<()> {
     };
 
     let data_dir = config.data_dir.clone();
-    let log = EmbeddedLog::open(
-        &data_dir.join("log"),
-        LogConfig {
-            partitions: config.log.partitions,
-            fsync: config.log.fsync,
-            retention_bytes: config.log.retention_bytes,
-            retention_age: config.log.retention_age,
-            ..LogConfig::default()
-        },
-    )
-    .with_context(|| format!("cannot open the log under {}", data_dir.display()))?;
     let store: Arc<dyn ResultStore> = Arc::new(
         EmbeddedStore::open(&data_dir.join("store"))
             .with_context(|| format!("cannot open the store under {}", data_dir.display()))?,
@@ -111,27 +100,58 @@ pub fn run(args: RunArgs, json_logs: bool) -> anyhow::Result<()> {
     } else {
         config.checkpoint.storage.clone()
     };
-    let checkpoints = CheckpointStore::new(
-        open_storage(&storage_url)?,
-        &job.name,
-        config.checkpoint.retain,
-    );
-    let start_from = match args.from_savepoint {
-        Some(name) => StartFrom::Savepoint(name),
-        None => StartFrom::LatestCheckpoint,
+    let runtime_config = RuntimeConfig {
+        checkpoint_interval: config.checkpoint.interval,
+        webhooks: config.alerts.webhook_configs(),
     };
-    let runtime = Runtime::start(
-        job,
-        RuntimeConfig {
-            checkpoint_interval: config.checkpoint.interval,
-            webhooks: config.alerts.webhook_configs(),
-        },
-        Arc::new(log.clone()),
-        Some(log),
-        store.clone(),
-        checkpoints,
-        start_from,
-    )?;
+    let runtime = if config.kafka.enabled() {
+        if args.from_savepoint.is_some() {
+            anyhow::bail!("--from-savepoint: a job that reads Kafka resumes each partition from its own latest checkpoint; savepoints are not supported for it yet");
+        }
+        let checkpoints = PartitionCheckpointStore::new(
+            open_storage(&storage_url)?,
+            &job.name,
+            config.checkpoint.retain,
+        );
+        streampulse_kafka::KafkaDriver::start(
+            job,
+            &config.kafka,
+            runtime_config,
+            store.clone(),
+            checkpoints,
+        )
+        .context("cannot start the Kafka consumer")?
+    } else {
+        let log = EmbeddedLog::open(
+            &data_dir.join("log"),
+            LogConfig {
+                partitions: config.log.partitions,
+                fsync: config.log.fsync,
+                retention_bytes: config.log.retention_bytes,
+                retention_age: config.log.retention_age,
+                ..LogConfig::default()
+            },
+        )
+        .with_context(|| format!("cannot open the log under {}", data_dir.display()))?;
+        let checkpoints = CheckpointStore::new(
+            open_storage(&storage_url)?,
+            &job.name,
+            config.checkpoint.retain,
+        );
+        let start_from = match args.from_savepoint {
+            Some(name) => StartFrom::Savepoint(name),
+            None => StartFrom::LatestCheckpoint,
+        };
+        Runtime::start(
+            job,
+            runtime_config,
+            Arc::new(log.clone()),
+            Some(log),
+            store.clone(),
+            checkpoints,
+            start_from,
+        )?
+    };
 
     let state = streampulse_api::AppState {
         runtime: runtime.clone(),
@@ -166,16 +186,20 @@ pub fn run(args: RunArgs, json_logs: bool) -> anyhow::Result<()> {
             }
         });
     }
-    tracing::info!(%listen, data_dir = %data_dir.display(), checkpoints = %storage_url, job = %runtime.job().name, webhooks = config.alerts.webhooks.len(), "streampulse is running");
+    tracing::info!(%listen, data_dir = %data_dir.display(), checkpoints = %storage_url, job = %runtime.job().name, kafka = %config.kafka.brokers, webhooks = config.alerts.webhooks.len(), "streampulse is running");
+    let failed = runtime.clone();
     let served = tokio.block_on(async move {
         axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(shutdown_signal(failed))
             .await
     });
     if let Err(err) = &served {
         tracing::error!(error = %err, "http server failed");
     }
     tracing::info!("stopping: taking a final checkpoint");
+    if let Some(reason) = runtime.failure() {
+        anyhow::bail!("the job failed: {reason}; the next start resumes from the last checkpoint");
+    }
     runtime
         .shutdown()
         .context("final checkpoint failed; the next start replays from the previous one")?;
@@ -185,7 +209,8 @@ pub fn run(args: RunArgs, json_logs: bool) -> anyhow::Result<()> {
     served.context("http server failed")
 }
 
-async fn shutdown_signal() {
+/// Ctrl-C, SIGTERM, or the job failing on its own (its driver stopped on an error).
+async fn shutdown_signal(runtime: Runtime) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -200,8 +225,18 @@ async fn shutdown_signal() {
     };
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
+    let failure = async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            if let Some(reason) = runtime.failure() {
+                tracing::error!(%reason, "the job failed; exiting");
+                return;
+            }
+        }
+    };
     tokio::select! {
         _ = ctrl_c => {},
         _ = terminate => {},
+        _ = failure => {},
     }
 }

@@ -1,0 +1,232 @@
+//! What the tests against a real Kafka-protocol broker share (`kafka_*.rs`): the broker address
+//! (`STREAMPULSE_TEST_KAFKA_BROKERS`; skip without it, fail without it under CI), fresh topic
+//! names, topics created through `streampulse topics create`, keyed production, reading a topic
+//! back to its end, and the window results every worker of a group stored.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::Value;
+use streampulse_kafka::producer::EventProducer;
+use streampulse_kafka::KafkaConfig;
+
+use crate::support::Platform;
+
+pub const ENV: &str = "STREAMPULSE_TEST_KAFKA_BROKERS";
+
+/// The broker's bootstrap address, or `None` (after saying so) when the test must be skipped.
+pub fn brokers() -> Option<String> {
+    match std::env::var(ENV) {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "{ENV} is not set but CI is: this test needs a Kafka-protocol broker \
+             (.ci/run starts one on 127.0.0.1:9092)"
+        ),
+        _ => {
+            eprintln!("skipped: set {ENV} to a Kafka-protocol broker (host:port) to run this test");
+            None
+        }
+    }
+}
+
+/// A topic name no earlier run used (the broker may outlive test runs).
+pub fn fresh(name: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+/// Creates the topics `config` (YAML with a `kafka:` section) names, with the real CLI.
+pub fn create_topics(config: &str, dir: &std::path::Path, partitions: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join("topics.yaml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_streampulse"))
+        .args(["topics", "create", "--partitions"])
+        .arg(partitions.to_string())
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run streampulse topics create");
+    assert!(
+        out.status.success(),
+        "topics create failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn producer(brokers: &str, topic: &str) -> EventProducer {
+    let config = KafkaConfig {
+        brokers: brokers.to_string(),
+        ..Default::default()
+    };
+    EventProducer::new(&config, topic).expect("producer")
+}
+
+/// One record read back: key, value, headers.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    pub value: Option<Vec<u8>>,
+    pub headers: BTreeMap<String, String>,
+}
+
+fn consumer(brokers: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", fresh("test-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer")
+}
+
+/// Each partition's high watermark (the offset the next record will get).
+pub fn end_offsets(brokers: &str, topic: &str) -> Vec<i64> {
+    let c = consumer(brokers);
+    let meta = c
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let partitions = meta.topics()[0].partitions().len() as i32;
+    (0..partitions)
+        .map(|p| {
+            c.fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks")
+                .1
+        })
+        .collect()
+}
+
+/// Every record of `topic`, from the beginning to the end offsets seen when called.
+pub fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
+    let ends = end_offsets(brokers, topic);
+    let c = consumer(brokers);
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..ends.len() as i32 {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).expect("assign");
+    let want: i64 = ends.iter().sum();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = vec![0i64; ends.len()];
+    while seen.iter().zip(&ends).any(|(s, e)| s < e) {
+        assert!(
+            Instant::now() < deadline,
+            "read {} of {want} records of {topic}",
+            records.len()
+        );
+        let Some(msg) = c.poll(Duration::from_millis(200)) else {
+            continue;
+        };
+        let msg = msg.expect("consume");
+        let p = msg.partition() as usize;
+        if msg.offset() >= ends[p] {
+            continue;
+        }
+        seen[p] = seen[p].max(msg.offset() + 1);
+        let headers = msg
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|h| {
+                        (
+                            h.key.to_string(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.push(Record {
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            value: msg.payload().map(<[u8]>::to_vec),
+            headers,
+        });
+    }
+    records
+}
+
+/// (metric, window, window_start) → the row, over every page of `/metrics`.
+pub type Stored = BTreeMap<(String, String, i64), Value>;
+
+/// Every window result a worker stored in `[start, end)`, walking the pages.
+pub fn stored_results(p: &Platform, start: i64, end: i64) -> Stored {
+    let mut rows = Stored::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/metrics?start={start}&end={end}&limit=10000");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let (status, body) = p.get(&path);
+        assert_eq!(status, 200, "{body}");
+        for r in body["results"].as_array().cloned().unwrap_or_default() {
+            let key = (
+                r["metric_id"].as_str().unwrap().to_string(),
+                r["window"].as_str().unwrap().to_string(),
+                r["window_start"].as_i64().unwrap(),
+            );
+            rows.insert(key, r);
+        }
+        match body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return rows,
+        }
+    }
+}
+
+/// The union of what several workers stored. Where two stored the same window (a partition that
+/// moved, replayed from its checkpoint), the same revision must carry the same aggregates: a
+/// replay rewrites identical rows. The highest revision is the window's result.
+pub fn union(stores: &[Stored]) -> Stored {
+    let mut all = Stored::new();
+    for store in stores {
+        for (key, row) in store {
+            match all.get(key) {
+                None => {
+                    all.insert(key.clone(), row.clone());
+                }
+                Some(prev) if prev["revision"] == row["revision"] => {
+                    assert_eq!(prev, row, "two workers stored different rows for {key:?}");
+                }
+                Some(prev) => {
+                    if row["revision"].as_u64() > prev["revision"].as_u64() {
+                        all.insert(key.clone(), row.clone());
+                    }
+                }
+            }
+        }
+    }
+    all
+}
+
+/// The partitions a worker owns now, with their resume offsets.
+pub fn owned(p: &Platform, job: &str) -> BTreeMap<u32, u64> {
+    let (status, body) = p.get(&format!("/jobs/{job}"));
+    assert_eq!(status, 200, "{body}");
+    body["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| {
+            (
+                q["partition"].as_u64().unwrap() as u32,
+                q["next_offset"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
