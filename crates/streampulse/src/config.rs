@@ -21,6 +21,7 @@ pub struct AppConfig {
     pub checkpoint: CheckpointSection,
     pub alerts: AlertsSection,
     pub metrics: MetricsSection,
+    pub logging: LoggingSection,
     pub tracing: TracingSection,
     /// Events from a Kafka topic in a consumer group instead of HTTP (off while `brokers` is
     /// empty), results and alerts to Kafka topics.
@@ -139,6 +140,34 @@ impl Default for MetricsSection {
         Self {
             enabled: true,
             listen: "0.0.0.0:9249".into(),
+        }
+    }
+}
+
+/// `logging`: the process's own log lines (not to be confused with `log`, the event log).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingSection {
+    /// A `tracing` filter: a level (`info`) or per-target directives (`info,streampulse_kafka=debug`).
+    /// The `RUST_LOG` environment variable, when set, wins.
+    pub level: String,
+    /// `text` or `json` (one object per line); `--log-format` wins.
+    pub format: LogFormatName,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormatName {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Default for LoggingSection {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormatName::Text,
         }
     }
 }
@@ -403,6 +432,14 @@ impl AppConfig {
             }
         }
         self.alerts.validate()?;
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
+            return fail(
+                "logging.level",
+                &format!(
+                    "not a level or filter like 'info' or 'info,streampulse_kafka=debug': {e}"
+                ),
+            );
+        }
         if let Err((key, reason)) = self.kafka.validate() {
             return fail(&key, &reason);
         }

@@ -15,9 +15,10 @@ use clap::{Parser, Subcommand, ValueEnum};
     about = "Event-time windowed analytics over JSON events, exactly-once"
 )]
 struct Cli {
-    /// Log output format (the level comes from RUST_LOG, default info).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "STREAMPULSE_LOG_FORMAT")]
-    log_format: LogFormat,
+    /// Log output format; default: `logging.format` of `run`'s config, else text. The level
+    /// comes from RUST_LOG, else `logging.level`, else info.
+    #[arg(long, global = true, value_enum, env = "STREAMPULSE_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -50,13 +51,13 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let json = matches!(cli.log_format, LogFormat::Json);
+    let json = cli.log_format.map(|f| matches!(f, LogFormat::Json));
     let command = match cli.command {
         // `run` installs the subscriber itself, once its config says whether traces are exported.
         Command::Run(args) => return commands::run::run(args, json),
         other => other,
     };
-    let _guard = otel::init(json, None);
+    let _guard = otel::init(json.unwrap_or(false), "info", None);
     match command {
         Command::Run(_) => unreachable!("handled above"),
         Command::Replay(args) => commands::replay::run(args),

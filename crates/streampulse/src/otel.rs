@@ -108,13 +108,17 @@ pub fn provider(section: &TracingSection) -> anyhow::Result<Option<SdkTracerProv
 /// Installs the global subscriber: the log output (text or JSON, level from `RUST_LOG`, default
 /// info) and, with a provider, the OpenTelemetry layer. The log level filters the log output only:
 /// the exporter always gets the info-level spans, so `RUST_LOG=warn` does not switch traces off.
-pub fn init(json: bool, provider: Option<SdkTracerProvider>) -> TracingGuard {
+/// Installs the log subscriber: `json` lines or text on stderr, filtered by `RUST_LOG` when set,
+/// else by `level` (a filter the config validated), plus the OTLP layer when `provider` is set.
+pub fn init(json: bool, level: &str, provider: Option<SdkTracerProvider>) -> TracingGuard {
     use tracing_subscriber::filter::LevelFilter;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{EnvFilter, Layer};
 
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = if json {
         tracing_subscriber::fmt::layer()
             .json()

@@ -21,6 +21,7 @@ fn invalid_config_names_the_key_and_starts_nothing() {
         ("checkpoint:\n  interval: soon\n", "checkpoint.interval"),
         ("job:\n  allowed_lateness: -1s\n", "job.allowed_lateness"),
         ("server:\n  max_query_range: 0s\n", "server.max_query_range"),
+        ("logging:\n  level: streampulse=loud\n", "logging.level"),
         (
             "server:\n  max_query_range: a month\n",
             "server.max_query_range",
@@ -149,4 +150,57 @@ fn a_busy_metrics_port_is_a_clear_error_and_creates_nothing() {
         "{stderr}"
     );
     assert!(!data.exists(), "nothing may be created when a port is busy");
+}
+
+#[test]
+fn log_level_and_format_come_from_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("logging.yaml");
+    std::fs::write(&config, "logging:\n  level: debug\n  format: json\n").unwrap();
+    let stderr = dir.path().join("stderr.log");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streampulse"))
+        .args([
+            "run",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-listen",
+        ])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--config")
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env_remove("RUST_LOG")
+        .env_remove("STREAMPULSE_LOG_FORMAT")
+        .stderr(std::fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let agent = support::agent();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while agent
+        .get(&format!("http://127.0.0.1:{port}/readyz"))
+        .call()
+        .map_or(true, |r| r.status() != 200)
+    {
+        assert!(std::time::Instant::now() < deadline, "not ready");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Command::new("kill")
+        .arg("-INT")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let text = std::fs::read_to_string(&stderr).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(!lines.is_empty());
+    assert!(
+        lines.iter().any(|l| l["level"] == "DEBUG"),
+        "debug lines are on: {text}"
+    );
 }

@@ -40,12 +40,19 @@ pub struct RunArgs {
     from_savepoint: Option<String>,
 }
 
-pub fn run(args: RunArgs, json_logs: bool) -> anyhow::Result<()> {
+/// `json_logs`: the `--log-format` flag, which wins over `logging.format`.
+pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
     let validated = AppConfig::load(args.config.as_deref())?;
     let mut config = validated.config;
     let job = validated.job;
     // Dropped last: flushes the spans of the final checkpoint to the OTLP receiver.
-    let _tracing = crate::otel::init(json_logs, crate::otel::provider(&config.tracing)?);
+    let json_logs =
+        json_logs.unwrap_or(config.logging.format == crate::config::LogFormatName::Json);
+    let _tracing = crate::otel::init(
+        json_logs,
+        &config.logging.level,
+        crate::otel::provider(&config.tracing)?,
+    );
     if let Some(endpoint) = config.tracing.endpoint() {
         tracing::info!(%endpoint, service = %config.tracing.service_name, sample_ratio = config.tracing.sample_ratio, "exporting traces over OTLP/HTTP");
     }
