@@ -172,6 +172,10 @@ impl PartitionWorker {
     }
 
     fn snapshot(&self) -> Result<PartitionCheckpoint, String> {
-        PartitionCheckpoint::of(self.partition, self.next_offset, &self.pipeline)
+        let snapshot = PartitionCheckpoint::of(self.partition, self.next_offset, &self.pipeline)?;
+        self.counters()
+            .state_bytes
+            .store(snapshot.state.len() as u64, Relaxed);
+        Ok(snapshot)
     }
 }

@@ -26,6 +26,8 @@ pub struct PartitionCounters {
     pub late: AtomicU64,
     pub open_windows: AtomicU64,
     pub idle_flushes: AtomicU64,
+    /// Encoded size of the pipeline state at the last snapshot.
+    pub state_bytes: AtomicU64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -66,6 +68,7 @@ pub struct PartitionStatus {
     pub late_events: u64,
     pub open_windows: u64,
     pub idle_flushes: u64,
+    pub state_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -127,6 +130,7 @@ impl JobCounters {
                     late_events: c.late.load(Relaxed),
                     open_windows: c.open_windows.load(Relaxed),
                     idle_flushes: c.idle_flushes.load(Relaxed),
+                    state_bytes: c.state_bytes.load(Relaxed),
                 }
             })
             .collect();

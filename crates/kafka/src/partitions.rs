@@ -186,6 +186,9 @@ impl Partitions {
                 continue;
             };
             let snapshot = PartitionCheckpoint::of(p, next_offset, &owned.pipeline)?;
+            if let Some(c) = self.emitter.counters.partitions.get(p as usize) {
+                c.state_bytes.store(snapshot.state.len() as u64, Relaxed);
+            }
             let id = owned.checkpoint_id + 1;
             bytes += self
                 .checkpoints

@@ -203,6 +203,7 @@ fn prometheus_scrapes_exact_counts_of_a_known_input() {
     assert_eq!(server.one("streampulse_checkpoints_failed_total"), 0.0);
     assert!(server.one("streampulse_checkpoint_duration_seconds_count") >= 1.0);
     assert!(server.one("streampulse_checkpoint_last_size_bytes") > 0.0);
+    assert!(server.one("sum(streampulse_state_bytes)") > 0.0);
     assert!(server.one("streampulse_checkpoint_last_age_seconds") < 60.0);
     assert!(server.one("streampulse_log_size_bytes") > 0.0);
     let posts = |status: &str| {

@@ -184,6 +184,9 @@ pub struct PartitionStatusDoc {
     late_events: u64,
     open_windows: u64,
     idle_flushes: u64,
+    /// Bytes of the partition's operator state (windows, detectors, watermark) as of its last
+    /// snapshot; 0 before the first.
+    state_bytes: u64,
 }
 
 /// `GET /jobs`.

@@ -157,6 +157,13 @@ fn partitions(e: &mut Encoder, status: &JobStatus) {
         "Idle flushes that closed windows of a silent partition.",
         &|i| Some(p[i].idle_flushes as f64),
     );
+    each(
+        e,
+        "streampulse_state_bytes",
+        Kind::Gauge,
+        "Encoded bytes of the partition's operator state (windows, detectors) at its last checkpoint.",
+        &|i| Some(p[i].state_bytes as f64),
+    );
 }
 
 fn windows(e: &mut Encoder, runtime: &Runtime) {
