@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Live synthetic event producer for StreamPulse (Python 3 standard library only).
+"""Live synthetic event producer for StreamPulse (Python 3 standard library only over HTTP).
 
 Sends metric events to a running platform at a steady wall-clock rate, as NDJSON batches POSTed
 to {target}/events, the same stream as `streampulse produce`:
@@ -9,6 +9,8 @@ to {target}/events, the same stream as `streampulse produce`:
       [--spike-probability 0.1] [--out-of-order-ms 3000] [--dry-run]
 
   python3 producers/send_events.py --dry-run --rate 5000 --count 20000 > events.ndjson
+
+  python3 producers/send_events.py --bootstrap-servers 127.0.0.1:9092 [--topic events] --rate 1000
 
 Each event looks like
 
@@ -25,8 +27,16 @@ errors, 408, 429, 5xx such as 503 when the platform is overloaded), so a retried
 stored twice. Progress goes to stderr every 5 s, a summary at the end (also on Ctrl-C). The exit
 status is non-zero when the target cannot be reached at start or accepted nothing.
 
-Sinks: HttpSink (default) and StdoutSink (--dry-run). Another sink, e.g. Kafka behind a future
---bootstrap-servers option, only needs send(batch) -> SendResult and close(); see make_sink().
+With --bootstrap-servers HOST:PORT[,HOST:PORT...] the events go to the Kafka topic --topic
+(default: events) instead, as `streampulse produce --kafka` sends them: one JSON event per record,
+keyed by metric_id (librdkafka's default partitioner, so all events of a metric land in one
+partition), through an idempotent producer. That mode needs confluent-kafka
+(pip install confluent-kafka), imported only then; HTTP and --dry-run need nothing beyond the
+standard library. Delivery reports are counted: the summary says how many records the broker
+acknowledged (produced) and how many it did not (failed), after a final flush.
+
+Sinks: HttpSink (default), StdoutSink (--dry-run) and KafkaSink (--bootstrap-servers); each has
+send(batch) -> SendResult and close() -> SendResult or None; see make_sink().
 """
 import argparse
 import http.client
@@ -49,7 +59,12 @@ MAX_ATTEMPTS = 8            # about 11 s of retrying with the backoff below
 FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 5.0
 MAX_REPORTED_PROBLEMS = 10  # printed one by one; after that only counted
+KAFKA_CONNECT_TIMEOUT_S = 10.0   # to fetch metadata at start
+KAFKA_MESSAGE_TIMEOUT_MS = 30000  # a record not acknowledged by then is reported failed
+KAFKA_FLUSH_TIMEOUT_S = 60.0     # the final flush; what is still queued after it is unconfirmed
 TWO_PI = 2.0 * math.pi
+DEFAULT_TARGET = "http://127.0.0.1:8080"
+DEFAULT_TOPIC = "events"
 
 
 class SyntheticEvents:
@@ -193,6 +208,10 @@ class TargetUnreachable(Exception):
     pass
 
 
+class MissingDependency(Exception):
+    pass
+
+
 class OutputClosed(Exception):
     """stdout went away (e.g. piped into head): stop quietly."""
 
@@ -305,6 +324,119 @@ class HttpSink:
         pass
 
 
+class KafkaSink:
+    """--bootstrap-servers: one record per event, JSON, keyed by metric_id, to --topic.
+
+    produce() only queues; the broker's delivery reports arrive later, through poll() and the
+    final flush, and each send() returns those that arrived since the previous one.
+    """
+
+    name = "kafka"
+
+    def __init__(self, bootstrap_servers, topic):
+        try:
+            import confluent_kafka   # only this mode needs it
+        except ImportError as e:
+            raise MissingDependency(
+                "--bootstrap-servers needs the confluent-kafka package (%s): "
+                "pip install confluent-kafka (HTTP mode and --dry-run need nothing beyond the "
+                "standard library)" % e)
+        self.kafka = confluent_kafka
+        self.servers = bootstrap_servers
+        self.topic = topic
+        self.delivered = 0   # reports not yet returned by send() or close()
+        self.failed = 0
+        self.problems = 0
+        self.last_error = None
+        self.producer = confluent_kafka.Producer({
+            "bootstrap.servers": bootstrap_servers,
+            # A record retried after a lost acknowledgement is not written twice.
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "message.timeout.ms": KAFKA_MESSAGE_TIMEOUT_MS,
+            "error_cb": self._on_error,
+            # librdkafka's own log would print every failed reconnect; errors reach _on_error.
+            "log_level": 2,
+        })
+        self._check_reachable()
+
+    def _check_reachable(self):
+        try:
+            meta = self.producer.list_topics(timeout=KAFKA_CONNECT_TIMEOUT_S)
+        except self.kafka.KafkaException as e:
+            raise TargetUnreachable("cannot reach Kafka at %s: %s; is the broker running?"
+                                    % (self.servers, _kafka_error(e)))
+        topic = meta.topics.get(self.topic)
+        if topic is None or topic.error is not None:
+            why = "does not exist" if topic is None else _kafka_error(topic.error)
+            log("topic %r on %s: %s; producing anyway (the broker may create it on first use; "
+                "'streampulse topics create' creates the configured topics)" % (self.topic, self.servers, why))
+        else:
+            log("producing to topic %r (%d partitions) on %s"
+                % (self.topic, len(topic.partitions), self.servers))
+
+    def send(self, batch):
+        for event in batch:
+            value = json.dumps(event, separators=(",", ":")).encode("utf-8")
+            key = event["metric_id"].encode("utf-8")
+            while True:
+                try:
+                    self.producer.produce(self.topic, value=value, key=key, on_delivery=self._on_delivery)
+                    break
+                except BufferError:
+                    # The local queue is full: serve delivery reports while the broker catches up.
+                    self.producer.poll(0.1)
+                except self.kafka.KafkaException as e:
+                    self.failed += 1
+                    self._problem("a record of %s was not produced: %s" % (event["metric_id"], _kafka_error(e)))
+                    break
+        self.producer.poll(0)
+        return self._take_reports()
+
+    def _on_delivery(self, err, msg):
+        if err is None:
+            self.delivered += 1
+            return
+        self.failed += 1
+        key = msg.key()
+        self._problem("a record of %s was not delivered: %s"
+                      % (key.decode("utf-8", "replace") if key else "?", _kafka_error(err)))
+
+    def _on_error(self, err):
+        # Client-level errors (broker down, connection refused...); librdkafka keeps retrying, and
+        # records that time out are reported failed by _on_delivery. A repeat is not news.
+        text = _kafka_error(err)
+        if text != self.last_error:
+            self.last_error = text
+            self._problem("kafka: %s" % text)
+
+    def _take_reports(self):
+        result = SendResult(accepted=self.delivered, lost=self.failed)
+        self.delivered = self.failed = 0
+        return result
+
+    _problem = HttpSink._problem   # printed one by one, then only counted
+
+    def close(self):
+        """The final flush: waits for the delivery reports still due and returns them."""
+        try:
+            left = self.producer.flush(KAFKA_FLUSH_TIMEOUT_S)
+        except KeyboardInterrupt:
+            left = len(self.producer)
+        if left:
+            log("%d records still unacknowledged after the final flush (counted neither produced "
+                "nor failed)" % left)
+        return self._take_reports()
+
+
+def _kafka_error(e):
+    """The message of a KafkaError, or of the KafkaError a KafkaException carries."""
+    if e.args and hasattr(e.args[0], "str"):
+        e = e.args[0]
+    text = e.str() if hasattr(e, "str") else str(e)
+    return text or str(e)
+
+
 def _json_object(text):
     try:
         value = json.loads(text)
@@ -326,8 +458,8 @@ def _detail(obj, text):
 def make_sink(args):
     if args.dry_run:
         return StdoutSink()
-    # A KafkaSink(args.bootstrap_servers, topic) would be chosen here; it only needs
-    # send(batch) -> SendResult and close().
+    if args.bootstrap_servers:
+        return KafkaSink(args.bootstrap_servers, args.topic)
     return HttpSink(args.target)
 
 
@@ -365,7 +497,12 @@ def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rate", type=positive(float), default=1000.0, help="events per second (wall clock)")
     p.add_argument("--metrics", type=positive(int), default=100, help="distinct metrics")
-    p.add_argument("--target", default="http://127.0.0.1:8080", help="base URL of the platform")
+    p.add_argument("--target", default=None, help="base URL of the platform (default: %s)" % DEFAULT_TARGET)
+    p.add_argument("--bootstrap-servers", metavar="HOST:PORT[,...]", default=None,
+                   help="produce to Kafka at these brokers instead of POSTing over HTTP "
+                        "(needs: pip install confluent-kafka)")
+    p.add_argument("--topic", default=None,
+                   help="Kafka topic for --bootstrap-servers (default: %s)" % DEFAULT_TOPIC)
     p.add_argument("--duration", type=parse_duration, default=None,
                    help="stop after this long (60, 60s, 5m); default: until Ctrl-C")
     p.add_argument("--count", type=positive(int), default=None, help="stop after this many events")
@@ -382,7 +519,25 @@ def parse_args(argv):
     a = p.parse_args(argv)
     if not 0 <= a.out_of_order_ms <= 86400000:
         p.error("--out-of-order-ms must be between 0 and 86400000")
-    if not a.dry_run and not a.target.startswith(("http://", "https://")):
+    if a.bootstrap_servers is not None:
+        if a.dry_run:
+            p.error("--dry-run and --bootstrap-servers exclude each other")
+        if a.target is not None:
+            p.error("--target (HTTP) and --bootstrap-servers (Kafka) exclude each other")
+        servers = [s.strip() for s in a.bootstrap_servers.split(",")]
+        for s in servers:
+            m = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^\s:\[\],/]+):([0-9]{1,5})", s)
+            if not m or not 0 < int(m.group(2)) < 65536:
+                p.error("--bootstrap-servers must be HOST:PORT[,HOST:PORT...], not %r" % a.bootstrap_servers)
+        a.bootstrap_servers = ",".join(servers)
+        a.topic = DEFAULT_TOPIC if a.topic is None else a.topic
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", a.topic) or a.topic in (".", ".."):
+            p.error("--topic must be 1-249 characters of A-Z a-z 0-9 . _ -, not %r" % a.topic)
+    elif a.topic is not None:
+        p.error("--topic only applies with --bootstrap-servers")
+    if a.target is None:
+        a.target = DEFAULT_TARGET
+    if not a.dry_run and not a.bootstrap_servers and not a.target.startswith(("http://", "https://")):
         p.error("--target must be an http:// or https:// URL, not %r" % a.target)
     return a
 
@@ -425,7 +580,7 @@ def produce(args, events, sink, totals, start):
         if due > one_second_worth:
             # More than a second behind: the target is slower than --rate. Catching up would
             # flood it the moment it recovers, so the schedule restarts from here.
-            if not warned_slow and sink.name == "http":
+            if not warned_slow and sink.name != "stdout":
                 log("fell more than 1 s behind --rate %g (target slow or unavailable); "
                     "dropping the backlog instead of flooding it" % rate)
                 warned_slow = True
@@ -463,6 +618,9 @@ def progress(sink, totals, elapsed):
     rate = totals.sent / max(elapsed, 1e-3)
     if sink.name == "stdout":
         log("%.0f s: wrote %d, %.1f events/s" % (elapsed, totals.sent, rate))
+    elif sink.name == "kafka":
+        log("%.0f s: sent %d, produced %d, failed %d, %.1f events/s"
+            % (elapsed, totals.sent, totals.accepted, totals.lost, rate))
     else:
         log("%.0f s: sent %d, accepted %d, rejected %d, errors %d, lost %d, %.1f events/s"
             % (elapsed, totals.sent, totals.accepted, totals.rejected, totals.errors, totals.lost, rate))
@@ -472,6 +630,12 @@ def summary(sink, totals, events, elapsed, seed, how):
     rate = totals.sent / max(elapsed, 1e-3)
     if sink.name == "stdout":
         sent = "wrote %d" % totals.sent
+    elif sink.name == "kafka":
+        # produced: acknowledged by the broker; failed: reported undeliverable.
+        sent = "sent %d, produced %d, failed %d" % (totals.sent, totals.accepted, totals.lost)
+        unconfirmed = totals.sent - totals.accepted - totals.lost
+        if unconfirmed:
+            sent += ", unconfirmed %d" % unconfirmed
     else:
         sent = ("sent %d, accepted %d, rejected %d, errors %d, retries %d (%d already stored), lost %d"
                 % (totals.sent, totals.accepted, totals.rejected, totals.errors, totals.retries,
@@ -492,7 +656,14 @@ def main(argv=None):
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2 ** 63)
     events = SyntheticEvents(metrics=args.metrics, seed=seed, out_of_order_ms=args.out_of_order_ms,
                              late_fraction=args.late_fraction, spike_probability=args.spike_probability)
-    sink = make_sink(args)
+    try:
+        sink = make_sink(args)
+    except (MissingDependency, TargetUnreachable) as e:
+        log(str(e))
+        return 1
+    except KeyboardInterrupt:   # while waiting for the broker's metadata
+        log("interrupted before sending anything")
+        return 130
     totals = Totals()
     start = time.monotonic()
     how = "done"
@@ -510,10 +681,12 @@ def main(argv=None):
     except KeyboardInterrupt:
         how = "interrupted"
     finally:
-        sink.close()
+        late = sink.close()
+        if late is not None:
+            totals.add(0, late)   # delivery reports that arrived during the final flush
     summary(sink, totals, events, time.monotonic() - start, seed, how)
     if sink.name != "stdout" and totals.sent > 0 and totals.accepted == 0:
-        log("none of the %d events sent was accepted" % totals.sent)
+        log("none of the %d events sent was %s" % (totals.sent, "acknowledged by the broker" if sink.name == "kafka" else "accepted"))
         return 1
     return 0
 
