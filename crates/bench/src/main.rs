@@ -4,7 +4,9 @@
 //!     on|off` sets the child's `metrics.enabled`, to measure what the Prometheus metrics cost), and
 //! (c) end-to-end alert latency through that platform ([`alert_latency`]), and
 //! (e) the serving API under load: `wrk` against `GET /metrics` while ingest runs, and WebSocket
-//!     delivery latency to many clients ([`serving`]).
+//!     delivery latency to many clients ([`serving`]), and
+//! (g) a job on Kafka: consuming throughput, end-to-end latency and failover time of real
+//!     `streampulse run` workers in one consumer group ([`kafka`]).
 //!
 //! Inputs are the reference events (testdata/public.jsonl.gz) repeated with event time shifted by
 //! the file's span per copy, so every copy has the same disorder and lateness as the original.
@@ -28,6 +30,7 @@ use streampulse_log::{EmbeddedLog, FsyncPolicy, LogConfig};
 use streampulse_store::{EmbeddedStore, ResultStore};
 
 mod alert_latency;
+mod kafka;
 mod serving;
 
 #[derive(Parser)]
@@ -38,9 +41,10 @@ struct Args {
     /// Window job: tumbling (10 s) or sliding (30 s every 10 s).
     #[arg(long, value_enum, default_value_t = JobKind::Tumbling)]
     job: JobKind,
-    /// Events to process (the input is repeated as needed).
-    #[arg(long, default_value_t = 2_000_000)]
-    events: usize,
+    /// Events to process (the input is repeated as needed); default 2,000,000, and 1,000,000
+    /// for kafka-throughput (each run leaves its topic in the broker).
+    #[arg(long)]
+    events: Option<usize>,
     #[arg(long, default_value = "testdata/public.jsonl.gz")]
     input: PathBuf,
     /// HTTP mode: concurrent client connections and events per request.
@@ -61,9 +65,10 @@ struct Args {
     /// api-load mode: `wrk` connections (2 threads).
     #[arg(long, default_value_t = 32)]
     wrk_connections: usize,
-    /// api-load mode: seconds of each `wrk` run.
-    #[arg(long, default_value_t = 15)]
-    duration: u64,
+    /// api-load mode: seconds of each `wrk` run (default 15); kafka-latency: seconds of the
+    /// steady stream (default 30).
+    #[arg(long)]
+    duration: Option<u64>,
     /// api-load mode: events/s of the background ingest stream.
     #[arg(long, default_value_t = 20_000)]
     ingest_rate: usize,
@@ -72,6 +77,29 @@ struct Args {
     clients: usize,
     #[arg(long, default_value_t = 200)]
     rounds: usize,
+    /// Kafka modes: bootstrap servers of the Kafka-protocol broker.
+    #[arg(long, default_value = "127.0.0.1:19092")]
+    brokers: String,
+    /// Kafka modes: partitions of the fresh events topic (and of its output topics).
+    #[arg(long, default_value_t = 12)]
+    topic_partitions: i32,
+    /// kafka-throughput and kafka-latency: `streampulse run` workers in the consumer group
+    /// (kafka-failover always runs 2).
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
+    /// kafka-latency and kafka-failover: events/s of the steady stream (ts = wall clock).
+    #[arg(long, default_value_t = 2_000)]
+    rate: u64,
+    /// Kafka modes: an extra librdkafka property for the workers (`kafka.properties`), as
+    /// KEY=VALUE; repeatable.
+    #[arg(long = "worker-property")]
+    worker_properties: Vec<String>,
+}
+
+impl Args {
+    fn events_or(&self, default: usize) -> usize {
+        self.events.unwrap_or(default)
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -103,6 +131,12 @@ enum Mode {
     /// Time from the POST that fires a window to its result at each of `--clients` WebSocket
     /// clients.
     WsLatency,
+    /// Events/s of `--workers` workers draining a topic filled beforehand.
+    KafkaThroughput,
+    /// Time from a window's end to its result on the results topic, under a steady stream.
+    KafkaLatency,
+    /// Time until the survivor of 2 workers runs the partitions of one that was SIGKILLed.
+    KafkaFailover,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -199,19 +233,22 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.mode {
         Mode::Detectors => {
-            bench_detectors(args.events);
+            bench_detectors(args.events_or(2_000_000));
             return Ok(());
         }
         Mode::AlertLatency => return alert_latency::run(&args),
         Mode::ApiLoad => return serving::api_load(&args),
         Mode::WsLatency => return serving::ws_latency(&args),
+        Mode::KafkaThroughput => return kafka::throughput(&args),
+        Mode::KafkaLatency => return kafka::latency(&args),
+        Mode::KafkaFailover => return kafka::failover(&args),
         Mode::Engine | Mode::Http => {}
     }
-    let events = load_events(&args.input, args.events)?;
+    let events = load_events(&args.input, args.events_or(2_000_000))?;
     match args.mode {
         Mode::Engine => bench_engine(&args, &events),
         Mode::Http => bench_http(&args, &events),
-        Mode::Detectors | Mode::AlertLatency | Mode::ApiLoad | Mode::WsLatency => Ok(()),
+        _ => Ok(()),
     }
 }
 
@@ -326,6 +363,26 @@ fn spawn_platform(
     dir: &Path,
     config: &Value,
 ) -> anyhow::Result<(std::process::Child, String, ureq::Agent)> {
+    let (mut child, base) = launch_platform(dir, config)?;
+    let agent = http_agent();
+    if let Err(e) = wait_ready(&mut child, &base, &agent) {
+        stop_platform(&mut child);
+        return Err(e);
+    }
+    Ok((child, base, agent))
+}
+
+/// An HTTP client that returns error statuses as answers (the bench checks them itself).
+fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// Starts a child `streampulse run` like [`spawn_platform`] without waiting for it, so that
+/// several can start at once; returns it and its API's base URL.
+fn launch_platform(dir: &Path, config: &Value) -> anyhow::Result<(std::process::Child, String)> {
     let exe = std::env::current_exe()?.with_file_name("streampulse");
     anyhow::ensure!(
         exe.exists(),
@@ -338,7 +395,7 @@ fn spawn_platform(
         .local_addr()?
         .port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut child = Command::new(&exe)
+    let child = Command::new(&exe)
         .args(["run", "--config"])
         .arg(&config_path)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
@@ -346,10 +403,16 @@ fn spawn_platform(
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
+    Ok((child, base))
+}
+
+/// Waits until the child's `/readyz` answers 200; fails (leaving the child to the caller) if it
+/// exits or is not ready within 30 s.
+fn wait_ready(
+    child: &mut std::process::Child,
+    base: &str,
+    agent: &ureq::Agent,
+) -> anyhow::Result<()> {
     let ready = Instant::now();
     while agent
         .get(&format!("{base}/readyz"))
@@ -357,13 +420,13 @@ fn spawn_platform(
         .map(|r| r.status() != 200)
         .unwrap_or(true)
     {
-        if ready.elapsed() >= Duration::from_secs(30) || child.try_wait()?.is_some() {
-            stop_platform(&mut child);
-            anyhow::bail!("platform did not start");
-        }
+        anyhow::ensure!(
+            ready.elapsed() < Duration::from_secs(30) && child.try_wait()?.is_none(),
+            "platform did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok((child, base, agent))
+    Ok(())
 }
 
 /// Stops the child with SIGINT (a clean shutdown: final checkpoint) and waits for it.

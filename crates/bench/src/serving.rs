@@ -27,7 +27,7 @@ const WINDOW_MS: i64 = 10_000;
 /// Events per metric per 10 s window in the history.
 const EVENTS_PER_WINDOW: i64 = 2;
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -149,7 +149,7 @@ fn run_wrk(
 }
 
 /// CPU time (user + system) a process has used so far, from /proc (Linux; 100 ticks/s).
-fn cpu_seconds(pid: u32) -> f64 {
+pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return f64::NAN;
     };
@@ -286,6 +286,7 @@ fn api_load_measure(
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    let duration = args.duration.unwrap_or(15);
     let mut lines = Vec::new();
     for (name, url) in &cases {
         let answer = get_json(agent, url)?;
@@ -295,14 +296,14 @@ fn api_load_measure(
         let cpu_before = cpu_seconds(server_pid);
         let t = Instant::now();
         let threads = args.wrk_connections.clamp(1, 2);
-        let w = run_wrk(url, threads, args.wrk_connections, args.duration)?;
+        let w = run_wrk(url, threads, args.wrk_connections, duration)?;
         let ingest_rate =
             (ingested.load(Ordering::Relaxed) - before) as f64 / t.elapsed().as_secs_f64();
         let server_cores = (cpu_seconds(server_pid) - cpu_before) / t.elapsed().as_secs_f64();
         lines.push(format!(
             "mode=api_load case={name} rows={rows} body_bytes~{bytes} wrk_threads={threads} connections={} seconds={} requests={} requests_per_sec={:.0} p50_ms={:.2} p99_ms={:.2} non_2xx={} socket_errors=[{}] ingest_events_per_sec_during={ingest_rate:.0} (target {}) server_cpu_cores_used={server_cores:.2} history_events={filled} history_fill_seconds={fill_seconds:.1} partitions={} (cores={cores}, shared by wrk, the ingest client and the server)",
             args.wrk_connections,
-            args.duration,
+            duration,
             w.requests,
             w.requests_per_sec,
             w.p50_ms,
