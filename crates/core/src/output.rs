@@ -129,4 +129,11 @@ pub enum Output {
     Late(LateEvent),
     /// A transition of an alert: upsert by alert id (the latest transition wins).
     Alert(crate::detect::Alert),
+    /// A metric this partition sees for the first time, with the tags of its first event: upsert
+    /// into the metric catalog (what tag filters on results look up). A replay re-creates only
+    /// the metrics first seen after its checkpoint, with the same tags: idempotent.
+    Metric {
+        metric_id: String,
+        tags: std::collections::BTreeMap<String, String>,
+    },
 }

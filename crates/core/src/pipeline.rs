@@ -200,8 +200,15 @@ impl PartitionPipeline {
         offset: u64,
         out: &mut Vec<Output>,
     ) {
-        let first_new = out.len();
+        let known = self.state.names.len();
         let key = self.key_id(metric_id, tags);
+        if key as usize == known {
+            out.push(Output::Metric {
+                metric_id: metric_id.to_string(),
+                tags: self.state.tags[known].clone(),
+            });
+        }
+        let first_new = out.len();
         let watermark = self.state.watermark.current();
         let arrival = Arrival {
             key,

@@ -64,7 +64,7 @@ impl Emitter {
             match o {
                 Output::Result(_) => results += 1,
                 Output::Late(_) => late += 1,
-                Output::Retract { .. } | Output::Alert(_) => {}
+                Output::Retract { .. } | Output::Alert(_) | Output::Metric { .. } => {}
             }
         }
         if let Some(c) = self.counters.partitions.get(partition as usize) {

@@ -325,7 +325,7 @@ impl OutputTally {
                         self.alerts[i][AlertCounters::index(a.severity, a.state)] += 1;
                     }
                 }
-                Output::Retract { .. } => {}
+                Output::Retract { .. } | Output::Metric { .. } => {}
             }
         }
         for (t, w) in self.windows.iter_mut().zip(&metrics.windows) {

@@ -114,15 +114,16 @@ impl Partitions {
         let Some(p) = self.owned.get_mut(&partition) else {
             return true;
         };
-        if p.outputs.is_empty() {
-            return true;
+        let mut applied = true;
+        if !p.outputs.is_empty() {
+            self.topics.send(&p.outputs);
+            applied = self
+                .emitter
+                .apply(partition, &mut p.outputs, &mut self.tally, |_| {
+                    RetryDecision::Retry
+                });
         }
-        self.topics.send(&p.outputs);
-        let applied = self
-            .emitter
-            .apply(partition, &mut p.outputs, &mut self.tally, |_| {
-                RetryDecision::Retry
-            });
+        // Published after every batch, outputs or not: status and lag follow the offsets read.
         if let Some(c) = self.emitter.counters.partitions.get(partition as usize) {
             c.watermark.store(p.pipeline.watermark(), Relaxed);
             c.next_offset.store(p.next_offset.unwrap_or(0), Relaxed);

@@ -120,7 +120,7 @@ impl OutputTopics {
                     (topic, a.metric_id.as_str(), value)
                 }
                 // Late events are stored and served by the API; they are not a stream of their own.
-                Output::Late(_) => continue,
+                Output::Late(_) | Output::Metric { .. } => continue,
             };
             let payload = value.to_string();
             self.produce(BaseRecord::to(topic).key(key).payload(&payload));

@@ -129,6 +129,20 @@ pub fn decode_late(table: &'static str, bytes: &[u8]) -> Result<LateEvent, Store
     })
 }
 
+/// A metric's tags in the catalog: a plain sorted map.
+pub fn encode_tags(
+    tags: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<u8>, StoreError> {
+    encode("metric tags", tags)
+}
+
+pub fn decode_tags(
+    table: &'static str,
+    bytes: &[u8],
+) -> Result<std::collections::BTreeMap<String, String>, StoreError> {
+    decode(table, bytes)
+}
+
 pub fn encode_alert(a: &Alert) -> Result<Vec<u8>, StoreError> {
     let v = AlertV1 {
         id: a.id.clone(),

@@ -24,12 +24,17 @@
 //!   `[start − longest, end)` of an index: nothing that starts earlier can reach `start`. The value
 //!   only grows, so it stays a safe bound whatever is overwritten.
 //!
+//! - `metric_tags`: (job, metric_id) → the tags of the metric's first event: the metric catalog,
+//!   written when a partition first sees a metric. Result queries with a tag filter read it once
+//!   per query to find the matching metrics.
+//!
 //! The three alert tables are written in the same transaction (and the same one as the other
 //! outputs of the batch), so they cannot disagree.
 //!
 //! This module must never make a write durable on `apply` (that is `flush`'s job, once per
 //! checkpoint) and never hold a write transaction across calls.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -41,11 +46,12 @@ use streampulse_core::detect::Alert;
 use streampulse_core::output::{LateEvent, Output, WindowResult};
 
 use crate::codec::{
-    decode_alert, decode_late, decode_result, encode_alert, encode_late, encode_result,
+    decode_alert, decode_late, decode_result, decode_tags, encode_alert, encode_late,
+    encode_result, encode_tags,
 };
 use crate::error::StoreError;
 use crate::keys::{self, KeyBuf};
-use crate::{AlertQuery, LateQuery, MetricMatch, ResultQuery, ResultStore, StoreCounts};
+use crate::{AlertQuery, LateQuery, MetricMatch, ResultKey, ResultQuery, ResultStore, StoreCounts};
 
 type Bytes = &'static [u8];
 type ReadTable = ReadOnlyTable<Bytes, Bytes>;
@@ -59,6 +65,7 @@ const ALERTS_NAME: &str = "alerts";
 const ALERTS_BY_TIME_NAME: &str = "alerts_by_time";
 const ALERTS_BY_METRIC_NAME: &str = "alerts_by_metric";
 const ALERT_SPANS_NAME: &str = "alert_spans";
+const METRIC_TAGS_NAME: &str = "metric_tags";
 
 const RESULTS_BY_METRIC: TableDefinition<Bytes, Bytes> =
     TableDefinition::new(RESULTS_BY_METRIC_NAME);
@@ -69,6 +76,7 @@ const ALERTS: TableDefinition<Bytes, Bytes> = TableDefinition::new(ALERTS_NAME);
 const ALERTS_BY_TIME: TableDefinition<Bytes, Bytes> = TableDefinition::new(ALERTS_BY_TIME_NAME);
 const ALERTS_BY_METRIC: TableDefinition<Bytes, Bytes> = TableDefinition::new(ALERTS_BY_METRIC_NAME);
 const ALERT_SPANS: TableDefinition<Bytes, Bytes> = TableDefinition::new(ALERT_SPANS_NAME);
+const METRIC_TAGS: TableDefinition<Bytes, Bytes> = TableDefinition::new(METRIC_TAGS_NAME);
 
 /// The result store in a local redb file.
 pub struct EmbeddedStore {
@@ -115,6 +123,7 @@ impl EmbeddedStore {
             ALERTS_BY_TIME,
             ALERTS_BY_METRIC,
             ALERT_SPANS,
+            METRIC_TAGS,
         ] {
             txn.open_table(table)?;
         }
@@ -156,6 +165,66 @@ impl EmbeddedStore {
         let table = self.db.begin_read()?.open_table(RESULTS_BY_METRIC)?;
         scan::metrics_under(&table, q, filter, &mut out)?;
         Ok(out)
+    }
+
+    /// The metrics of `job` whose catalog tags include every pair of `tags`.
+    fn metrics_tagged(
+        &self,
+        job: &str,
+        tags: &[(String, String)],
+    ) -> Result<HashSet<String>, StoreError> {
+        let table = self.db.begin_read()?.open_table(METRIC_TAGS)?;
+        let prefix = KeyBuf::new().str(job).into_bytes();
+        let mut out = HashSet::new();
+        let Some(end) = keys::prefix_end(&prefix) else {
+            return Ok(out);
+        };
+        for entry in table.range(prefix.as_slice()..end.as_slice())? {
+            let (key, value) = entry?;
+            let have = decode_tags(METRIC_TAGS_NAME, value.value())?;
+            if tags.iter().all(|(k, v)| have.get(k) == Some(v)) {
+                let mut r = keys::KeyReader::new(key.value());
+                let metric = r
+                    .str()
+                    .and_then(|_job| r.str())
+                    .map_err(|e| StoreError::corrupt_key(METRIC_TAGS_NAME, e))?;
+                out.insert(metric);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A result query with a tag filter: the same query without it, restricted to the metrics
+    /// the catalog says carry the tags. Walks pages of the unfiltered query until `limit` rows
+    /// match, so the order and the cursor are those of the unfiltered query.
+    fn query_tagged(&self, q: &ResultQuery) -> Result<Vec<WindowResult>, StoreError> {
+        let wanted = self.metrics_tagged(&q.job, &q.tags)?;
+        let mut out = Vec::new();
+        if wanted.is_empty() || q.limit == 0 {
+            return Ok(out);
+        }
+        let mut page = ResultQuery {
+            tags: Vec::new(),
+            limit: q.limit.max(256),
+            ..q.clone()
+        };
+        loop {
+            let rows = self.query_results(&page)?;
+            let full = rows.len() >= page.limit;
+            let last = rows.last().map(ResultKey::of);
+            for r in rows {
+                if wanted.contains(&r.metric_id) {
+                    out.push(r);
+                    if out.len() >= q.limit {
+                        return Ok(out);
+                    }
+                }
+            }
+            match last {
+                Some(key) if full => page.after = Some(key),
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// Time-range queries: one range scan of `results_by_time`, filtering metric and window.
@@ -277,6 +346,7 @@ impl ResultStore for EmbeddedStore {
             let mut by_time = txn.open_table(RESULTS_BY_TIME)?;
             let mut late = txn.open_table(LATE_EVENTS)?;
             let mut late_by_ts = txn.open_table(LATE_BY_TS)?;
+            let mut metric_tags = txn.open_table(METRIC_TAGS)?;
             for output in outputs {
                 match output {
                     Output::Result(r) => {
@@ -298,6 +368,10 @@ impl ResultStore for EmbeddedStore {
                         by_time.remove(k.as_slice())?;
                     }
                     Output::Alert(a) => alerts.push(a),
+                    Output::Metric { metric_id, tags } => {
+                        let k = KeyBuf::new().str(job).str(metric_id).into_bytes();
+                        metric_tags.insert(k.as_slice(), encode_tags(tags)?.as_slice())?;
+                    }
                     Output::Late(e) => {
                         let value = encode_late(e)?;
                         let k = keys::late(job, partition, &e.window, e.offset);
@@ -340,6 +414,9 @@ impl ResultStore for EmbeddedStore {
     }
 
     fn query_results(&self, q: &ResultQuery) -> Result<Vec<WindowResult>, StoreError> {
+        if !q.tags.is_empty() {
+            return self.query_tagged(q);
+        }
         match (&q.metric_id, &q.metric_match) {
             (Some(metric_id), f) if f.as_ref().is_none_or(|f| f.matches(metric_id)) => {
                 self.query_by_metric(q, metric_id)

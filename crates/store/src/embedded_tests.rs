@@ -60,6 +60,7 @@ fn query(
         metric_id: metric.map(Into::into),
         metric_match: None,
         window: window.map(Into::into),
+        tags: Vec::new(),
         limit,
         after: None,
     }
@@ -82,6 +83,81 @@ fn open_creates_the_directory_and_an_empty_store() {
     assert!(store.path().is_file());
     assert_eq!(store.counts().expect("counts"), StoreCounts::default());
     assert_eq!(store.query_results(&all("job")).expect("query"), vec![]);
+}
+
+#[test]
+fn results_are_filtered_by_the_tags_in_the_metric_catalog() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = open(tmp.path());
+    let metric = |id: &str, tags: &[(&str, &str)]| Output::Metric {
+        metric_id: id.into(),
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let mut batch = vec![
+        metric("cpu.a", &[("host", "a"), ("dc", "eu")]),
+        metric("cpu.b", &[("host", "b"), ("dc", "eu")]),
+        metric("mem.a", &[("host", "a"), ("dc", "us")]),
+        metric("bare", &[]),
+    ];
+    for m in ["cpu.a", "cpu.b", "mem.a", "bare"] {
+        for start in 0..300 {
+            batch.push(Output::Result(result(m, "w", start * 10, 0)));
+        }
+    }
+    store.apply("job", 0, &batch).expect("apply");
+    let metrics = |q: &ResultQuery| -> Vec<String> {
+        let mut ids: Vec<String> = store
+            .query_results(q)
+            .expect("query")
+            .into_iter()
+            .map(|r| r.metric_id)
+            .collect();
+        ids.dedup();
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let tagged = |tags: &[(&str, &str)], metric: Option<&str>| ResultQuery {
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..query("job", i64::MIN, i64::MAX, metric, None, usize::MAX)
+    };
+    assert_eq!(metrics(&tagged(&[("host", "a")], None)), ["cpu.a", "mem.a"]);
+    assert_eq!(
+        metrics(&tagged(&[("host", "a"), ("dc", "eu")], None)),
+        ["cpu.a"]
+    );
+    assert_eq!(metrics(&tagged(&[("dc", "eu")], Some("cpu.b"))), ["cpu.b"]);
+    assert!(metrics(&tagged(&[("dc", "eu")], Some("mem.a"))).is_empty());
+    assert!(metrics(&tagged(&[("rack", "1")], None)).is_empty());
+    // Another job's catalog is not consulted.
+    assert!(store
+        .query_results(&ResultQuery {
+            job: "other".into(),
+            ..tagged(&[("host", "a")], None)
+        })
+        .expect("query")
+        .is_empty());
+    // Pages of a tagged query neither skip nor repeat (the filter drops most scanned rows).
+    let q = tagged(&[("dc", "us")], None);
+    let everything = store.query_results(&q).expect("query");
+    assert_eq!(everything.len(), 300);
+    let mut walked = Vec::new();
+    let mut page = ResultQuery { limit: 7, ..q };
+    loop {
+        let rows = store.query_results(&page).expect("page");
+        walked.extend(rows.iter().cloned());
+        match rows.last() {
+            Some(last) if rows.len() == 7 => page.after = Some(crate::ResultKey::of(last)),
+            _ => break,
+        }
+    }
+    assert_eq!(walked, everything);
 }
 
 #[test]

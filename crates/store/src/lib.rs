@@ -74,6 +74,9 @@ pub struct ResultQuery {
     pub metric_id: Option<String>,
     pub metric_match: Option<MetricMatch>,
     pub window: Option<String>,
+    /// Every (key, value) must be among the metric's tags (those of its first event, from the
+    /// metric catalog); empty: no tag filter.
+    pub tags: Vec<(String, String)>,
     pub limit: usize,
     pub after: Option<ResultKey>,
 }

@@ -69,6 +69,7 @@ proptest! {
             metric_id: metric.map(|m| format!("m{m}")),
             metric_match: None,
             window: window.map(|w| format!("w{w}")),
+            tags: Vec::new(),
             limit: usize::MAX,
             after: None,
         };

@@ -1,6 +1,6 @@
-//! What a query may ask, over real HTTP against the binary: `GET /alerts` keeps the alerts whose
-//! metric carries every `tag=key:value` given (a malformed tag is a 400, and `/metrics`, whose rows
-//! have no tags, says so); a range longer than `server.max_query_range` is a 400 naming the key on
+//! What a query may ask, over real HTTP against the binary: `GET /alerts` and `GET /metrics` keep
+//! the alerts and window results whose metric carries every `tag=key:value` given (a malformed tag
+//! is a 400); a range longer than `server.max_query_range` is a 400 naming the key on
 //! every ranged endpoint; an end before the start, an unknown parameter and a repeated one are 400s
 //! too. Every refusal is a problem document.
 
@@ -71,12 +71,29 @@ fn alerted(p: &Platform, filter: &str) -> BTreeSet<String> {
         .collect()
 }
 
+fn rows(p: &Platform, path: &str) -> Vec<Value> {
+    let (status, body) = p.get(path);
+    assert_eq!(status, 200, "{path}: {body}");
+    body["results"].as_array().cloned().unwrap_or_default()
+}
+
+/// The metrics of the window results `GET /metrics?start&end&<filter>` returns.
+fn measured(p: &Platform, filter: &str) -> BTreeSet<String> {
+    rows(
+        p,
+        &format!("/metrics?start={T0}&end={}&{filter}", T0 + HOUR),
+    )
+    .iter()
+    .map(|r| r["metric_id"].as_str().unwrap_or_default().to_string())
+    .collect()
+}
+
 fn set(ids: &[&str]) -> BTreeSet<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
 
 #[test]
-fn alerts_are_filtered_by_every_given_tag() {
+fn alerts_and_results_are_filtered_by_every_given_tag() {
     let dir = tempfile::tempdir().unwrap();
     let p = Platform::start(dir.path(), CONFIG, free_port());
     let body = spiking(&[
@@ -125,11 +142,50 @@ fn alerts_are_filtered_by_every_given_tag() {
             &["parameter 'tag' must be key:value", "tag=host:h1"],
         );
     }
-    // Window results have no tags: a tag on /metrics is refused with the reason and the way out.
+    // Window results are filtered by the tags of their metric's first event (the metric catalog).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while measured(&p, "").len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "results of 4 metrics expected\n{}",
+            p.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(measured(&p, "tag=host:h1"), set(&["cpu.h1", "mem.h1"]));
+    assert_eq!(measured(&p, "tag=host:h1&tag=dc:eu"), set(&["cpu.h1"]));
+    assert_eq!(
+        measured(&p, "tag=dc:eu&metric_id=cpu.*"),
+        set(&["cpu.h1", "cpu.h2"])
+    );
+    assert_eq!(measured(&p, "tag=dc:eu&metric_id=mem.h1"), set(&[]));
+    assert_eq!(measured(&p, "tag=rack:r1"), set(&[]));
+    // A walk one row per page over a tag filter neither skips nor repeats a row.
+    let all = rows(
+        &p,
+        &format!("/metrics?start={T0}&end={}&tag=dc:eu", T0 + HOUR),
+    );
+    assert!(all.len() >= 4, "{all:?}");
+    let mut walked = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let path = format!(
+            "/metrics?start={T0}&end={}&tag=dc:eu&limit=1{cursor}",
+            T0 + HOUR
+        );
+        let (status, body) = p.get(&path);
+        assert_eq!(status, 200, "{body}");
+        walked.extend(body["results"].as_array().cloned().unwrap_or_default());
+        match body["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(walked, all);
     refused(
         &p,
-        &format!("/metrics?start={T0}&end={}&tag=host:h1", T0 + HOUR),
-        &["cannot filter by 'tag'", "metric_id", "GET /alerts"],
+        &format!("/metrics?start={T0}&end={}&tag=host", T0 + HOUR),
+        &["parameter 'tag' must be key:value"],
     );
 
     // The OpenAPI document describes the repeatable parameter, so clients (and the schemathesis

@@ -1,8 +1,10 @@
-//! Window results: `GET /metrics?start&end[&metric_id|&prefix][&window][&limit][&cursor]` and
-//! `GET /metrics/{metric_id}?start&end[&window][&limit][&cursor]`, both in one answer shape.
+//! Window results: `GET /metrics?start&end[&metric_id|&prefix][&window][&tag=k:v...][&limit]
+//! [&cursor]` and `GET /metrics/{metric_id}?start&end[&window][&limit][&cursor]`, both in one
+//! answer shape.
 //!
 //! `metric_id` is a literal id or a glob (`*` any run, `?` one character); `prefix` keeps the ids
-//! that start with it. Rows come by (metric, window, window start) when the filter pins a metric or
+//! that start with it; `tag` (repeatable) keeps the metrics whose first event carried every given
+//! tag (the metric catalog the engine writes). Rows come by (metric, window, window start) when the filter pins a metric or
 //! a literal prefix (`cpu.*`), otherwise by (window start, metric, window).
 //!
 //! A page that was cut carries `next_cursor`; passing it back as `cursor` returns the next page,
@@ -31,6 +33,7 @@ const CURSOR_TAG: &str = "results";
         ("metric_id" = Option<String>, Query, description = "A metric id, or a glob (`*` any run, `?` one character)"),
         ("prefix" = Option<String>, Query, description = "Metric ids starting with this (not with metric_id)"),
         ("window" = Option<String>, Query, description = "A window name of the job"),
+        ("tag" = Option<Vec<String>>, Query, style = Form, explode, description = "`key:value`, repeatable (`tag=host:h1&tag=dc:eu`): only metrics whose first event carried every given tag"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Most rows in the page (default and maximum: the server's max_query_rows)"),
         ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page, unchanged"),
     ),
@@ -46,15 +49,6 @@ pub async fn query(
     State(state): State<AppState>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, Problem> {
-    if query.iter().any(|(name, _)| name == "tag") {
-        // Said apart from "unknown parameter" because tags are a filter elsewhere (alerts, events
-        // carry them): the caller should learn why it cannot work here and what does.
-        return Err(Problem::bad_request(
-            "window results are stored without the tags of their events, so /metrics cannot \
-             filter by 'tag'; select metrics with 'metric_id' (an id or a glob like cpu.*) or \
-             'prefix' instead (GET /alerts does take tag=key:value)",
-        ));
-    }
     let params = Params::new(
         query,
         &[
@@ -63,6 +57,7 @@ pub async fn query(
             "metric_id",
             "prefix",
             "window",
+            "tag",
             "limit",
             "cursor",
         ],
@@ -126,6 +121,7 @@ async fn answer(
         metric_id,
         metric_match,
         window,
+        tags: params.tags()?,
         // One more than asked, to tell the caller the answer was cut.
         limit: limit + 1,
         after: params.cursor(CURSOR_TAG)?,

@@ -148,6 +148,8 @@ impl Sinks {
                 // A replay writes rows as they are emitted; a superseded session row stays in the
                 // file and its replacement follows with a higher revision.
                 Output::Retract { .. } => {}
+                // The catalog serves tag filters in the store; a replay file has no use for it.
+                Output::Metric { .. } => {}
                 Output::Late(late) => {
                     self.summary.late += 1;
                     if let Some(w) = self.late.as_mut() {
