@@ -4,6 +4,7 @@
 //! `config/application.yaml`), so an empty file, or none, is a working configuration. Unknown keys
 //! are errors: a typo must not silently fall back to a default.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -203,9 +204,14 @@ pub struct CheckpointSection {
     /// Time between checkpoints (another is always taken at shutdown).
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
-    /// Checkpoint storage URL; `file://` URLs and plain paths are supported. Empty:
+    /// Checkpoint storage URL: a `file://` URL or a plain path (fsync and rename), or an object
+    /// store URL: `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`. Empty:
     /// `<data_dir>/checkpoints`.
     pub storage: String,
+    /// Settings of an object store, passed to it as they are (`object_store` keys such as
+    /// `aws_endpoint`, `aws_region`, `aws_allow_http`, `aws_access_key_id`); they override the
+    /// standard environment variables (`AWS_*`, `GOOGLE_*`, `AZURE_*`). None for files.
+    pub storage_options: BTreeMap<String, String>,
     /// Completed checkpoints kept (savepoints are never deleted automatically).
     pub retain: usize,
 }
@@ -215,7 +221,27 @@ impl Default for CheckpointSection {
         Self {
             interval: Duration::from_secs(5),
             storage: String::new(),
+            storage_options: BTreeMap::new(),
             retain: 3,
+        }
+    }
+}
+
+impl CheckpointSection {
+    /// The storage URL's scheme and the option keys (an empty `storage` is the data dir).
+    fn validate(&self) -> anyhow::Result<()> {
+        use streampulse_engine::checkpoint::{check_storage, CheckpointError};
+        let url = if self.storage.is_empty() {
+            "checkpoints"
+        } else {
+            &self.storage
+        };
+        match check_storage(url, &self.storage_options) {
+            Ok(()) => Ok(()),
+            Err(CheckpointError::InvalidOption { key, reason, .. }) => {
+                anyhow::bail!("checkpoint.storage_options.{key}: {reason}")
+            }
+            Err(e) => anyhow::bail!("checkpoint.storage: {e}"),
         }
     }
 }
@@ -385,6 +411,7 @@ impl AppConfig {
         if self.checkpoint.retain == 0 {
             return fail("checkpoint.retain", "must keep at least 1 checkpoint");
         }
+        self.checkpoint.validate()?;
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             return fail("server.listen", "must be an address like 0.0.0.0:8080");
         }
@@ -467,6 +494,31 @@ mod tests {
         let v = AppConfig::parse("").unwrap().validate().unwrap();
         assert_eq!(v.job.windows.len(), 2);
         assert_eq!(v.config.log.partitions, 4);
+    }
+
+    #[test]
+    fn checkpoint_storage_errors_name_the_key() {
+        let v = AppConfig::parse(
+            "checkpoint:\n  storage: s3://bucket/ckpt\n  storage_options:\n    aws_endpoint: http://127.0.0.1:9000\n    aws_allow_http: \"true\"\n",
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(v.config.checkpoint.storage_options.len(), 2);
+        let e = error_of("checkpoint:\n  storage: ftp://host/ckpt\n");
+        assert!(e.starts_with("checkpoint.storage: unsupported"), "{e}");
+        let e = error_of(
+            "checkpoint:\n  storage: s3://bucket/ckpt\n  storage_options: {aws_endpont: http://h}\n",
+        );
+        assert!(
+            e.starts_with("checkpoint.storage_options.aws_endpont: not an option"),
+            "{e}"
+        );
+        let e = error_of("checkpoint:\n  storage_options: {aws_region: us-east-1}\n");
+        assert!(
+            e.starts_with("checkpoint.storage_options.aws_region: options apply to object store"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use streampulse_engine::checkpoint::{open_storage, CheckpointStore, PartitionCheckpointStore};
+use streampulse_engine::checkpoint::{
+    open_storage_with, CheckpointStore, PartitionCheckpointStore,
+};
 use streampulse_engine::{Runtime, RuntimeConfig, StartFrom};
 use streampulse_log::{EmbeddedLog, LogConfig};
 use streampulse_store::{EmbeddedStore, ResultStore};
@@ -116,7 +118,7 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
             anyhow::bail!("--from-savepoint: a job that reads Kafka resumes each partition from its own latest checkpoint; savepoints are not supported for it yet");
         }
         let checkpoints = PartitionCheckpointStore::new(
-            open_storage(&storage_url)?,
+            open_storage_with(&storage_url, &config.checkpoint.storage_options)?,
             &job.name,
             config.checkpoint.retain,
         );
@@ -141,7 +143,7 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
         )
         .with_context(|| format!("cannot open the log under {}", data_dir.display()))?;
         let checkpoints = CheckpointStore::new(
-            open_storage(&storage_url)?,
+            open_storage_with(&storage_url, &config.checkpoint.storage_options)?,
             &job.name,
             config.checkpoint.retain,
         );
