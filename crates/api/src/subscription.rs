@@ -107,7 +107,7 @@ impl Subscription {
 
     pub fn matches(&self, emission: &Emission) -> bool {
         match emission {
-            Emission::Result(r) => {
+            Emission::Result(r) | Emission::Partial(r) => {
                 self.results
                     && self.metric_matches(&r.metric_id)
                     && (self.windows.is_empty() || self.windows.contains(&r.window))

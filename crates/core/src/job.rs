@@ -30,6 +30,11 @@ pub struct JobSpec {
     /// How long after firing a window still accepts late events (each re-emits it).
     #[serde(with = "humantime_serde")]
     pub allowed_lateness: Duration,
+    /// Early firing: every this much processing time, the current aggregates of windows that
+    /// have not fired yet are pushed to live subscribers, flagged partial (never stored: the
+    /// final result replaces them). `null`: off.
+    #[serde(with = "humantime_serde")]
+    pub early_firing: Option<Duration>,
     pub windows: Vec<WindowSpec>,
     /// Anomaly detectors over raw values or window aggregates.
     pub detectors: Vec<DetectorSpec>,
@@ -61,6 +66,7 @@ impl Default for JobSpec {
             max_out_of_orderness: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(10),
             allowed_lateness: Duration::ZERO,
+            early_firing: None,
             windows: vec![tumbling("tumble_10s", 10), tumbling("tumble_1m", 60)],
             detectors: vec![
                 DetectorSpec::raw("raw_zscore", DetectorType::Zscore),
@@ -96,6 +102,7 @@ pub struct Job {
     pub max_out_of_orderness: Millis,
     pub idle_timeout: Duration,
     pub allowed_lateness: Millis,
+    pub early_firing: Option<Duration>,
     pub windows: Vec<WindowDef>,
     pub detectors: Vec<DetectorDef>,
 }
@@ -147,6 +154,15 @@ impl JobSpec {
         if self.idle_timeout.is_zero() {
             return Err(JobError::new("idle_timeout", "must be greater than zero"));
         }
+        if self
+            .early_firing
+            .is_some_and(|d| d < Duration::from_millis(10))
+        {
+            return Err(JobError::new(
+                "early_firing",
+                "must be at least 10ms (or null for off)",
+            ));
+        }
         if self.windows.is_empty() {
             return Err(JobError::new("windows", "a job needs at least one window"));
         }
@@ -183,6 +199,7 @@ impl JobSpec {
             max_out_of_orderness,
             idle_timeout: self.idle_timeout,
             allowed_lateness,
+            early_firing: self.early_firing,
             windows,
         })
     }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detect::{DetectorOperator, Series};
 use crate::job::Job;
-use crate::output::Output;
+use crate::output::{Output, WindowResult};
 use crate::time::Millis;
 use crate::watermark::{WatermarkTracker, WATERMARK_MAX};
 use crate::window::{Arrival, WindowOperator};
@@ -257,6 +257,15 @@ impl PartitionPipeline {
         (target > self.watermark() && self.open_windows() > 0).then_some(target)
     }
 
+    /// Early firing: the current aggregates of the windows that have not fired yet, appended to
+    /// `out`. Changes nothing: partial results are a view for live subscribers, and the final
+    /// result of each window is emitted as usual.
+    pub fn partial_results(&self, out: &mut Vec<WindowResult>) {
+        for op in &self.state.operators {
+            op.partials(&self.state.names, out);
+        }
+    }
+
     /// Whether an idle flush would fire something now.
     pub fn idle_flush_pending(&self) -> bool {
         self.idle_flush_target().is_some()
@@ -322,7 +331,6 @@ mod tests {
 
     use super::*;
     use crate::job::JobSpec;
-    use crate::output::WindowResult;
     use crate::window::{WindowSpec, WindowType};
 
     fn job(window: WindowSpec, lateness_ms: u64) -> Job {
@@ -361,6 +369,42 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn partial_results_show_unfired_windows_and_change_nothing() {
+        for (t, size, gap) in [
+            (WindowType::Tumbling, Some(10_000), None),
+            (WindowType::Session, None, Some(5_000)),
+        ] {
+            let mut p = PartitionPipeline::new(&job(spec(t, size, gap), 0));
+            let mut fired = PartitionPipeline::new(&job(spec(t, size, gap), 0));
+            let (mut out, mut out2) = (Vec::new(), Vec::new());
+            for (i, ts) in [1_000, 2_000, 3_000].into_iter().enumerate() {
+                p.process("m", ts, 1.0, i as u64, &mut out);
+                fired.process("m", ts, 1.0, i as u64, &mut out2);
+            }
+            let mut partial = Vec::new();
+            p.partial_results(&mut partial);
+            assert_eq!(partial.len(), 1, "{t:?}: one open window");
+            assert_eq!(
+                (partial[0].count, partial[0].sum, partial[0].revision),
+                (3, 3.0, 0)
+            );
+            // Asking for partials is a read: the final result is the same as without it.
+            p.process("m", 30_000, 1.0, 3, &mut out);
+            fired.process("m", 30_000, 1.0, 3, &mut out2);
+            assert_eq!(results(&out), results(&out2), "{t:?}");
+            assert_eq!(
+                results(&out),
+                vec![(if gap.is_some() { 1_000 } else { 0 }, 3, 0)]
+            );
+            // The fired window is no longer partial; the new one is.
+            partial.clear();
+            p.partial_results(&mut partial);
+            assert_eq!(partial.len(), 1, "{t:?}: {partial:?}");
+            assert_eq!(partial[0].count, 1);
+        }
     }
 
     #[test]

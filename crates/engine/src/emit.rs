@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use streampulse_core::output::Output;
+use streampulse_core::pipeline::PartitionPipeline;
 use streampulse_store::ResultStore;
 
 use crate::feed::LiveFeed;
@@ -36,6 +37,18 @@ pub struct Emitter {
 }
 
 impl Emitter {
+    /// Early firing: pushes the current aggregates of `pipeline`'s unfired windows to live
+    /// subscribers. Nothing is computed when nobody listens; nothing is stored.
+    pub fn publish_partials(&self, pipeline: &PartitionPipeline) {
+        if self.feed.subscribers() == 0 {
+            return;
+        }
+        let mut partials = Vec::new();
+        pipeline.partial_results(&mut partials);
+        crate::telemetry::count_partials(&self.counters.metrics, &partials);
+        self.feed.publish_partials(partials);
+    }
+
     /// Writes `outputs` of `partition` to the store, retrying with backoff until it succeeds,
     /// then counts and publishes them and clears the vector. `on_failure` is asked after every
     /// failed attempt (with the error) whether to keep trying; returns false when it gave up.

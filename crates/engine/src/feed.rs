@@ -20,6 +20,8 @@ pub const LIVE_FEED_CAPACITY: usize = 8192;
 #[derive(Debug, Clone)]
 pub enum Emission {
     Result(WindowResult),
+    /// A window that has not fired yet, as it stands (early firing); never stored.
+    Partial(WindowResult),
     Alert(Alert),
 }
 
@@ -56,6 +58,13 @@ impl LiveFeed {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Emission>> {
         self.tx.subscribe()
+    }
+
+    /// Publishes early-firing partial results (see [`Emission::Partial`]).
+    pub fn publish_partials(&self, results: Vec<WindowResult>) {
+        for r in results {
+            let _ = self.tx.send(Arc::new(Emission::Partial(r)));
+        }
     }
 
     /// Publishes the results and alerts among `outputs` (after they are stored).

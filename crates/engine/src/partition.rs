@@ -52,8 +52,16 @@ impl PartitionWorker {
         let mut last_arrival = Instant::now();
         let mut flush_requested = false;
         let mut tally = OutputTally::new(&self.emitter.counters.metrics);
+        let early_firing = self.pipeline.job().early_firing;
+        let mut next_partials = Instant::now();
         self.publish();
         loop {
+            if let Some(every) = early_firing {
+                if Instant::now() >= next_partials {
+                    self.emitter.publish_partials(&self.pipeline);
+                    next_partials = Instant::now() + every;
+                }
+            }
             loop {
                 match self.commands.try_recv() {
                     Ok(Command::Checkpoint(reply)) => {

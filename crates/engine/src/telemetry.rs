@@ -15,7 +15,7 @@ use std::time::Duration;
 use streampulse_core::detect::{AlertState, Severity};
 use streampulse_core::event::EventError;
 use streampulse_core::job::Job;
-use streampulse_core::output::Output;
+use streampulse_core::output::{Output, WindowResult};
 use streampulse_core::time::Millis;
 
 /// Buckets of `streampulse_window_emit_delay_seconds`: a window fires once the watermark (max
@@ -186,6 +186,8 @@ pub struct WindowCounters {
     pub results_final: AtomicU64,
     /// Re-emissions caused by late events within `allowed_lateness` (revision > 0).
     pub results_update: AtomicU64,
+    /// Early-firing results of windows not fired yet, pushed to live subscribers only.
+    pub results_partial: AtomicU64,
     /// Events that arrived after this window's time had expired (the late output).
     pub late: AtomicU64,
     /// Wall-clock time of a first emission minus the window's end.
@@ -238,6 +240,7 @@ impl EngineMetrics {
                     name: w.name.clone(),
                     results_final: AtomicU64::new(0),
                     results_update: AtomicU64::new(0),
+                    results_partial: AtomicU64::new(0),
                     late: AtomicU64::new(0),
                     emit_delay: Histogram::new(EMIT_DELAY_BUCKETS),
                 })
@@ -274,6 +277,17 @@ struct WindowTally {
     updates: u64,
     late: u64,
     delay: Option<LocalHistogram>,
+}
+
+/// Counts early-firing partial results by window (one add per window touched).
+pub fn count_partials(metrics: &EngineMetrics, results: &[WindowResult]) {
+    for w in &metrics.windows {
+        let n = results.iter().filter(|r| r.window == w.name).count() as u64;
+        if n > 0 {
+            w.results_partial
+                .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 /// A worker's per-batch tally of its outputs, published with one add per touched series.

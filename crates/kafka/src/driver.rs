@@ -54,6 +54,7 @@ pub struct KafkaDriver {
     log_end: Arc<Vec<AtomicU64>>,
     interval: Duration,
     idle_timeout: Duration,
+    early_firing: Option<Duration>,
     failure: Arc<Mutex<Option<String>>>,
 }
 
@@ -145,6 +146,7 @@ impl KafkaDriver {
             log_end: log_end.clone(),
             interval: runtime.checkpoint_interval,
             idle_timeout: job.idle_timeout,
+            early_firing: job.early_firing,
             failure: failure.clone(),
         };
         let (control, requests) = mpsc::channel();
@@ -169,6 +171,7 @@ impl KafkaDriver {
     fn run(self, requests: Receiver<Control>) {
         let _span = tracing::info_span!("kafka", topic = %self.topic).entered();
         let mut next_checkpoint = Instant::now() + self.interval;
+        let mut next_partials = Instant::now();
         loop {
             match requests.try_recv() {
                 Ok(Control::Stop { reply }) => {
@@ -200,6 +203,16 @@ impl KafkaDriver {
             }
             drop(batch);
             let now = Instant::now();
+            if let Some(every) = self.early_firing {
+                if now >= next_partials {
+                    if let Ok(parts) = self.partitions.lock() {
+                        for owned in parts.owned.values() {
+                            parts.emitter.publish_partials(&owned.pipeline);
+                        }
+                    }
+                    next_partials = now + every;
+                }
+            }
             self.flush_idle();
             if now >= next_checkpoint {
                 if let Err(err) = self.checkpoint_all(CommitMode::Async) {

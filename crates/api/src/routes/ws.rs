@@ -49,6 +49,12 @@ fn emission_json(emission: &Emission) -> Value {
             v["type"] = "result".into();
             v
         }
+        Emission::Partial(r) => {
+            let mut v = r.to_json();
+            v["type"] = "result".into();
+            v["partial"] = true.into();
+            v
+        }
         Emission::Alert(a) => {
             let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
             v["type"] = "alert".into();

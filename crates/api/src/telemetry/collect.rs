@@ -173,7 +173,7 @@ fn windows(e: &mut Encoder, runtime: &Runtime) {
     e.family(
         name,
         Kind::Counter,
-        "Window results emitted: kind=final for a first emission, kind=update for a re-emission caused by an event within allowed_lateness.",
+        "Window results emitted: kind=final for a first emission, kind=update for a re-emission caused by an event within allowed_lateness, kind=partial for an early-firing view of a window not fired yet (pushed to live subscribers, never stored).",
     );
     for w in windows {
         e.int(
@@ -185,6 +185,11 @@ fn windows(e: &mut Encoder, runtime: &Runtime) {
             name,
             &[("window", &w.name), ("kind", "update")],
             w.results_update.load(Relaxed),
+        );
+        e.int(
+            name,
+            &[("window", &w.name), ("kind", "partial")],
+            w.results_partial.load(Relaxed),
         );
     }
     let name = "streampulse_late_events_total";

@@ -22,7 +22,7 @@ pub use spec::{WindowDef, WindowKind, WindowSpec, WindowType, MAX_WINDOW};
 
 use serde::{Deserialize, Serialize};
 
-use crate::output::Output;
+use crate::output::{Output, WindowResult};
 use crate::time::Millis;
 
 /// One event as a window operator sees it.
@@ -86,6 +86,14 @@ impl WindowOperator {
         match self {
             Self::Sliced(op) => op.next_timer(),
             Self::Session(op) => op.next_timer(),
+        }
+    }
+
+    /// The current aggregates of every window that has not fired yet (early firing).
+    pub fn partials(&self, names: &[String], out: &mut Vec<WindowResult>) {
+        match self {
+            Self::Sliced(op) => op.partials(names, out),
+            Self::Session(op) => op.partials(names, out),
         }
     }
 

@@ -176,6 +176,25 @@ impl SessionWindows {
         }
     }
 
+    /// The sessions that have not fired yet, as they stand now (early firing). Reads only.
+    pub fn partials(&self, names: &[String], out: &mut Vec<WindowResult>) {
+        for (key, sessions) in self.keys.iter().enumerate() {
+            let Some(metric_id) = names.get(key) else {
+                continue;
+            };
+            for s in sessions.iter().filter(|s| s.revision.is_none()) {
+                out.push(WindowResult::from_accumulator(
+                    metric_id,
+                    &self.def.name,
+                    (s.start, s.end),
+                    &s.acc,
+                    &self.def.extra,
+                    0,
+                ));
+            }
+        }
+    }
+
     fn emit(&self, session: &mut Session, metric_id: &str, out: &mut Vec<Output>) {
         let revision = session.revision.map_or(0, |r| r + 1);
         session.revision = Some(revision);

@@ -183,9 +183,22 @@ impl SlicedWindows {
         };
         let next = revision.map_or(0, |r| r + 1);
         *revision = Some(next);
+        if let Some(r) = self.result(&self.keys[key as usize], start, metric_id, next) {
+            out.push(Output::Result(r));
+        }
+    }
+
+    /// The window at `start` of a key as it stands: the merge of its slices.
+    fn result(
+        &self,
+        state: &KeyState,
+        start: Millis,
+        metric_id: &str,
+        revision: u32,
+    ) -> Option<WindowResult> {
         let end = start + self.size;
         let mut slices = state.slices.range(start..end).map(|(_, acc)| acc);
-        let Some(first) = slices.next() else { return };
+        let first = slices.next()?;
         let mut merged;
         let acc = match slices.next() {
             None => first,
@@ -198,14 +211,28 @@ impl SlicedWindows {
                 &merged
             }
         };
-        out.push(Output::Result(WindowResult::from_accumulator(
+        Some(WindowResult::from_accumulator(
             metric_id,
             &self.def.name,
             (start, end),
             acc,
             &self.def.extra,
-            next,
-        )));
+            revision,
+        ))
+    }
+
+    /// The windows that have not fired yet, as they stand now (early firing). Reads only.
+    pub fn partials(&self, names: &[String], out: &mut Vec<WindowResult>) {
+        for (key, state) in self.keys.iter().enumerate() {
+            let Some(metric_id) = names.get(key) else {
+                continue;
+            };
+            for (&start, revision) in &state.windows {
+                if revision.is_none() {
+                    out.extend(self.result(state, start, metric_id, 0));
+                }
+            }
+        }
     }
 
     fn expire(&mut self, key: u32, start: Millis) {
