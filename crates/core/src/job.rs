@@ -35,6 +35,9 @@ pub struct JobSpec {
     /// final result replaces them). `null`: off.
     #[serde(with = "humantime_serde")]
     pub early_firing: Option<Duration>,
+    /// Keep every valid event in the store, queryable by metric and time (`GET /events`). Off by
+    /// default: it costs one store write per event, on top of the window results.
+    pub keep_raw_events: bool,
     pub windows: Vec<WindowSpec>,
     /// Anomaly detectors over raw values or window aggregates.
     pub detectors: Vec<DetectorSpec>,
@@ -67,6 +70,7 @@ impl Default for JobSpec {
             idle_timeout: Duration::from_secs(10),
             allowed_lateness: Duration::ZERO,
             early_firing: None,
+            keep_raw_events: false,
             windows: vec![tumbling("tumble_10s", 10), tumbling("tumble_1m", 60)],
             detectors: vec![
                 DetectorSpec::raw("raw_zscore", DetectorType::Zscore),
@@ -103,6 +107,8 @@ pub struct Job {
     pub idle_timeout: Duration,
     pub allowed_lateness: Millis,
     pub early_firing: Option<Duration>,
+    /// See [`JobSpec::keep_raw_events`].
+    pub keep_raw_events: bool,
     pub windows: Vec<WindowDef>,
     pub detectors: Vec<DetectorDef>,
 }
@@ -200,6 +206,7 @@ impl JobSpec {
             idle_timeout: self.idle_timeout,
             allowed_lateness,
             early_firing: self.early_firing,
+            keep_raw_events: self.keep_raw_events,
             windows,
         })
     }
@@ -214,6 +221,10 @@ mod tests {
         let job = JobSpec::default().validate().unwrap();
         assert_eq!(job.windows.len(), 2);
         assert_eq!(job.max_extent(), 60_000);
+        assert!(
+            !job.keep_raw_events,
+            "raw events cost a write per event: off by default"
+        );
     }
 
     #[test]

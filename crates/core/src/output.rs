@@ -1,4 +1,5 @@
-//! What a pipeline emits: window results, retractions of superseded session rows, late events.
+//! What a pipeline emits: window results, retractions of superseded session rows, late events,
+//! alerts, catalog entries and (when the job keeps them) raw events.
 //!
 //! Every output carries its own idempotency key (see [`Output::key`]), so a sink that upserts by
 //! that key turns replay after a crash into a no-op rewrite. This module holds data only.
@@ -114,6 +115,19 @@ pub struct LateEvent {
     pub offset: u64,
 }
 
+/// A valid event as processed, kept when the job sets `keep_raw_events`. Its partition is not
+/// here (a pipeline does not know it): the sink adds it, and (partition, offset) makes the record
+/// idempotent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RawEvent {
+    pub metric_id: String,
+    pub ts: Millis,
+    pub value: f64,
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// The event's position in its source partition.
+    pub offset: u64,
+}
+
 /// One output of a pipeline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Output {
@@ -136,4 +150,7 @@ pub enum Output {
         metric_id: String,
         tags: std::collections::BTreeMap<String, String>,
     },
+    /// An event as it was processed (only when the job keeps raw events): upsert by
+    /// (metric, ts, partition, offset), so a replay rewrites the same row.
+    Raw(RawEvent),
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detect::{DetectorOperator, Series};
 use crate::job::Job;
-use crate::output::{Output, WindowResult};
+use crate::output::{Output, RawEvent, WindowResult};
 use crate::time::Millis;
 use crate::watermark::{WatermarkTracker, WATERMARK_MAX};
 use crate::window::{Arrival, WindowOperator};
@@ -190,7 +190,10 @@ impl PartitionPipeline {
         self.process_tagged(metric_id, BTreeMap::new, ts, value, offset, out);
     }
 
-    /// [`Self::process`] with the event's tags, read (lazily) only for a metric's first event.
+    /// [`Self::process`] with the event's tags. `tags` is called at most once: for every event
+    /// when the job keeps raw events (each raw event carries its own tags), otherwise only for a
+    /// metric's first event (the catalog and alerts carry those), so a job without raw events
+    /// never decodes the tags of the rest.
     pub fn process_tagged(
         &mut self,
         metric_id: &str,
@@ -201,12 +204,27 @@ impl PartitionPipeline {
         out: &mut Vec<Output>,
     ) {
         let known = self.state.names.len();
-        let key = self.key_id(metric_id, tags);
+        let (key, raw_tags) = if self.job.keep_raw_events {
+            let tags = tags();
+            (self.key_id(metric_id, || tags.clone()), Some(tags))
+        } else {
+            (self.key_id(metric_id, tags), None)
+        };
         if key as usize == known {
             out.push(Output::Metric {
                 metric_id: metric_id.to_string(),
                 tags: self.state.tags[known].clone(),
             });
+        }
+        if let Some(tags) = raw_tags {
+            // Before what the event causes, and for late events too: it is the input as seen.
+            out.push(Output::Raw(RawEvent {
+                metric_id: metric_id.to_string(),
+                ts,
+                value,
+                tags,
+                offset,
+            }));
         }
         let first_new = out.len();
         let watermark = self.state.watermark.current();
@@ -530,5 +548,66 @@ mod tests {
         let p = PartitionPipeline::new(&old);
         let err = PartitionPipeline::restore(&new, p.state().clone()).err();
         assert_eq!(err, Some(RestoreError::WindowChanged("w".into())));
+    }
+
+    /// The tags of an event at `offset`: `host` changes with every event, so a raw event that
+    /// reused its metric's first tags would show.
+    fn tags_of(offset: u64) -> BTreeMap<String, String> {
+        [("host".to_string(), format!("h{offset}"))].into()
+    }
+
+    #[test]
+    fn raw_events_carry_each_events_tags_and_only_when_kept() {
+        let mut spec = JobSpec {
+            max_out_of_orderness: Duration::ZERO,
+            windows: vec![spec(WindowType::Tumbling, Some(10_000), None)],
+            detectors: vec![],
+            ..JobSpec::default()
+        };
+        for keep in [false, true] {
+            spec.keep_raw_events = keep;
+            let mut p = PartitionPipeline::new(&spec.validate().unwrap());
+            let mut out = Vec::new();
+            let mut decoded = 0;
+            // The last event is late (its window closed at 10s): kept all the same.
+            for (offset, ts) in [(0u64, 1_000), (1, 12_000), (2, 3_000)] {
+                let tags = || {
+                    decoded += 1;
+                    tags_of(offset)
+                };
+                p.process_tagged("m", tags, ts, offset as f64, offset, &mut out);
+            }
+            let raw: Vec<&RawEvent> = out
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Raw(r) => Some(r),
+                    _ => None,
+                })
+                .collect();
+            if keep {
+                assert_eq!(decoded, 3, "tags are needed for every raw event");
+                let want: Vec<RawEvent> = [(0u64, 1_000), (1, 12_000), (2, 3_000)]
+                    .into_iter()
+                    .map(|(offset, ts)| RawEvent {
+                        metric_id: "m".into(),
+                        ts,
+                        value: offset as f64,
+                        tags: tags_of(offset),
+                        offset,
+                    })
+                    .collect();
+                assert_eq!(raw, want.iter().collect::<Vec<_>>());
+            } else {
+                assert_eq!(
+                    decoded, 1,
+                    "without raw events, only a metric's first event's tags"
+                );
+                assert!(raw.is_empty());
+            }
+            // The catalog keeps the first event's tags either way.
+            assert!(out
+                .iter()
+                .any(|o| matches!(o, Output::Metric { tags, .. } if *tags == tags_of(0))));
+        }
     }
 }

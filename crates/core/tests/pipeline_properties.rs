@@ -170,6 +170,7 @@ fn upsert(store: &mut BTreeMap<Key, Row>, outputs: &mut Vec<Output>) {
             Output::Alert(alert) => panic!("this job has no detectors: {alert:?}"),
             // The metric catalog is not part of the window results compared here.
             Output::Metric { .. } => {}
+            Output::Raw(raw) => panic!("this job keeps no raw events: {raw:?}"),
         }
     }
 }

@@ -77,7 +77,11 @@ impl Emitter {
             match o {
                 Output::Result(_) => results += 1,
                 Output::Late(_) => late += 1,
-                Output::Retract { .. } | Output::Alert(_) | Output::Metric { .. } => {}
+                // Raw events are the input kept as is, not results.
+                Output::Retract { .. }
+                | Output::Alert(_)
+                | Output::Metric { .. }
+                | Output::Raw(_) => {}
             }
         }
         if let Some(c) = self.counters.partitions.get(partition as usize) {

@@ -76,7 +76,10 @@ impl LiveFeed {
             let emission = match output {
                 Output::Result(r) => Emission::Result(r.clone()),
                 Output::Alert(a) => Emission::Alert(a.clone()),
-                Output::Retract { .. } | Output::Late(_) | Output::Metric { .. } => continue,
+                Output::Retract { .. }
+                | Output::Late(_)
+                | Output::Metric { .. }
+                | Output::Raw(_) => continue,
             };
             // An error only means every subscriber left in the meantime.
             let _ = self.tx.send(Arc::new(emission));

@@ -100,7 +100,9 @@ impl PartitionWorker {
                         ts,
                         value,
                     }) => {
-                        // Tags are decoded only for a metric's first event (alerts carry them).
+                        // Tags are decoded only when the pipeline asks: for a metric's first
+                        // event (the catalog and alerts carry them), or for every event when the
+                        // job keeps raw events.
                         let tags = || record::decode_tags(payload);
                         self.pipeline.process_tagged(
                             metric_id,

@@ -339,7 +339,7 @@ impl OutputTally {
                         self.alerts[i][AlertCounters::index(a.severity, a.state)] += 1;
                     }
                 }
-                Output::Retract { .. } | Output::Metric { .. } => {}
+                Output::Retract { .. } | Output::Metric { .. } | Output::Raw(_) => {}
             }
         }
         for (t, w) in self.windows.iter_mut().zip(&metrics.windows) {

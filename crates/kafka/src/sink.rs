@@ -120,7 +120,8 @@ impl OutputTopics {
                     (topic, a.metric_id.as_str(), value)
                 }
                 // Late events are stored and served by the API; they are not a stream of their own.
-                Output::Late(_) | Output::Metric { .. } => continue,
+                // Raw events stay in the store: the events topic already holds them.
+                Output::Late(_) | Output::Metric { .. } | Output::Raw(_) => continue,
             };
             let payload = value.to_string();
             self.produce(BaseRecord::to(topic).key(key).payload(&payload));

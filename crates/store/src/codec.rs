@@ -71,6 +71,33 @@ const RESOLVED: u8 = 1;
 const WARNING: u8 = 0;
 const CRITICAL: u8 = 1;
 
+/// A raw event's value: what its key (metric, ts, partition, offset) does not already hold.
+#[derive(Deserialize)]
+struct RawV1 {
+    value: f64,
+    tags: BTreeMap<String, String>,
+}
+
+/// [`RawV1`] as written: borrows the tags (postcard encodes a reference like the value).
+#[derive(Serialize)]
+struct RawV1Out<'a> {
+    value: f64,
+    tags: &'a BTreeMap<String, String>,
+}
+
+pub fn encode_raw(value: f64, tags: &BTreeMap<String, String>) -> Result<Vec<u8>, StoreError> {
+    encode("raw event", &RawV1Out { value, tags })
+}
+
+/// The value and tags of a raw event.
+pub fn decode_raw(
+    table: &'static str,
+    bytes: &[u8],
+) -> Result<(f64, BTreeMap<String, String>), StoreError> {
+    let v: RawV1 = decode(table, bytes)?;
+    Ok((v.value, v.tags))
+}
+
 pub fn encode_result(r: &WindowResult) -> Result<Vec<u8>, StoreError> {
     let v = ResultV1 {
         metric_id: r.metric_id.clone(),
@@ -270,6 +297,19 @@ mod tests {
         let bytes = postcard::to_allocvec(&r).expect("encode");
         let direct: Result<WindowResult, _> = postcard::from_bytes(&bytes);
         assert!(direct.map(|d| d.revision != 7).unwrap_or(true));
+    }
+
+    #[test]
+    fn raw_round_trips_and_bad_bytes_are_corrupt() {
+        let tags: BTreeMap<String, String> = [("host".to_string(), "h\0 1".to_string())].into();
+        let bytes = encode_raw(-2.5, &tags).expect("encode");
+        assert_eq!(decode_raw("t", &bytes).expect("decode"), (-2.5, tags));
+        for bytes in [&[][..], &[9, 1, 2][..], &[V1][..]] {
+            assert!(matches!(
+                decode_raw("t", bytes),
+                Err(StoreError::Corrupt { .. })
+            ));
+        }
     }
 
     #[test]

@@ -28,6 +28,11 @@
 //!   written when a partition first sees a metric. Result queries with a tag filter read it once
 //!   per query to find the matching metrics.
 //!
+//! - `raw_events`: (job, metric_id, ts, partition, offset) → value and tags, for jobs that keep
+//!   raw events (`keep_raw_events`): DESIGN's ((metric_id, hour), ts, seq), with (partition,
+//!   offset) as the sequence, which is also the event's idempotency key (a replay rewrites the
+//!   same row). Serves one metric's events by time; the value holds only what the key does not.
+//!
 //! The three alert tables are written in the same transaction (and the same one as the other
 //! outputs of the batch), so they cannot disagree.
 //!
@@ -43,15 +48,18 @@ use redb::{
     TableDefinition,
 };
 use streampulse_core::detect::Alert;
-use streampulse_core::output::{LateEvent, Output, WindowResult};
+use streampulse_core::output::{LateEvent, Output, RawEvent, WindowResult};
 
 use crate::codec::{
-    decode_alert, decode_late, decode_result, decode_tags, encode_alert, encode_late,
-    encode_result, encode_tags,
+    decode_alert, decode_late, decode_raw, decode_result, decode_tags, encode_alert, encode_late,
+    encode_raw, encode_result, encode_tags,
 };
 use crate::error::StoreError;
-use crate::keys::{self, KeyBuf};
-use crate::{AlertQuery, LateQuery, MetricMatch, ResultKey, ResultQuery, ResultStore, StoreCounts};
+use crate::keys::{self, KeyBuf, KeyReader};
+use crate::{
+    AlertQuery, LateQuery, MetricMatch, RawQuery, RawRow, ResultKey, ResultQuery, ResultStore,
+    StoreCounts,
+};
 
 type Bytes = &'static [u8];
 type ReadTable = ReadOnlyTable<Bytes, Bytes>;
@@ -66,6 +74,7 @@ const ALERTS_BY_TIME_NAME: &str = "alerts_by_time";
 const ALERTS_BY_METRIC_NAME: &str = "alerts_by_metric";
 const ALERT_SPANS_NAME: &str = "alert_spans";
 const METRIC_TAGS_NAME: &str = "metric_tags";
+const RAW_EVENTS_NAME: &str = "raw_events";
 
 const RESULTS_BY_METRIC: TableDefinition<Bytes, Bytes> =
     TableDefinition::new(RESULTS_BY_METRIC_NAME);
@@ -77,6 +86,7 @@ const ALERTS_BY_TIME: TableDefinition<Bytes, Bytes> = TableDefinition::new(ALERT
 const ALERTS_BY_METRIC: TableDefinition<Bytes, Bytes> = TableDefinition::new(ALERTS_BY_METRIC_NAME);
 const ALERT_SPANS: TableDefinition<Bytes, Bytes> = TableDefinition::new(ALERT_SPANS_NAME);
 const METRIC_TAGS: TableDefinition<Bytes, Bytes> = TableDefinition::new(METRIC_TAGS_NAME);
+const RAW_EVENTS: TableDefinition<Bytes, Bytes> = TableDefinition::new(RAW_EVENTS_NAME);
 
 /// The result store in a local redb file.
 pub struct EmbeddedStore {
@@ -124,6 +134,7 @@ impl EmbeddedStore {
             ALERTS_BY_METRIC,
             ALERT_SPANS,
             METRIC_TAGS,
+            RAW_EVENTS,
         ] {
             txn.open_table(table)?;
         }
@@ -347,6 +358,7 @@ impl ResultStore for EmbeddedStore {
             let mut late = txn.open_table(LATE_EVENTS)?;
             let mut late_by_ts = txn.open_table(LATE_BY_TS)?;
             let mut metric_tags = txn.open_table(METRIC_TAGS)?;
+            let mut raw = txn.open_table(RAW_EVENTS)?;
             for output in outputs {
                 match output {
                     Output::Result(r) => {
@@ -371,6 +383,10 @@ impl ResultStore for EmbeddedStore {
                     Output::Metric { metric_id, tags } => {
                         let k = KeyBuf::new().str(job).str(metric_id).into_bytes();
                         metric_tags.insert(k.as_slice(), encode_tags(tags)?.as_slice())?;
+                    }
+                    Output::Raw(e) => {
+                        let k = keys::raw(job, &e.metric_id, e.ts, partition, e.offset);
+                        raw.insert(k.as_slice(), encode_raw(e.value, &e.tags)?.as_slice())?;
                     }
                     Output::Late(e) => {
                         let value = encode_late(e)?;
@@ -443,6 +459,48 @@ impl ResultStore for EmbeddedStore {
                 if out.len() >= q.limit {
                     break;
                 }
+            }
+        }
+        Ok(out)
+    }
+
+    fn query_raw(&self, q: &RawQuery) -> Result<Vec<RawRow>, StoreError> {
+        let mut out = Vec::new();
+        if q.start >= q.end || q.limit == 0 {
+            return Ok(out);
+        }
+        let table = self.db.begin_read()?.open_table(RAW_EVENTS)?;
+        let prefix = KeyBuf::new().str(&q.job).str(&q.metric_id);
+        let mut lo = prefix.clone().i64(q.start).into_bytes();
+        let hi = prefix.i64(q.end).into_bytes();
+        if let Some(a) = &q.after {
+            let cursor = keys::raw(&q.job, &q.metric_id, a.ts, a.partition, a.offset);
+            lo = lo.max(scan::just_after(cursor));
+        }
+        if lo >= hi {
+            return Ok(out);
+        }
+        for entry in table.range(lo.as_slice()..hi.as_slice())? {
+            let (key, value) = entry?;
+            let mut r = KeyReader::new(key.value());
+            let (metric_id, ts, partition, offset) = r
+                .str()
+                .and_then(|_job| Ok((r.str()?, r.i64()?, r.u32()?, r.u64()?)))
+                .and_then(|parts| r.finish().map(|()| parts))
+                .map_err(|e| StoreError::corrupt_key(RAW_EVENTS_NAME, e))?;
+            let (value, tags) = decode_raw(RAW_EVENTS_NAME, value.value())?;
+            out.push(RawRow {
+                partition,
+                event: RawEvent {
+                    metric_id,
+                    ts,
+                    value,
+                    tags,
+                    offset,
+                },
+            });
+            if out.len() >= q.limit {
+                break;
             }
         }
         Ok(out)

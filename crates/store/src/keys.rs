@@ -204,6 +204,18 @@ pub fn late_by_ts(job: &str, ts: i64, partition: u32, window: &str, offset: u64)
         .into_bytes()
 }
 
+/// `raw_events`: (job, metric_id, ts, partition, offset); (partition, offset) is the event's
+/// idempotency key, and the order is the raw-event query's.
+pub fn raw(job: &str, metric_id: &str, ts: i64, partition: u32, offset: u64) -> Vec<u8> {
+    KeyBuf::new()
+        .str(job)
+        .str(metric_id)
+        .i64(ts)
+        .u32(partition)
+        .u64(offset)
+        .into_bytes()
+}
+
 /// `alerts`: (job, id), the alert's idempotency key.
 pub fn alert(job: &str, id: &str) -> Vec<u8> {
     KeyBuf::new().str(job).str(id).into_bytes()
@@ -351,6 +363,22 @@ mod tests {
             let tb = alert_by_time(&b.0, b.2, &b.3);
             prop_assert_eq!(ta.cmp(&tb), (&a.0, a.2, &a.3).cmp(&(&b.0, b.2, &b.3)));
             prop_assert_eq!(alert(&a.0, &a.3).cmp(&alert(&b.0, &b.3)), (&a.0, &a.3).cmp(&(&b.0, &b.3)));
+        }
+
+        #[test]
+        fn raw_keys_preserve_order_and_round_trip(
+            a in (component(), component(), prop_oneof![any::<i64>(), -3i64..3], 0u32..3, 0u64..3),
+            b in (component(), component(), prop_oneof![any::<i64>(), -3i64..3], 0u32..3, 0u64..3),
+        ) {
+            let ka = raw(&a.0, &a.1, a.2, a.3, a.4);
+            let kb = raw(&b.0, &b.1, b.2, b.3, b.4);
+            prop_assert_eq!(ka.cmp(&kb), a.cmp(&b));
+            let mut r = KeyReader::new(&ka);
+            prop_assert_eq!(
+                (r.str(), r.str(), r.i64(), r.u32(), r.u64()),
+                (Ok(a.0.clone()), Ok(a.1.clone()), Ok(a.2), Ok(a.3), Ok(a.4))
+            );
+            prop_assert_eq!(r.finish(), Ok(()));
         }
 
         #[test]

@@ -12,6 +12,9 @@
 //! Alerts are stored by their id, keeping the latest transition (highest `sequence`), and read back
 //! by the overlap of their episode with a time range ([`AlertQuery`]) or by id.
 //!
+//! Raw events (for jobs that keep them) are stored by (metric, ts, partition, offset) and read back
+//! per metric by time ([`RawQuery`]).
+//!
 //! [`EmbeddedStore`] is the single-process implementation (redb). A store never interprets or
 //! alters results: it must never merge, drop or reorder fields of what it is given.
 
@@ -25,7 +28,7 @@ pub use embedded::EmbeddedStore;
 pub use error::StoreError;
 
 use streampulse_core::detect::{Alert, AlertState, Severity};
-use streampulse_core::output::{LateEvent, Output, WindowResult};
+use streampulse_core::output::{LateEvent, Output, RawEvent, WindowResult};
 use streampulse_core::time::Millis;
 
 /// Durable storage of pipeline outputs. Implementations are shared by every partition thread.
@@ -42,6 +45,10 @@ pub trait ResultStore: Send + Sync {
 
     /// Late events of one job; see [`LateQuery`] for filters and order.
     fn query_late(&self, q: &LateQuery) -> Result<Vec<LateEvent>, StoreError>;
+
+    /// Raw events of one metric of one job (kept when the job sets `keep_raw_events`); see
+    /// [`RawQuery`] for the order.
+    fn query_raw(&self, q: &RawQuery) -> Result<Vec<RawRow>, StoreError>;
 
     /// Alerts of one job; see [`AlertQuery`] for filters and order.
     fn query_alerts(&self, q: &AlertQuery) -> Result<Vec<Alert>, StoreError>;
@@ -136,6 +143,46 @@ pub struct LateQuery {
     pub end: Millis,
     pub metric_id: Option<String>,
     pub limit: usize,
+}
+
+/// Raw events of `metric_id` in `job` whose event time `ts` is in `[start, end)` (epoch ms).
+///
+/// Sorted by (ts, partition, offset): event time, then the order of the source. At most `limit`
+/// rows (so `limit == 0` returns none); an empty range (`start >= end`) returns none. `after`
+/// resumes a walk strictly after that key, so pages neither skip nor repeat a row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawQuery {
+    pub job: String,
+    pub metric_id: String,
+    pub start: Millis,
+    pub end: Millis,
+    pub limit: usize,
+    pub after: Option<RawKey>,
+}
+
+/// A stored raw event and the partition it was read from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRow {
+    pub partition: u32,
+    pub event: RawEvent,
+}
+
+/// The sort key of a raw event within one metric: where a paged raw query resumes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RawKey {
+    pub ts: Millis,
+    pub partition: u32,
+    pub offset: u64,
+}
+
+impl RawKey {
+    pub fn of(r: &RawRow) -> Self {
+        Self {
+            ts: r.event.ts,
+            partition: r.partition,
+            offset: r.event.offset,
+        }
+    }
 }
 
 /// Alerts of `job` whose episode `[first_ts, last_ts]` overlaps `[start, end)` (epoch ms), i.e.

@@ -150,6 +150,8 @@ impl Sinks {
                 Output::Retract { .. } => {}
                 // The catalog serves tag filters in the store; a replay file has no use for it.
                 Output::Metric { .. } => {}
+                // The input file is the raw data of a replay: nothing to add to it.
+                Output::Raw(_) => {}
                 Output::Late(late) => {
                     self.summary.late += 1;
                     if let Some(w) = self.late.as_mut() {
