@@ -1,5 +1,5 @@
-//! The HTTP API of a running job: ingest, window results, late events, alerts, job status and
-//! savepoints.
+//! The HTTP API of a running job: ingest, window results, raw and late events, alerts, job status
+//! and savepoints.
 //!
 //! Handlers are thin: they parse and check the request, call the engine or the store, and shape
 //! the answer. Every error is an RFC 9457 `application/problem+json` document whose `detail` tells
@@ -72,6 +72,9 @@ pub fn router(state: AppState) -> Router {
         ));
     let read = Router::new()
         .route("/events/late", get(routes::events::late))
+        // The same path as ingest (POST, below): axum merges the two methods into one route,
+        // each keeping its own guard.
+        .route("/events", get(routes::events::raw))
         .route("/metrics", get(routes::metrics::query))
         .route("/metrics/{metric_id}", get(routes::metrics::one))
         .route("/alerts", get(routes::alerts::query))

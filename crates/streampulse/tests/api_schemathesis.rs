@@ -22,6 +22,8 @@ log:
   partitions: 2
 job:
   idle_timeout: 500ms
+  # So GET /events answers pages (checked against their schema) rather than only 409s.
+  keep_raw_events: true
   windows:
     - { name: tumble_10s, type: tumbling, size: 10s }
   detectors:

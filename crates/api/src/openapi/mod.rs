@@ -16,7 +16,7 @@ use crate::Problem;
 #[openapi(
     info(
         title = "StreamPulse API",
-        description = "Ingest events, query window results, late events and alerts, and manage \
+        description = "Ingest events, query results, raw and late events and alerts, and manage \
                        the job. Times are RFC 3339 or epoch milliseconds; answers use epoch ms. \
                        Errors are RFC 9457 problem documents. With server.auth configured, send \
                        'Authorization: Bearer <token>': queries need any token, ingest a write \
@@ -24,6 +24,7 @@ use crate::Problem;
     ),
     paths(
         routes::events::ingest,
+        routes::events::raw,
         routes::events::late,
         routes::metrics::query,
         routes::metrics::one,
@@ -39,7 +40,7 @@ use crate::Problem;
     modifiers(&BearerAuth),
     tags(
         (name = "ingest", description = "Events in"),
-        (name = "results", description = "Window results and late events"),
+        (name = "results", description = "Window results, raw events and late events"),
         (name = "alerts", description = "Anomaly alerts"),
         (name = "jobs", description = "Job status and savepoints"),
         (name = "health", description = "Liveness and readiness"),

@@ -56,6 +56,33 @@ pub struct LatePage {
     pub late_events: Vec<LateEvent>,
 }
 
+/// A page of `GET /events` (raw events of one metric).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RawEventsPage {
+    pub job: String,
+    pub time_unit: &'static str,
+    pub start: i64,
+    pub end: i64,
+    pub count: usize,
+    pub truncated: bool,
+    pub next_cursor: Option<String>,
+    pub events: Vec<RawEventRow>,
+}
+
+/// One event as the engine processed it, by (ts, partition, offset).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RawEventRow {
+    pub metric_id: String,
+    /// Event time, epoch ms.
+    pub ts: i64,
+    pub value: f64,
+    pub tags: BTreeMap<String, String>,
+    /// The partition that processed it.
+    pub partition: u32,
+    /// Its position in that partition.
+    pub offset: u64,
+}
+
 /// One window result. Aggregates beyond count, sum, min, max and mean (e.g. `p99`, `stddev`)
 /// appear as extra number fields named after the aggregate; `null` when undefined.
 #[derive(ToSchema)]

@@ -1,4 +1,5 @@
-//! `POST /events` (ingest) and `GET /events/late` (the late output).
+//! `POST /events` (ingest), `GET /events` (one metric's raw events, when the job keeps them) and
+//! `GET /events/late` (the late output).
 //!
 //! The body is one JSON object, a JSON array of objects, or NDJSON. Each event is validated on its
 //! own: valid ones are appended and acknowledged once durable; invalid ones are listed with their
@@ -13,14 +14,19 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
 use streampulse_engine::ingest::Candidate;
-use streampulse_store::LateQuery;
+use streampulse_store::{LateQuery, RawKey, RawQuery};
 
 use super::blocking;
-use crate::openapi::schemas::{EventDoc, IngestReportDoc, Instant, LatePage};
+use crate::cursor;
+use crate::openapi::schemas::{
+    EventDoc, IngestReportDoc, Instant, LatePage, RawEventRow, RawEventsPage,
+};
 use crate::params::Params;
 use crate::{AppState, Problem};
 
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+/// Tags this endpoint's cursors, so another endpoint's cursor is refused.
+const RAW_CURSOR_TAG: &str = "raw_events";
 
 #[utoipa::path(post, path = "/events", tag = "ingest",
     request_body(content = Vec<EventDoc>, description = "One event object, an array of them (application/json), or one per line (application/x-ndjson)"),
@@ -190,6 +196,95 @@ pub async fn late(
         end,
         count: rows.len(),
         late_events: rows,
+    })
+    .into_response())
+}
+
+#[utoipa::path(get, path = "/events", tag = "results",
+    params(
+        ("metric_id" = String, Query, description = "The metric (literal id): raw events are stored per metric"),
+        ("start" = Instant, Query, description = "Range start (event time), inclusive: RFC 3339 or epoch ms"),
+        ("end" = Instant, Query, description = "Range end (event time), exclusive: RFC 3339 or epoch ms; not before start"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Most rows in the page (default and maximum: the server's max_query_rows)"),
+        ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page, unchanged"),
+    ),
+    responses(
+        (status = 200, description = "A page of the metric's raw events, by (ts, partition, offset)", body = RawEventsPage),
+        (status = 400, description = "A parameter is wrong or missing (metric_id is required): `detail` says which and why", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's role is too weak", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job does not keep raw events (job.keep_raw_events is off)", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn raw(
+    State(state): State<AppState>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, Problem> {
+    let params = Params::new(query, &["metric_id", "start", "end", "limit", "cursor"])?;
+    let metric_id = params.string("metric_id").ok_or_else(|| {
+        // A scan of every metric's events would be the whole input: raw data is read per metric.
+        Problem::bad_request(
+            "parameter 'metric_id' is required: raw events are stored and read per metric \
+             (a literal id, no glob)",
+        )
+    })?;
+    let (start, end) = params.range(state.max_query_range)?;
+    let limit = params.limit(state.max_query_rows)?;
+    let after: Option<RawKey> = params.cursor(RAW_CURSOR_TAG)?;
+    let job = state.runtime.job();
+    if !job.keep_raw_events {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            format!(
+                "job '{}' does not keep raw events; set job.keep_raw_events: true (it costs one \
+                 store write per event) and restart: events processed from then on are kept",
+                job.name
+            ),
+        ));
+    }
+    let q = RawQuery {
+        job: job.name.clone(),
+        metric_id,
+        start,
+        end,
+        // One more than asked, to tell the caller the answer was cut.
+        limit: limit + 1,
+        after,
+    };
+    let store = state.store.clone();
+    let mut rows = blocking(move || {
+        store
+            .query_raw(&q)
+            .map_err(|e| Problem::internal(e.to_string()))
+    })
+    .await?;
+    let truncated = rows.len() > limit;
+    rows.truncate(limit);
+    let next_cursor = truncated
+        .then(|| rows.last())
+        .flatten()
+        .map(|r| cursor::encode(RAW_CURSOR_TAG, &RawKey::of(r)));
+    let events: Vec<RawEventRow> = rows
+        .into_iter()
+        .map(|r| RawEventRow {
+            metric_id: r.event.metric_id,
+            ts: r.event.ts,
+            value: r.event.value,
+            tags: r.event.tags,
+            partition: r.partition,
+            offset: r.event.offset,
+        })
+        .collect();
+    Ok(Json(RawEventsPage {
+        job: job.name.clone(),
+        time_unit: "ms",
+        start,
+        end,
+        count: events.len(),
+        truncated,
+        next_cursor,
+        events,
     })
     .into_response())
 }
