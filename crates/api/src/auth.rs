@@ -2,8 +2,8 @@
 //!
 //! Roles rank `read < write < admin`: queries (`/metrics`, `/alerts`, `GET /events`,
 //! `/events/late`, `/jobs`, `/ws`) need any token, ingest (`POST /events`) needs write or admin,
-//! and job changes (`POST /jobs/{id}/savepoints`) need admin. `/healthz`, `/readyz` and
-//! `/openapi.json` are open.
+//! and job changes (`POST /jobs/{id}/savepoints`, `DELETE /jobs/{id}`) need admin. `/healthz`,
+//! `/readyz` and `/openapi.json` are open.
 //! With no token configured, auth is off and every route is open.
 //!
 //! A request without a token, or with one that is not configured, gets a 401 problem document with

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use streampulse_engine::Runtime;
 use streampulse_store::ResultStore;
@@ -87,6 +87,7 @@ pub fn router(state: AppState) -> Router {
         .route_layer(guard(Role::Write));
     let admin = Router::new()
         .route("/jobs/{id}/savepoints", post(routes::jobs::savepoint))
+        .route("/jobs/{id}", delete(routes::jobs::stop))
         .route_layer(guard(Role::Admin));
     let open = Router::new()
         .route("/healthz", get(routes::health::healthz))

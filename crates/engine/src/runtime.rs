@@ -346,13 +346,17 @@ impl Runtime {
         &self.inner.counters
     }
 
-    pub fn status(&self) -> JobStatus {
-        let running = self
-            .inner
+    /// False once `shutdown` has begun: the job takes no more input.
+    pub fn is_running(&self) -> bool {
+        self.inner
             .requests
             .lock()
             .map(|r| r.is_some())
-            .unwrap_or(false);
+            .unwrap_or(false)
+    }
+
+    pub fn status(&self) -> JobStatus {
+        let running = self.is_running();
         let mut status = self.inner.counters.snapshot(
             &self.inner.job.name,
             if running { "running" } else { "stopped" },

@@ -110,6 +110,7 @@ fn tokens_gate_each_endpoint_by_role() {
         ("GET", "/ws"),
         ("POST", "/events"),
         ("POST", "/jobs/default/savepoints"),
+        ("DELETE", "/jobs/default"),
     ];
     for &(method, path) in guarded {
         for token in [None, Some("not-a-token"), Some("")] {
@@ -179,6 +180,14 @@ fn tokens_gate_each_endpoint_by_role() {
         "x",
     );
     assert_eq!(r.status, 201, "{}", r.body);
+    // Stopping the job: admin only (checked last of the writes: it stops ingest).
+    for token in [READ, WRITE] {
+        let r = call(&p, "DELETE", "/jobs/default", Some(token), None, "x");
+        assert_eq!(r.status, 403, "{token}: {}", r.body);
+    }
+    let r = call(&p, "DELETE", "/jobs/default", Some(ADMIN), None, "x");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["state"], "stopped");
 
     // CORS: the configured origin gets the headers, also on a preflight (which needs no token);
     // another origin does not.

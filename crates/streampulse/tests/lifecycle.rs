@@ -204,3 +204,80 @@ fn log_level_and_format_come_from_the_config_file() {
         "debug lines are on: {text}"
     );
 }
+
+#[test]
+fn delete_stops_the_job_with_a_savepoint_and_queries_keep_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "log:\n  partitions: 1\njob:\n  windows:\n    - {name: tumble_10s, type: tumbling, size: 10s}\n  detectors: []\n";
+    let port = free_port();
+    let p = Platform::start(dir.path(), config, port);
+    let body: String = (0..30)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"metric_id": "m", "ts": 1_700_000_000_000i64 + i * 1000, "value": 1.0})
+            )
+        })
+        .collect();
+    let (status, _) = p.post(&body, "application/x-ndjson", None).unwrap();
+    assert_eq!(status, 200);
+    p.wait_drained_to_log(Duration::from_secs(30));
+    let agent = support::agent();
+    let stop = |query: &str| {
+        let mut r = agent
+            .delete(&format!("{}/jobs/default{query}", p.base))
+            .call()
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.body_mut().read_json().unwrap();
+        (status, body)
+    };
+    let (status, stopped) = stop("?savepoint=before-upgrade");
+    assert_eq!(status, 200, "{stopped}");
+    assert_eq!(stopped["state"], "stopped");
+    assert_eq!(stopped["partitions"][0]["next_offset"], 30, "{stopped}");
+    // Stopped: no more input, not ready, but the stored results are still served.
+    let (status, problem) = p.post(&body, "application/x-ndjson", None).unwrap();
+    assert_eq!(status, 409, "{problem}");
+    let (status, _) = p.get("/readyz");
+    assert_eq!(status, 503);
+    let rows = p.results(1_700_000_000_000, 1_700_000_100_000, Some("m"));
+    assert_eq!(
+        rows.len(),
+        2,
+        "windows [0,10) and [10,20) fired before the stop: {rows:?}"
+    );
+    // Again: still stopped (idempotent); a savepoint of a stopped job is a conflict.
+    assert_eq!(stop("").0, 200);
+    assert_eq!(stop("?savepoint=again").0, 409);
+    assert_eq!(stop("?bogus=1").0, 400);
+    let (status, _) = p.get("/jobs/nope");
+    assert_eq!(status, 404);
+    assert!(p.interrupt().success());
+    // The savepoint resumes the job where it stopped: the open window [20 s, 30 s) completes.
+    let p = Platform::start_with(
+        dir.path(),
+        config,
+        free_port(),
+        &["--from-savepoint", "before-upgrade"],
+    );
+    let status = p.status();
+    assert_eq!(status["state"], "running");
+    assert_eq!(status["partitions"][0]["next_offset"], 30, "{status}");
+    let more = format!(
+        "{}\n",
+        json!({"metric_id": "m", "ts": 1_700_000_040_000i64, "value": 1.0})
+    );
+    let (code, _) = p.post(&more, "application/x-ndjson", None).unwrap();
+    assert_eq!(code, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let rows = p.results(1_700_000_000_000, 1_700_000_100_000, Some("m"));
+        if rows.len() == 3 {
+            assert_eq!(rows[2]["count"], 10, "{rows:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{rows:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

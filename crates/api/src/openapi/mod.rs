@@ -33,6 +33,7 @@ use crate::Problem;
         routes::jobs::list,
         routes::jobs::show,
         routes::jobs::savepoint,
+        routes::jobs::stop,
         routes::health::healthz,
         routes::health::readyz,
     ),

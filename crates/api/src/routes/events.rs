@@ -39,6 +39,7 @@ const RAW_CURSOR_TAG: &str = "raw_events";
         )),
         (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token's role is too weak (ingest needs write or admin)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job takes no HTTP events: it is stopped, or it reads a Kafka topic", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "The body exceeds server.max_body_bytes", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Unsupported content type", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Too many ingest requests in flight, or the log is unavailable: retry with backoff", body = Problem, content_type = "application/problem+json"),
@@ -50,6 +51,12 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
+    if !state.runtime.is_running() {
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "the job is stopped (DELETE /jobs/{id}); restart the process to resume ingest",
+        ));
+    }
     if state.runtime.ingest_log().is_none() {
         // A job in a Kafka consumer group reads only its topic: an event accepted here would
         // reach no worker.

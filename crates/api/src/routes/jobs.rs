@@ -1,6 +1,11 @@
-//! Job status and savepoints: `GET /jobs`, `GET /jobs/{id}`, `POST /jobs/{id}/savepoints`.
+//! Job status, savepoints and stopping: `GET /jobs`, `GET /jobs/{id}`,
+//! `POST /jobs/{id}/savepoints`, `DELETE /jobs/{id}[?savepoint=NAME]`.
+//!
+//! Stopping a job takes its final checkpoint and stops its workers; the process keeps serving
+//! queries over what was stored, and its next start resumes from that checkpoint (or, with
+//! `--from-savepoint`, from the savepoint taken on the way).
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -91,6 +96,55 @@ pub async fn savepoint(
     })
     .await?;
     Ok((StatusCode::CREATED, Json(SavepointDoc { name, path })).into_response())
+}
+
+#[utoipa::path(delete, path = "/jobs/{id}", tag = "jobs",
+    params(
+        ("id" = String, Path, example = "default", description = "The job name"),
+        ("savepoint" = Option<String>, Query, description = "Also keep the final state as this savepoint (letters, digits, '_', '-', '.')"),
+    ),
+    responses(
+        (status = 200, description = "The job is stopped (already, or now, after its final checkpoint); queries keep working", body = JobStatusDoc),
+        (status = 404, description = "No such job", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A parameter is wrong: `detail` says which and why", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's role is too weak", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A savepoint was asked of a job already stopped", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The final checkpoint failed: the job stopped, and its next start replays from the previous one", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn stop(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<Response, Problem> {
+    check_job(&state, &id)?;
+    let params = crate::params::Params::new(query, &["savepoint"])?;
+    let savepoint = params.string("savepoint");
+    let runtime = state.runtime.clone();
+    blocking(move || {
+        if let Some(name) = savepoint {
+            if !runtime.is_running() {
+                return Err(Problem::new(
+                    StatusCode::CONFLICT,
+                    "the job is already stopped: its final checkpoint is the latest; restart the \
+                     process to resume, then take a savepoint",
+                ));
+            }
+            runtime.savepoint(&name).map_err(|e| match e {
+                streampulse_engine::EngineError::Checkpoint(inner) => {
+                    Problem::bad_request(inner.to_string())
+                }
+                other => Problem::unavailable(other.to_string()),
+            })?;
+        }
+        runtime
+            .shutdown()
+            .map_err(|e| Problem::unavailable(format!("the job stopped, but: {e}")))
+    })
+    .await?;
+    Ok(Json(state.runtime.status()).into_response())
 }
 
 fn now_ms() -> u128 {
