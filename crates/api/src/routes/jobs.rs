@@ -86,15 +86,8 @@ pub async fn savepoint(
         .unwrap_or_else(|| format!("savepoint-{}", now_ms()));
     let runtime = state.runtime.clone();
     let name_for_task = name.clone();
-    let path = blocking(move || {
-        runtime.savepoint(&name_for_task).map_err(|e| match e {
-            streampulse_engine::EngineError::Checkpoint(inner) => {
-                Problem::bad_request(inner.to_string())
-            }
-            other => Problem::unavailable(other.to_string()),
-        })
-    })
-    .await?;
+    let path =
+        blocking(move || runtime.savepoint(&name_for_task).map_err(savepoint_problem)).await?;
     Ok((StatusCode::CREATED, Json(SavepointDoc { name, path })).into_response())
 }
 
@@ -132,12 +125,7 @@ pub async fn stop(
                      process to resume, then take a savepoint",
                 ));
             }
-            runtime.savepoint(&name).map_err(|e| match e {
-                streampulse_engine::EngineError::Checkpoint(inner) => {
-                    Problem::bad_request(inner.to_string())
-                }
-                other => Problem::unavailable(other.to_string()),
-            })?;
+            runtime.savepoint(&name).map_err(savepoint_problem)?;
         }
         runtime
             .shutdown()
@@ -145,6 +133,16 @@ pub async fn stop(
     })
     .await?;
     Ok(Json(state.runtime.status()).into_response())
+}
+
+/// A bad savepoint name is the caller's to fix (400); anything else may pass (503).
+fn savepoint_problem(e: streampulse_engine::EngineError) -> Problem {
+    match e {
+        streampulse_engine::EngineError::Checkpoint(inner) => {
+            Problem::bad_request(inner.to_string())
+        }
+        other => Problem::unavailable(other.to_string()),
+    }
 }
 
 fn now_ms() -> u128 {
