@@ -208,6 +208,9 @@ b.ts("Open windows per partition", "Windows and sessions holding state.", [
 b.ts("Log size", "Payload bytes retained by the embedded log.", [
     q(f'streampulse_log_size_bytes{{{S}}}', "{{instance}}"),
 ], unit="bytes")
+b.ts("Operator state per partition", "Encoded bytes of each partition's windows and detector state at its last checkpoint: what a restore reads and what moves with a partition.", [
+    q(f'streampulse_state_bytes{{{S}}}', "{{instance}} p{{partition}}"),
+], unit="bytes")
 
 b.row("Alerts, WebSocket and webhooks")
 b.ts("Alert transitions", "Alert transitions emitted per minute, by detector, severity and state.", [
