@@ -28,7 +28,7 @@ use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::middleware;
 use axum::routing::{delete, get, post};
 use axum::Router;
-use streampulse_engine::Runtime;
+use streampulse_engine::jobs::{JobEntry, JobManager};
 use streampulse_store::ResultStore;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -38,7 +38,8 @@ pub use problem::Problem;
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
-    pub runtime: Runtime,
+    /// The jobs of this process: the configured one and those submitted with `POST /jobs`.
+    pub jobs: Arc<JobManager>,
     pub store: Arc<dyn ResultStore>,
     /// Most rows one query returns.
     pub max_query_rows: usize,
@@ -53,6 +54,15 @@ pub struct AppState {
     pub tokens: Arc<auth::Tokens>,
     /// Origins allowed by CORS (`*` for any); empty: no CORS headers.
     pub cors_origins: Vec<String>,
+}
+
+impl AppState {
+    /// The job a query names with `?job=`, or the configured job; 404 naming the jobs there are.
+    fn job(&self, params: &params::Params) -> Result<JobEntry, Problem> {
+        self.jobs
+            .get(params.string("job").as_deref())
+            .map_err(routes::jobs::problem)
+    }
 }
 
 /// Default for [`AppState::ingest_permits`].
@@ -86,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .route("/events", post(routes::events::ingest))
         .route_layer(guard(Role::Write));
     let admin = Router::new()
+        .route("/jobs", post(routes::jobs::submit))
         .route("/jobs/{id}/savepoints", post(routes::jobs::savepoint))
         .route("/jobs/{id}", delete(routes::jobs::stop))
         .route_layer(guard(Role::Admin));

@@ -325,6 +325,7 @@ fn bench_engine(args: &Args, events: &[Event]) -> anyhow::Result<()> {
         RuntimeConfig {
             checkpoint_interval: Duration::from_secs(5),
             webhooks: Vec::new(),
+            initial_position: Default::default(),
         },
         Arc::new(log.clone()),
         Some(log.clone()),

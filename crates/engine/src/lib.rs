@@ -7,6 +7,8 @@
 //!   `streampulse-core`;
 //! - [`checkpoint`]: consistent snapshots and the storage they go to;
 //! - [`source`]: the partitioned, replayable input the workers read;
+//! - [`shared_log`]: one embedded log read by several jobs, retention kept behind the slowest;
+//! - [`jobs`]: the jobs of a process: the configured one and those submitted over the API;
 //! - [`runtime`]: starting from a checkpoint or savepoint, periodic checkpoints, clean shutdown;
 //! - [`ingest`]: validated events into the log, acknowledged once durable;
 //! - [`status`]: live counters for the API;
@@ -22,15 +24,18 @@ pub mod checkpoint;
 pub mod emit;
 pub mod feed;
 pub mod ingest;
+pub mod jobs;
 pub mod partition;
 pub mod record;
 pub mod runtime;
+pub mod shared_log;
 pub mod source;
 pub mod status;
 pub mod telemetry;
 pub mod webhook;
 
 pub use runtime::{
-    start_webhooks, Control, EngineError, LogEnd, Runtime, RuntimeConfig, RuntimeParts, StartFrom,
+    start_webhooks, Control, EngineError, InitialPosition, LogEnd, Runtime, RuntimeConfig,
+    RuntimeParts, StartFrom,
 };
 pub use webhook::{WebhookConfig, WebhookDispatcher};

@@ -93,6 +93,7 @@ impl PartitionWorker {
                 continue;
             }
             last_arrival = Instant::now();
+            let job = &self.emitter.job_name;
             for (offset, payload) in &batch {
                 match record::decode(payload) {
                     Ok(Record::Event {
@@ -113,11 +114,14 @@ impl PartitionWorker {
                             &mut outputs,
                         );
                     }
-                    Ok(Record::IdleFlush { decided_at }) => {
-                        flush_requested = false;
-                        // Only if nothing arrived between the decision and the marker.
-                        if decided_at == *offset && self.pipeline.flush_idle(&mut outputs) {
-                            self.counters().idle_flushes.fetch_add(1, Relaxed);
+                    Ok(marker) => {
+                        // Another job's marker is not ours to act on.
+                        if let Some(decided_at) = marker.idle_flush_for(job) {
+                            flush_requested = false;
+                            // Only if nothing arrived between the decision and the marker.
+                            if decided_at == *offset && self.pipeline.flush_idle(&mut outputs) {
+                                self.counters().idle_flushes.fetch_add(1, Relaxed);
+                            }
                         }
                     }
                     Err(err) => {
@@ -138,10 +142,11 @@ impl PartitionWorker {
 
     /// Appends an idle-flush marker; the flush happens when the marker is read back.
     fn request_idle_flush(&self) -> bool {
-        match self
-            .source
-            .append_idle_marker(self.partition, self.next_offset)
-        {
+        match self.source.append_idle_marker(
+            &self.emitter.job_name,
+            self.partition,
+            self.next_offset,
+        ) {
             Ok(_) => {
                 tracing::debug!("partition idle: idle-flush marker appended");
                 true

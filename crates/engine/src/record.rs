@@ -5,6 +5,10 @@
 //! part of the input: a replay after a crash meets the marker at the same position and makes the
 //! same decision, so the outputs are the same as those of the run that crashed.
 //!
+//! Several jobs can read one log, each with its own idle timeout, so a marker names the job that
+//! wrote it and the other jobs step over it. Markers written before jobs were named
+//! ([`Record::IdleFlush`]) apply to whichever job reads them.
+//!
 //! Encoding: postcard. Readers decode only the head of an event (metric, time, value) without
 //! allocating; tags stay in the log for the raw-event API.
 
@@ -22,7 +26,13 @@ enum RecordOut<'a> {
         value: f64,
         tags: &'a BTreeMap<String, String>,
     },
+    // Never written any more; kept so that the variant indexes of the others do not move.
+    #[allow(dead_code)]
     IdleFlush {
+        decided_at: u64,
+    },
+    IdleFlushOf {
+        job: &'a str,
         decided_at: u64,
     },
 }
@@ -40,6 +50,22 @@ pub enum Record<'a> {
     /// the marker itself sits at that offset: an event appended in between means the partition
     /// was not idle after all.
     IdleFlush { decided_at: u64 },
+    /// [`Record::IdleFlush`] decided by `job`: other jobs reading the same log ignore it.
+    IdleFlushOf { job: &'a str, decided_at: u64 },
+}
+
+impl Record<'_> {
+    /// For an idle-flush marker that `job` must act on, the offset at which it was decided.
+    pub fn idle_flush_for(&self, job: &str) -> Option<u64> {
+        match self {
+            Record::IdleFlush { decided_at } => Some(*decided_at),
+            Record::IdleFlushOf {
+                job: by,
+                decided_at,
+            } if *by == job => Some(*decided_at),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +82,9 @@ pub fn encode_event(event: &Event) -> Vec<u8> {
     postcard::to_allocvec(&record).unwrap_or_default()
 }
 
-pub fn encode_idle_flush(decided_at: u64) -> Vec<u8> {
-    postcard::to_allocvec(&RecordOut::IdleFlush { decided_at }).unwrap_or_default()
+/// The idle-flush marker of `job`, decided when the partition's log ended at `decided_at`.
+pub fn encode_idle_flush(job: &str, decided_at: u64) -> Vec<u8> {
+    postcard::to_allocvec(&RecordOut::IdleFlushOf { job, decided_at }).unwrap_or_default()
 }
 
 pub fn decode(payload: &[u8]) -> Result<Record<'_>, RecordError> {
@@ -86,6 +113,8 @@ pub fn decode_full(payload: &[u8]) -> Result<Option<Event>, RecordError> {
         // Decoded only to recognise the variant.
         #[allow(dead_code)]
         IdleFlush { decided_at: u64 },
+        #[allow(dead_code)]
+        IdleFlushOf { job: String, decided_at: u64 },
     }
     Ok(match postcard::from_bytes(payload)? {
         Full::Event {
@@ -99,7 +128,7 @@ pub fn decode_full(payload: &[u8]) -> Result<Option<Event>, RecordError> {
             value,
             tags,
         }),
-        Full::IdleFlush { .. } => None,
+        Full::IdleFlush { .. } | Full::IdleFlushOf { .. } => None,
     })
 }
 
@@ -127,10 +156,20 @@ mod tests {
             }
         );
         assert_eq!(decode_full(&bytes).unwrap(), Some(event));
+        let marker = encode_idle_flush("hourly", 7);
         assert_eq!(
-            decode(&encode_idle_flush(7)).unwrap(),
-            Record::IdleFlush { decided_at: 7 }
+            decode(&marker).unwrap(),
+            Record::IdleFlushOf {
+                job: "hourly",
+                decided_at: 7
+            }
         );
+        assert_eq!(decode(&marker).unwrap().idle_flush_for("hourly"), Some(7));
+        assert_eq!(decode(&marker).unwrap().idle_flush_for("default"), None);
+        assert_eq!(decode_full(&marker).unwrap(), None);
+        // A marker from before jobs were named applies to any job.
+        let unnamed = postcard::to_allocvec(&RecordOut::IdleFlush { decided_at: 3 }).unwrap();
+        assert_eq!(decode(&unnamed).unwrap().idle_flush_for("hourly"), Some(3));
         assert!(decode(&[0xff, 0x01]).is_err());
     }
 }

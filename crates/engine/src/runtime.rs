@@ -92,10 +92,26 @@ pub enum StartFrom {
     Savepoint(String),
 }
 
+/// Where a job with no checkpoint starts reading.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitialPosition {
+    /// The oldest record retention has kept.
+    #[default]
+    Earliest,
+    /// The end of the log when the job starts: only events ingested from then on.
+    Latest,
+    /// These offsets, one per partition (a `Latest` resolved once, so that a restart before the
+    /// first checkpoint starts at the same place).
+    Offsets(Vec<u64>),
+}
+
 pub struct RuntimeConfig {
     pub checkpoint_interval: Duration,
     /// Where alert transitions are POSTed; empty: nowhere.
     pub webhooks: Vec<WebhookConfig>,
+    /// Used only when there is no checkpoint to restore.
+    pub initial_position: InitialPosition,
 }
 
 /// What the API asks of the thread that drives a job's partitions.
@@ -195,8 +211,29 @@ impl Runtime {
         let mut next_id = 1;
         match restored {
             None => {
-                tracing::info!(job = %job.name, "no checkpoint: starting from empty state at offset 0");
-                pipelines.extend((0..partitions).map(|_| (PartitionPipeline::new(&job), 0)));
+                let position = &config.initial_position;
+                tracing::info!(job = %job.name, ?position, "no checkpoint: starting from empty state");
+                if let InitialPosition::Offsets(offsets) = position {
+                    if offsets.len() != partitions as usize {
+                        return Err(EngineError::PartitionMismatch {
+                            id: 0,
+                            found: offsets.len(),
+                            expected: partitions,
+                        });
+                    }
+                }
+                pipelines.extend((0..partitions).map(|p| {
+                    let first = source.start_offset(p);
+                    let offset = match position {
+                        InitialPosition::Earliest => first,
+                        InitialPosition::Latest => source.end_offset(p),
+                        // Retention may have passed them if the job never checkpointed.
+                        InitialPosition::Offsets(offsets) => {
+                            offsets[p as usize].max(first).min(source.end_offset(p))
+                        }
+                    };
+                    (PartitionPipeline::new(&job), offset)
+                }));
             }
             Some(chk) => {
                 if chk.job != job.name {
@@ -448,11 +485,13 @@ impl Coordinator {
                 Ok(Control::Stop { reply }) => {
                     let result = self.checkpoint(None).map(|_| ());
                     self.stop_workers();
+                    self.source.detach();
                     let _ = reply.send(result);
                     return;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     self.stop_workers();
+                    self.source.detach();
                     return;
                 }
             }

@@ -30,12 +30,20 @@ pub trait EventSource: Send + Sync {
     ) -> Result<Vec<(u64, Vec<u8>)>, SourceError>;
     /// Blocks until a record at `offset` exists or `timeout` passes; true if one does.
     fn wait_for(&self, partition: u32, offset: u64, timeout: Duration) -> bool;
-    /// Makes an idle flush part of the partition's input (see [`crate::record`]); `decided_at` is
-    /// the end offset at which the partition was found idle.
-    fn append_idle_marker(&self, partition: u32, decided_at: u64) -> Result<(), SourceError>;
+    /// Makes `job`'s idle flush part of the partition's input (see [`crate::record`]);
+    /// `decided_at` is the end offset at which the partition was found idle.
+    fn append_idle_marker(
+        &self,
+        job: &str,
+        partition: u32,
+        decided_at: u64,
+    ) -> Result<(), SourceError>;
     /// Everything before `offsets[p]` is covered by a completed checkpoint: the source may release
     /// it (retention, committed consumer offsets).
     fn release(&self, offsets: &[u64]) -> Result<(), SourceError>;
+    /// The job has stopped reading (after its final checkpoint): what it has not released no
+    /// longer needs to be kept for it.
+    fn detach(&self) {}
 }
 
 impl EventSource for EmbeddedLog {
@@ -64,9 +72,14 @@ impl EventSource for EmbeddedLog {
         EmbeddedLog::wait_for(self, partition, offset, timeout)
     }
 
-    fn append_idle_marker(&self, partition: u32, decided_at: u64) -> Result<(), SourceError> {
+    fn append_idle_marker(
+        &self,
+        job: &str,
+        partition: u32,
+        decided_at: u64,
+    ) -> Result<(), SourceError> {
         self.append_blocking(
-            vec![(partition, record::encode_idle_flush(decided_at))],
+            vec![(partition, record::encode_idle_flush(job, decided_at))],
             None,
         )
         .map(|_| ())

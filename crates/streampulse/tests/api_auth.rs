@@ -56,6 +56,8 @@ fn call(
     let mut resp = if method == "POST" {
         let body = if path.contains("savepoints") {
             r#"{"name": "sp1"}"#
+        } else if path == "/jobs" {
+            r#"{"job": {"name": "auth_probe", "windows": [{"name": "w", "type": "tumbling", "size": "10s"}], "detectors": []}}"#
         } else {
             r#"{"metric_id": "m", "ts": 1700000000000, "value": 1}"#
         };
@@ -109,6 +111,7 @@ fn tokens_gate_each_endpoint_by_role() {
         ("GET", "/jobs/default"),
         ("GET", "/ws"),
         ("POST", "/events"),
+        ("POST", "/jobs"),
         ("POST", "/jobs/default/savepoints"),
         ("DELETE", "/jobs/default"),
     ];
@@ -180,6 +183,14 @@ fn tokens_gate_each_endpoint_by_role() {
         "x",
     );
     assert_eq!(r.status, 201, "{}", r.body);
+    // Submitting a job: admin only.
+    for token in [READ, WRITE] {
+        let r = call(&p, "POST", "/jobs", Some(token), None, "x");
+        assert_eq!(r.status, 403, "{token}: {}", r.body);
+    }
+    let r = call(&p, "POST", "/jobs", Some(ADMIN), None, "x");
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.body["job"], "auth_probe");
     // Stopping the job: admin only (checked last of the writes: it stops ingest).
     for token in [READ, WRITE] {
         let r = call(&p, "DELETE", "/jobs/default", Some(token), None, "x");

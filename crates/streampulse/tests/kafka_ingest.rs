@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
-use flink_support::{assert_same, read_flink, repo, Key, Row, WINDOWS};
+use flink_support::{assert_same, read_flink, repo, rows_by_window, Key, Row, WINDOWS};
 use kafka_support::{brokers, create_topics, fresh, producer, read_all, stored_results};
 use support::{free_port, Platform};
 
@@ -33,22 +33,6 @@ fn kafka_section(brokers: &str, topic: &str) -> String {
         "kafka:\n  brokers: \"{brokers}\"\n  topic: {topic}\n  dead_letter_topic: {topic}.dlq\n  \
          results_topic: {topic}.results\n  properties:\n    session.timeout.ms: \"6000\"\n"
     )
-}
-
-fn by_window(stored: &kafka_support::Stored) -> BTreeMap<String, BTreeMap<Key, Row>> {
-    let mut out: BTreeMap<String, BTreeMap<Key, Row>> = BTreeMap::new();
-    for ((metric, window, start), r) in stored {
-        let key = (metric.clone(), *start, r["window_end"].as_i64().unwrap());
-        let row = Row {
-            count: r["count"].as_u64().unwrap(),
-            sum: r["sum"].as_f64().unwrap(),
-            min: r["min"].as_f64().unwrap(),
-            max: r["max"].as_f64().unwrap(),
-            mean: r["mean"].as_f64(),
-        };
-        out.entry(window.clone()).or_default().insert(key, row);
-    }
-    out
 }
 
 #[test]
@@ -90,7 +74,7 @@ fn kafka_public_events_give_flinks_rows() {
     let ours = loop {
         let stored = stored_results(&p, start, end);
         if stored.len() >= want || Instant::now() > deadline {
-            break by_window(&stored);
+            break rows_by_window(&stored);
         }
         std::thread::sleep(Duration::from_millis(500));
     };

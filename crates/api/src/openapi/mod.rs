@@ -31,6 +31,7 @@ use crate::Problem;
         routes::alerts::query,
         routes::alerts::show,
         routes::jobs::list,
+        routes::jobs::submit,
         routes::jobs::show,
         routes::jobs::savepoint,
         routes::jobs::stop,
@@ -43,7 +44,7 @@ use crate::Problem;
         (name = "ingest", description = "Events in"),
         (name = "results", description = "Window results, raw events and late events"),
         (name = "alerts", description = "Anomaly alerts"),
-        (name = "jobs", description = "Job status and savepoints"),
+        (name = "jobs", description = "Jobs: submit, status, savepoints, stop"),
         (name = "health", description = "Liveness and readiness"),
     )
 )]

@@ -185,7 +185,7 @@ pub struct EventDoc {
 #[allow(dead_code)]
 pub struct JobStatusDoc {
     job: String,
-    /// `starting`, `running` or `stopping`.
+    /// `running` or `stopped`.
     state: String,
     partitions: Vec<PartitionStatusDoc>,
     ingest_accepted: u64,
@@ -221,6 +221,32 @@ pub struct PartitionStatusDoc {
 #[allow(dead_code)]
 pub struct JobsDoc {
     jobs: Vec<JobStatusDoc>,
+}
+
+/// Body of `POST /jobs`: a job to run next to the configured one, over the same events.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JobSubmission {
+    /// The job, with the keys of the config file's `job:` section (name, event, windows,
+    /// detectors, max_out_of_orderness, idle_timeout, allowed_lateness, early_firing,
+    /// keep_raw_events); omitted keys take their defaults. `name` is required.
+    #[schema(value_type = Object, example = json!({"name": "per_minute", "windows": [{"name": "tumble_1m", "type": "tumbling", "size": "1m", "aggregates": ["count", "mean", "max"]}], "detectors": []}))]
+    pub job: Value,
+    /// Where a job without a checkpoint starts reading: `earliest` (the oldest retained event,
+    /// default) or `latest` (events ingested from now on). A job resumed from its checkpoint or
+    /// a savepoint ignores it.
+    pub start: Option<StartPosition>,
+    /// Restore this savepoint of the job (taken with `POST /jobs/{id}/savepoints` or
+    /// `DELETE /jobs/{id}?savepoint=NAME`) instead of its latest checkpoint.
+    pub from_savepoint: Option<String>,
+}
+
+/// Where a new job starts reading.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum StartPosition {
+    Earliest,
+    Latest,
 }
 
 /// Body of `POST /jobs/{id}/savepoints` (optional).

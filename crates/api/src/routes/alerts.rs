@@ -30,6 +30,7 @@ const CURSOR_TAG: &str = "alerts";
     params(
         ("start" = Instant, Query, description = "Range start, inclusive: RFC 3339 or epoch ms"),
         ("end" = Instant, Query, description = "Range end, exclusive: RFC 3339 or epoch ms; not before start"),
+        ("job" = Option<String>, Query, description = "Which job's results: a name from GET /jobs (default: the job of the config file)"),
         ("metric_id" = Option<String>, Query, description = "One metric's alerts"),
         ("state" = Option<AlertStateName>, Query, description = "firing or resolved"),
         ("severity" = Option<SeverityName>, Query, description = "warning or critical"),
@@ -40,6 +41,7 @@ const CURSOR_TAG: &str = "alerts";
     responses(
         (status = 200, description = "A page of alerts, newest first", body = AlertsPage),
         (status = 400, description = "A parameter is wrong: `detail` says which and why", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No job of that name", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token's role is too weak", body = Problem, content_type = "application/problem+json"),
     ),
@@ -57,6 +59,7 @@ pub async fn query(
             "metric_id",
             "state",
             "severity",
+            "job",
             "tag",
             "limit",
             "cursor",
@@ -64,8 +67,9 @@ pub async fn query(
     )?;
     let (start, end) = params.range(state.max_query_range)?;
     let limit = params.limit(state.max_query_rows)?;
+    let job = state.job(&params)?.job().name.clone();
     let q = AlertQuery {
-        job: state.runtime.job().name.clone(),
+        job: job.clone(),
         start,
         end,
         metric_id: params.string("metric_id"),
@@ -90,7 +94,7 @@ pub async fn query(
         .flatten()
         .map(|a| cursor::encode(CURSOR_TAG, &AlertKey::of(a)));
     Ok(Json(AlertsPage {
-        job: state.runtime.job().name.clone(),
+        job,
         time_unit: "ms",
         start,
         end,
@@ -103,7 +107,10 @@ pub async fn query(
 }
 
 #[utoipa::path(get, path = "/alerts/{id}", tag = "alerts",
-    params(("id" = String, Path, description = "The alert id")),
+    params(
+        ("id" = String, Path, description = "The alert id"),
+        ("job" = Option<String>, Query, description = "Which job's results: a name from GET /jobs (default: the job of the config file)"),
+    ),
     responses(
         (status = 200, description = "The alert's latest transition", body = AlertRow),
         (status = 404, description = "No such alert", body = Problem, content_type = "application/problem+json"),
@@ -116,8 +123,10 @@ pub async fn query(
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, Problem> {
-    let job = state.runtime.job().name.clone();
+    let params = Params::new(query, &["job"])?;
+    let job = state.job(&params)?.job().name.clone();
     let store = state.store.clone();
     let (job_for_task, id_for_task) = (job.clone(), id.clone());
     let alert = blocking(move || {

@@ -51,13 +51,14 @@ pub async fn ingest(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
-    if !state.runtime.is_running() {
+    if !state.jobs.any_running() {
         return Err(Problem::new(
             StatusCode::CONFLICT,
-            "the job is stopped (DELETE /jobs/{id}); restart the process to resume ingest",
+            "every job is stopped (DELETE /jobs/{id}); restart the process, or submit a job \
+             (POST /jobs), to resume ingest",
         ));
     }
-    if state.runtime.ingest_log().is_none() {
+    if state.jobs.configured().ingest_log().is_none() {
         // A job in a Kafka consumer group reads only its topic: an event accepted here would
         // reach no worker.
         return Err(Problem::new(
@@ -117,9 +118,14 @@ pub async fn ingest(
             }
         },
     };
-    let report = state.runtime.ingest(candidates, key).await.map_err(|e| {
-        Problem::unavailable(format!("events could not be stored, retry later: {e}"))
-    })?;
+    let report = state
+        .jobs
+        .configured()
+        .ingest(candidates, key)
+        .await
+        .map_err(|e| {
+            Problem::unavailable(format!("events could not be stored, retry later: {e}"))
+        })?;
     let status = if report.rejected.is_empty() {
         StatusCode::OK
     } else {
@@ -165,11 +171,13 @@ fn split_ndjson(body: &[u8]) -> Result<Vec<Candidate>, Problem> {
     params(
         ("start" = Instant, Query, description = "Range start, inclusive: RFC 3339 or epoch ms"),
         ("end" = Instant, Query, description = "Range end, exclusive: RFC 3339 or epoch ms; not before start"),
+        ("job" = Option<String>, Query, description = "Which job's results: a name from GET /jobs (default: the job of the config file)"),
         ("metric_id" = Option<String>, Query, description = "One metric's late events"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Most rows (default and maximum: the server's max_query_rows)"),
     ),
     responses(
         (status = 200, description = "Late events by event time", body = LatePage),
+        (status = 404, description = "No job of that name", body = Problem, content_type = "application/problem+json"),
         (status = 400, description = "A parameter is wrong: `detail` says which and why", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token's role is too weak", body = Problem, content_type = "application/problem+json"),
@@ -180,11 +188,11 @@ pub async fn late(
     State(state): State<AppState>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, Problem> {
-    let params = Params::new(query, &["start", "end", "metric_id", "limit"])?;
+    let params = Params::new(query, &["start", "end", "metric_id", "job", "limit"])?;
     let (start, end) = params.range(state.max_query_range)?;
     let limit = params.limit(state.max_query_rows)?;
     let q = LateQuery {
-        job: state.runtime.job().name.clone(),
+        job: state.job(&params)?.job().name.clone(),
         start,
         end,
         metric_id: params.string("metric_id"),
@@ -210,6 +218,7 @@ pub async fn late(
 #[utoipa::path(get, path = "/events", tag = "results",
     params(
         ("metric_id" = String, Query, description = "The metric (literal id): raw events are stored per metric"),
+        ("job" = Option<String>, Query, description = "Which job's results: a name from GET /jobs (default: the job of the config file)"),
         ("start" = Instant, Query, description = "Range start (event time), inclusive: RFC 3339 or epoch ms"),
         ("end" = Instant, Query, description = "Range end (event time), exclusive: RFC 3339 or epoch ms; not before start"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Most rows in the page (default and maximum: the server's max_query_rows)"),
@@ -217,6 +226,7 @@ pub async fn late(
     ),
     responses(
         (status = 200, description = "A page of the metric's raw events, by (ts, partition, offset)", body = RawEventsPage),
+        (status = 404, description = "No job of that name", body = Problem, content_type = "application/problem+json"),
         (status = 400, description = "A parameter is wrong or missing (metric_id is required): `detail` says which and why", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token's role is too weak", body = Problem, content_type = "application/problem+json"),
@@ -228,7 +238,10 @@ pub async fn raw(
     State(state): State<AppState>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, Problem> {
-    let params = Params::new(query, &["metric_id", "start", "end", "limit", "cursor"])?;
+    let params = Params::new(
+        query,
+        &["metric_id", "start", "end", "job", "limit", "cursor"],
+    )?;
     let metric_id = params.string("metric_id").ok_or_else(|| {
         // A scan of every metric's events would be the whole input: raw data is read per metric.
         Problem::bad_request(
@@ -239,7 +252,8 @@ pub async fn raw(
     let (start, end) = params.range(state.max_query_range)?;
     let limit = params.limit(state.max_query_rows)?;
     let after: Option<RawKey> = params.cursor(RAW_CURSOR_TAG)?;
-    let job = state.runtime.job();
+    let entry = state.job(&params)?;
+    let job = entry.job();
     if !job.keep_raw_events {
         return Err(Problem::new(
             StatusCode::CONFLICT,

@@ -14,18 +14,20 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready once the job runs (state restored, workers started): this server only listens after that.
+/// Ready while some job runs (state restored, workers started): this server only listens after
+/// that, and stopping every job with `DELETE /jobs/{id}` makes it unready.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
-        (status = 200, description = "The job runs", body = HealthDoc),
-        (status = 503, description = "The job is not running (yet)", body = HealthDoc),
+        (status = 200, description = "A job runs", body = HealthDoc),
+        (status = 503, description = "No job is running", body = HealthDoc),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let status = state.runtime.status();
-    let code = if status.state == "running" {
-        StatusCode::OK
+    if state.jobs.any_running() {
+        (StatusCode::OK, Json(json!({ "status": "running" })))
     } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(json!({ "status": status.state })))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "stopped" })),
+        )
+    }
 }

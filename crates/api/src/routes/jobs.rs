@@ -1,42 +1,117 @@
-//! Job status, savepoints and stopping: `GET /jobs`, `GET /jobs/{id}`,
-//! `POST /jobs/{id}/savepoints`, `DELETE /jobs/{id}[?savepoint=NAME]`.
+//! Jobs: `GET /jobs`, `POST /jobs`, `GET /jobs/{id}`, `POST /jobs/{id}/savepoints`,
+//! `DELETE /jobs/{id}[?savepoint=NAME]`.
 //!
-//! Stopping a job takes its final checkpoint and stops its workers; the process keeps serving
-//! queries over what was stored, and its next start resumes from that checkpoint (or, with
-//! `--from-savepoint`, from the savepoint taken on the way).
+//! A process runs the job its config file defines and any number of jobs submitted with
+//! `POST /jobs`, all over the same events (see `streampulse_engine::jobs`). Stopping a job takes
+//! its final checkpoint and stops its workers; its results stay queryable. The configured job
+//! resumes when the process restarts; a submitted one when it is submitted again.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use streampulse_core::job::JobSpec;
+use streampulse_engine::jobs::{JobsError, Submission};
+use streampulse_engine::{EngineError, InitialPosition};
 
 use super::blocking;
-use crate::openapi::schemas::{JobStatusDoc, JobsDoc, SavepointDoc, SavepointRequest};
+use crate::openapi::schemas::{
+    JobStatusDoc, JobSubmission, JobsDoc, SavepointDoc, SavepointRequest, StartPosition,
+};
 use crate::{AppState, Problem};
+
+/// What the caller of a job endpoint is told when the jobs refuse.
+pub fn problem(e: JobsError) -> Problem {
+    let status = match &e {
+        JobsError::Invalid(_) => StatusCode::BAD_REQUEST,
+        JobsError::NotFound(_) => StatusCode::NOT_FOUND,
+        JobsError::Configured(_) | JobsError::Running(_) | JobsError::Unsupported(_) => {
+            StatusCode::CONFLICT
+        }
+        JobsError::Engine { source, .. } => match **source {
+            // A bad or missing savepoint name is the caller's to fix.
+            EngineError::Checkpoint(_) => StatusCode::BAD_REQUEST,
+            // The definition does not fit the state it would resume from.
+            EngineError::Restore { .. }
+            | EngineError::JobMismatch { .. }
+            | EngineError::PartitionMismatch { .. }
+            | EngineError::OffsetTruncated { .. }
+            | EngineError::Stopping => StatusCode::CONFLICT,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        },
+        JobsError::Catalog(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let detail = match &e {
+        JobsError::NotFound(_) => {
+            format!("{e}; GET /jobs lists the jobs of this process")
+        }
+        JobsError::Engine { source, job } if matches!(**source, EngineError::Stopping) => format!(
+            "job '{job}' is stopped: its final checkpoint is the latest; resume it (restart the \
+             process, or submit it again), then take a savepoint"
+        ),
+        _ => e.to_string(),
+    };
+    Problem::new(status, detail)
+}
 
 #[utoipa::path(get, path = "/jobs", tag = "jobs",
     responses(
-        (status = 200, description = "The job this process runs", body = JobsDoc),
+        (status = 200, description = "Every job of this process: the configured one first, then the submitted ones by name", body = JobsDoc),
         (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
     ),
     security((), ("bearer" = []))
 )]
 pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "jobs": [state.runtime.status()] }))
+    let jobs: Vec<_> = state.jobs.list().iter().map(|j| j.status()).collect();
+    Json(serde_json::json!({ "jobs": jobs }))
 }
 
-fn check_job(state: &AppState, id: &str) -> Result<(), Problem> {
-    if id == state.runtime.job().name {
-        Ok(())
-    } else {
-        Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            format!(
-                "no job '{id}'; this process runs '{}'",
-                state.runtime.job().name
-            ),
+#[utoipa::path(post, path = "/jobs", tag = "jobs",
+    request_body(content = JobSubmission, description = "The job and where it starts"),
+    responses(
+        (status = 201, description = "The job runs (new, or resumed from its checkpoint or savepoint)", body = JobStatusDoc),
+        (status = 400, description = "The job definition or a field is wrong: `detail` names the key", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token's role is too weak (admin needed)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A job of that name runs or is the configured job, its state does not fit the definition, or this deployment runs only its configured job", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The job could not be started or recorded: retry", body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn submit(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Response, Problem> {
+    let request: JobSubmission = serde_json::from_slice(&body).map_err(|e| {
+        Problem::bad_request(format!(
+            "body must be {{\"job\": {{\"name\": ..., \"windows\": [...]}}, \"start\": \
+             \"earliest\"|\"latest\", \"from_savepoint\": \"NAME\"}}: {e}"
         ))
+    })?;
+    if !request.job.is_object() {
+        return Err(Problem::bad_request(
+            "'job' must be an object with the keys of the config file's job: section",
+        ));
     }
+    if request.job.get("name").is_none() {
+        // The default name is the configured job's: a submitted job must say who it is.
+        return Err(Problem::bad_request(
+            "job.name is required: letters, digits, '_' or '-', unique in this process",
+        ));
+    }
+    let spec: JobSpec = serde_path_to_error::deserialize(&request.job)
+        .map_err(|e| Problem::bad_request(format!("job.{}: {}", e.path(), e.inner())))?;
+    let submission = Submission {
+        spec,
+        position: match request.start.unwrap_or(StartPosition::Earliest) {
+            StartPosition::Earliest => InitialPosition::Earliest,
+            StartPosition::Latest => InitialPosition::Latest,
+        },
+        from_savepoint: request.from_savepoint,
+    };
+    let jobs = state.jobs.clone();
+    let runtime = blocking(move || jobs.submit(submission).map_err(problem)).await?;
+    Ok((StatusCode::CREATED, Json(runtime.status())).into_response())
 }
 
 #[utoipa::path(get, path = "/jobs/{id}", tag = "jobs",
@@ -52,8 +127,8 @@ pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    check_job(&state, &id)?;
-    Ok(Json(state.runtime.status()).into_response())
+    let entry = state.jobs.get(Some(&id)).map_err(problem)?;
+    Ok(Json(entry.status()).into_response())
 }
 
 #[utoipa::path(post, path = "/jobs/{id}/savepoints", tag = "jobs",
@@ -65,6 +140,7 @@ pub async fn show(
         (status = 400, description = "A parameter is wrong: `detail` says which and why", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token's role is too weak", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The job is stopped", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The job cannot take a savepoint now: retry", body = Problem, content_type = "application/problem+json"),
     ),
     security((), ("bearer" = []))
@@ -74,7 +150,7 @@ pub async fn savepoint(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Response, Problem> {
-    check_job(&state, &id)?;
+    let entry = state.jobs.get(Some(&id)).map_err(problem)?;
     let request: SavepointRequest = if body.is_empty() {
         SavepointRequest::default()
     } else {
@@ -84,10 +160,15 @@ pub async fn savepoint(
     let name = request
         .name
         .unwrap_or_else(|| format!("savepoint-{}", now_ms()));
-    let runtime = state.runtime.clone();
     let name_for_task = name.clone();
-    let path =
-        blocking(move || runtime.savepoint(&name_for_task).map_err(savepoint_problem)).await?;
+    let path = blocking(move || {
+        let engine = |source| problem(JobsError::engine(&id, source));
+        let runtime = entry
+            .runtime()
+            .ok_or_else(|| engine(EngineError::Stopping))?;
+        runtime.savepoint(&name_for_task).map_err(engine)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(SavepointDoc { name, path })).into_response())
 }
 
@@ -112,37 +193,11 @@ pub async fn stop(
     Path(id): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, Problem> {
-    check_job(&state, &id)?;
     let params = crate::params::Params::new(query, &["savepoint"])?;
     let savepoint = params.string("savepoint");
-    let runtime = state.runtime.clone();
-    blocking(move || {
-        if let Some(name) = savepoint {
-            if !runtime.is_running() {
-                return Err(Problem::new(
-                    StatusCode::CONFLICT,
-                    "the job is already stopped: its final checkpoint is the latest; restart the \
-                     process to resume, then take a savepoint",
-                ));
-            }
-            runtime.savepoint(&name).map_err(savepoint_problem)?;
-        }
-        runtime
-            .shutdown()
-            .map_err(|e| Problem::unavailable(format!("the job stopped, but: {e}")))
-    })
-    .await?;
-    Ok(Json(state.runtime.status()).into_response())
-}
-
-/// A bad savepoint name is the caller's to fix (400); anything else may pass (503).
-fn savepoint_problem(e: streampulse_engine::EngineError) -> Problem {
-    match e {
-        streampulse_engine::EngineError::Checkpoint(inner) => {
-            Problem::bad_request(inner.to_string())
-        }
-        other => Problem::unavailable(other.to_string()),
-    }
+    let jobs = state.jobs.clone();
+    let entry = blocking(move || jobs.stop(&id, savepoint.as_deref()).map_err(problem)).await?;
+    Ok(Json(entry.status()).into_response())
 }
 
 fn now_ms() -> u128 {

@@ -7,6 +7,8 @@
 //! tag (the metric catalog the engine writes). Rows come by (metric, window, window start) when the filter pins a metric or
 //! a literal prefix (`cpu.*`), otherwise by (window start, metric, window).
 //!
+//! `job` picks one of the process's jobs (`GET /jobs`); without it, the configured job answers.
+//!
 //! A page that was cut carries `next_cursor`; passing it back as `cursor` returns the next page,
 //! resuming strictly after the last row, so a walk neither skips nor repeats a row.
 
@@ -14,6 +16,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
+use streampulse_core::job::Job;
 use streampulse_store::glob::is_glob;
 use streampulse_store::{MetricMatch, ResultKey, ResultQuery};
 
@@ -32,6 +35,7 @@ const CURSOR_TAG: &str = "results";
         ("end" = Instant, Query, description = "Range end, exclusive: RFC 3339 or epoch ms; not before start"),
         ("metric_id" = Option<String>, Query, description = "A metric id, or a glob (`*` any run, `?` one character)"),
         ("prefix" = Option<String>, Query, description = "Metric ids starting with this (not with metric_id)"),
+        ("job" = Option<String>, Query, description = "Which job's results: a name from GET /jobs (default: the job of the config file)"),
         ("window" = Option<String>, Query, description = "A window name of the job"),
         ("tag" = Option<Vec<String>>, Query, style = Form, explode, description = "`key:value`, repeatable (`tag=host:h1&tag=dc:eu`): only metrics whose first event carried every given tag"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Most rows in the page (default and maximum: the server's max_query_rows)"),
@@ -40,6 +44,7 @@ const CURSOR_TAG: &str = "results";
     responses(
         (status = 200, description = "A page of window results", body = ResultsPage),
         (status = 400, description = "A parameter is wrong: `detail` says which and why", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No job of that name", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token's role is too weak", body = Problem, content_type = "application/problem+json"),
     ),
@@ -57,6 +62,7 @@ pub async fn query(
             "metric_id",
             "prefix",
             "window",
+            "job",
             "tag",
             "limit",
             "cursor",
@@ -81,6 +87,7 @@ pub async fn query(
         ("metric_id" = String, Path, description = "The metric id (literal)"),
         ("start" = Instant, Query, description = "Range start, inclusive: RFC 3339 or epoch ms"),
         ("end" = Instant, Query, description = "Range end, exclusive: RFC 3339 or epoch ms; not before start"),
+        ("job" = Option<String>, Query, description = "Which job's results: a name from GET /jobs (default: the job of the config file)"),
         ("window" = Option<String>, Query, description = "A window name of the job"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 10000, description = "Most rows in the page (default and maximum: the server's max_query_rows)"),
         ("cursor" = Option<String>, Query, description = "The `next_cursor` of the previous page, unchanged"),
@@ -88,6 +95,7 @@ pub async fn query(
     responses(
         (status = 200, description = "A page of the metric's window results", body = ResultsPage),
         (status = 400, description = "A parameter is wrong: `detail` says which and why", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No job of that name", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token's role is too weak", body = Problem, content_type = "application/problem+json"),
     ),
@@ -98,7 +106,7 @@ pub async fn one(
     Path(metric_id): Path<String>,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Result<Response, Problem> {
-    let params = Params::new(query, &["start", "end", "window", "limit", "cursor"])?;
+    let params = Params::new(query, &["start", "end", "window", "job", "limit", "cursor"])?;
     answer(state, &params, Some(metric_id), None).await
 }
 
@@ -110,12 +118,14 @@ async fn answer(
 ) -> Result<Response, Problem> {
     let (start, end) = params.range(state.max_query_range)?;
     let limit = params.limit(state.max_query_rows)?;
+    let entry = state.job(params)?;
+    let job = entry.job();
     let window = params.string("window");
     if let Some(w) = &window {
-        check_window(&state, w)?;
+        check_window(job, w)?;
     }
     let q = ResultQuery {
-        job: state.runtime.job().name.clone(),
+        job: job.name.clone(),
         start,
         end,
         metric_id,
@@ -141,7 +151,7 @@ async fn answer(
         .map(|r| cursor::encode(CURSOR_TAG, &ResultKey::of(r)));
     let results: Vec<Value> = rows.iter().map(|r| r.to_json()).collect();
     Ok(Json(ResultsPage {
-        job: state.runtime.job().name.clone(),
+        job: entry.job().name.clone(),
         time_unit: "ms",
         start,
         end,
@@ -153,14 +163,15 @@ async fn answer(
     .into_response())
 }
 
-fn check_window(state: &AppState, w: &str) -> Result<(), Problem> {
-    let windows = &state.runtime.job().windows;
+fn check_window(job: &Job, w: &str) -> Result<(), Problem> {
+    let windows = &job.windows;
     if windows.iter().any(|d| d.name == w) {
         return Ok(());
     }
     let names: Vec<&str> = windows.iter().map(|d| d.name.as_str()).collect();
     Err(Problem::bad_request(format!(
-        "unknown window '{w}'; this job has: {}",
+        "unknown window '{w}'; job '{}' has: {}",
+        job.name,
         names.join(", ")
     )))
 }

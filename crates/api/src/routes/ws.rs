@@ -7,6 +7,8 @@
 //! connection stays up). A client changes its subscription by sending
 //! `{"type": "subscribe", ...fields of the subscription...}`.
 //!
+//! `?job=NAME` follows one of the process's jobs (default: the configured one).
+//!
 //! With auth on, the upgrade request carries a token like any query, either as a header or, for
 //! browsers, as `?access_token=<token>` ([`crate::auth::require_ws`]).
 
@@ -35,9 +37,23 @@ pub async fn upgrade(
     // The token was checked by `auth::require_ws` (or auth is off and it means nothing); it is
     // not part of the subscription.
     query.remove(crate::auth::QUERY_TOKEN);
+    // The job picks the feed; the rest is the subscription, which can change later.
+    let entry = state
+        .jobs
+        .get(query.remove("job").filter(|j| !j.is_empty()).as_deref())
+        .map_err(crate::routes::jobs::problem)?;
     // Parameters are checked before the upgrade, so a bad URL gets a 400 problem document.
     let subscription = Subscription::from_query(&query)?;
-    let live = state.runtime.feed().clone();
+    let runtime = entry.runtime().ok_or_else(|| {
+        Problem::new(
+            axum::http::StatusCode::CONFLICT,
+            format!(
+                "job '{}' is stopped and pushes nothing; submit it again (POST /jobs) to resume it",
+                entry.job().name
+            ),
+        )
+    })?;
+    let live = runtime.feed().clone();
     let feed = live.subscribe();
     Ok(ws.on_upgrade(move |socket| session(socket, subscription, feed, live)))
 }

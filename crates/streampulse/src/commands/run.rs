@@ -2,6 +2,9 @@
 //! engine, the embedded store and checkpoints under the data directory, and the Prometheus
 //! exposition on its own port (served by the same tokio runtime as the API).
 //!
+//! The process runs the job of its config file and, on the embedded log, the jobs submitted with
+//! `POST /jobs` (restarted from the job catalog on the next start).
+//!
 //! Start-up order matters: the configuration is validated and both ports bound before anything is
 //! written, so a bad config or a busy port leaves nothing behind. Stopping (Ctrl-C or SIGTERM)
 //! first stops accepting requests, then takes a final checkpoint, then gives alert webhook
@@ -11,10 +14,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use streampulse_engine::checkpoint::{
-    open_storage_with, CheckpointStore, PartitionCheckpointStore,
-};
-use streampulse_engine::{Runtime, RuntimeConfig, StartFrom};
+use streampulse_engine::checkpoint::{open_storage_with, PartitionCheckpointStore};
+use streampulse_engine::jobs::{EmbeddedLauncher, JobCatalog, JobLauncher, JobManager};
+use streampulse_engine::shared_log::SharedLog;
+use streampulse_engine::{InitialPosition, RuntimeConfig, StartFrom};
 use streampulse_log::{EmbeddedLog, LogConfig};
 use streampulse_store::{EmbeddedStore, ResultStore};
 
@@ -109,11 +112,7 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
     } else {
         config.checkpoint.storage.clone()
     };
-    let runtime_config = RuntimeConfig {
-        checkpoint_interval: config.checkpoint.interval,
-        webhooks: config.alerts.webhook_configs(),
-    };
-    let runtime = if config.kafka.enabled() {
+    let jobs = if config.kafka.enabled() {
         if args.from_savepoint.is_some() {
             anyhow::bail!("--from-savepoint: a job that reads Kafka resumes each partition from its own latest checkpoint; savepoints are not supported for it yet");
         }
@@ -122,14 +121,25 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
             &job.name,
             config.checkpoint.retain,
         );
-        streampulse_kafka::KafkaDriver::start(
+        let runtime_config = RuntimeConfig {
+            checkpoint_interval: config.checkpoint.interval,
+            webhooks: config.alerts.webhook_configs(),
+            initial_position: InitialPosition::Earliest,
+        };
+        let runtime = streampulse_kafka::KafkaDriver::start(
             job,
             &config.kafka,
             runtime_config,
             store.clone(),
             checkpoints,
         )
-        .context("cannot start the Kafka consumer")?
+        .context("cannot start the Kafka consumer")?;
+        JobManager::single(
+            runtime,
+            "this process is a worker of a Kafka consumer group and runs only the job of its \
+             config file; run another job as another consumer group (its own config file and \
+             kafka.group_id)",
+        )
     } else {
         let log = EmbeddedLog::open(
             &data_dir.join("log"),
@@ -142,28 +152,39 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
             },
         )
         .with_context(|| format!("cannot open the log under {}", data_dir.display()))?;
-        let checkpoints = CheckpointStore::new(
-            open_storage_with(&storage_url, &config.checkpoint.storage_options)?,
-            &job.name,
-            config.checkpoint.retain,
-        );
+        let launcher = Arc::new(EmbeddedLauncher {
+            log: SharedLog::new(log),
+            store: store.clone(),
+            storage_url: storage_url.clone(),
+            storage_options: config.checkpoint.storage_options.clone(),
+            retain: config.checkpoint.retain,
+            checkpoint_interval: config.checkpoint.interval,
+            webhooks: config.alerts.webhook_configs(),
+        });
         let start_from = match args.from_savepoint {
             Some(name) => StartFrom::Savepoint(name),
             None => StartFrom::LatestCheckpoint,
         };
-        Runtime::start(
-            job,
-            runtime_config,
-            Arc::new(log.clone()),
-            Some(log),
-            store.clone(),
-            checkpoints,
-            start_from,
-        )?
+        let runtime = launcher.launch(job, start_from, InitialPosition::Earliest)?;
+        let catalog = JobCatalog::new(open_storage_with(
+            &storage_url,
+            &config.checkpoint.storage_options,
+        )?);
+        let jobs = JobManager::new(runtime, launcher, catalog);
+        if let Err(err) = jobs.resume() {
+            let _ = jobs.shutdown_all();
+            return Err(err).context(
+                "cannot start the jobs submitted over the API (the job catalog is under \
+                 jobs.catalog/ in the checkpoint storage)",
+            );
+        }
+        jobs
     };
+    let jobs = Arc::new(jobs);
+    let runtime = jobs.configured().clone();
 
     let state = streampulse_api::AppState {
-        runtime: runtime.clone(),
+        jobs: jobs.clone(),
         store,
         max_query_rows: MAX_QUERY_ROWS,
         max_query_range: config.server.max_query_range,
@@ -195,8 +216,8 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
             }
         });
     }
-    tracing::info!(%listen, data_dir = %data_dir.display(), checkpoints = %storage_url, job = %runtime.job().name, kafka = %config.kafka.brokers, webhooks = config.alerts.webhooks.len(), "streampulse is running");
-    let failed = runtime.clone();
+    tracing::info!(%listen, data_dir = %data_dir.display(), checkpoints = %storage_url, job = %runtime.job().name, submitted_jobs = jobs.list().len() - 1, kafka = %config.kafka.brokers, webhooks = config.alerts.webhooks.len(), "streampulse is running");
+    let failed = jobs.clone();
     let served = tokio.block_on(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal(failed))
@@ -206,11 +227,10 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
         tracing::error!(error = %err, "http server failed");
     }
     tracing::info!("stopping: taking a final checkpoint");
-    if let Some(reason) = runtime.failure() {
-        anyhow::bail!("the job failed: {reason}; the next start resumes from the last checkpoint");
+    if let Some(reason) = jobs.failure() {
+        anyhow::bail!("{reason}; the next start resumes from the last checkpoint");
     }
-    runtime
-        .shutdown()
+    jobs.shutdown_all()
         .context("final checkpoint failed; the next start replays from the previous one")?;
     let status = runtime.status();
     let id = status.last_checkpoint.map(|c| c.id).unwrap_or(0);
@@ -218,8 +238,8 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
     served.context("http server failed")
 }
 
-/// Ctrl-C, SIGTERM, or the job failing on its own (its driver stopped on an error).
-async fn shutdown_signal(runtime: Runtime) {
+/// Ctrl-C, SIGTERM, or a job failing on its own (its driver stopped on an error).
+async fn shutdown_signal(jobs: Arc<JobManager>) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -237,7 +257,7 @@ async fn shutdown_signal(runtime: Runtime) {
     let failure = async {
         loop {
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            if let Some(reason) = runtime.failure() {
+            if let Some(reason) = jobs.failure() {
                 tracing::error!(%reason, "the job failed; exiting");
                 return;
             }

@@ -55,6 +55,26 @@ pub fn read_flink(path: &Path) -> BTreeMap<Key, Row> {
     rows
 }
 
+/// Stored window results (JSON rows of `GET /metrics` by (metric, window, window start)) in the
+/// shape of Flink's, per window name.
+pub fn rows_by_window(
+    rows: &BTreeMap<(String, String, i64), serde_json::Value>,
+) -> BTreeMap<String, BTreeMap<Key, Row>> {
+    let mut out: BTreeMap<String, BTreeMap<Key, Row>> = BTreeMap::new();
+    for ((metric, window, start), r) in rows {
+        let key = (metric.clone(), *start, r["window_end"].as_i64().unwrap());
+        let row = Row {
+            count: r["count"].as_u64().unwrap(),
+            sum: r["sum"].as_f64().unwrap(),
+            min: r["min"].as_f64().unwrap(),
+            max: r["max"].as_f64().unwrap(),
+            mean: r["mean"].as_f64(),
+        };
+        out.entry(window.clone()).or_default().insert(key, row);
+    }
+    out
+}
+
 pub fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-300)
 }

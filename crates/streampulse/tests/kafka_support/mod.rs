@@ -165,28 +165,7 @@ pub type Stored = BTreeMap<(String, String, i64), Value>;
 
 /// Every window result a worker stored in `[start, end)`, walking the pages.
 pub fn stored_results(p: &Platform, start: i64, end: i64) -> Stored {
-    let mut rows = Stored::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = format!("/metrics?start={start}&end={end}&limit=10000");
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let (status, body) = p.get(&path);
-        assert_eq!(status, 200, "{body}");
-        for r in body["results"].as_array().cloned().unwrap_or_default() {
-            let key = (
-                r["metric_id"].as_str().unwrap().to_string(),
-                r["window"].as_str().unwrap().to_string(),
-                r["window_start"].as_i64().unwrap(),
-            );
-            rows.insert(key, r);
-        }
-        match body["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_string()),
-            None => return rows,
-        }
-    }
+    p.walk_results(&format!("start={start}&end={end}"))
 }
 
 /// The union of what several workers stored. Where two stored the same window (a partition that

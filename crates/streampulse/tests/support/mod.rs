@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -236,6 +237,56 @@ impl Platform {
                 "not drained in {timeout:?}: {status}"
             );
             std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `method path` with a JSON `body` (none when `Value::Null`): the status and the JSON answer.
+    pub fn send(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        let req = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        let agent = agent();
+        let mut resp = if body.is_null() {
+            agent.run(req.body(()).expect("request"))
+        } else {
+            agent.run(
+                req.header("content-type", "application/json")
+                    .body(body.to_string())
+                    .expect("request"),
+            )
+        }
+        .expect("response");
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Every row of `GET /metrics?{query}`, walking all pages, by (metric, window, window start).
+    pub fn walk_results(&self, query: &str) -> BTreeMap<(String, String, i64), Value> {
+        let mut rows = BTreeMap::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/metrics?{query}&limit=10000");
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let (status, body) = self.get(&path);
+            assert_eq!(status, 200, "{body}");
+            for r in body["results"].as_array().cloned().unwrap_or_default() {
+                let key = (
+                    r["metric_id"].as_str().unwrap_or_default().to_string(),
+                    r["window"].as_str().unwrap_or_default().to_string(),
+                    r["window_start"].as_i64().unwrap_or_default(),
+                );
+                rows.insert(key, r);
+            }
+            match body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => return rows,
+            }
         }
     }
 

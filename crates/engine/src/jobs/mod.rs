@@ -1,0 +1,329 @@
+//! The jobs of one process: the job its config file defines, and jobs submitted over the API.
+//!
+//! Every job reads the same input (the embedded log that HTTP ingest appends to), each at its
+//! own offsets, with its own windows, detectors, checkpoints and results (the store's keys and
+//! the checkpoint names start with the job name). So a second view of the same events — another
+//! window size, other detectors — is one `POST /jobs` away, and it can start from the oldest
+//! retained event or from now.
+//!
+//! - The **configured job** is owned by the config file: it cannot be submitted or replaced
+//!   over the API, only stopped (until the process restarts).
+//! - A **submitted job** is written to the [`JobCatalog`] once it has started, and a restarted
+//!   process starts it again from its latest checkpoint. Stopping it (with an optional savepoint)
+//!   marks it stopped in the catalog: its results stay queryable, and submitting the same name
+//!   again resumes it from its final checkpoint (or from a savepoint), possibly with a changed
+//!   definition, which the restore accepts or refuses like a restart would.
+//!
+//! Starting runtimes is the [`JobLauncher`]'s business (it knows the log, the store and the
+//! checkpoint storage); this module only keeps the list and the rules. It never touches a job's
+//! state itself.
+
+mod catalog;
+mod launcher;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use streampulse_core::job::{Job, JobError, JobSpec};
+
+pub use catalog::{CatalogEntry, CatalogError, JobCatalog};
+pub use launcher::EmbeddedLauncher;
+
+use crate::runtime::{EngineError, InitialPosition, Runtime, StartFrom};
+use crate::status::{JobCounters, JobStatus};
+
+/// Starts runtimes for submitted jobs over the process's shared input.
+pub trait JobLauncher: Send + Sync {
+    /// Starts `job`, restoring `from`; with no checkpoint, it reads from `position`.
+    fn launch(
+        &self,
+        job: Job,
+        from: StartFrom,
+        position: InitialPosition,
+    ) -> Result<Runtime, EngineError>;
+    /// The input's end offsets now, one per partition (what `latest` means).
+    fn end_offsets(&self) -> Vec<u64>;
+}
+
+/// A request to run a job.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub spec: JobSpec,
+    /// Where to start when the job has no checkpoint: `Earliest` or `Latest`.
+    pub position: InitialPosition,
+    /// Restore this savepoint of the job instead of its latest checkpoint.
+    pub from_savepoint: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobsError {
+    #[error("job.{0}")]
+    Invalid(JobError),
+    #[error("no job '{0}'")]
+    NotFound(String),
+    #[error("job '{0}' is defined by the config file: change the file and restart the process to change it")]
+    Configured(String),
+    #[error("job '{0}' is running: stop it first (DELETE /jobs/{0}?savepoint=NAME keeps its state) to submit a new definition")]
+    Running(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("job '{job}': {source}")]
+    Engine {
+        job: String,
+        #[source]
+        source: Box<EngineError>,
+    },
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+impl JobsError {
+    pub fn engine(job: &str, source: EngineError) -> Self {
+        JobsError::Engine {
+            job: job.to_string(),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// One job as the API sees it: running (or stopped in this process), or stopped before this
+/// process started.
+#[derive(Clone)]
+pub enum JobEntry {
+    Live(Runtime),
+    Dormant(Arc<Job>),
+}
+
+impl JobEntry {
+    pub fn job(&self) -> &Job {
+        match self {
+            JobEntry::Live(runtime) => runtime.job(),
+            JobEntry::Dormant(job) => job,
+        }
+    }
+
+    pub fn runtime(&self) -> Option<&Runtime> {
+        match self {
+            JobEntry::Live(runtime) => Some(runtime),
+            JobEntry::Dormant(_) => None,
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.runtime().is_some_and(Runtime::is_running)
+    }
+
+    pub fn status(&self) -> JobStatus {
+        match self {
+            JobEntry::Live(runtime) => runtime.status(),
+            // Nothing ran in this process: no partitions, no counters.
+            JobEntry::Dormant(job) => {
+                JobCounters::new(job, 0).snapshot(&job.name, "stopped", |_| 0)
+            }
+        }
+    }
+}
+
+/// The jobs of this process. Cheap to share (`Arc`); submissions and stops are serialized.
+pub struct JobManager {
+    configured: Runtime,
+    /// `None`: this deployment runs only its configured job (a Kafka consumer-group worker).
+    launcher: Option<Arc<dyn JobLauncher>>,
+    catalog: Option<JobCatalog>,
+    submitted: Mutex<BTreeMap<String, JobEntry>>,
+    /// Held across a whole submission or stop, so two cannot interleave.
+    changes: Mutex<()>,
+    /// Why submission is refused, when there is no launcher.
+    unsupported: String,
+}
+
+impl JobManager {
+    /// A process that runs only its configured job; `why` tells a caller of `POST /jobs` so.
+    pub fn single(configured: Runtime, why: impl Into<String>) -> Self {
+        Self {
+            configured,
+            launcher: None,
+            catalog: None,
+            submitted: Mutex::new(BTreeMap::new()),
+            changes: Mutex::new(()),
+            unsupported: why.into(),
+        }
+    }
+
+    /// A process that also runs submitted jobs, remembered in `catalog`.
+    pub fn new(configured: Runtime, launcher: Arc<dyn JobLauncher>, catalog: JobCatalog) -> Self {
+        Self {
+            launcher: Some(launcher),
+            catalog: Some(catalog),
+            ..Self::single(configured, String::new())
+        }
+    }
+
+    /// Starts every catalogued job that was running when the process stopped, and lists the
+    /// stopped ones. A job that cannot start fails the whole start-up, naming the job: running
+    /// without it would silently stop its results.
+    pub fn resume(&self) -> Result<usize, JobsError> {
+        let (Some(launcher), Some(catalog)) = (&self.launcher, &self.catalog) else {
+            return Ok(0);
+        };
+        let mut started = 0;
+        for entry in catalog.entries()? {
+            let job = entry.spec.validate().map_err(JobsError::Invalid)?;
+            if job.name == self.configured.job().name {
+                tracing::warn!(job = %job.name, "a submitted job has the configured job's name; the config file wins and the submitted one is not started");
+                continue;
+            }
+            let name = job.name.clone();
+            let slot = if entry.running {
+                let runtime = launcher
+                    .launch(job, StartFrom::LatestCheckpoint, entry.start.clone())
+                    .map_err(|source| JobsError::engine(&name, source))?;
+                started += 1;
+                tracing::info!(job = %name, "resumed a submitted job");
+                JobEntry::Live(runtime)
+            } else {
+                JobEntry::Dormant(Arc::new(job))
+            };
+            self.lock_submitted().insert(name, slot);
+        }
+        Ok(started)
+    }
+
+    fn lock_submitted(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, JobEntry>> {
+        // A panic while holding this lock leaves a map that is still consistent.
+        self.submitted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The job the config file defines (HTTP ingest counts its events there).
+    pub fn configured(&self) -> &Runtime {
+        &self.configured
+    }
+
+    /// The job called `name`, or the configured job when `name` is `None`.
+    pub fn get(&self, name: Option<&str>) -> Result<JobEntry, JobsError> {
+        match name {
+            None => Ok(JobEntry::Live(self.configured.clone())),
+            Some(name) if name == self.configured.job().name => {
+                Ok(JobEntry::Live(self.configured.clone()))
+            }
+            Some(name) => self
+                .lock_submitted()
+                .get(name)
+                .cloned()
+                .ok_or_else(|| JobsError::NotFound(name.to_string())),
+        }
+    }
+
+    /// Every job: the configured one first, then the submitted ones by name.
+    pub fn list(&self) -> Vec<JobEntry> {
+        let mut all = vec![JobEntry::Live(self.configured.clone())];
+        all.extend(self.lock_submitted().values().cloned());
+        all
+    }
+
+    /// Whether any job still takes input.
+    pub fn any_running(&self) -> bool {
+        self.list().iter().any(JobEntry::is_running)
+    }
+
+    /// The first job that stopped on an error of its own, and why.
+    pub fn failure(&self) -> Option<String> {
+        self.list().iter().find_map(|entry| {
+            let runtime = entry.runtime()?;
+            runtime
+                .failure()
+                .map(|reason| format!("job '{}': {reason}", runtime.job().name))
+        })
+    }
+
+    /// Starts a submitted job (or resumes a stopped one) and records it in the catalog.
+    pub fn submit(&self, submission: Submission) -> Result<Runtime, JobsError> {
+        let (Some(launcher), Some(catalog)) = (&self.launcher, &self.catalog) else {
+            return Err(JobsError::Unsupported(self.unsupported.clone()));
+        };
+        let job = submission.spec.validate().map_err(JobsError::Invalid)?;
+        let name = job.name.clone();
+        if name == self.configured.job().name {
+            return Err(JobsError::Configured(name));
+        }
+        let _change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        if self
+            .lock_submitted()
+            .get(&name)
+            .is_some_and(JobEntry::is_running)
+        {
+            return Err(JobsError::Running(name));
+        }
+        let position = match submission.position {
+            InitialPosition::Latest => InitialPosition::Offsets(launcher.end_offsets()),
+            other => other,
+        };
+        let from = match submission.from_savepoint {
+            Some(savepoint) => StartFrom::Savepoint(savepoint),
+            None => StartFrom::LatestCheckpoint,
+        };
+        let runtime = launcher
+            .launch(job, from, position.clone())
+            .map_err(|source| JobsError::engine(&name, source))?;
+        let entry = CatalogEntry {
+            spec: submission.spec,
+            start: position,
+            running: true,
+        };
+        if let Err(err) = catalog.save(&entry) {
+            // Not remembered, so not started: a restart would not know it.
+            let _ = runtime.shutdown();
+            return Err(err.into());
+        }
+        tracing::info!(job = %name, "started a submitted job");
+        self.lock_submitted()
+            .insert(name, JobEntry::Live(runtime.clone()));
+        Ok(runtime)
+    }
+
+    /// Stops job `name` with a final checkpoint, keeping it as `savepoint` first when asked.
+    /// A submitted job is marked stopped in the catalog, so a restart does not start it again.
+    /// Stopping a stopped job does nothing (a savepoint of it is refused).
+    pub fn stop(&self, name: &str, savepoint: Option<&str>) -> Result<JobEntry, JobsError> {
+        let _change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = self.get(Some(name))?;
+        let engine = |source| JobsError::engine(name, source);
+        if let Some(savepoint) = savepoint {
+            let runtime = entry
+                .runtime()
+                .filter(|r| r.is_running())
+                .ok_or_else(|| engine(EngineError::Stopping))?;
+            runtime.savepoint(savepoint).map_err(engine)?;
+        }
+        let configured = name == self.configured.job().name;
+        if !configured && entry.is_running() {
+            if let Some(catalog) = &self.catalog {
+                if let Some(mut stored) =
+                    catalog.entries()?.into_iter().find(|e| e.spec.name == name)
+                {
+                    stored.running = false;
+                    catalog.save(&stored)?;
+                }
+            }
+        }
+        if let Some(runtime) = entry.runtime() {
+            runtime.shutdown().map_err(engine)?;
+        }
+        Ok(entry)
+    }
+
+    /// Stops every running job with a final checkpoint; the first error is returned after all
+    /// were asked to stop.
+    pub fn shutdown_all(&self) -> Result<(), JobsError> {
+        let mut first = None;
+        for entry in self.list() {
+            if let Some(runtime) = entry.runtime() {
+                if let Err(source) = runtime.shutdown() {
+                    tracing::error!(job = %runtime.job().name, error = %source, "final checkpoint failed");
+                    first.get_or_insert(JobsError::engine(&runtime.job().name, source));
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
