@@ -1,5 +1,5 @@
 //! The `streampulse` command: run the platform, replay a file through a job, produce test events,
-//! take savepoints.
+//! take savepoints, manage and query the jobs of a running platform.
 
 mod commands;
 mod config;
@@ -39,6 +39,9 @@ enum Command {
     Produce(commands::produce::ProduceArgs),
     /// Ask a running platform to write a named savepoint.
     Savepoint(commands::savepoint::SavepointArgs),
+    /// List, submit and stop the jobs of a running platform.
+    #[command(subcommand)]
+    Jobs(commands::jobs::JobsCommand),
     /// Query a running platform: window results or alerts, as a table or JSON.
     #[command(subcommand)]
     Query(commands::query::QueryCommand),
@@ -63,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         Command::Replay(args) => commands::replay::run(args),
         Command::Produce(args) => commands::produce::run(args),
         Command::Savepoint(args) => commands::savepoint::run(args),
+        Command::Jobs(command) => commands::jobs::run(command),
         Command::Query(command) => commands::query::run(command),
         Command::Tail(args) => commands::tail::run(args),
         Command::Topics(command) => commands::topics::run(command),

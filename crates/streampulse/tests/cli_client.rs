@@ -108,3 +108,103 @@ fn query_and_tail_print_what_the_platform_stores_and_pushes() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is 'streampulse run' running?"));
 }
+
+fn stdout_json(out: &std::process::Output) -> Vec<Value> {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn jobs_commands_submit_list_query_and_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = Platform::start(dir.path(), CONFIG, free_port());
+    // A config file: only its job: section is submitted.
+    let file = dir.path().join("per_3s.yaml");
+    std::fs::write(
+        &file,
+        "log:\n  partitions: 2\njob:\n  name: per_3s\n  max_out_of_orderness: 0s\n  windows:\n    - { name: tumble_3s, type: tumbling, size: 3s, aggregates: [count, sum] }\n  detectors: []\n",
+    )
+    .unwrap();
+    let submit = |extra: &[&str]| {
+        let mut args = vec![
+            "jobs",
+            "submit",
+            file.to_str().unwrap(),
+            "--target",
+            &p.base,
+        ];
+        args.extend_from_slice(extra);
+        cli(&args)
+    };
+    let out = submit(&["--start", "latest"]);
+    let submitted = stdout_json(&out);
+    assert_eq!(submitted[0]["job"], "per_3s", "{submitted:?}");
+    assert_eq!(submitted[0]["state"], "running");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only the job: section"));
+    // Again while it runs: the server's reason, and a failing exit.
+    let again = submit(&[]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is running"));
+
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let start = now - now % 3_000 - 9_000;
+    // Nine events in three 3 s windows, then one that closes them.
+    let body: String = (0..10)
+        .map(|i| {
+            json!({"metric_id": "disk", "ts": start + i * 1_000, "value": 1.0}).to_string() + "\n"
+        })
+        .collect();
+    assert_eq!(p.post(&body, "application/x-ndjson", None).unwrap().0, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let rows = loop {
+        let rows = stdout_json(&cli(&[
+            "query", "metrics", "--since", "1m", "--job", "per_3s", "--output", "json", "--target",
+            &p.base,
+        ]));
+        if rows.len() == 3 || std::time::Instant::now() > deadline {
+            break rows;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(rows.iter().all(|r| r["window"] == "tumble_3s"), "{rows:?}");
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["count"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [3, 3, 3]
+    );
+
+    let listed = stdout_json(&cli(&[
+        "jobs", "list", "--output", "json", "--target", &p.base,
+    ]));
+    let names: Vec<(&str, &str)> = listed
+        .iter()
+        .map(|j| (j["job"].as_str().unwrap(), j["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(names, [("default", "running"), ("per_3s", "running")]);
+    assert_eq!(listed[1]["events"], 10, "{listed:?}");
+
+    let stopped = stdout_json(&cli(&[
+        "jobs",
+        "stop",
+        "per_3s",
+        "--savepoint",
+        "s1",
+        "--target",
+        &p.base,
+    ]));
+    assert_eq!(stopped[0]["state"], "stopped");
+    let out = cli(&["jobs", "stop", "nope", "--target", &p.base]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+}

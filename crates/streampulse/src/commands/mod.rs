@@ -1,5 +1,7 @@
 //! One module per subcommand of the `streampulse` binary.
 
+mod client;
+pub mod jobs;
 pub mod produce;
 pub mod query;
 pub mod replay;

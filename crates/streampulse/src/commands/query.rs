@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use serde_json::Value;
 
+use super::client::ApiClient;
 use super::table::{self, OutputFormat};
 
 #[derive(clap::Subcommand)]
@@ -33,6 +33,9 @@ pub struct Common {
     /// Most rows to print.
     #[arg(long, default_value_t = 1000)]
     limit: usize,
+    /// Which job's results (`streampulse jobs list`); default: the job of the platform's config.
+    #[arg(long)]
+    job: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -116,43 +119,26 @@ fn fetch(
 ) -> anyhow::Result<Vec<Value>> {
     let end = now_ms();
     let start = end - common.since.as_millis() as i64;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let base = common.target.trim_end_matches('/');
+    let client = ApiClient::new(&common.target, common.token.clone());
     let mut rows: Vec<Value> = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
         let page = (common.limit - rows.len()).clamp(1, 10_000);
-        let mut request = agent
-            .get(&format!("{base}{path}"))
-            .query("start", start.to_string())
-            .query("end", end.to_string())
-            .query("limit", page.to_string());
-        for (name, value) in filters {
+        let mut query = vec![
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+            ("limit", page.to_string()),
+        ];
+        let job = ("job", common.job.clone());
+        for (name, value) in filters.iter().chain([&job]) {
             if let Some(v) = value {
-                request = request.query(*name, v);
+                query.push((*name, v.clone()));
             }
         }
         if let Some(c) = &cursor {
-            request = request.query("cursor", c);
+            query.push(("cursor", c.clone()));
         }
-        if let Some(token) = &common.token {
-            request = request.header("authorization", format!("Bearer {token}"));
-        }
-        let mut response = request
-            .call()
-            .with_context(|| format!("cannot reach {base}{path}; is 'streampulse run' running?"))?;
-        let status = response.status();
-        let body: Value = response
-            .body_mut()
-            .read_json()
-            .context("the server's answer is not JSON")?;
-        if !status.is_success() {
-            let detail = body["detail"].as_str().unwrap_or("no detail");
-            anyhow::bail!("{path} answered {status}: {detail}");
-        }
+        let body = client.get(path, &query)?;
         rows.extend(body[field].as_array().cloned().unwrap_or_default());
         cursor = body["next_cursor"].as_str().map(str::to_string);
         if cursor.is_none() || rows.len() >= common.limit {

@@ -1,5 +1,7 @@
 //! `streampulse savepoint`: asks a running platform to write a named savepoint.
 
+use super::client::ApiClient;
+
 #[derive(clap::Args)]
 pub struct SavepointArgs {
     /// Name of the savepoint (letters, digits, '_', '-', '.'); default: savepoint-<epoch ms>.
@@ -9,31 +11,23 @@ pub struct SavepointArgs {
     #[arg(long, default_value = "default")]
     job: String,
     /// Base URL of the running platform.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    #[arg(long, default_value = "http://127.0.0.1:8080", env = "STREAMPULSE_URL")]
     target: String,
+    /// Bearer token (an admin token when auth is on).
+    #[arg(long, env = "STREAMPULSE_TOKEN")]
+    token: Option<String>,
 }
 
 pub fn run(args: SavepointArgs) -> anyhow::Result<()> {
-    let url = format!(
-        "{}/jobs/{}/savepoints",
-        args.target.trim_end_matches('/'),
-        args.job
-    );
     let body = match &args.name {
         Some(name) => serde_json::json!({ "name": name }),
         None => serde_json::json!({}),
     };
-    let mut response = ureq::post(&url)
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send_json(&body)
-        .map_err(|e| anyhow::anyhow!("cannot reach {url}: {e}; is 'streampulse run' running?"))?;
-    let status = response.status();
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    if !status.is_success() {
-        anyhow::bail!("savepoint failed ({status}): {text}");
-    }
-    println!("{text}");
+    let written = ApiClient::new(&args.target, args.token).send(
+        "POST",
+        &format!("/jobs/{}/savepoints", args.job),
+        Some(&body),
+    )?;
+    println!("{written}");
     Ok(())
 }

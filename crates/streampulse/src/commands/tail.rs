@@ -21,6 +21,9 @@ pub struct TailArgs {
     /// Do not print window results.
     #[arg(long)]
     no_results: bool,
+    /// Which job to follow (`streampulse jobs list`); default: the job of the platform's config.
+    #[arg(long)]
+    job: Option<String>,
     #[arg(long, default_value = "http://127.0.0.1:8080", env = "STREAMPULSE_URL")]
     target: String,
     #[arg(long, env = "STREAMPULSE_TOKEN")]
@@ -39,6 +42,9 @@ pub fn run(args: TailArgs) -> anyhow::Result<()> {
     }
     if let Some(w) = &args.windows {
         query.push(format!("windows={w}"));
+    }
+    if let Some(job) = &args.job {
+        query.push(format!("job={job}"));
     }
     let base = args
         .target
