@@ -33,6 +33,8 @@
 //!   offset) as the sequence, which is also the event's idempotency key (a replay rewrites the
 //!   same row). Serves one metric's events by time; the value holds only what the key does not.
 //!
+//! Retention ([`crate::retention`]) deletes from every table but `metric_tags` and `alert_spans`.
+//!
 //! The three alert tables are written in the same transaction (and the same one as the other
 //! outputs of the batch), so they cannot disagree.
 //!
@@ -49,6 +51,7 @@ use redb::{
 };
 use streampulse_core::detect::Alert;
 use streampulse_core::output::{LateEvent, Output, RawEvent, WindowResult};
+use streampulse_core::time::Millis;
 
 use crate::codec::{
     decode_alert, decode_late, decode_raw, decode_result, decode_tags, encode_alert, encode_late,
@@ -56,37 +59,42 @@ use crate::codec::{
 };
 use crate::error::StoreError;
 use crate::keys::{self, KeyBuf, KeyReader};
+use crate::retention::{self, Limits};
 use crate::{
-    AlertQuery, LateQuery, MetricMatch, RawQuery, RawRow, ResultKey, ResultQuery, ResultStore,
-    StoreCounts,
+    AlertQuery, ExpiryReport, LateQuery, MetricMatch, RawQuery, RawRow, ResultKey, ResultQuery,
+    ResultStore, RetentionPolicy, StoreCounts,
 };
 
-type Bytes = &'static [u8];
+pub(crate) type Bytes = &'static [u8];
 type ReadTable = ReadOnlyTable<Bytes, Bytes>;
 
 // Names apart from the definitions so errors can carry them as `&'static str`.
-const RESULTS_BY_METRIC_NAME: &str = "results_by_metric";
-const RESULTS_BY_TIME_NAME: &str = "results_by_time";
-const LATE_EVENTS_NAME: &str = "late_events";
-const LATE_BY_TS_NAME: &str = "late_by_ts";
-const ALERTS_NAME: &str = "alerts";
-const ALERTS_BY_TIME_NAME: &str = "alerts_by_time";
-const ALERTS_BY_METRIC_NAME: &str = "alerts_by_metric";
+pub(crate) const RESULTS_BY_METRIC_NAME: &str = "results_by_metric";
+pub(crate) const RESULTS_BY_TIME_NAME: &str = "results_by_time";
+pub(crate) const LATE_EVENTS_NAME: &str = "late_events";
+pub(crate) const LATE_BY_TS_NAME: &str = "late_by_ts";
+pub(crate) const ALERTS_NAME: &str = "alerts";
+pub(crate) const ALERTS_BY_TIME_NAME: &str = "alerts_by_time";
+pub(crate) const ALERTS_BY_METRIC_NAME: &str = "alerts_by_metric";
 const ALERT_SPANS_NAME: &str = "alert_spans";
 const METRIC_TAGS_NAME: &str = "metric_tags";
-const RAW_EVENTS_NAME: &str = "raw_events";
+pub(crate) const RAW_EVENTS_NAME: &str = "raw_events";
 
-const RESULTS_BY_METRIC: TableDefinition<Bytes, Bytes> =
+pub(crate) const RESULTS_BY_METRIC: TableDefinition<Bytes, Bytes> =
     TableDefinition::new(RESULTS_BY_METRIC_NAME);
-const RESULTS_BY_TIME: TableDefinition<Bytes, Bytes> = TableDefinition::new(RESULTS_BY_TIME_NAME);
-const LATE_EVENTS: TableDefinition<Bytes, Bytes> = TableDefinition::new(LATE_EVENTS_NAME);
-const LATE_BY_TS: TableDefinition<Bytes, Bytes> = TableDefinition::new(LATE_BY_TS_NAME);
-const ALERTS: TableDefinition<Bytes, Bytes> = TableDefinition::new(ALERTS_NAME);
-const ALERTS_BY_TIME: TableDefinition<Bytes, Bytes> = TableDefinition::new(ALERTS_BY_TIME_NAME);
-const ALERTS_BY_METRIC: TableDefinition<Bytes, Bytes> = TableDefinition::new(ALERTS_BY_METRIC_NAME);
+pub(crate) const RESULTS_BY_TIME: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new(RESULTS_BY_TIME_NAME);
+pub(crate) const LATE_EVENTS: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new(LATE_EVENTS_NAME);
+pub(crate) const LATE_BY_TS: TableDefinition<Bytes, Bytes> = TableDefinition::new(LATE_BY_TS_NAME);
+pub(crate) const ALERTS: TableDefinition<Bytes, Bytes> = TableDefinition::new(ALERTS_NAME);
+pub(crate) const ALERTS_BY_TIME: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new(ALERTS_BY_TIME_NAME);
+pub(crate) const ALERTS_BY_METRIC: TableDefinition<Bytes, Bytes> =
+    TableDefinition::new(ALERTS_BY_METRIC_NAME);
 const ALERT_SPANS: TableDefinition<Bytes, Bytes> = TableDefinition::new(ALERT_SPANS_NAME);
 const METRIC_TAGS: TableDefinition<Bytes, Bytes> = TableDefinition::new(METRIC_TAGS_NAME);
-const RAW_EVENTS: TableDefinition<Bytes, Bytes> = TableDefinition::new(RAW_EVENTS_NAME);
+pub(crate) const RAW_EVENTS: TableDefinition<Bytes, Bytes> = TableDefinition::new(RAW_EVENTS_NAME);
 
 /// The result store in a local redb file.
 pub struct EmbeddedStore {
@@ -146,6 +154,16 @@ impl EmbeddedStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// [`ResultStore::expire`] in batches of `limits`.
+    pub(crate) fn expire_with(
+        &self,
+        policy: &RetentionPolicy,
+        now: Millis,
+        limits: Limits,
+    ) -> Result<ExpiryReport, StoreError> {
+        retention::expire(&self.db, policy, now, limits)
     }
 
     /// Metric queries: one range scan of `results_by_metric` per window of the metric.
@@ -581,7 +599,12 @@ impl ResultStore for EmbeddedStore {
             results: txn.open_table(RESULTS_BY_METRIC)?.len()?,
             late: txn.open_table(LATE_EVENTS)?.len()?,
             alerts: txn.open_table(ALERTS)?.len()?,
+            raw: txn.open_table(RAW_EVENTS)?.len()?,
         })
+    }
+
+    fn expire(&self, policy: &RetentionPolicy, now: Millis) -> Result<ExpiryReport, StoreError> {
+        self.expire_with(policy, now, Limits::DEFAULT)
     }
 }
 

@@ -383,7 +383,8 @@ fn two_jobs_do_not_see_each_others_rows() {
         StoreCounts {
             results: 3,
             late: 3,
-            alerts: 0
+            alerts: 0,
+            raw: 0
         }
     );
     assert_eq!(store.query_results(&all("jo")).expect("q"), vec![]);
@@ -409,7 +410,8 @@ fn late_events_are_stored_idempotently_and_queried_by_event_time() {
         StoreCounts {
             results: 0,
             late: 4,
-            alerts: 0
+            alerts: 0,
+            raw: 0
         }
     );
 
@@ -500,6 +502,8 @@ fn raw_events_are_upserted_idempotently_and_read_by_metric_and_time() {
     store
         .apply("other", 0, &[Output::Raw(raw("cpu", 100, 1))])
         .expect("apply other job");
+    // 4 rows of job's partition 0 (the replay rewrote them), 1 of its partition 1, 1 of other.
+    assert_eq!(store.counts().expect("counts").raw, 6);
 
     let everything = store
         .query_raw(&raw_query("cpu", i64::MIN, i64::MAX, 100))
@@ -610,7 +614,8 @@ fn data_survives_close_and_reopen_after_flush() {
         StoreCounts {
             results: 1,
             late: 1,
-            alerts: 0
+            alerts: 0,
+            raw: 0
         }
     );
 }
@@ -954,7 +959,8 @@ fn an_alert_keeps_its_highest_sequence_whatever_the_arrival_order() {
         StoreCounts {
             results: 0,
             late: 0,
-            alerts: 2
+            alerts: 2,
+            raw: 0
         }
     );
     // Ids are per job.
@@ -1171,7 +1177,8 @@ fn alerts_survive_close_and_reopen_after_flush() {
         StoreCounts {
             results: 0,
             late: 0,
-            alerts: 2
+            alerts: 2,
+            raw: 0
         }
     );
     // And a replay of an older transition after the reopen still loses.

@@ -134,6 +134,12 @@ impl<'a> KeyReader<'a> {
         Ok(u64::from_be_bytes(self.take()?))
     }
 
+    /// Bytes not read yet: `key.len() - remaining()` is the length of the components read so far,
+    /// a byte prefix of every key that starts with them.
+    pub fn remaining(&self) -> usize {
+        self.rest.len()
+    }
+
     /// Fails unless the whole key was consumed (a key with extra bytes is not one we wrote).
     pub fn finish(self) -> Result<(), KeyError> {
         match self.rest.len() {

@@ -15,6 +15,9 @@
 //! Raw events (for jobs that keep them) are stored by (metric, ts, partition, offset) and read back
 //! per metric by time ([`RawQuery`]).
 //!
+//! Nothing is kept forever unless asked: [`ResultStore::expire`] deletes the rows older than their
+//! table's TTL ([`RetentionPolicy`]), by event time (see the `retention` module).
+//!
 //! [`EmbeddedStore`] is the single-process implementation (redb). A store never interprets or
 //! alters results: it must never merge, drop or reorder fields of what it is given.
 
@@ -23,9 +26,11 @@ mod embedded;
 mod error;
 pub mod glob;
 mod keys;
+mod retention;
 
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
+pub use retention::{cutoff, ExpiryReport, RetentionPolicy};
 
 use streampulse_core::detect::{Alert, AlertState, Severity};
 use streampulse_core::output::{LateEvent, Output, RawEvent, WindowResult};
@@ -56,8 +61,16 @@ pub trait ResultStore: Send + Sync {
     /// The latest stored transition of one alert of `job`, if any.
     fn get_alert(&self, job: &str, id: &str) -> Result<Option<Alert>, StoreError>;
 
-    /// Number of result rows, late rows and alerts, over all jobs.
+    /// Number of result rows, late rows, alerts and raw events, over all jobs.
     fn counts(&self) -> Result<StoreCounts, StoreError>;
+
+    /// Deletes, over all jobs, the rows whose event time is strictly before `now − ttl` of their
+    /// table in `policy` (a row exactly at that cutoff is kept; a table without a TTL is left
+    /// alone): results by `window_end`, late events by `ts`, resolved alerts by their resolution's
+    /// event time (firing alerts are kept), raw events by `ts`. Never touches the metric catalog.
+    /// Runs in bounded write transactions, so concurrent `apply` calls wait for one batch at most.
+    /// `now` is epoch ms (the wall clock, for the caller to choose).
+    fn expire(&self, policy: &RetentionPolicy, now: Millis) -> Result<ExpiryReport, StoreError>;
 }
 
 /// Window results of `job` whose `window_start` is in `[start, end)` (epoch ms).
@@ -234,4 +247,6 @@ pub struct StoreCounts {
     pub late: u64,
     /// Alerts (one per (job, alert id), whatever its number of transitions).
     pub alerts: u64,
+    /// Raw events (one per (job, metric, ts, partition, offset)).
+    pub raw: u64,
 }
