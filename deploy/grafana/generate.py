@@ -10,7 +10,11 @@ import itertools
 import json
 import os
 
+# $job and $instance are Prometheus' target labels; $job_name is a StreamPulse job (the config
+# file's or one submitted with POST /jobs). Process-wide families (ingest, API, log size, build)
+# have no job_name label and are selected by S; per-job families by J.
 S = 'job=~"$job", instance=~"$instance"'
+J = S + ', job_name=~"$job_name"'
 DS = {"type": "prometheus", "uid": "${datasource}"}
 RI = "$__rate_interval"
 
@@ -25,6 +29,11 @@ def templating(extra=()):
         {"name": "instance", "label": "Instance", "type": "query", "datasource": DS,
          "query": {"query": 'label_values(streampulse_build_info{job=~"$job"}, instance)', "refId": "instance"},
          "definition": 'label_values(streampulse_build_info{job=~"$job"}, instance)',
+         "refresh": 2, "multi": True, "includeAll": True, "allValue": ".+", "current": {}, "sort": 1},
+        # Every job, stopped ones included: streampulse_job_running has a sample for each.
+        {"name": "job_name", "label": "StreamPulse job", "type": "query", "datasource": DS,
+         "query": {"query": f'label_values(streampulse_job_running{{{S}}}, job_name)', "refId": "job_name"},
+         "definition": f'label_values(streampulse_job_running{{{S}}}, job_name)',
          "refresh": 2, "multi": True, "includeAll": True, "allValue": ".+", "current": {}, "sort": 1},
         *extra,
     ]}
@@ -85,12 +94,15 @@ class Board:
     def ts(self, title, desc, targets, unit="short", **kw):
         return self.panel("timeseries", title, desc, targets, unit, **kw)
 
-    def stat(self, title, desc, expr, unit="short", w=4, h=4, thresholds=None, **kw):
+    def stat(self, title, desc, expr, unit="short", w=4, h=4, thresholds=None, mappings=None,
+             legend="{{instance}}", **kw):
         d = {}
         if thresholds:
             d["thresholds"] = {"mode": "absolute", "steps": thresholds}
             d["color"] = {"mode": "thresholds"}
-        t = {"expr": expr, "legendFormat": "{{instance}}", "instant": True, "range": False}
+        if mappings:
+            d["mappings"] = mappings
+        t = {"expr": expr, "legendFormat": legend, "instant": True, "range": False}
         return self.panel("stat", title, desc, [t], unit, w=w, h=h, defaults=d, **kw)
 
     def dashboard(self, uid, title, desc, tags, links=()):
@@ -109,9 +121,9 @@ class Board:
 def q(expr, legend):
     return {"expr": expr, "legendFormat": legend}
 
-def quantiles(metric, by, legend_prefix, qs=(0.5, 0.9, 0.99)):
+def quantiles(metric, by, legend_prefix, qs=(0.5, 0.9, 0.99), sel=S):
     grp = ", ".join(by + ["le"])
-    return [q(f'histogram_quantile({x}, sum by ({grp}) (rate({metric}_bucket{{{S}}}[{RI}])))',
+    return [q(f'histogram_quantile({x}, sum by ({grp}) (rate({metric}_bucket{{{sel}}}[{RI}])))',
               f"p{int(x * 100)} {legend_prefix}") for x in qs]
 
 GREEN = {"color": "green", "value": None}
@@ -128,16 +140,22 @@ b.stat("Accepted events/s", "Events durably appended to the log, per second.",
 b.stat("Rejected share", "Events rejected by validation / events received.",
        f'sum by (instance) (rate(streampulse_events_rejected_total{{{S}}}[{RI}])) / sum by (instance) (rate(streampulse_events_received_total{{{S}}}[{RI}]))',
        unit="percentunit", w=3, thresholds=[GREEN, {"color": "orange", "value": 0.01}, {"color": "red", "value": 0.05}])
-b.stat("Consumer lag", "Records in the log not yet processed, all partitions.",
-       f'sum by (instance) (streampulse_consumer_lag_records{{{S}}})', unit="short", w=4,
+b.stat("Consumer lag", "Records in the log not yet processed by the job, all partitions.",
+       f'sum by (instance, job_name) (streampulse_consumer_lag_records{{{J}}})', unit="short", w=4,
+       legend="{{job_name}} {{instance}}",
        thresholds=[GREEN, {"color": "orange", "value": 10000}, {"color": "red", "value": 100000}])
-b.stat("Last checkpoint age", "Seconds since the last checkpoint completed.",
-       f'streampulse_checkpoint_last_age_seconds{{{S}}}', unit="s", w=4,
+b.stat("Last checkpoint age", "Seconds since the job's last checkpoint completed.",
+       f'streampulse_checkpoint_last_age_seconds{{{J}}}', unit="s", w=4, legend="{{job_name}} {{instance}}",
        thresholds=[GREEN, {"color": "orange", "value": 60}, {"color": "red", "value": 300}])
 b.stat("Version", "streampulse_build_info.", f'streampulse_build_info{{{S}}}', w=3,
        options={"reduceOptions": {"calcs": ["lastNotNull"], "fields": "/^version$/", "values": False},
                 "colorMode": "none", "graphMode": "none", "textMode": "value"},
        transformations=[{"id": "labelsToFields", "options": {}}])
+b.stat("Jobs", "The process's jobs (the config file's and those submitted with POST /jobs): running, or stopped (DELETE /jobs/{id}, or stopped before the process started).",
+       f'streampulse_job_running{{{J}}}', w=24, h=3, legend="{{job_name}} {{instance}}",
+       thresholds=[{"color": "red", "value": None}, {"color": "green", "value": 1}],
+       mappings=[{"type": "value", "options": {"0": {"text": "stopped", "index": 0},
+                                               "1": {"text": "running", "index": 1}}}])
 
 b.row("Throughput")
 b.ts("Events received, accepted, duplicate", "Per second. received = accepted + rejected + duplicate (+ events of requests answered 503).", [
@@ -149,82 +167,82 @@ b.ts("Events rejected by reason", "Per second, by validation failure.", [
     q(f'sum by (reason) (rate(streampulse_events_rejected_total{{{S}}}[{RI}]))', "{{reason}}"),
 ], unit="ops")
 b.ts("Records processed per partition", "Log records (events and idle-flush markers) processed by each partition's worker, per second; replays included.", [
-    q(f'sum by (instance, partition) (rate(streampulse_records_processed_total{{{S}}}[{RI}]))', "{{instance}} p{{partition}}"),
+    q(f'sum by (instance, job_name, partition) (rate(streampulse_records_processed_total{{{J}}}[{RI}]))', "{{instance}} {{job_name}} p{{partition}}"),
 ], unit="ops")
 b.ts("Window results emitted", "Per second, by window and kind (final: first emission; update: re-emission caused by an event within allowed_lateness).", [
-    q(f'sum by (window, kind) (rate(streampulse_window_results_total{{{S}}}[{RI}]))', "{{window}} {{kind}}"),
+    q(f'sum by (job_name, window, kind) (rate(streampulse_window_results_total{{{J}}}[{RI}]))', "{{job_name}} {{window}} {{kind}}"),
 ], unit="ops")
 
 b.row("Latency")
 b.ts("Window emit delay", "Wall-clock time of a window's first emission minus the window's end. A few seconds (max_out_of_orderness) is normal; replayed old data lands in +Inf.",
-     quantiles("streampulse_window_emit_delay_seconds", ["window"], "{{window}}"), unit="s")
+     quantiles("streampulse_window_emit_delay_seconds", ["job_name", "window"], "{{job_name}} {{window}}", sel=J), unit="s")
 b.ts("API request duration by route", "p50 and p99 of API requests, per matched route.",
      quantiles("streampulse_http_request_duration_seconds", ["route"], "{{route}}", qs=(0.5, 0.99)), unit="s")
 b.panel("heatmap", "Window emit delay distribution", "Window first emissions per emit-delay bucket.", [
-    {"expr": f'sum by (le) (increase(streampulse_window_emit_delay_seconds_bucket{{{S}}}[{RI}]))',
+    {"expr": f'sum by (le) (increase(streampulse_window_emit_delay_seconds_bucket{{{J}}}[{RI}]))',
      "legendFormat": "{{le}}", "format": "heatmap"},
 ], unit="s", options={"calculate": False, "yAxis": {"unit": "s"}, "cellGap": 1,
                       "color": {"mode": "scheme", "scheme": "Oranges", "exponent": 0.5, "steps": 64},
                       "tooltip": {"show": True, "yHistogram": True}})
 b.ts("Checkpoint duration", "Snapshots, store flush and durable write of one checkpoint.",
-     quantiles("streampulse_checkpoint_duration_seconds", [], "", qs=(0.5, 0.99)), unit="s")
+     quantiles("streampulse_checkpoint_duration_seconds", ["job_name"], "{{job_name}}", qs=(0.5, 0.99), sel=J), unit="s")
 
 b.row("Lateness and watermarks")
 b.ts("Late events by window", "Events later than the window's end + allowed_lateness, per second (sent to the late output once per window they missed).", [
-    q(f'sum by (window) (rate(streampulse_late_events_total{{{S}}}[{RI}]))', "{{window}}"),
+    q(f'sum by (job_name, window) (rate(streampulse_late_events_total{{{J}}}[{RI}]))', "{{job_name}} {{window}}"),
 ], unit="ops")
 b.ts("Updates within allowed lateness", "Re-emissions caused by late events still within allowed_lateness, per second.", [
-    q(f'sum by (window) (rate(streampulse_window_results_total{{{S}, kind="update"}}[{RI}]))', "{{window}}"),
+    q(f'sum by (job_name, window) (rate(streampulse_window_results_total{{{J}, kind="update"}}[{RI}]))', "{{job_name}} {{window}}"),
 ], unit="ops")
 b.ts("Watermark lag per partition", "Wall clock minus the partition's watermark (negative when event times run ahead of the clock).", [
-    q(f'streampulse_watermark_lag_seconds{{{S}}}', "{{instance}} p{{partition}}"),
+    q(f'streampulse_watermark_lag_seconds{{{J}}}', "{{instance}} {{job_name}} p{{partition}}"),
 ], unit="s")
 b.ts("Consumer lag per partition", "Records in the log not yet processed by the partition's worker.", [
-    q(f'streampulse_consumer_lag_records{{{S}}}', "{{instance}} p{{partition}}"),
+    q(f'streampulse_consumer_lag_records{{{J}}}', "{{instance}} {{job_name}} p{{partition}}"),
 ], unit="short")
 b.ts("Watermark per partition", "The partition's event-time watermark.", [
-    q(f'streampulse_watermark_seconds{{{S}}} * 1000', "{{instance}} p{{partition}}"),
+    q(f'streampulse_watermark_seconds{{{J}}} * 1000', "{{instance}} {{job_name}} p{{partition}}"),
 ], unit="dateTimeAsIso")
 b.ts("Idle flushes", "Idle flushes that closed the windows of a silent partition, per second.", [
-    q(f'sum by (instance, partition) (rate(streampulse_idle_flushes_total{{{S}}}[{RI}]))', "{{instance}} p{{partition}}"),
+    q(f'sum by (instance, job_name, partition) (rate(streampulse_idle_flushes_total{{{J}}}[{RI}]))', "{{instance}} {{job_name}} p{{partition}}"),
 ], unit="ops")
 
 b.row("Checkpoints")
 b.ts("Checkpoints completed and failed", "Checkpoints and savepoints per minute.", [
-    q(f'sum by (instance) (rate(streampulse_checkpoints_completed_total{{{S}}}[{RI}])) * 60', "completed {{instance}}"),
-    q(f'sum by (instance) (rate(streampulse_checkpoints_failed_total{{{S}}}[{RI}])) * 60', "failed {{instance}}"),
+    q(f'sum by (instance, job_name) (rate(streampulse_checkpoints_completed_total{{{J}}}[{RI}])) * 60', "completed {{job_name}} {{instance}}"),
+    q(f'sum by (instance, job_name) (rate(streampulse_checkpoints_failed_total{{{J}}}[{RI}])) * 60', "failed {{job_name}} {{instance}}"),
 ], unit="short", w=8)
 b.ts("Last checkpoint age", "Seconds since the last checkpoint completed (alert StreamPulseCheckpointStale above 300 s).", [
-    q(f'streampulse_checkpoint_last_age_seconds{{{S}}}', "{{instance}}"),
+    q(f'streampulse_checkpoint_last_age_seconds{{{J}}}', "{{job_name}} {{instance}}"),
 ], unit="s", w=8)
 b.ts("Last checkpoint size", "The job's serialized state in the last completed checkpoint.", [
-    q(f'streampulse_checkpoint_last_size_bytes{{{S}}}', "{{instance}}"),
+    q(f'streampulse_checkpoint_last_size_bytes{{{J}}}', "{{job_name}} {{instance}}"),
 ], unit="bytes", w=8)
 
 b.row("State")
 b.ts("Open windows per partition", "Windows and sessions holding state.", [
-    q(f'streampulse_open_windows{{{S}}}', "{{instance}} p{{partition}}"),
+    q(f'streampulse_open_windows{{{J}}}', "{{instance}} {{job_name}} p{{partition}}"),
 ], unit="short")
 b.ts("Log size", "Payload bytes retained by the embedded log.", [
     q(f'streampulse_log_size_bytes{{{S}}}', "{{instance}}"),
 ], unit="bytes")
 b.ts("Operator state per partition", "Encoded bytes of each partition's windows and detector state at its last checkpoint: what a restore reads and what moves with a partition.", [
-    q(f'streampulse_state_bytes{{{S}}}', "{{instance}} p{{partition}}"),
+    q(f'streampulse_state_bytes{{{J}}}', "{{instance}} {{job_name}} p{{partition}}"),
 ], unit="bytes")
 
 b.row("Alerts, WebSocket and webhooks")
 b.ts("Alert transitions", "Alert transitions emitted per minute, by detector, severity and state.", [
-    q(f'sum by (detector, severity, state) (rate(streampulse_alert_transitions_total{{{S}}}[{RI}])) * 60', "{{detector}} {{severity}} {{state}}"),
+    q(f'sum by (job_name, detector, severity, state) (rate(streampulse_alert_transitions_total{{{J}}}[{RI}])) * 60', "{{job_name}} {{detector}} {{severity}} {{state}}"),
 ], unit="short", w=8)
 b.ts("WebSocket", "Clients subscribed to the live feed, and live-feed messages they missed by reading too slowly (per second).", [
-    q(f'sum by (instance) (streampulse_websocket_clients{{{S}}})', "clients {{instance}}"),
-    q(f'sum by (instance) (rate(streampulse_websocket_lagged_messages_total{{{S}}}[{RI}]))', "lagged msg/s {{instance}}"),
+    q(f'sum by (instance, job_name) (streampulse_websocket_clients{{{J}}})', "clients {{job_name}} {{instance}}"),
+    q(f'sum by (instance, job_name) (rate(streampulse_websocket_lagged_messages_total{{{J}}}[{RI}]))', "lagged msg/s {{job_name}} {{instance}}"),
 ], unit="short", w=8)
 b.ts("Webhooks", "Alert transitions per minute: delivered, failed attempts, given up, dropped.", [
-    q(f'sum by (webhook) (rate(streampulse_webhook_deliveries_total{{{S}}}[{RI}])) * 60', "delivered {{webhook}}"),
-    q(f'sum by (webhook) (rate(streampulse_webhook_failed_attempts_total{{{S}}}[{RI}])) * 60', "failed attempts {{webhook}}"),
-    q(f'sum by (webhook) (rate(streampulse_webhook_given_up_total{{{S}}}[{RI}])) * 60', "given up {{webhook}}"),
-    q(f'sum by (webhook, reason) (rate(streampulse_webhook_dropped_total{{{S}}}[{RI}])) * 60', "dropped {{reason}} {{webhook}}"),
+    q(f'sum by (job_name, webhook) (rate(streampulse_webhook_deliveries_total{{{J}}}[{RI}])) * 60', "delivered {{job_name}} {{webhook}}"),
+    q(f'sum by (job_name, webhook) (rate(streampulse_webhook_failed_attempts_total{{{J}}}[{RI}])) * 60', "failed attempts {{job_name}} {{webhook}}"),
+    q(f'sum by (job_name, webhook) (rate(streampulse_webhook_given_up_total{{{J}}}[{RI}])) * 60', "given up {{job_name}} {{webhook}}"),
+    q(f'sum by (job_name, webhook, reason) (rate(streampulse_webhook_dropped_total{{{J}}}[{RI}])) * 60', "dropped {{reason}} {{job_name}} {{webhook}}"),
 ], unit="short", w=8)
 
 overview = b.dashboard("streampulse-overview", "StreamPulse / Overview",
@@ -255,32 +273,32 @@ b.ts("Mean duration by route", "Sum of durations / count, per route.", [
 
 b.row("Alerts")
 b.ts("Transitions by detector, severity and state", "Alert transitions emitted per minute.", [
-    q(f'sum by (detector, severity, state) (rate(streampulse_alert_transitions_total{{{S}}}[{RI}])) * 60', "{{detector}} {{severity}} {{state}}"),
+    q(f'sum by (job_name, detector, severity, state) (rate(streampulse_alert_transitions_total{{{J}}}[{RI}])) * 60', "{{job_name}} {{detector}} {{severity}} {{state}}"),
 ], unit="short")
 b.panel("bargauge", "Transitions in the time range", "Alert transitions over the dashboard's time range, by detector, severity and state.", [
-    {"expr": f'sum by (detector, severity, state) (increase(streampulse_alert_transitions_total{{{S}}}[$__range]))',
-     "legendFormat": "{{detector}} {{severity}} {{state}}", "instant": True, "range": False},
+    {"expr": f'sum by (job_name, detector, severity, state) (increase(streampulse_alert_transitions_total{{{J}}}[$__range]))',
+     "legendFormat": "{{job_name}} {{detector}} {{severity}} {{state}}", "instant": True, "range": False},
 ], unit="short", options={"displayMode": "basic", "orientation": "horizontal",
                           "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}})
 b.ts("Firing transitions by severity", "Alerts fired (or escalated, or re-opened) per minute.", [
-    q(f'sum by (severity) (rate(streampulse_alert_transitions_total{{{S}, state="firing"}}[{RI}])) * 60', "{{severity}}"),
+    q(f'sum by (job_name, severity) (rate(streampulse_alert_transitions_total{{{J}, state="firing"}}[{RI}])) * 60', "{{job_name}} {{severity}}"),
 ], unit="short")
 
 b.row("Webhooks and WebSocket")
 b.ts("Webhook deliveries and failures", "Per minute, by webhook.", [
-    q(f'sum by (webhook) (rate(streampulse_webhook_deliveries_total{{{S}}}[{RI}])) * 60', "delivered {{webhook}}"),
-    q(f'sum by (webhook) (rate(streampulse_webhook_failed_attempts_total{{{S}}}[{RI}])) * 60', "failed attempts {{webhook}}"),
-    q(f'sum by (webhook) (rate(streampulse_webhook_given_up_total{{{S}}}[{RI}])) * 60', "given up {{webhook}}"),
-    q(f'sum by (webhook, reason) (rate(streampulse_webhook_dropped_total{{{S}}}[{RI}])) * 60', "dropped {{reason}} {{webhook}}"),
+    q(f'sum by (job_name, webhook) (rate(streampulse_webhook_deliveries_total{{{J}}}[{RI}])) * 60', "delivered {{job_name}} {{webhook}}"),
+    q(f'sum by (job_name, webhook) (rate(streampulse_webhook_failed_attempts_total{{{J}}}[{RI}])) * 60', "failed attempts {{job_name}} {{webhook}}"),
+    q(f'sum by (job_name, webhook) (rate(streampulse_webhook_given_up_total{{{J}}}[{RI}])) * 60', "given up {{job_name}} {{webhook}}"),
+    q(f'sum by (job_name, webhook, reason) (rate(streampulse_webhook_dropped_total{{{J}}}[{RI}])) * 60', "dropped {{reason}} {{job_name}} {{webhook}}"),
 ], unit="short")
 b.ts("Webhook queue", "Transitions waiting in each webhook's queue.", [
-    q(f'streampulse_webhook_queued_transitions{{{S}}}', "{{webhook}}"),
+    q(f'streampulse_webhook_queued_transitions{{{J}}}', "{{job_name}} {{webhook}}"),
 ], unit="short")
 b.ts("WebSocket clients", "Clients subscribed to the live feed.", [
-    q(f'streampulse_websocket_clients{{{S}}}', "{{instance}}"),
+    q(f'streampulse_websocket_clients{{{J}}}', "{{job_name}} {{instance}}"),
 ], unit="short")
 b.ts("WebSocket lagged messages", "Live-feed messages clients missed by reading too slowly, per second.", [
-    q(f'rate(streampulse_websocket_lagged_messages_total{{{S}}}[{RI}])', "{{instance}}"),
+    q(f'rate(streampulse_websocket_lagged_messages_total{{{J}}}[{RI}])', "{{job_name}} {{instance}}"),
 ], unit="ops")
 
 api = b.dashboard("streampulse-api-alerts", "StreamPulse / API and alerts",

@@ -2,9 +2,10 @@
 //! (`STREAMPULSE_TEST_PROMETHEUS`, as in `prometheus_scrape.rs`) scraping a running platform:
 //! every PromQL expression of every panel, with Grafana's variables replaced by concrete values,
 //! must be accepted by Prometheus' query API (an empty result is fine, a parse error is not); every
-//! template variable's `label_values(...)` query must find its label; and every `streampulse_*`
-//! metric named by the dashboards or by deploy/prometheus/alerts.yml must be one the binary
-//! exports. The provisioning files must point at the dashboards and declare a Prometheus source.
+//! template variable's `label_values(...)` query must find its label; every query of a per-job
+//! family (one whose series carry `job_name`) must filter by the `$job_name` variable; and every
+//! `streampulse_*` metric named by the dashboards or by deploy/prometheus/alerts.yml must be one
+//! the binary exports. The provisioning files must point at the dashboards and declare a Prometheus source.
 //!
 //! Without the variable the tests print "skipped" and pass, unless `CI` is set: then they fail.
 
@@ -125,7 +126,7 @@ fn prometheus_dashboards_are_valid_against_a_running_platform() {
             .iter()
             .map(|v| v["name"].as_str().unwrap())
             .collect();
-        for v in ["datasource", "job", "instance"] {
+        for v in ["datasource", "job", "instance", "job_name"] {
             assert!(vars.contains(&v), "{name}: no ${v} variable: {vars:?}");
         }
         let mut ids = BTreeSet::new();
@@ -210,11 +211,26 @@ fn prometheus_dashboards_are_valid_against_a_running_platform() {
         ("__interval", "15s".to_string()),
         ("__range", "1h".to_string()),
         ("job", "streampulse".to_string()),
+        // The configured job (its name is not set in CONFIG).
+        ("job_name", "default".to_string()),
         ("instance", format!("127.0.0.1:{metrics_port}")),
         ("datasource", "prometheus".to_string()),
     ]
     .into_iter()
     .collect();
+    // The families with a job_name label: a panel showing one must follow the $job_name choice.
+    let exposition = p.scrape();
+    let families = exported(&exposition);
+    let per_job: BTreeSet<String> = exposition
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains("job_name=\""))
+        .flat_map(|l| names_in(l.split(['{', ' ']).next().unwrap_or(l), &families))
+        .collect();
+    assert!(
+        per_job.contains("streampulse_records_processed_total"),
+        "{per_job:?}"
+    );
+    let mut unfiltered = Vec::new();
     let mut failures = Vec::new();
     let mut empty = Vec::new();
     let mut total = 0;
@@ -230,6 +246,11 @@ fn prometheus_dashboards_are_valid_against_a_running_platform() {
         );
         for expr in found {
             total += 1;
+            if !names_in(&expr, &families).is_disjoint(&per_job)
+                && !expr.contains(r#"job_name=~"$job_name""#)
+            {
+                unfiltered.push(format!("{name}: {expr}"));
+            }
             let promql = concrete(&expr, &vars);
             match server.try_query(&promql) {
                 Ok(data) if data["result"].as_array().is_some_and(|r| r.is_empty()) => {
@@ -276,6 +297,11 @@ fn prometheus_dashboards_are_valid_against_a_running_platform() {
         empty.join("\n  ")
     );
     assert!(
+        unfiltered.is_empty(),
+        "per-job metrics not filtered by $job_name:\n{}",
+        unfiltered.join("\n")
+    );
+    assert!(
         failures.is_empty(),
         "Prometheus rejected {} expression(s):\n{}",
         failures.len(),
@@ -283,7 +309,6 @@ fn prometheus_dashboards_are_valid_against_a_running_platform() {
     );
 
     // Every metric the dashboards and the alerting rules name is exported by the binary.
-    let families = exported(&p.scrape());
     let dashboard_text: String = boards.iter().map(|(_, _, t)| t.as_str()).collect();
     let in_dashboards = names_in(&dashboard_text, &families);
     let in_rules = names_in(&std::fs::read_to_string(&rules).unwrap(), &families);

@@ -1,15 +1,30 @@
-//! Reads the running job's counters at scrape time and writes every metric family. Each family's
-//! name, type and labels are specified in `docs/instrumentation.md`; a test checks that the
-//! document and this file list the same families.
+//! Reads every job's counters at scrape time and writes every metric family. Each family's name,
+//! type and labels are specified in `docs/instrumentation.md`; a test checks that the document and
+//! this file list the same families with the same labels.
+//!
+//! A process runs several jobs, so most families are per job: they carry a `job_name` label and
+//! one sample set per job that ran in this process. The text format wants all samples of a family
+//! under its one `# HELP`/`# TYPE` header, which is why each writer below loops over the jobs
+//! inside its family instead of rendering job after job. The label is `job_name`, not `job`:
+//! Prometheus sets `job` (and `instance`) on every scraped series itself, and would rename ours to
+//! `exported_job`.
+//!
+//! Process-wide families have no `job_name`: build info and start time, the API's request timings,
+//! the ingest counters (HTTP ingest appends to the one shared log, whichever jobs read it; the
+//! configured job's runtime keeps those counters), and the shared log's size.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use streampulse_engine::jobs::{JobEntry, JobManager};
 use streampulse_engine::status::JobStatus;
 use streampulse_engine::telemetry::{AlertCounters, RejectReason};
 use streampulse_engine::Runtime;
 
 use super::http::HttpMetrics;
 use super::text::{Encoder, Kind};
+
+/// The label naming a job on every per-job family.
+const JOB: &str = "job_name";
 
 /// Wall-clock seconds since the epoch.
 fn now_seconds() -> f64 {
@@ -18,20 +33,41 @@ fn now_seconds() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// The whole exposition of `runtime` (and of the API's request timings).
-pub fn render(runtime: &Runtime, http: &HttpMetrics, started: SystemTime) -> String {
+/// A job that ran in this process (running, or stopped since), read once per scrape so that
+/// every family shows the same snapshot of it.
+struct Live<'a> {
+    name: &'a str,
+    runtime: &'a Runtime,
+    status: JobStatus,
+}
+
+/// The whole exposition of `jobs` (and of the API's request timings).
+pub fn render(jobs: &JobManager, http: &HttpMetrics, started: SystemTime) -> String {
+    let entries = jobs.list();
+    // A dormant job (stopped before this process started) has no counters: it only shows in
+    // `streampulse_job_running`, as 0.
+    let live: Vec<Live<'_>> = entries
+        .iter()
+        .filter_map(JobEntry::runtime)
+        .map(|runtime| Live {
+            name: &runtime.job().name,
+            runtime,
+            status: runtime.status(),
+        })
+        .collect();
+    let configured = jobs.configured();
     let mut e = Encoder::default();
-    let status = runtime.status();
     build(&mut e, started);
-    ingest(&mut e, runtime);
-    partitions(&mut e, &status);
-    windows(&mut e, runtime);
-    alerts(&mut e, runtime);
-    checkpoints(&mut e, runtime, &status);
-    log(&mut e, runtime);
+    running(&mut e, &entries);
+    ingest(&mut e, configured);
+    partitions(&mut e, &live);
+    windows(&mut e, &live);
+    alerts(&mut e, &live);
+    checkpoints(&mut e, &live);
+    log(&mut e, configured);
     api(&mut e, http);
-    websocket(&mut e, runtime);
-    webhooks(&mut e, &status);
+    websocket(&mut e, &live);
+    webhooks(&mut e, &live);
     e.finish()
 }
 
@@ -57,6 +93,24 @@ fn build(e: &mut Encoder, started: SystemTime) {
     e.float("streampulse_start_time_seconds", &[], started);
 }
 
+fn running(e: &mut Encoder, entries: &[JobEntry]) {
+    let name = "streampulse_job_running";
+    e.family(
+        name,
+        Kind::Gauge,
+        "1 while the job takes input, 0 once it is stopped (in this process or before it started).",
+    );
+    for entry in entries {
+        e.int(
+            name,
+            &[(JOB, &entry.job().name)],
+            u64::from(entry.is_running()),
+        );
+    }
+}
+
+/// `runtime` is the configured job's: HTTP ingest counts there, though the events it appends go to
+/// the log every job reads, so these counters belong to the process, not to that job.
 fn ingest(e: &mut Encoder, runtime: &Runtime) {
     let c = runtime.counters();
     let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
@@ -95,102 +149,104 @@ fn ingest(e: &mut Encoder, runtime: &Runtime) {
     }
 }
 
-fn partitions(e: &mut Encoder, status: &JobStatus) {
+fn partitions(e: &mut Encoder, live: &[Live<'_>]) {
     let now = now_seconds();
-    let labels: Vec<String> = status
-        .partitions
+    // (job, partition label, index into that job's partitions), in the order of `live`.
+    let series: Vec<(&Live<'_>, String, usize)> = live
         .iter()
-        .map(|p| p.partition.to_string())
+        .flat_map(|job| {
+            job.status
+                .partitions
+                .iter()
+                .enumerate()
+                .map(move |(i, p)| (job, p.partition.to_string(), i))
+        })
         .collect();
-    let each = |e: &mut Encoder,
-                name: &str,
-                kind: Kind,
-                help: &str,
-                value: &dyn Fn(usize) -> Option<f64>| {
+    type Value = fn(&streampulse_engine::status::PartitionStatus, f64) -> Option<f64>;
+    let families: [(&str, Kind, &str, Value); 7] = [
+        (
+            "streampulse_records_processed_total",
+            Kind::Counter,
+            "Log records processed by the partition's worker (replays after a restart included).",
+            |p, _| Some(p.events as f64),
+        ),
+        (
+            "streampulse_watermark_seconds",
+            Kind::Gauge,
+            "The partition's event-time watermark, seconds since the epoch (absent before its first event).",
+            |p, _| p.watermark.map(|w| w as f64 / 1000.0),
+        ),
+        (
+            "streampulse_watermark_lag_seconds",
+            Kind::Gauge,
+            "Wall-clock time minus the partition's watermark (negative when event times run ahead of the clock).",
+            |p, now| p.watermark.map(|w| now - w as f64 / 1000.0),
+        ),
+        (
+            "streampulse_consumer_lag_records",
+            Kind::Gauge,
+            "Records in the partition's source not yet processed (log end offset minus next offset).",
+            |p, _| Some(p.log_end_offset.saturating_sub(p.next_offset) as f64),
+        ),
+        (
+            "streampulse_open_windows",
+            Kind::Gauge,
+            "Windows and sessions holding state in the partition.",
+            |p, _| Some(p.open_windows as f64),
+        ),
+        (
+            "streampulse_idle_flushes_total",
+            Kind::Counter,
+            "Idle flushes that closed windows of a silent partition.",
+            |p, _| Some(p.idle_flushes as f64),
+        ),
+        (
+            "streampulse_state_bytes",
+            Kind::Gauge,
+            "Encoded bytes of the partition's operator state (windows, detectors) at its last checkpoint.",
+            |p, _| Some(p.state_bytes as f64),
+        ),
+    ];
+    for (name, kind, help, value) in families {
         e.family(name, kind, help);
-        for (i, label) in labels.iter().enumerate() {
-            if let Some(v) = value(i) {
-                e.float(name, &[("partition", label)], v);
+        for (job, partition, i) in &series {
+            if let Some(v) = value(&job.status.partitions[*i], now) {
+                e.float(name, &[(JOB, job.name), ("partition", partition)], v);
             }
         }
-    };
-    let p = &status.partitions;
-    each(
-        e,
-        "streampulse_records_processed_total",
-        Kind::Counter,
-        "Log records processed by the partition's worker (replays after a restart included).",
-        &|i| Some(p[i].events as f64),
-    );
-    each(
-        e,
-        "streampulse_watermark_seconds",
-        Kind::Gauge,
-        "The partition's event-time watermark, seconds since the epoch (absent before its first event).",
-        &|i| p[i].watermark.map(|w| w as f64 / 1000.0),
-    );
-    each(
-        e,
-        "streampulse_watermark_lag_seconds",
-        Kind::Gauge,
-        "Wall-clock time minus the partition's watermark (negative when event times run ahead of the clock).",
-        &|i| p[i].watermark.map(|w| now - w as f64 / 1000.0),
-    );
-    each(
-        e,
-        "streampulse_consumer_lag_records",
-        Kind::Gauge,
-        "Records in the partition's source not yet processed (log end offset minus next offset).",
-        &|i| Some(p[i].log_end_offset.saturating_sub(p[i].next_offset) as f64),
-    );
-    each(
-        e,
-        "streampulse_open_windows",
-        Kind::Gauge,
-        "Windows and sessions holding state in the partition.",
-        &|i| Some(p[i].open_windows as f64),
-    );
-    each(
-        e,
-        "streampulse_idle_flushes_total",
-        Kind::Counter,
-        "Idle flushes that closed windows of a silent partition.",
-        &|i| Some(p[i].idle_flushes as f64),
-    );
-    each(
-        e,
-        "streampulse_state_bytes",
-        Kind::Gauge,
-        "Encoded bytes of the partition's operator state (windows, detectors) at its last checkpoint.",
-        &|i| Some(p[i].state_bytes as f64),
-    );
+    }
 }
 
-fn windows(e: &mut Encoder, runtime: &Runtime) {
+fn windows(e: &mut Encoder, live: &[Live<'_>]) {
     use std::sync::atomic::Ordering::Relaxed;
-    let windows = &runtime.counters().metrics.windows;
+    let windows = || {
+        live.iter().flat_map(|job| {
+            job.runtime
+                .counters()
+                .metrics
+                .windows
+                .iter()
+                .map(move |w| (job.name, w))
+        })
+    };
     let name = "streampulse_window_results_total";
     e.family(
         name,
         Kind::Counter,
         "Window results emitted: kind=final for a first emission, kind=update for a re-emission caused by an event within allowed_lateness, kind=partial for an early-firing view of a window not fired yet (pushed to live subscribers, never stored).",
     );
-    for w in windows {
-        e.int(
-            name,
-            &[("window", &w.name), ("kind", "final")],
-            w.results_final.load(Relaxed),
-        );
-        e.int(
-            name,
-            &[("window", &w.name), ("kind", "update")],
-            w.results_update.load(Relaxed),
-        );
-        e.int(
-            name,
-            &[("window", &w.name), ("kind", "partial")],
-            w.results_partial.load(Relaxed),
-        );
+    for (job, w) in windows() {
+        for (kind, count) in [
+            ("final", &w.results_final),
+            ("update", &w.results_update),
+            ("partial", &w.results_partial),
+        ] {
+            e.int(
+                name,
+                &[(JOB, job), ("window", &w.name), ("kind", kind)],
+                count.load(Relaxed),
+            );
+        }
     }
     let name = "streampulse_late_events_total";
     e.family(
@@ -198,8 +254,12 @@ fn windows(e: &mut Encoder, runtime: &Runtime) {
         Kind::Counter,
         "Events later than the window's end plus allowed_lateness, sent to the late output, per window they missed.",
     );
-    for w in windows {
-        e.int(name, &[("window", &w.name)], w.late.load(Relaxed));
+    for (job, w) in windows() {
+        e.int(
+            name,
+            &[(JOB, job), ("window", &w.name)],
+            w.late.load(Relaxed),
+        );
     }
     let name = "streampulse_window_emit_delay_seconds";
     e.family(
@@ -207,50 +267,61 @@ fn windows(e: &mut Encoder, runtime: &Runtime) {
         Kind::Histogram,
         "Wall-clock time of a window's first emission minus the window's end.",
     );
-    for w in windows {
-        e.histogram(name, &[("window", &w.name)], &w.emit_delay.snapshot());
+    for (job, w) in windows() {
+        e.histogram(
+            name,
+            &[(JOB, job), ("window", &w.name)],
+            &w.emit_delay.snapshot(),
+        );
     }
 }
 
-fn alerts(e: &mut Encoder, runtime: &Runtime) {
+fn alerts(e: &mut Encoder, live: &[Live<'_>]) {
     let name = "streampulse_alert_transitions_total";
     e.family(
         name,
         Kind::Counter,
         "Alert transitions emitted (fired, escalated, re-opened: state=firing; resolved), by detector and severity.",
     );
-    for d in &runtime.counters().metrics.alerts {
-        for severity in AlertCounters::SEVERITIES {
-            for state in AlertCounters::STATES {
-                e.int(
-                    name,
-                    &[
-                        ("detector", &d.detector),
-                        ("severity", severity.name()),
-                        ("state", state.name()),
-                    ],
-                    d.get(severity, state),
-                );
+    for job in live {
+        for d in &job.runtime.counters().metrics.alerts {
+            for severity in AlertCounters::SEVERITIES {
+                for state in AlertCounters::STATES {
+                    e.int(
+                        name,
+                        &[
+                            (JOB, job.name),
+                            ("detector", &d.detector),
+                            ("severity", severity.name()),
+                            ("state", state.name()),
+                        ],
+                        d.get(severity, state),
+                    );
+                }
             }
         }
     }
 }
 
-fn checkpoints(e: &mut Encoder, runtime: &Runtime, status: &JobStatus) {
-    for (name, help, value) in [
+fn checkpoints(e: &mut Encoder, live: &[Live<'_>]) {
+    type Count = fn(&JobStatus) -> u64;
+    let counters: [(&str, &str, Count); 2] = [
         (
             "streampulse_checkpoints_completed_total",
             "Checkpoints (and savepoints) completed.",
-            status.checkpoints_completed,
+            |s| s.checkpoints_completed,
         ),
         (
             "streampulse_checkpoints_failed_total",
             "Checkpoints (and savepoints) that failed.",
-            status.checkpoints_failed,
+            |s| s.checkpoints_failed,
         ),
-    ] {
+    ];
+    for (name, help, value) in counters {
         e.family(name, Kind::Counter, help);
-        e.int(name, &[], value);
+        for job in live {
+            e.int(name, &[(JOB, job.name)], value(&job.status));
+        }
     }
     let name = "streampulse_checkpoint_duration_seconds";
     e.family(
@@ -258,37 +329,48 @@ fn checkpoints(e: &mut Encoder, runtime: &Runtime, status: &JobStatus) {
         Kind::Histogram,
         "Time to take a checkpoint: snapshots, store flush, durable write.",
     );
-    e.histogram(
-        name,
-        &[],
-        &runtime.counters().metrics.checkpoint_duration.snapshot(),
-    );
-    let last = status.last_checkpoint.as_ref();
-    let gauges: [(&str, &str, Option<f64>); 3] = [
+    for job in live {
+        e.histogram(
+            name,
+            &[(JOB, job.name)],
+            &job.runtime
+                .counters()
+                .metrics
+                .checkpoint_duration
+                .snapshot(),
+        );
+    }
+    let now = now_seconds();
+    type Last = fn(&streampulse_engine::status::CheckpointInfo, f64) -> f64;
+    let gauges: [(&str, &str, Last); 3] = [
         (
             "streampulse_checkpoint_last_size_bytes",
             "Size of the last completed checkpoint: the job's serialized state.",
-            last.map(|c| c.bytes as f64),
+            |c, _| c.bytes as f64,
         ),
         (
             "streampulse_checkpoint_last_completed_timestamp_seconds",
             "When the last checkpoint completed, seconds since the epoch.",
-            last.map(|c| c.completed_ms as f64 / 1000.0),
+            |c, _| c.completed_ms as f64 / 1000.0,
         ),
         (
             "streampulse_checkpoint_last_age_seconds",
             "Seconds since the last checkpoint completed.",
-            last.map(|c| now_seconds() - c.completed_ms as f64 / 1000.0),
+            |c, now| now - c.completed_ms as f64 / 1000.0,
         ),
     ];
     for (name, help, value) in gauges {
         e.family(name, Kind::Gauge, help);
-        if let Some(v) = value {
-            e.float(name, &[], v);
+        for job in live {
+            // Absent until the job's first checkpoint: there is no size or age to report yet.
+            if let Some(last) = &job.status.last_checkpoint {
+                e.float(name, &[(JOB, job.name)], value(last, now));
+            }
         }
     }
 }
 
+/// The log is shared by every job; the configured job's handle on it is as good as any.
 fn log(e: &mut Encoder, runtime: &Runtime) {
     let name = "streampulse_log_size_bytes";
     e.family(
@@ -322,22 +404,29 @@ fn api(e: &mut Encoder, http: &HttpMetrics) {
     }
 }
 
-fn websocket(e: &mut Encoder, runtime: &Runtime) {
-    let feed = runtime.feed();
+fn websocket(e: &mut Encoder, live: &[Live<'_>]) {
     let name = "streampulse_websocket_clients";
     e.family(
         name,
         Kind::Gauge,
-        "WebSocket clients subscribed to the live feed.",
+        "WebSocket clients subscribed to the job's live feed.",
     );
-    e.int(name, &[], feed.subscribers() as u64);
+    for job in live {
+        e.int(
+            name,
+            &[(JOB, job.name)],
+            job.runtime.feed().subscribers() as u64,
+        );
+    }
     let name = "streampulse_websocket_lagged_messages_total";
     e.family(
         name,
         Kind::Counter,
-        "Live-feed messages WebSocket clients missed because they read too slowly.",
+        "Live-feed messages WebSocket clients of the job missed because they read too slowly.",
     );
-    e.int(name, &[], feed.lagged());
+    for job in live {
+        e.int(name, &[(JOB, job.name)], job.runtime.feed().lagged());
+    }
 }
 
 /// A webhook's URL as a label: without credentials, query or fragment, which may hold secrets.
@@ -349,11 +438,17 @@ fn webhook_label(url: &str) -> String {
     format!("{scheme}://{host}{path}")
 }
 
-fn webhooks(e: &mut Encoder, status: &JobStatus) {
-    let hooks: Vec<_> = status
-        .webhooks
+fn webhooks(e: &mut Encoder, live: &[Live<'_>]) {
+    // Every job delivers to the configured webhooks through a dispatcher of its own, so the same
+    // URL appears once per job.
+    let hooks: Vec<_> = live
         .iter()
-        .map(|w| (webhook_label(&w.url), w))
+        .flat_map(|job| {
+            job.status
+                .webhooks
+                .iter()
+                .map(move |w| (job.name, webhook_label(&w.url), w))
+        })
         .collect();
     type Get = fn(&streampulse_engine::webhook::WebhookStatus) -> u64;
     let counters: [(&str, &str, Get); 3] = [
@@ -375,8 +470,8 @@ fn webhooks(e: &mut Encoder, status: &JobStatus) {
     ];
     for (name, help, get) in counters {
         e.family(name, Kind::Counter, help);
-        for (label, w) in &hooks {
-            e.int(name, &[("webhook", label)], get(w));
+        for (job, label, w) in &hooks {
+            e.int(name, &[(JOB, job), ("webhook", label)], get(w));
         }
     }
     let name = "streampulse_webhook_dropped_total";
@@ -385,17 +480,17 @@ fn webhooks(e: &mut Encoder, status: &JobStatus) {
         Kind::Counter,
         "Alert transitions not sent to the webhook: reason=queue_full or shutdown.",
     );
-    for (label, w) in &hooks {
-        e.int(
-            name,
-            &[("webhook", label), ("reason", "queue_full")],
-            w.dropped_queue_full,
-        );
-        e.int(
-            name,
-            &[("webhook", label), ("reason", "shutdown")],
-            w.dropped_at_shutdown,
-        );
+    for (job, label, w) in &hooks {
+        for (reason, count) in [
+            ("queue_full", w.dropped_queue_full),
+            ("shutdown", w.dropped_at_shutdown),
+        ] {
+            e.int(
+                name,
+                &[(JOB, job), ("webhook", label), ("reason", reason)],
+                count,
+            );
+        }
     }
     let name = "streampulse_webhook_queued_transitions";
     e.family(
@@ -403,8 +498,8 @@ fn webhooks(e: &mut Encoder, status: &JobStatus) {
         Kind::Gauge,
         "Alert transitions waiting in the webhook's queue.",
     );
-    for (label, w) in &hooks {
-        e.int(name, &[("webhook", label)], w.queued);
+    for (job, label, w) in &hooks {
+        e.int(name, &[(JOB, job), ("webhook", label)], w.queued);
     }
 }
 

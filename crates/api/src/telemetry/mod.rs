@@ -1,6 +1,10 @@
 //! Prometheus metrics: the text exposition at `GET /metrics` on a port of its own
 //! (`metrics.listen`, default `0.0.0.0:9249`), and the middleware that times API requests.
 //!
+//! One exposition covers every job of the process (the configured one and those submitted with
+//! `POST /jobs`): per-job families carry a `job_name` label, so a second job is one more sample set
+//! under the same families rather than another endpoint to scrape.
+//!
 //! There is no metrics registry between the engine and the exposition: the engine keeps its
 //! counters in preallocated atomics (`streampulse_engine::status`, `::telemetry`), which `GET
 //! /jobs/{id}` also reads, and [`collect`] turns them into metric families on each scrape. Gauges
@@ -21,31 +25,32 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use streampulse_engine::Runtime;
+use streampulse_engine::jobs::JobManager;
 
 pub use http::{instrument, HttpMetrics};
 pub use trace::traced;
 
 #[derive(Clone)]
 struct Exposition {
-    runtime: Runtime,
+    jobs: Arc<JobManager>,
     http: Arc<HttpMetrics>,
     started: SystemTime,
 }
 
-/// The router of the metrics port: `GET /metrics` renders `runtime`'s counters and `http`'s
-/// request timings (fill these with [`instrument`] on the API's router).
-pub fn metrics_router(runtime: Runtime, http: Arc<HttpMetrics>) -> Router {
+/// The router of the metrics port: `GET /metrics` renders the counters of every job in `jobs`
+/// (read at each scrape, so a job submitted later appears without a restart) and `http`'s request
+/// timings (fill these with [`instrument`] on the API's router).
+pub fn metrics_router(jobs: Arc<JobManager>, http: Arc<HttpMetrics>) -> Router {
     Router::new()
         .route("/metrics", get(scrape))
         .with_state(Exposition {
-            runtime,
+            jobs,
             http,
             started: SystemTime::now(),
         })
 }
 
 async fn scrape(State(x): State<Exposition>) -> impl IntoResponse {
-    let body = collect::render(&x.runtime, &x.http, x.started);
+    let body = collect::render(&x.jobs, &x.http, x.started);
     ([(header::CONTENT_TYPE, text::CONTENT_TYPE)], body)
 }
