@@ -20,6 +20,7 @@ pub struct AppConfig {
     pub server: ServerConfig,
     pub log: LogSection,
     pub checkpoint: CheckpointSection,
+    pub store: StoreSection,
     pub alerts: AlertsSection,
     pub metrics: MetricsSection,
     pub logging: LoggingSection,
@@ -246,6 +247,81 @@ impl CheckpointSection {
     }
 }
 
+/// `store`: the result store under `<data_dir>/store`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    pub retention: StoreRetentionSection,
+}
+
+/// `store.retention`: how long each kind of row is kept, by event time (not write time); `None`
+/// (`null`) keeps it forever.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreRetentionSection {
+    /// Window results, by the end of their window.
+    #[serde(with = "humantime_serde")]
+    pub results: Option<Duration>,
+    /// Late events, by their event time.
+    #[serde(with = "humantime_serde")]
+    pub late_events: Option<Duration>,
+    /// Resolved alerts, by the event time of their resolution (firing alerts are always kept).
+    #[serde(with = "humantime_serde")]
+    pub alerts: Option<Duration>,
+    /// Raw events (`job.keep_raw_events`), by their event time.
+    #[serde(with = "humantime_serde")]
+    pub raw_events: Option<Duration>,
+    /// Time between two sweeps.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+}
+
+impl Default for StoreRetentionSection {
+    fn default() -> Self {
+        Self {
+            results: None,
+            late_events: None,
+            alerts: None,
+            raw_events: Some(Duration::from_secs(7 * 24 * 3600)),
+            check_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl StoreRetentionSection {
+    /// The store's form of the TTLs.
+    pub fn policy(&self) -> streampulse_store::RetentionPolicy {
+        streampulse_store::RetentionPolicy {
+            results: self.results,
+            late_events: self.late_events,
+            alerts: self.alerts,
+            raw_events: self.raw_events,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        for (key, ttl) in [
+            ("results", self.results),
+            ("late_events", self.late_events),
+            ("alerts", self.alerts),
+            ("raw_events", self.raw_events),
+        ] {
+            if ttl.is_some_and(|t| t < Duration::from_secs(1)) {
+                anyhow::bail!(
+                    "store.retention.{key}: must be at least 1s (a duration like 7d or 12h), or \
+                     null to keep every row"
+                );
+            }
+        }
+        if self.check_interval < Duration::from_millis(100)
+            || self.check_interval > Duration::from_secs(24 * 3600)
+        {
+            anyhow::bail!("store.retention.check_interval: must be between 100ms and 24h");
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertsSection {
@@ -412,6 +488,7 @@ impl AppConfig {
             return fail("checkpoint.retain", "must keep at least 1 checkpoint");
         }
         self.checkpoint.validate()?;
+        self.store.retention.validate()?;
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             return fail("server.listen", "must be an address like 0.0.0.0:8080");
         }
@@ -537,6 +614,72 @@ mod tests {
         let e =
             error_of("job:\n  windows:\n    - name: w\n      type: tumbling\n      size: ten\n");
         assert!(e.starts_with("job.windows[0].size:"), "{e}");
+    }
+
+    #[test]
+    fn store_retention_has_defaults_and_errors_name_the_key() {
+        let day = Duration::from_secs(24 * 3600);
+        let v = AppConfig::parse("").unwrap().validate().unwrap();
+        let r = &v.config.store.retention;
+        assert_eq!(
+            (r.results, r.late_events, r.alerts, r.raw_events),
+            (None, None, None, Some(7 * day))
+        );
+        assert_eq!(r.check_interval, Duration::from_secs(60));
+        assert_eq!(
+            r.policy(),
+            streampulse_store::RetentionPolicy {
+                raw_events: Some(7 * day),
+                ..Default::default()
+            }
+        );
+
+        let v = AppConfig::parse(
+            "store:\n  retention:\n    results: 30d\n    late_events: 12h\n    alerts: 90m\n    raw_events: null\n    check_interval: 200ms\n",
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        assert_eq!(
+            v.config.store.retention.policy(),
+            streampulse_store::RetentionPolicy {
+                results: Some(30 * day),
+                late_events: Some(Duration::from_secs(12 * 3600)),
+                alerts: Some(Duration::from_secs(90 * 60)),
+                raw_events: None,
+            }
+        );
+        assert_eq!(
+            v.config.store.retention.check_interval,
+            Duration::from_millis(200)
+        );
+        // Only raw events kept forever as well: nothing has a TTL.
+        let v = AppConfig::parse("store:\n  retention: {raw_events: null}\n")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert!(v.config.store.retention.policy().keeps_everything());
+
+        let e = error_of("store:\n  retention:\n    raw_events: 0s\n");
+        assert!(
+            e.starts_with("store.retention.raw_events: must be at least 1s"),
+            "{e}"
+        );
+        let e = error_of("store:\n  retention:\n    alerts: 500ms\n");
+        assert!(e.starts_with("store.retention.alerts:"), "{e}");
+        let e = error_of("store:\n  retention:\n    results: a week\n");
+        assert!(e.starts_with("store.retention.results:"), "{e}");
+        let e = error_of("store:\n  retention:\n    check_interval: 10ms\n");
+        assert!(e.starts_with("store.retention.check_interval:"), "{e}");
+        let e = error_of("store:\n  retention:\n    check_interval: null\n");
+        assert!(e.starts_with("store.retention.check_interval:"), "{e}");
+        let e = error_of("store:\n  retention:\n    raw: 1d\n");
+        assert!(
+            e.starts_with("store.retention.raw:") && e.contains("unknown field `raw`"),
+            "{e}"
+        );
+        let e = error_of("store:\n  ttl: 1d\n");
+        assert!(e.starts_with("store.ttl:"), "{e}");
     }
 
     #[test]

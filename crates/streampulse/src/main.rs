@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod otel;
 mod results_writer;
+mod store_retention;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
