@@ -206,7 +206,7 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
     if let Some(listener) = metrics_listener {
         let http = Arc::new(streampulse_api::telemetry::HttpMetrics::default());
         app = streampulse_api::telemetry::instrument(app, http.clone());
-        let exposition = streampulse_api::telemetry::metrics_router(runtime.clone(), http);
+        let exposition = streampulse_api::telemetry::metrics_router(jobs.clone(), http);
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "prometheus metrics at http://{addr}/metrics");
         // Keeps serving through the final checkpoint; ends when the process does.
