@@ -183,6 +183,13 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
     let jobs = Arc::new(jobs);
     let runtime = jobs.configured().clone();
 
+    crate::store_retention::spawn(
+        tokio.handle(),
+        store.clone(),
+        config.store.retention.policy(),
+        config.store.retention.check_interval,
+    );
+
     let state = streampulse_api::AppState {
         jobs: jobs.clone(),
         store,
