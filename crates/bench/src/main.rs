@@ -25,6 +25,7 @@ use streampulse_core::event::{Event, EventFormat};
 use streampulse_core::job::{Job, JobSpec};
 use streampulse_core::window::{WindowSpec, WindowType};
 use streampulse_engine::checkpoint::{open_storage, CheckpointStore};
+use streampulse_engine::shared_log::SharedLog;
 use streampulse_engine::{record, Runtime, RuntimeConfig, StartFrom};
 use streampulse_log::{EmbeddedLog, FsyncPolicy, LogConfig};
 use streampulse_store::{EmbeddedStore, ResultStore};
@@ -77,6 +78,10 @@ struct Args {
     clients: usize,
     #[arg(long, default_value_t = 200)]
     rounds: usize,
+    /// Engine mode: jobs reading the same log, each at its own offsets (as jobs submitted with
+    /// POST /jobs do), each with its own store rows and checkpoints.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
     /// Kafka modes: bootstrap servers of the Kafka-protocol broker.
     #[arg(long, default_value = "127.0.0.1:19092")]
     brokers: String,
@@ -291,12 +296,11 @@ fn bench_detectors(points: usize) {
     println!("mode=detectors points={points} zscore_n120_ns_per_point={zscore_ns:.1} ewma_ns_per_point={ewma_ns:.1} anomalies={anomalies}");
 }
 
-/// (a) One partition, one worker thread: events are appended first (not timed), then the real
-/// runtime reads, decodes, aggregates and upserts results until it has drained the log.
+/// (a) One partition, one worker thread per job: events are appended first (not timed), then
+/// the real runtimes read, decode, aggregate and upsert results until each has drained the log.
+/// With `--jobs N`, N jobs read the one log through `SharedLog`, as submitted jobs do.
 fn bench_engine(args: &Args, events: &[Event]) -> anyhow::Result<()> {
-    let job: Job = job_spec(args.job)
-        .validate()
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let spec = job_spec(args.job);
     let dir = tempfile::tempdir()?;
     let log = EmbeddedLog::open(
         &dir.path().join("log"),
@@ -314,43 +318,59 @@ fn bench_engine(args: &Args, events: &[Event]) -> anyhow::Result<()> {
         )?;
     }
     let store: Arc<dyn ResultStore> = Arc::new(EmbeddedStore::open(&dir.path().join("store"))?);
-    let checkpoints = CheckpointStore::new(
-        open_storage(&dir.path().join("chk").display().to_string())?,
-        &job.name,
-        3,
-    );
+    let shared = SharedLog::new(log.clone());
+    let jobs = args.jobs.max(1);
     let started = Instant::now();
-    let runtime = Runtime::start(
-        job,
-        RuntimeConfig {
-            checkpoint_interval: Duration::from_secs(5),
-            webhooks: Vec::new(),
-            initial_position: Default::default(),
-        },
-        Arc::new(log.clone()),
-        Some(log.clone()),
-        store,
-        checkpoints,
-        StartFrom::LatestCheckpoint,
-    )?;
+    let mut runtimes = Vec::with_capacity(jobs);
+    for i in 0..jobs {
+        let mut spec = spec.clone();
+        if jobs > 1 {
+            spec.name = format!("{}_{i}", spec.name);
+        }
+        let job: Job = spec.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let checkpoints = CheckpointStore::new(
+            open_storage(&dir.path().join("chk").display().to_string())?,
+            &job.name,
+            3,
+        );
+        runtimes.push(Runtime::start(
+            job,
+            RuntimeConfig {
+                checkpoint_interval: Duration::from_secs(5),
+                webhooks: Vec::new(),
+                initial_position: Default::default(),
+            },
+            shared.reader(&spec.name),
+            Some(log.clone()),
+            store.clone(),
+            checkpoints,
+            StartFrom::LatestCheckpoint,
+        )?);
+    }
     let total = events.len() as u64;
-    while runtime.counters().partitions[0]
-        .next_offset
-        .load(std::sync::atomic::Ordering::Relaxed)
-        < total
-    {
+    let drained = |r: &Runtime| {
+        r.counters().partitions[0]
+            .next_offset
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= total
+    };
+    while !runtimes.iter().all(drained) {
         std::thread::sleep(Duration::from_millis(1));
     }
     let elapsed = started.elapsed();
-    runtime.shutdown()?;
-    let status = runtime.status();
+    for runtime in &runtimes {
+        runtime.shutdown()?;
+    }
+    let status = runtimes[0].status();
     let state_bytes = status.last_checkpoint.as_ref().map_or(0, |c| c.bytes);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "mode=engine job={} events={} seconds={:.3} events_per_sec_per_core={:.0} results={} late={} checkpoint_state_bytes={state_bytes} bench_process_peak_rss_mib={:.1} (includes the input held in memory)",
+        "mode=engine job={} jobs={jobs} events={} seconds={:.3} events_per_sec_per_job={:.0} events_per_sec_per_core={:.0} results_per_job={} late={} checkpoint_state_bytes={state_bytes} bench_process_peak_rss_mib={:.1} (includes the input held in memory)",
         args.job.name(),
         total,
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64(),
+        (total * jobs as u64) as f64 / elapsed.as_secs_f64() / jobs.min(cores) as f64,
         status.partitions[0].results,
         status.partitions[0].late_events,
         peak_rss_kib("self").unwrap_or(0) as f64 / 1024.0,
