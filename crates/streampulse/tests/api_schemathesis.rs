@@ -20,6 +20,10 @@ const ENV: &str = "STREAMPULSE_TEST_SCHEMATHESIS";
 const CONFIG: &str = r#"
 log:
   partitions: 2
+# The events are from 2023: beyond the default 7d retention of raw events.
+store:
+  retention:
+    raw_events: null
 job:
   idle_timeout: 500ms
   # So GET /events answers pages (checked against their schema) rather than only 409s.

@@ -20,6 +20,10 @@ log:
   partitions: 2
 checkpoint:
   interval: 200ms
+# The events are from 2023: beyond the default 7d retention of raw events.
+store:
+  retention:
+    raw_events: null
 job:
   max_out_of_orderness: 2s
   idle_timeout: 500ms
