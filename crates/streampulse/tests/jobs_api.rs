@@ -158,6 +158,12 @@ fn submitted_jobs_read_the_same_events_and_outlive_restarts() {
         "middle",
     );
     refused(json!({"job": {"name": "x y"}}), 400, "job.name");
+    // The log holds events as parsed at ingest, with the configured job's field names.
+    refused(
+        json!({"job": {"name": "x", "event": {"value_field": "v"}}}),
+        400,
+        "job.event",
+    );
     assert_eq!(
         states(&p),
         [

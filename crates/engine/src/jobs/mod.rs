@@ -32,6 +32,10 @@ pub use launcher::EmbeddedLauncher;
 use crate::runtime::{EngineError, InitialPosition, Runtime, StartFrom};
 use crate::status::{JobCounters, JobStatus};
 
+/// Most submitted jobs running at once: each runs a thread per log partition and holds its
+/// windows in memory, so an unbounded number would let callers exhaust the process.
+pub const MAX_RUNNING_SUBMITTED: usize = 32;
+
 /// Starts runtimes for submitted jobs over the process's shared input.
 pub trait JobLauncher: Send + Sync {
     /// Starts `job`, restoring `from`; with no checkpoint, it reads from `position`.
@@ -246,13 +250,29 @@ impl JobManager {
         if name == self.configured.job().name {
             return Err(JobsError::Configured(name));
         }
+        if job.event != self.configured.job().event {
+            // Events are parsed once, at ingest, with the configured job's field names; the log
+            // holds them parsed, so another mapping could never apply.
+            return Err(JobsError::Invalid(JobError {
+                key: "event".into(),
+                reason: "events are parsed once, at ingest, with the field names of the config \
+                         file's job: omit `event` (or repeat the config file's)"
+                    .into(),
+            }));
+        }
         let _change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
-        if self
-            .lock_submitted()
-            .get(&name)
-            .is_some_and(JobEntry::is_running)
         {
-            return Err(JobsError::Running(name));
+            let submitted = self.lock_submitted();
+            if submitted.get(&name).is_some_and(JobEntry::is_running) {
+                return Err(JobsError::Running(name));
+            }
+            let running = submitted.values().filter(|e| e.is_running()).count();
+            if running >= MAX_RUNNING_SUBMITTED {
+                return Err(JobsError::Unsupported(format!(
+                    "{running} submitted jobs run already, the most one process runs; stop one \
+                     (DELETE /jobs/{{id}}) first"
+                )));
+            }
         }
         let position = match submission.position {
             InitialPosition::Latest => InitialPosition::Offsets(launcher.end_offsets()),
