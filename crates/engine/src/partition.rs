@@ -7,7 +7,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use streampulse_core::output::Output;
@@ -38,6 +38,8 @@ pub struct PartitionWorker {
     pub pipeline: PartitionPipeline,
     pub next_offset: u64,
     pub commands: Receiver<Command>,
+    /// Set when this partition cannot go on (its input was deleted); the process then exits.
+    pub failure: Arc<Mutex<Option<String>>>,
 }
 
 impl PartitionWorker {
@@ -77,6 +79,20 @@ impl PartitionWorker {
             {
                 Ok(batch) => batch,
                 Err(err) => {
+                    let first = self.source.start_offset(self.partition);
+                    if self.next_offset < first {
+                        // Retrying cannot bring deleted records back.
+                        let reason = format!(
+                            "partition {}: the log no longer holds offset {} (retention deleted \
+                             everything before {first}); restore a newer checkpoint or savepoint",
+                            self.partition, self.next_offset
+                        );
+                        tracing::error!(%reason, "the partition cannot go on");
+                        if let Ok(mut failure) = self.failure.lock() {
+                            failure.get_or_insert(reason);
+                        }
+                        return;
+                    }
                     tracing::error!(error = %err, offset = self.next_offset, "cannot read the source; retrying");
                     std::thread::sleep(Duration::from_secs(1));
                     continue;
@@ -92,7 +108,6 @@ impl PartitionWorker {
                 self.source.wait_for(self.partition, self.next_offset, POLL);
                 continue;
             }
-            last_arrival = Instant::now();
             let job = &self.emitter.job_name;
             for (offset, payload) in &batch {
                 match record::decode(payload) {
@@ -101,6 +116,8 @@ impl PartitionWorker {
                         ts,
                         value,
                     }) => {
+                        // Other jobs' idle markers are not arrivals: only events reset the clock.
+                        last_arrival = Instant::now();
                         // Tags are decoded only when the pipeline asks: for a metric's first
                         // event (the catalog and alerts carry them), or for every event when the
                         // job keeps raw events.

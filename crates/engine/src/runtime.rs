@@ -120,8 +120,11 @@ pub enum Control {
         name: String,
         reply: Sender<Result<String, EngineError>>,
     },
+    /// Stop with a final checkpoint. With `savepoint`, the final checkpoint is also kept under
+    /// that name, and a failure (or a driver that cannot take savepoints) leaves the job running.
     Stop {
-        reply: Sender<Result<(), EngineError>>,
+        savepoint: Option<String>,
+        reply: Sender<Result<Option<String>, EngineError>>,
     },
 }
 
@@ -222,18 +225,33 @@ impl Runtime {
                         });
                     }
                 }
-                pipelines.extend((0..partitions).map(|p| {
+                for p in 0..partitions {
                     let first = source.start_offset(p);
+                    let end = source.end_offset(p);
                     let offset = match position {
                         InitialPosition::Earliest => first,
-                        InitialPosition::Latest => source.end_offset(p),
-                        // Retention may have passed them if the job never checkpointed.
+                        InitialPosition::Latest => end,
                         InitialPosition::Offsets(offsets) => {
-                            offsets[p as usize].max(first).min(source.end_offset(p))
+                            let offset = offsets[p as usize];
+                            if offset < first {
+                                return Err(EngineError::OffsetTruncated {
+                                    partition: p,
+                                    offset,
+                                    first,
+                                });
+                            }
+                            if offset > end {
+                                return Err(EngineError::OffsetBeyondLog {
+                                    partition: p,
+                                    offset,
+                                    end,
+                                });
+                            }
+                            offset
                         }
                     };
-                    (PartitionPipeline::new(&job), offset)
-                }));
+                    pipelines.push((PartitionPipeline::new(&job), offset));
+                }
             }
             Some(chk) => {
                 if chk.job != job.name {
@@ -252,6 +270,11 @@ impl Runtime {
                 }
                 restore_span.record("checkpoint.id", chk.id as i64);
                 next_id = chk.id.max(checkpoints.max_id()?) + 1;
+                // A restored savepoint becomes the latest checkpoint before anything runs, so a
+                // crash before the first checkpoint resumes from it, not from the state the
+                // savepoint was meant to replace.
+                let adopted = matches!(start_from, StartFrom::Savepoint(_))
+                    .then(|| Checkpoint::new(next_id, &job.name, now_ms(), chk.partitions.clone()));
                 for p in chk.partitions {
                     let end = source.end_offset(p.partition);
                     let first = source.start_offset(p.partition);
@@ -275,12 +298,17 @@ impl Runtime {
                     })?;
                     pipelines.push((pipeline, p.next_offset));
                 }
+                if let Some(adopted) = adopted {
+                    checkpoints.write(&adopted)?;
+                    next_id += 1;
+                }
                 tracing::info!(job = %job.name, checkpoint = chk.id, from = ?start_from, "restored state; replaying the log from the checkpointed offsets");
             }
         }
         drop(restore_span);
 
         let counters = Arc::new(JobCounters::new(&job, partitions));
+        let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let feed = LiveFeed::new(LIVE_FEED_CAPACITY);
         let webhooks = start_webhooks(&job.name, &config.webhooks)?;
         let emitter = Emitter {
@@ -300,6 +328,7 @@ impl Runtime {
                 pipeline,
                 next_offset,
                 commands: rx,
+                failure: failure.clone(),
             };
             counters.partitions[partition]
                 .next_offset
@@ -336,7 +365,7 @@ impl Runtime {
             control: req_tx,
             driver: handle,
             log_end: Arc::new(log_end),
-            failure: Arc::new(Mutex::new(None)),
+            failure,
         }))
     }
 
@@ -432,10 +461,38 @@ impl Runtime {
         let tx = self.inner.requests.lock().ok().and_then(|mut r| r.take());
         let Some(tx) = tx else { return Ok(()) };
         let (reply, rx) = mpsc::channel();
-        let result = match tx.send(Control::Stop { reply }) {
+        let result = match tx.send(Control::Stop {
+            savepoint: None,
+            reply,
+        }) {
             Ok(()) => rx.recv().unwrap_or(Err(EngineError::Stopping)),
             Err(_) => Err(EngineError::Stopping),
         };
+        self.finish_stop();
+        result.map(|_| ())
+    }
+
+    /// Stops like [`Self::shutdown`], with the final checkpoint kept as savepoint `name`: the
+    /// savepoint is exactly the state the job stopped in (nothing is processed in between, as
+    /// with Flink's stop-with-savepoint). Returns where it was written. If the savepoint cannot
+    /// be taken, the job keeps running and the error says why.
+    pub fn stop_with_savepoint(&self, name: &str) -> Result<String, EngineError> {
+        let (reply, rx) = mpsc::channel();
+        self.request(|| Control::Stop {
+            savepoint: Some(name.to_string()),
+            reply,
+        })?;
+        let path = rx.recv().map_err(|_| EngineError::Stopping)??;
+        // Stopped: later requests find no sender.
+        if let Ok(mut requests) = self.inner.requests.lock() {
+            requests.take();
+        }
+        self.finish_stop();
+        Ok(path.unwrap_or_default())
+    }
+
+    /// After the driver has stopped: joins it and winds down webhook delivery.
+    fn finish_stop(&self) {
         if let Some(handle) = self
             .inner
             .coordinator
@@ -449,7 +506,6 @@ impl Runtime {
         if let Some(webhooks) = &self.inner.webhooks {
             webhooks.shutdown(WEBHOOK_GRACE);
         }
-        result
     }
 }
 
@@ -482,16 +538,35 @@ impl Coordinator {
                             .map(|path| path.unwrap_or_default()),
                     );
                 }
-                Ok(Control::Stop { reply }) => {
-                    let result = self.checkpoint(None).map(|_| ());
+                Ok(Control::Stop {
+                    savepoint: Some(name),
+                    reply,
+                }) => {
+                    // Nothing runs between this checkpoint and the stop: workers answer the
+                    // snapshot request between two batches, and the next command they read is
+                    // Stop.
+                    match self.checkpoint(Some(&name)) {
+                        Ok(path) => {
+                            self.stop_workers();
+                            let _ = reply.send(Ok(path));
+                            return;
+                        }
+                        Err(err) => {
+                            let _ = reply.send(Err(err));
+                        }
+                    }
+                }
+                Ok(Control::Stop {
+                    savepoint: None,
+                    reply,
+                }) => {
+                    let result = self.checkpoint(None);
                     self.stop_workers();
-                    self.source.detach();
                     let _ = reply.send(result);
                     return;
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     self.stop_workers();
-                    self.source.detach();
                     return;
                 }
             }

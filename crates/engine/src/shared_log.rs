@@ -3,8 +3,16 @@
 //! Every job of a process reads the same log (HTTP ingest appends to it once), and each
 //! checkpoints on its own schedule. Retention may delete a record only when *every* attached job
 //! has checkpointed past it, so [`SharedLog`] remembers what each job last released and hands the
-//! log the element-wise minimum. A job that stops detaches and no longer holds retention back; a
-//! job that is attached but has not checkpointed yet holds back everything.
+//! log the element-wise minimum. A job that is attached but has not checkpointed yet holds back
+//! everything, and so does a [`RetentionHold`] (taken while a process starts its jobs, so that
+//! the first to checkpoint cannot delete what the others, not yet attached, still need).
+//!
+//! A job stays attached when it stops with the process, or when the configured job is stopped
+//! (both resume from their checkpoints). Only a submitted job stopped for good detaches
+//! ([`SharedLog::detach`]): it no longer holds retention back.
+//!
+//! Retention runs under the same lock as attaching, so a job attached while retention runs never
+//! starts at an offset that is being deleted.
 //!
 //! This module never reads or writes records itself: [`LogReader`] passes reads and appends
 //! through to the log unchanged.
@@ -38,37 +46,35 @@ impl SharedLog {
 
     /// Attaches `job`: until it detaches, retention keeps everything it has not released.
     pub fn reader(self: &Arc<Self>, job: &str) -> Arc<LogReader> {
-        if let Ok(mut released) = self.released.lock() {
-            released.insert(job.to_string(), None);
-        }
+        self.lock().insert(job.to_string(), None);
         Arc::new(LogReader {
             shared: self.clone(),
             job: job.to_string(),
         })
     }
 
-    /// Offsets below which every attached job has released the log; `None` while some attached
-    /// job has not checkpointed (or none is attached).
-    fn safe_offsets(&self) -> Option<Vec<u64>> {
-        let released = self.released.lock().ok()?;
-        let mut safe: Option<Vec<u64>> = None;
-        for offsets in released.values() {
-            let offsets = offsets.as_ref()?;
-            safe = Some(match safe {
-                None => offsets.clone(),
-                Some(s) => s.iter().zip(offsets).map(|(a, b)| *a.min(b)).collect(),
-            });
+    /// Holds everything back until the hold is dropped. `name` must not be a job's name (use
+    /// a '.', which job names cannot contain).
+    pub fn hold(self: &Arc<Self>, name: &str) -> RetentionHold {
+        self.lock().insert(name.to_string(), None);
+        RetentionHold {
+            shared: self.clone(),
+            name: name.to_string(),
         }
-        safe
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Option<Vec<u64>>>> {
+        // The map stays consistent even if a holder panicked.
+        self.released.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn release(&self, job: &str, offsets: &[u64]) -> Result<(), SourceError> {
-        if let Ok(mut released) = self.released.lock() {
-            if let Some(entry) = released.get_mut(job) {
-                *entry = Some(offsets.to_vec());
-            }
+        // Held through the retention run: see the module docs.
+        let mut released = self.lock();
+        if let Some(entry) = released.get_mut(job) {
+            *entry = Some(offsets.to_vec());
         }
-        match self.safe_offsets() {
+        match safe_offsets(&released) {
             Some(safe) => self
                 .log
                 .apply_retention(&safe)
@@ -78,11 +84,36 @@ impl SharedLog {
         }
     }
 
-    fn detach(&self, job: &str) {
-        if let Ok(mut released) = self.released.lock() {
-            released.remove(job);
-        }
+    /// `job` has stopped for good: what it has not read no longer needs to be kept for it.
+    pub fn detach(&self, job: &str) {
+        self.lock().remove(job);
     }
+}
+
+/// Keeps retention from deleting anything while it lives.
+pub struct RetentionHold {
+    shared: Arc<SharedLog>,
+    name: String,
+}
+
+impl Drop for RetentionHold {
+    fn drop(&mut self) {
+        self.shared.detach(&self.name);
+    }
+}
+
+/// Offsets below which every attached job has released the log; `None` while some attached job
+/// (or hold) has not checkpointed, or none is attached.
+fn safe_offsets(released: &BTreeMap<String, Option<Vec<u64>>>) -> Option<Vec<u64>> {
+    let mut safe: Option<Vec<u64>> = None;
+    for offsets in released.values() {
+        let offsets = offsets.as_ref()?;
+        safe = Some(match safe {
+            None => offsets.clone(),
+            Some(s) => s.iter().zip(offsets).map(|(a, b)| *a.min(b)).collect(),
+        });
+    }
+    safe
 }
 
 /// One job's view of a [`SharedLog`].
@@ -131,10 +162,6 @@ impl EventSource for LogReader {
     fn release(&self, offsets: &[u64]) -> Result<(), SourceError> {
         self.shared.release(&self.job, offsets)
     }
-
-    fn detach(&self) {
-        self.shared.detach(&self.job);
-    }
 }
 
 #[cfg(test)]
@@ -178,8 +205,8 @@ mod tests {
         assert_eq!(log.start_offset(0).unwrap(), 3);
         assert_eq!(log.start_offset(1).unwrap(), 9);
 
-        // Once the slow job stops, the fast one alone decides.
-        slow.detach();
+        // Once the slow job stops for good, the fast one alone decides.
+        shared.detach("slow");
         fast.release(&[8, 9]).unwrap();
         assert_eq!(log.start_offset(0).unwrap(), 8);
         assert_eq!(log.start_offset(1).unwrap(), 9);
@@ -200,5 +227,20 @@ mod tests {
         second.release(&[6, 7]).unwrap();
         assert_eq!(log.start_offset(0).unwrap(), 6);
         assert_eq!(log.start_offset(1).unwrap(), 7);
+    }
+
+    #[test]
+    fn a_hold_keeps_everything_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path());
+        fill(&log, 10);
+        let shared = SharedLog::new(log.clone());
+        let hold = shared.hold("startup.hold");
+        let job = shared.reader("job");
+        job.release(&[5, 5]).unwrap();
+        assert_eq!(log.start_offset(0).unwrap(), 0);
+        drop(hold);
+        job.release(&[5, 5]).unwrap();
+        assert_eq!(log.start_offset(0).unwrap(), 5);
     }
 }

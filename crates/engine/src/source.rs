@@ -41,9 +41,6 @@ pub trait EventSource: Send + Sync {
     /// Everything before `offsets[p]` is covered by a completed checkpoint: the source may release
     /// it (retention, committed consumer offsets).
     fn release(&self, offsets: &[u64]) -> Result<(), SourceError>;
-    /// The job has stopped reading (after its final checkpoint): what it has not released no
-    /// longer needs to be kept for it.
-    fn detach(&self) {}
 }
 
 impl EventSource for EmbeddedLog {

@@ -83,6 +83,9 @@ pub struct JobStatus {
     pub last_checkpoint: Option<CheckpointInfo>,
     /// One entry per configured alert webhook (empty when there is none).
     pub webhooks: Vec<WebhookStatus>,
+    /// Why the job is `failed` (it could not be started again when the process started).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl JobCounters {
@@ -144,6 +147,7 @@ impl JobCounters {
             checkpoints_failed: self.checkpoints_failed.load(Relaxed),
             last_checkpoint: self.last_checkpoint.lock().ok().and_then(|g| g.clone()),
             webhooks: Vec::new(),
+            error: None,
         }
     }
 }

@@ -174,17 +174,22 @@ impl KafkaDriver {
         let mut next_partials = Instant::now();
         loop {
             match requests.try_recv() {
-                Ok(Control::Stop { reply }) => {
+                Ok(Control::Stop {
+                    savepoint: None,
+                    reply,
+                }) => {
                     let result = self.checkpoint_all(CommitMode::Sync);
-                    let _ = reply.send(result);
+                    let _ = reply.send(result.map(|_| None));
                     break;
                 }
+                Ok(Control::Stop {
+                    savepoint: Some(_),
+                    reply,
+                }) => {
+                    let _ = reply.send(Err(savepoints_unsupported()));
+                }
                 Ok(Control::Savepoint { reply, .. }) => {
-                    let _ = reply.send(Err(EngineError::Unsupported(
-                        "savepoints of a job that reads Kafka are not supported yet: each \
-                         partition is checkpointed on its own (checkpoint.interval)"
-                            .into(),
-                    )));
+                    let _ = reply.send(Err(savepoints_unsupported()));
                 }
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {}
@@ -389,6 +394,15 @@ fn parse(format: &EventFormat, payload: Option<&[u8]>) -> Result<Event, (RejectR
     format
         .parse(&value)
         .map_err(|e| (RejectReason::of(&e), e.to_string()))
+}
+
+/// Why a savepoint of a Kafka job is refused (the job keeps running).
+fn savepoints_unsupported() -> EngineError {
+    EngineError::Unsupported(
+        "savepoints of a job that reads Kafka are not supported yet: each partition is \
+         checkpointed on its own (checkpoint.interval)"
+            .into(),
+    )
 }
 
 #[cfg(test)]

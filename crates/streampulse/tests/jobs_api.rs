@@ -266,3 +266,81 @@ fn submitted_jobs_read_the_same_events_and_outlive_restarts() {
     assert_eq!(p.walk_results(&all).len(), 1);
     assert!(p.interrupt().success());
 }
+
+fn ingest_range(p: &Platform, from: i64, n: i64) {
+    let body: String = (0..n)
+        .map(|i| {
+            format!(
+                "{}\n",
+                json!({"metric_id": "m", "ts": from + i * 100, "value": 1.0})
+            )
+        })
+        .collect();
+    let (status, reply) = p.post(&body, "application/x-ndjson", None).unwrap();
+    assert_eq!(status, 200, "{reply}");
+}
+
+fn total_count(p: &Platform, job: &str) -> u64 {
+    p.walk_results(&format!(
+        "start={LATER}&end={}&job={job}",
+        LATER + 3_600_000
+    ))
+    .values()
+    .map(|r| r["count"].as_u64().unwrap())
+    .sum()
+}
+
+/// With retention as eager as it gets (every checkpointed byte may go), a stopped configured job
+/// still holds back what it has not read (it resumes with the process), while a submitted job
+/// stopped for good does not (its resume is then refused, naming the deleted offsets).
+#[test]
+fn retention_waits_for_the_configured_job_but_not_for_a_stopped_submitted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "log:\n  partitions: 1\n  retention_bytes: 0\n  retention_age: null\ncheckpoint:\n  interval: 300ms\njob:\n  idle_timeout: 1s\n  \
+                  windows:\n    - {name: tumble_10s, type: tumbling, size: 10s, aggregates: [count]}\n  detectors: []\n";
+    let sub = json!({
+        "name": "sub",
+        "idle_timeout": "1s",
+        "windows": [{"name": "tumble_10s", "type": "tumbling", "size": "10s", "aggregates": ["count"]}],
+        "detectors": [],
+    });
+    let p = Platform::start(dir.path(), config, free_port());
+    assert_eq!(p.send("POST", "/jobs", &json!({"job": sub})).0, 201);
+    ingest_range(&p, LATER, 100);
+    wait_drained(&p, "default", Duration::from_secs(30));
+    wait_drained(&p, "sub", Duration::from_secs(30));
+
+    // The configured job stops; events keep coming for the submitted one, which checkpoints
+    // and releases them.
+    let (status, stopped) = p.send("DELETE", "/jobs/default", &Value::Null);
+    assert_eq!(status, 200, "{stopped}");
+    ingest_range(&p, LATER + 20_000, 100);
+    wait_drained(&p, "sub", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(1_000)); // a few checkpoints of "sub"
+    assert_eq!(total_count(&p, "sub"), 200);
+    assert!(p.interrupt().success());
+
+    // The configured job resumes from its final checkpoint: retention kept its input.
+    let p = Platform::start(dir.path(), config, free_port());
+    wait_drained(&p, "default", Duration::from_secs(30));
+    assert_eq!(total_count(&p, "default"), 200);
+    assert_eq!(total_count(&p, "sub"), 200);
+
+    // A submitted job stopped for good holds nothing back.
+    let (status, stopped) = p.send("DELETE", "/jobs/sub", &Value::Null);
+    assert_eq!(status, 200, "{stopped}");
+    ingest_range(&p, LATER + 40_000, 100);
+    wait_drained(&p, "default", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(1_000)); // a few checkpoints of "default"
+    let (status, problem) = p.send("POST", "/jobs", &json!({"job": sub}));
+    assert_eq!(status, 409, "{problem}");
+    let detail = problem["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("retention"), "{detail}");
+    // Refused, so still listed as it was: stopped.
+    assert_eq!(
+        states(&p),
+        [state("default", "running"), state("sub", "stopped")]
+    );
+    assert_eq!(total_count(&p, "default"), 300);
+    assert!(p.interrupt().success());
+}

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use streampulse_core::job::JobSpec;
+use streampulse_engine::checkpoint::CheckpointError;
 use streampulse_engine::jobs::{JobsError, Submission};
 use streampulse_engine::{EngineError, InitialPosition};
 
@@ -29,13 +30,17 @@ pub fn problem(e: JobsError) -> Problem {
             StatusCode::CONFLICT
         }
         JobsError::Engine { source, .. } => match **source {
-            // A bad or missing savepoint name is the caller's to fix.
-            EngineError::Checkpoint(_) => StatusCode::BAD_REQUEST,
+            // A bad or missing savepoint name is the caller's to fix; storage trouble is not.
+            EngineError::Checkpoint(
+                CheckpointError::SavepointNotFound(_) | CheckpointError::InvalidName(_),
+            ) => StatusCode::BAD_REQUEST,
             // The definition does not fit the state it would resume from.
             EngineError::Restore { .. }
             | EngineError::JobMismatch { .. }
             | EngineError::PartitionMismatch { .. }
             | EngineError::OffsetTruncated { .. }
+            | EngineError::OffsetBeyondLog { .. }
+            | EngineError::Unsupported(_)
             | EngineError::Stopping => StatusCode::CONFLICT,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         },
@@ -73,7 +78,7 @@ pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
         (status = 400, description = "The job definition or a field is wrong: `detail` names the key", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token's role is too weak (admin needed)", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A job of that name runs or is the configured job, its state does not fit the definition, or this deployment runs only its configured job", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A job of that name runs or is the configured job, its state does not fit the definition, 32 submitted jobs run already, or this deployment runs only its configured job", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The job could not be started or recorded: retry", body = Problem, content_type = "application/problem+json"),
     ),
     security((), ("bearer" = []))
@@ -99,8 +104,13 @@ pub async fn submit(
             "job.name is required: letters, digits, '_' or '-', unique in this process",
         ));
     }
-    let spec: JobSpec = serde_path_to_error::deserialize(&request.job)
+    let mut spec: JobSpec = serde_path_to_error::deserialize(&request.job)
         .map_err(|e| Problem::bad_request(format!("job.{}: {}", e.path(), e.inner())))?;
+    if request.job.get("event").is_none() {
+        // Events are parsed at ingest with the configured job's mapping: that is what this job
+        // reads, whatever the defaults would say.
+        spec.event = state.jobs.configured().job().event.clone();
+    }
     let submission = Submission {
         spec,
         position: match request.start.unwrap_or(StartPosition::Earliest) {

@@ -4,7 +4,8 @@
 //! Server messages have a `type`: `subscribed` (the subscription in force), `result`, `alert`,
 //! `lagged` (`skipped`: messages of the feed this client missed because it read too slowly; the
 //! engine never waits for a client), `heartbeat` (every 15 s), `error` (a bad client message; the
-//! connection stays up). A client changes its subscription by sending
+//! connection stays up), `stopped` (the job was stopped; the server closes the connection, at the
+//! latest one heartbeat after the stop). A client changes its subscription by sending
 //! `{"type": "subscribe", ...fields of the subscription...}`.
 //!
 //! `?job=NAME` follows one of the process's jobs (default: the configured one).
@@ -44,7 +45,7 @@ pub async fn upgrade(
         .map_err(crate::routes::jobs::problem)?;
     // Parameters are checked before the upgrade, so a bad URL gets a 400 problem document.
     let subscription = Subscription::from_query(&query)?;
-    let runtime = entry.runtime().ok_or_else(|| {
+    let runtime = entry.runtime().filter(|r| r.is_running()).ok_or_else(|| {
         Problem::new(
             axum::http::StatusCode::CONFLICT,
             format!(
@@ -55,7 +56,8 @@ pub async fn upgrade(
     })?;
     let live = runtime.feed().clone();
     let feed = live.subscribe();
-    Ok(ws.on_upgrade(move |socket| session(socket, subscription, feed, live)))
+    let runtime = runtime.clone();
+    Ok(ws.on_upgrade(move |socket| session(socket, subscription, feed, live, runtime)))
 }
 
 fn emission_json(emission: &Emission) -> Value {
@@ -91,6 +93,7 @@ async fn session(
     mut subscription: Subscription,
     mut feed: Receiver<Arc<Emission>>,
     live: LiveFeed,
+    runtime: streampulse_engine::Runtime,
 ) {
     if !send(
         &mut socket,
@@ -138,6 +141,12 @@ async fn session(
                 }
             }
             _ = heartbeat.tick() => {
+                if !runtime.is_running() {
+                    // The job was stopped: nothing more will come, so say so and close.
+                    let _ = send(&mut socket, json!({ "type": "stopped", "job": runtime.job().name,
+                        "detail": "the job was stopped (DELETE /jobs/{id}); reconnect once it runs again" })).await;
+                    break;
+                }
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
                 if !send(&mut socket, json!({ "type": "heartbeat", "ts": now })).await {
                     break;

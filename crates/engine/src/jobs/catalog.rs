@@ -56,6 +56,16 @@ impl JobCatalog {
             .put(&format!("{FOLDER}{}.json", entry.spec.name), &bytes)?)
     }
 
+    /// The entry of job `name`, if there is one.
+    pub fn entry(&self, name: &str) -> Result<Option<CatalogEntry>, CatalogError> {
+        Ok(self.entries()?.into_iter().find(|e| e.spec.name == name))
+    }
+
+    /// Forgets job `name`.
+    pub fn delete(&self, name: &str) -> Result<(), CatalogError> {
+        Ok(self.storage.delete(&format!("{FOLDER}{name}.json"))?)
+    }
+
     /// Every entry, by name.
     pub fn entries(&self) -> Result<Vec<CatalogEntry>, CatalogError> {
         let mut entries = Vec::new();

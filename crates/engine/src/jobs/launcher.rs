@@ -42,7 +42,8 @@ impl JobLauncher for EmbeddedLauncher {
             &job.name,
             self.retain,
         );
-        let reader = self.log.reader(&job.name);
+        let reader_name = job.name.clone();
+        let reader = self.log.reader(&reader_name);
         let config = RuntimeConfig {
             checkpoint_interval: self.checkpoint_interval,
             webhooks: self.webhooks.clone(),
@@ -59,9 +60,13 @@ impl JobLauncher for EmbeddedLauncher {
         );
         if started.is_err() {
             // It never ran: it must not hold retention back.
-            crate::source::EventSource::detach(&*reader);
+            self.log.detach(&reader_name);
         }
         started
+    }
+
+    fn detach(&self, job: &str) {
+        self.log.detach(job);
     }
 
     fn end_offsets(&self) -> Vec<u64> {

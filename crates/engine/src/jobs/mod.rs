@@ -47,6 +47,9 @@ pub trait JobLauncher: Send + Sync {
     ) -> Result<Runtime, EngineError>;
     /// The input's end offsets now, one per partition (what `latest` means).
     fn end_offsets(&self) -> Vec<u64>;
+    /// Job `job` stopped for good (until submitted again): its unread input need no longer be
+    /// kept for it.
+    fn detach(&self, job: &str);
 }
 
 /// A request to run a job.
@@ -90,26 +93,29 @@ impl JobsError {
     }
 }
 
-/// One job as the API sees it: running (or stopped in this process), or stopped before this
-/// process started.
+/// One job as the API sees it: running (or stopped in this process), stopped before this
+/// process started, or one this process could not start again.
 #[derive(Clone)]
 pub enum JobEntry {
     Live(Runtime),
     Dormant(Arc<Job>),
+    /// Listed as `failed` with the reason; submitting it again (possibly from a savepoint) is
+    /// how it recovers.
+    Failed(Arc<Job>, String),
 }
 
 impl JobEntry {
     pub fn job(&self) -> &Job {
         match self {
             JobEntry::Live(runtime) => runtime.job(),
-            JobEntry::Dormant(job) => job,
+            JobEntry::Dormant(job) | JobEntry::Failed(job, _) => job,
         }
     }
 
     pub fn runtime(&self) -> Option<&Runtime> {
         match self {
             JobEntry::Live(runtime) => Some(runtime),
-            JobEntry::Dormant(_) => None,
+            JobEntry::Dormant(_) | JobEntry::Failed(..) => None,
         }
     }
 
@@ -123,6 +129,11 @@ impl JobEntry {
             // Nothing ran in this process: no partitions, no counters.
             JobEntry::Dormant(job) => {
                 JobCounters::new(job, 0).snapshot(&job.name, "stopped", |_| 0)
+            }
+            JobEntry::Failed(job, reason) => {
+                let mut status = JobCounters::new(job, 0).snapshot(&job.name, "failed", |_| 0);
+                status.error = Some(reason.clone());
+                status
             }
         }
     }
@@ -164,27 +175,39 @@ impl JobManager {
     }
 
     /// Starts every catalogued job that was running when the process stopped, and lists the
-    /// stopped ones. A job that cannot start fails the whole start-up, naming the job: running
-    /// without it would silently stop its results.
+    /// stopped ones. A job that cannot start again is listed as `failed` with the reason (and
+    /// logged as an error) while the others run; only an unreadable catalog fails the start-up.
     pub fn resume(&self) -> Result<usize, JobsError> {
         let (Some(launcher), Some(catalog)) = (&self.launcher, &self.catalog) else {
             return Ok(0);
         };
         let mut started = 0;
         for entry in catalog.entries()? {
-            let job = entry.spec.validate().map_err(JobsError::Invalid)?;
+            let job = match entry.spec.validate() {
+                Ok(job) => job,
+                Err(err) => {
+                    tracing::error!(job = %entry.spec.name, error = %err, "a submitted job's definition is not valid; it is not started (submit it again to fix it)");
+                    continue;
+                }
+            };
             if job.name == self.configured.job().name {
                 tracing::warn!(job = %job.name, "a submitted job has the configured job's name; the config file wins and the submitted one is not started");
                 continue;
             }
             let name = job.name.clone();
             let slot = if entry.running {
-                let runtime = launcher
-                    .launch(job, StartFrom::LatestCheckpoint, entry.start.clone())
-                    .map_err(|source| JobsError::engine(&name, source))?;
-                started += 1;
-                tracing::info!(job = %name, "resumed a submitted job");
-                JobEntry::Live(runtime)
+                let kept = Arc::new(job.clone());
+                match launcher.launch(job, StartFrom::LatestCheckpoint, entry.start.clone()) {
+                    Ok(runtime) => {
+                        started += 1;
+                        tracing::info!(job = %name, "resumed a submitted job");
+                        JobEntry::Live(runtime)
+                    }
+                    Err(err) => {
+                        tracing::error!(job = %name, error = %err, "a submitted job cannot start again; it is listed as failed");
+                        JobEntry::Failed(kept, err.to_string())
+                    }
+                }
             } else {
                 JobEntry::Dormant(Arc::new(job))
             };
@@ -282,52 +305,61 @@ impl JobManager {
             Some(savepoint) => StartFrom::Savepoint(savepoint),
             None => StartFrom::LatestCheckpoint,
         };
-        let runtime = launcher
-            .launch(job, from, position.clone())
-            .map_err(|source| JobsError::engine(&name, source))?;
-        let entry = CatalogEntry {
+        // Recorded before it starts, so that a crash once it has written anything still finds
+        // it in the catalog (and restarts it) instead of leaving state that no listing shows.
+        let previous = catalog.entry(&name)?;
+        catalog.save(&CatalogEntry {
             spec: submission.spec,
-            start: position,
+            start: position.clone(),
             running: true,
+        })?;
+        let runtime = match launcher.launch(job, from, position) {
+            Ok(runtime) => runtime,
+            Err(source) => {
+                let undone = match &previous {
+                    Some(previous) => catalog.save(previous),
+                    None => catalog.delete(&name),
+                };
+                if let Err(err) = undone {
+                    tracing::error!(job = %name, error = %err, "cannot undo the catalog entry of a job that did not start");
+                }
+                return Err(JobsError::engine(&name, source));
+            }
         };
-        if let Err(err) = catalog.save(&entry) {
-            // Not remembered, so not started: a restart would not know it.
-            let _ = runtime.shutdown();
-            return Err(err.into());
-        }
         tracing::info!(job = %name, "started a submitted job");
         self.lock_submitted()
             .insert(name, JobEntry::Live(runtime.clone()));
         Ok(runtime)
     }
 
-    /// Stops job `name` with a final checkpoint, keeping it as `savepoint` first when asked.
-    /// A submitted job is marked stopped in the catalog, so a restart does not start it again.
-    /// Stopping a stopped job does nothing (a savepoint of it is refused).
+    /// Stops job `name` with a final checkpoint, which is also kept as `savepoint` when asked
+    /// (if that savepoint cannot be taken, the job keeps running). A submitted job is marked
+    /// stopped in the catalog, so a restart does not start it again, and no longer holds log
+    /// retention back. The configured job stays attached to the log: it resumes when the
+    /// process restarts. Stopping a stopped job does nothing (a savepoint of it is refused).
     pub fn stop(&self, name: &str, savepoint: Option<&str>) -> Result<JobEntry, JobsError> {
         let _change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let entry = self.get(Some(name))?;
         let engine = |source| JobsError::engine(name, source);
-        if let Some(savepoint) = savepoint {
-            let runtime = entry
-                .runtime()
-                .filter(|r| r.is_running())
-                .ok_or_else(|| engine(EngineError::Stopping))?;
-            runtime.savepoint(savepoint).map_err(engine)?;
+        let was_running = entry.is_running();
+        match (entry.runtime(), savepoint) {
+            (Some(runtime), Some(savepoint)) if was_running => {
+                runtime.stop_with_savepoint(savepoint).map_err(engine)?;
+            }
+            (_, Some(_)) => return Err(engine(EngineError::Stopping)),
+            (Some(runtime), None) => runtime.shutdown().map_err(engine)?,
+            (None, None) => {}
         }
-        let configured = name == self.configured.job().name;
-        if !configured && entry.is_running() {
+        if name != self.configured.job().name && was_running {
             if let Some(catalog) = &self.catalog {
-                if let Some(mut stored) =
-                    catalog.entries()?.into_iter().find(|e| e.spec.name == name)
-                {
+                if let Some(mut stored) = catalog.entry(name)? {
                     stored.running = false;
                     catalog.save(&stored)?;
                 }
             }
-        }
-        if let Some(runtime) = entry.runtime() {
-            runtime.shutdown().map_err(engine)?;
+            if let Some(launcher) = &self.launcher {
+                launcher.detach(name);
+            }
         }
         Ok(entry)
     }

@@ -152,8 +152,12 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
             },
         )
         .with_context(|| format!("cannot open the log under {}", data_dir.display()))?;
+        let shared = SharedLog::new(log);
+        // Until every job is attached, the first to checkpoint must not let retention delete
+        // what the others still need.
+        let starting = shared.hold("startup.hold");
         let launcher = Arc::new(EmbeddedLauncher {
-            log: SharedLog::new(log),
+            log: shared,
             store: store.clone(),
             storage_url: storage_url.clone(),
             storage_options: config.checkpoint.storage_options.clone(),
@@ -173,11 +177,10 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
         let jobs = JobManager::new(runtime, launcher, catalog);
         if let Err(err) = jobs.resume() {
             let _ = jobs.shutdown_all();
-            return Err(err).context(
-                "cannot start the jobs submitted over the API (the job catalog is under \
-                 jobs.catalog/ in the checkpoint storage)",
-            );
+            return Err(err)
+                .context("cannot read the job catalog (jobs.catalog/ in the checkpoint storage)");
         }
+        drop(starting);
         jobs
     };
     let jobs = Arc::new(jobs);
