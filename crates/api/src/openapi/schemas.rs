@@ -185,7 +185,8 @@ pub struct EventDoc {
 #[allow(dead_code)]
 pub struct JobStatusDoc {
     job: String,
-    /// `running` or `stopped`.
+    /// `running`, `stopped`, or `failed` (a submitted job this process could not start again;
+    /// `error` says why).
     state: String,
     partitions: Vec<PartitionStatusDoc>,
     ingest_accepted: u64,
@@ -196,6 +197,8 @@ pub struct JobStatusDoc {
     last_checkpoint: Option<Value>,
     #[schema(value_type = Vec<Object>)]
     webhooks: Vec<Value>,
+    /// Only for a `failed` job: why it could not start.
+    error: Option<String>,
 }
 
 #[derive(ToSchema)]
