@@ -39,19 +39,30 @@ const END: i64 = 1_700_000_400_000;
 /// Events ingested later, far from the public ones.
 const LATER: i64 = 1_700_100_000_000;
 
-fn ingest_public(p: &Platform) {
+/// The public events in file order (as Flink read them), in 10 requests of 20,000.
+fn public_chunks() -> Vec<String> {
     let file = std::fs::File::open(repo().join("testdata/public.jsonl.gz")).unwrap();
     let lines: Vec<String> = std::io::BufReader::new(flate2::read::GzDecoder::new(file))
         .lines()
         .map(Result::unwrap)
         .collect();
     assert_eq!(lines.len(), 200_000);
-    // File order, as Flink read it.
-    for chunk in lines.chunks(20_000) {
-        let (status, body) = p
-            .post(&chunk.join("\n"), "application/x-ndjson", None)
-            .unwrap();
+    lines.chunks(20_000).map(|c| c.join("\n")).collect()
+}
+
+fn ingest(p: &Platform, chunks: &[String]) {
+    for chunk in chunks {
+        let (status, body) = p.post(chunk, "application/x-ndjson", None).unwrap();
         assert_eq!(status, 200, "{body}");
+    }
+}
+
+/// Waits until job `name` has completed a checkpoint.
+fn wait_checkpointed(p: &Platform, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while p.get(&format!("/jobs/{name}")).1["last_checkpoint"].is_null() {
+        assert!(Instant::now() < deadline, "{name} never checkpointed");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -107,9 +118,10 @@ fn state(name: &str, s: &str) -> (String, String) {
 fn submitted_jobs_read_the_same_events_and_outlive_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let p = Platform::start(dir.path(), CONFIG, free_port());
-    ingest_public(&p);
+    let chunks = public_chunks();
+    ingest(&p, &chunks[..5]);
 
-    // Submitted after the events: `earliest` reads them all.
+    // Submitted after half the events: `earliest` reads them all.
     let (status, created) = p.send(
         "POST",
         "/jobs",
@@ -118,6 +130,21 @@ fn submitted_jobs_read_the_same_events_and_outlive_restarts() {
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["job"], "flink_parity");
     assert_eq!(created["state"], "running");
+    // More events arrive; once the submitted job has checkpointed, the process is SIGKILLed.
+    ingest(&p, &chunks[5..7]);
+    wait_checkpointed(&p, "flink_parity");
+    p.kill();
+    // Both jobs come back from their checkpoints (the submitted one from the job catalog), and
+    // the rest of the events arrive.
+    let p = Platform::start(dir.path(), CONFIG, free_port());
+    assert_eq!(
+        states(&p),
+        [
+            state("default", "running"),
+            state("flink_parity", "running")
+        ]
+    );
+    ingest(&p, &chunks[7..]);
     wait_drained(&p, "flink_parity", Duration::from_secs(120));
     check_parity(&p);
 
