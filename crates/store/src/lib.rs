@@ -30,7 +30,7 @@ mod retention;
 
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
-pub use retention::{cutoff, ExpiryReport, RetentionPolicy};
+pub use retention::{cutoff, ExpiryReport, ExpiryTotals, RetentionPolicy};
 
 use streampulse_core::detect::{Alert, AlertState, Severity};
 use streampulse_core::output::{LateEvent, Output, RawEvent, WindowResult};

@@ -93,6 +93,37 @@ impl ExpiryReport {
     }
 }
 
+/// Running totals of every sweep of a process, for the Prometheus exposition
+/// (`streampulse_store_rows_expired_total`, `streampulse_store_retention_sweeps_total`).
+#[derive(Debug, Default)]
+pub struct ExpiryTotals {
+    pub results: std::sync::atomic::AtomicU64,
+    pub late_events: std::sync::atomic::AtomicU64,
+    pub alerts: std::sync::atomic::AtomicU64,
+    pub raw_events: std::sync::atomic::AtomicU64,
+    pub sweeps_ok: std::sync::atomic::AtomicU64,
+    pub sweeps_failed: std::sync::atomic::AtomicU64,
+}
+
+impl ExpiryTotals {
+    /// Adds one sweep's outcome.
+    pub fn record(&self, outcome: Result<&ExpiryReport, ()>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match outcome {
+            Ok(report) => {
+                self.results.fetch_add(report.results, Relaxed);
+                self.late_events.fetch_add(report.late_events, Relaxed);
+                self.alerts.fetch_add(report.alerts, Relaxed);
+                self.raw_events.fetch_add(report.raw_events, Relaxed);
+                self.sweeps_ok.fetch_add(1, Relaxed);
+            }
+            Err(()) => {
+                self.sweeps_failed.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
 /// The oldest event time a table with `ttl` keeps at `now`: rows strictly before it are deleted.
 /// Saturates, so a TTL beyond the range of epoch milliseconds keeps everything.
 pub fn cutoff(now: Millis, ttl: Duration) -> Millis {

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use streampulse_store::{ResultStore, RetentionPolicy};
+use streampulse_store::{ExpiryTotals, ResultStore, RetentionPolicy};
 use tokio::runtime::Handle;
 use tokio::time::MissedTickBehavior;
 
@@ -20,6 +20,7 @@ pub fn spawn(
     store: Arc<dyn ResultStore>,
     policy: RetentionPolicy,
     every: Duration,
+    totals: Arc<ExpiryTotals>,
 ) {
     if policy.keeps_everything() {
         tracing::info!("store retention off: every row is kept");
@@ -42,7 +43,10 @@ pub fn spawn(
         loop {
             tick.tick().await;
             let store = store.clone();
-            if let Err(err) = tokio::task::spawn_blocking(move || sweep(&*store, &policy)).await {
+            let totals = totals.clone();
+            if let Err(err) =
+                tokio::task::spawn_blocking(move || sweep(&*store, &policy, &totals)).await
+            {
                 tracing::error!(error = %err, "store retention sweep panicked; trying again at the next check");
             }
         }
@@ -50,7 +54,7 @@ pub fn spawn(
 }
 
 /// One sweep with the wall clock, logged.
-fn sweep(store: &dyn ResultStore, policy: &RetentionPolicy) {
+fn sweep(store: &dyn ResultStore, policy: &RetentionPolicy, totals: &ExpiryTotals) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .ok()
@@ -60,7 +64,9 @@ fn sweep(store: &dyn ResultStore, policy: &RetentionPolicy) {
         return;
     };
     let started = Instant::now();
-    match store.expire(policy, now) {
+    let expired = store.expire(policy, now);
+    totals.record(expired.as_ref().map_err(|_| ()));
+    match expired {
         Ok(report) if report.deleted() > 0 => tracing::info!(
             results = report.results,
             late_events = report.late_events,

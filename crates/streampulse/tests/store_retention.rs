@@ -265,6 +265,34 @@ fn rows_older_than_their_ttl_disappear_and_recent_ones_stay() {
         "{}",
         p.log()
     );
+    // The exposition counts exactly what went, per table.
+    let exposition = p.scrape();
+    let sample = |series: &str| -> u64 {
+        exposition
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in:\n{exposition}"))
+    };
+    let rows = |s: &Stored| s.raw.values().map(Vec::len).sum::<usize>() as u64;
+    assert_eq!(
+        [
+            sample("streampulse_store_rows_expired_total{table=\"results\"}"),
+            sample("streampulse_store_rows_expired_total{table=\"late_events\"}"),
+            sample("streampulse_store_rows_expired_total{table=\"alerts\"}"),
+            sample("streampulse_store_rows_expired_total{table=\"raw_events\"}"),
+        ],
+        [
+            (all.results.len() - want.results.len()) as u64,
+            (all.late.len() - want.late.len()) as u64,
+            (all.alerts.len() - want.alerts.len()) as u64,
+            rows(&all) - rows(&want),
+        ]
+    );
+    assert_eq!(
+        sample("streampulse_store_retention_sweeps_total{outcome=\"failed\"}"),
+        0
+    );
+    assert!(sample("streampulse_store_retention_sweeps_total{outcome=\"ok\"}") >= 2);
 
     // Ingested while retention runs: two hours old (on time or late, depending on the
     // partition's watermark) goes; five minutes old stays.

@@ -19,6 +19,7 @@ use streampulse_engine::jobs::{JobEntry, JobManager};
 use streampulse_engine::status::JobStatus;
 use streampulse_engine::telemetry::{AlertCounters, RejectReason};
 use streampulse_engine::Runtime;
+use streampulse_store::ExpiryTotals;
 
 use super::http::HttpMetrics;
 use super::text::{Encoder, Kind};
@@ -42,7 +43,12 @@ struct Live<'a> {
 }
 
 /// The whole exposition of `jobs` (and of the API's request timings).
-pub fn render(jobs: &JobManager, http: &HttpMetrics, started: SystemTime) -> String {
+pub fn render(
+    jobs: &JobManager,
+    http: &HttpMetrics,
+    expiry: &ExpiryTotals,
+    started: SystemTime,
+) -> String {
     let entries = jobs.list();
     // A dormant job (stopped before this process started) has no counters: it only shows in
     // `streampulse_job_running`, as 0.
@@ -65,6 +71,7 @@ pub fn render(jobs: &JobManager, http: &HttpMetrics, started: SystemTime) -> Str
     alerts(&mut e, &live);
     checkpoints(&mut e, &live);
     log(&mut e, configured);
+    store_retention(&mut e, expiry);
     api(&mut e, http);
     websocket(&mut e, &live);
     webhooks(&mut e, &live);
@@ -381,6 +388,32 @@ fn log(e: &mut Encoder, runtime: &Runtime) {
     if let Some(log) = runtime.ingest_log() {
         e.int(name, &[], log.size_bytes());
     }
+}
+
+fn store_retention(e: &mut Encoder, expiry: &ExpiryTotals) {
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let name = "streampulse_store_rows_expired_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Stored rows deleted by retention (store.retention) because their event time passed their table's TTL.",
+    );
+    for (table, value) in [
+        ("results", &expiry.results),
+        ("late_events", &expiry.late_events),
+        ("alerts", &expiry.alerts),
+        ("raw_events", &expiry.raw_events),
+    ] {
+        e.int(name, &[("table", table)], load(value));
+    }
+    let name = "streampulse_store_retention_sweeps_total";
+    e.family(
+        name,
+        Kind::Counter,
+        "Store retention sweeps, by outcome (a failed one is retried at the next check).",
+    );
+    e.int(name, &[("outcome", "ok")], load(&expiry.sweeps_ok));
+    e.int(name, &[("outcome", "failed")], load(&expiry.sweeps_failed));
 }
 
 fn api(e: &mut Encoder, http: &HttpMetrics) {

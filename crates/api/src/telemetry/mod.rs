@@ -26,6 +26,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use streampulse_engine::jobs::JobManager;
+use streampulse_store::ExpiryTotals;
 
 pub use http::{instrument, HttpMetrics};
 pub use trace::traced;
@@ -34,23 +35,30 @@ pub use trace::traced;
 struct Exposition {
     jobs: Arc<JobManager>,
     http: Arc<HttpMetrics>,
+    expiry: Arc<ExpiryTotals>,
     started: SystemTime,
 }
 
 /// The router of the metrics port: `GET /metrics` renders the counters of every job in `jobs`
 /// (read at each scrape, so a job submitted later appears without a restart) and `http`'s request
-/// timings (fill these with [`instrument`] on the API's router).
-pub fn metrics_router(jobs: Arc<JobManager>, http: Arc<HttpMetrics>) -> Router {
+/// timings (fill these with [`instrument`] on the API's router), and what store retention has
+/// deleted (`expiry`, added to by the sweeper).
+pub fn metrics_router(
+    jobs: Arc<JobManager>,
+    http: Arc<HttpMetrics>,
+    expiry: Arc<ExpiryTotals>,
+) -> Router {
     Router::new()
         .route("/metrics", get(scrape))
         .with_state(Exposition {
             jobs,
             http,
+            expiry,
             started: SystemTime::now(),
         })
 }
 
 async fn scrape(State(x): State<Exposition>) -> impl IntoResponse {
-    let body = collect::render(&x.jobs, &x.http, x.started);
+    let body = collect::render(&x.jobs, &x.http, &x.expiry, x.started);
     ([(header::CONTENT_TYPE, text::CONTENT_TYPE)], body)
 }

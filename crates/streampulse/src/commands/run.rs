@@ -186,11 +186,13 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
     let jobs = Arc::new(jobs);
     let runtime = jobs.configured().clone();
 
+    let expiry = Arc::new(streampulse_store::ExpiryTotals::default());
     crate::store_retention::spawn(
         tokio.handle(),
         store.clone(),
         config.store.retention.policy(),
         config.store.retention.check_interval,
+        expiry.clone(),
     );
 
     let state = streampulse_api::AppState {
@@ -216,7 +218,7 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
     if let Some(listener) = metrics_listener {
         let http = Arc::new(streampulse_api::telemetry::HttpMetrics::default());
         app = streampulse_api::telemetry::instrument(app, http.clone());
-        let exposition = streampulse_api::telemetry::metrics_router(jobs.clone(), http);
+        let exposition = streampulse_api::telemetry::metrics_router(jobs.clone(), http, expiry);
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "prometheus metrics at http://{addr}/metrics");
         // Keeps serving through the final checkpoint; ends when the process does.
