@@ -41,6 +41,12 @@ pub struct JobSpec {
     pub windows: Vec<WindowSpec>,
     /// Anomaly detectors over raw values or window aggregates.
     pub detectors: Vec<DetectorSpec>,
+    /// State TTL, in event time: a metric whose latest event is older than watermark − this has
+    /// its per-metric state (detector history, window bookkeeping) dropped, and starts afresh if
+    /// it reports again. At least the longest window plus `allowed_lateness`. `null`: off, every
+    /// metric's state is kept forever.
+    #[serde(with = "humantime_serde")]
+    pub state_ttl: Option<Duration>,
 }
 
 impl Default for JobSpec {
@@ -76,6 +82,7 @@ impl Default for JobSpec {
                 DetectorSpec::raw("raw_zscore", DetectorType::Zscore),
                 DetectorSpec::raw("raw_ewma", DetectorType::Ewma),
             ],
+            state_ttl: None,
         }
     }
 }
@@ -111,6 +118,9 @@ pub struct Job {
     pub keep_raw_events: bool,
     pub windows: Vec<WindowDef>,
     pub detectors: Vec<DetectorDef>,
+    /// See [`JobSpec::state_ttl`]; validated to be at least
+    /// `max_extent() + allowed_lateness`.
+    pub state_ttl: Option<Millis>,
 }
 
 impl Job {
@@ -198,8 +208,13 @@ impl JobSpec {
             }
             detectors.push(def);
         }
+        let state_ttl = match self.state_ttl {
+            None => None,
+            Some(ttl) => Some(validate_state_ttl(ttl, &windows, allowed_lateness)?),
+        };
         Ok(Job {
             detectors,
+            state_ttl,
             name: self.name.clone(),
             event: self.event.clone(),
             max_out_of_orderness,
@@ -210,6 +225,37 @@ impl JobSpec {
             windows,
         })
     }
+}
+
+/// A TTL shorter than a window plus lateness would drop the state of a key whose window is still
+/// open (or may still be updated by a late event): its result would lose data. From a key's
+/// latest event at `t`, its last window expires at `t + extent − 1 + lateness` at the latest, and
+/// its state at `t + ttl + 1`, so `ttl ≥ extent + lateness` keeps every window whole.
+fn validate_state_ttl(
+    ttl: Duration,
+    windows: &[WindowDef],
+    allowed_lateness: Millis,
+) -> Result<Millis, JobError> {
+    if ttl > MAX_WINDOW {
+        return Err(JobError::new("state_ttl", "must be at most 366 days"));
+    }
+    let ttl = ttl.as_millis() as Millis;
+    let extent = windows.iter().map(|w| w.kind.extent()).max().unwrap_or(0);
+    let min = extent + allowed_lateness;
+    if ttl < min {
+        let show = |ms: Millis| humantime::format_duration(Duration::from_millis(ms as u64));
+        return Err(JobError::new(
+            "state_ttl",
+            format!(
+                "must be at least {} (the longest window, {}, plus allowed_lateness, {}), so no \
+                 metric's state is dropped while one of its windows can still change; or null",
+                show(min),
+                show(extent),
+                show(allowed_lateness)
+            ),
+        ));
+    }
+    Ok(ttl)
 }
 
 #[cfg(test)]
@@ -235,5 +281,32 @@ mod tests {
         assert_eq!(err.key, "windows[1].name");
         spec.windows.clear();
         assert_eq!(spec.validate().unwrap_err().key, "windows");
+    }
+
+    #[test]
+    fn state_ttl_is_off_by_default_and_at_least_a_window_plus_lateness() {
+        assert_eq!(JobSpec::default().validate().unwrap().state_ttl, None);
+        let mut spec = JobSpec {
+            allowed_lateness: Duration::from_secs(5),
+            state_ttl: Some(Duration::from_secs(64)),
+            ..JobSpec::default()
+        };
+        let err = spec.validate().unwrap_err();
+        assert_eq!(err.key, "state_ttl");
+        assert!(err.reason.contains("at least 1m 5s"), "{}", err.reason);
+        spec.state_ttl = Some(Duration::from_secs(65));
+        assert_eq!(spec.validate().unwrap().state_ttl, Some(65_000));
+        spec.state_ttl = Some(Duration::from_secs(400 * 86_400));
+        assert_eq!(spec.validate().unwrap_err().key, "state_ttl");
+    }
+
+    #[test]
+    fn state_ttl_reads_as_a_duration_or_null() {
+        let spec: JobSpec = serde_json::from_str(r#"{"state_ttl": "1h"}"#).unwrap();
+        assert_eq!(spec.state_ttl, Some(Duration::from_secs(3_600)));
+        let spec: JobSpec = serde_json::from_str(r#"{"state_ttl": null}"#).unwrap();
+        assert_eq!(spec.state_ttl, None);
+        let spec: JobSpec = serde_json::from_str("{}").unwrap();
+        assert_eq!(spec.state_ttl, None);
     }
 }

@@ -7,10 +7,36 @@
 //!
 //! Per event the order is Flink's: the event is judged against the watermark in force before it,
 //! then the watermark advances, then every window the new watermark has passed fires.
+//!
+//! ## Keys and their state TTL
+//!
+//! Each metric gets a dense key id on its first event; windows and detectors keep their per-key
+//! state in vectors indexed by it. With `job.state_ttl` set, a key whose latest event time is
+//! older than `watermark − state_ttl` is *expired* when the watermark passes that point: its
+//! window bookkeeping, detector models and alert trackers, name and tags are dropped, and its id
+//! goes to a free list. A later event of that metric is a new metric: it gets a (possibly reused)
+//! id, is announced again with [`Output::Metric`] (an upsert of the catalog row, so repeating it
+//! is harmless), and its detectors warm up again.
+//!
+//! Expiry is by event time, never processing time, so a replay from a checkpoint expires the same
+//! keys at the same points of the input and produces the same outputs. Expired keys are found
+//! through a set ordered by expiry time, so an event costs O(log n) and a watermark advance
+//! O(log n) per key it expires; nothing ever scans all keys. Validation makes the TTL at least the
+//! longest window plus `allowed_lateness`, so a key's windows have all fired and expired before
+//! its state goes (debug builds assert it).
+//!
+//! Expired ids are reused, smallest first, rather than compacted or kept as tombstones: ids never
+//! appear in outputs, so reuse changes nothing visible, and it bounds every per-key vector by the
+//! peak number of live keys, whereas tombstones (a name per id ever seen) would still grow without
+//! bound with per-request metric ids, and compaction would have to renumber every pending timer.
+//!
+//! This module must never read a clock, and never drop a key whose windows can still change.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::detect::{DetectorOperator, Series};
 use crate::job::Job;
@@ -20,25 +46,95 @@ use crate::watermark::{WatermarkTracker, WATERMARK_MAX};
 use crate::window::{Arrival, WindowOperator};
 
 /// Bumped whenever the serialized layout of [`PipelineState`] changes.
-pub const STATE_FORMAT_VERSION: u32 = 2;
+///
+/// 3 added `last_seen` and `free` (state TTL) after the fields of 2. Postcard, which encodes
+/// checkpoints, cannot skip or default a missing trailing field, so [`PipelineState`]'s
+/// `Deserialize` reads the version first and reads the new fields only from version 3 on: a
+/// version 2 checkpoint still restores (every key live, none ever expired).
+pub const STATE_FORMAT_VERSION: u32 = 3;
+
+/// The oldest [`PipelineState::format_version`] that [`PartitionPipeline::restore`] accepts.
+pub const OLDEST_STATE_FORMAT_VERSION: u32 = 2;
 
 /// Everything a partition must remember across a restart.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct PipelineState {
     pub format_version: u32,
     pub watermark: WatermarkTracker,
-    /// Key id → metric id.
+    /// Key id → metric id ("" for a free id).
     pub names: Vec<String>,
-    /// Key id → the tags of the metric's first event (alerts carry them).
+    /// Key id → the tags of the metric's first event since it became live (alerts carry them).
     pub tags: Vec<BTreeMap<String, String>>,
     pub operators: Vec<WindowOperator>,
     pub detectors: Vec<DetectorOperator>,
+    /// Key id → the latest event time of the key, kept only while the job has a state TTL (empty
+    /// otherwise). The expiry order is rebuilt from it on restore.
+    pub last_seen: Vec<Millis>,
+    /// Key ids whose state expired, handed out again smallest first.
+    pub free: BTreeSet<u32>,
+}
+
+const STATE_FIELDS: &[&str] = &[
+    "format_version",
+    "watermark",
+    "names",
+    "tags",
+    "operators",
+    "detectors",
+    "last_seen",
+    "free",
+];
+
+/// Reads the layouts of every version from [`OLDEST_STATE_FORMAT_VERSION`] on (see
+/// [`STATE_FORMAT_VERSION`]). Only sequence formats (postcard) are supported: state is never
+/// written as a map.
+impl<'de> Deserialize<'de> for PipelineState {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_struct("PipelineState", STATE_FIELDS, StateVisitor)
+    }
+}
+
+struct StateVisitor;
+
+impl<'de> Visitor<'de> for StateVisitor {
+    type Value = PipelineState;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a pipeline state")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<PipelineState, A::Error> {
+        fn next<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(
+            seq: &mut A,
+            i: usize,
+        ) -> Result<T, A::Error> {
+            seq.next_element()?
+                .ok_or_else(|| de::Error::invalid_length(i, &"a pipeline state"))
+        }
+        let format_version: u32 = next(&mut seq, 0)?;
+        let mut state = PipelineState {
+            format_version,
+            watermark: next(&mut seq, 1)?,
+            names: next(&mut seq, 2)?,
+            tags: next(&mut seq, 3)?,
+            operators: next(&mut seq, 4)?,
+            detectors: next(&mut seq, 5)?,
+            last_seen: Vec::new(),
+            free: BTreeSet::new(),
+        };
+        // Version 2 ends here; a version it cannot read is refused by `restore`, by number.
+        if format_version >= 3 {
+            state.last_seen = next(&mut seq, 6)?;
+            state.free = next(&mut seq, 7)?;
+        }
+        Ok(state)
+    }
 }
 
 /// Why a saved state cannot be restored into a job.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RestoreError {
-    #[error("state format version {found} is not supported (expected {STATE_FORMAT_VERSION})")]
+    #[error("state format version {found} is not supported (expected {OLDEST_STATE_FORMAT_VERSION} to {STATE_FORMAT_VERSION})")]
     Version { found: u32 },
     #[error("window '{0}' changed shape or aggregates since the state was saved; rename it or start from empty state")]
     WindowChanged(String),
@@ -53,7 +149,11 @@ pub enum RestoreError {
 pub struct PartitionPipeline {
     job: Job,
     state: PipelineState,
+    /// Metric id → key id, live keys only.
     index: HashMap<String, u32>,
+    /// (expiry time, key) of every live key when the job has a state TTL: the key expires once
+    /// the watermark is past its time. Derived from `state.last_seen`, so not checkpointed.
+    expiry: BTreeSet<(Millis, u32)>,
     /// Whether any detector reads a window series (skips a scan of outputs when none does).
     has_window_detectors: bool,
 }
@@ -76,11 +176,14 @@ impl PartitionPipeline {
             tags: Vec::new(),
             operators,
             detectors: job.detectors.iter().map(DetectorOperator::new).collect(),
+            last_seen: Vec::new(),
+            free: BTreeSet::new(),
         };
         Self {
             job: job.clone(),
             state,
             index: HashMap::new(),
+            expiry: BTreeSet::new(),
             has_window_detectors: has_window_detectors(job),
         }
     }
@@ -88,7 +191,7 @@ impl PartitionPipeline {
     /// Rebuilds a pipeline from saved state. Windows new to the job start empty; windows no
     /// longer in the job are dropped; a window whose definition changed is an error.
     pub fn restore(job: &Job, mut state: PipelineState) -> Result<Self, RestoreError> {
-        if state.format_version != STATE_FORMAT_VERSION {
+        if !(OLDEST_STATE_FORMAT_VERSION..=STATE_FORMAT_VERSION).contains(&state.format_version) {
             return Err(RestoreError::Version {
                 found: state.format_version,
             });
@@ -131,17 +234,39 @@ impl PartitionPipeline {
             state.detectors.push(op);
         }
         state.watermark = WatermarkTracker::restored(&state.watermark, job.max_out_of_orderness);
-        state.tags.resize_with(state.names.len(), BTreeMap::new);
-        let index = state
-            .names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), i as u32))
+        // From here on the state is written in the current layout.
+        state.format_version = STATE_FORMAT_VERSION;
+        let keys = state.names.len();
+        state.tags.resize_with(keys, BTreeMap::new);
+        state.free.retain(|&k| (k as usize) < keys);
+        match job.state_ttl {
+            Some(_) if state.last_seen.len() != keys => {
+                // Saved without a TTL: the latest event time of each key is unknown. The
+                // partition's latest event time bounds them all, so no key can expire before its
+                // windows; keys just live up to one TTL longer than they would have.
+                let bound = state.watermark.max_event_time().unwrap_or(Millis::MIN);
+                state.last_seen = vec![bound; keys];
+            }
+            Some(_) => {}
+            None => state.last_seen = Vec::new(),
+        }
+        let live = |i: &usize| !state.free.contains(&(*i as u32));
+        let index = (0..keys)
+            .filter(live)
+            .map(|i| (state.names[i].clone(), i as u32))
             .collect();
+        let expiry = match job.state_ttl {
+            Some(ttl) => (0..keys)
+                .filter(live)
+                .map(|i| (state.last_seen[i].saturating_add(ttl), i as u32))
+                .collect(),
+            None => BTreeSet::new(),
+        };
         Ok(Self {
             job: job.clone(),
             state,
             index,
+            expiry,
             has_window_detectors: has_window_detectors(job),
         })
     }
@@ -167,15 +292,82 @@ impl PartitionPipeline {
             .sum()
     }
 
-    fn key_id(&mut self, metric_id: &str, tags: impl FnOnce() -> BTreeMap<String, String>) -> u32 {
+    /// Metrics whose state is held: every metric seen, less those whose state TTL passed.
+    pub fn live_keys(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The key id of `metric_id` and whether the metric is new (first seen, or back after its
+    /// state expired).
+    fn key_id(
+        &mut self,
+        metric_id: &str,
+        tags: impl FnOnce() -> BTreeMap<String, String>,
+    ) -> (u32, bool) {
         if let Some(&id) = self.index.get(metric_id) {
-            return id;
+            return (id, false);
         }
-        let id = self.state.names.len() as u32;
-        self.state.names.push(metric_id.to_string());
-        self.state.tags.push(tags());
+        let id = match self.state.free.pop_first() {
+            Some(id) => {
+                self.state.names[id as usize] = metric_id.to_string();
+                self.state.tags[id as usize] = tags();
+                id
+            }
+            None => {
+                let id = self.state.names.len() as u32;
+                self.state.names.push(metric_id.to_string());
+                self.state.tags.push(tags());
+                if self.job.state_ttl.is_some() {
+                    self.state.last_seen.push(Millis::MIN);
+                }
+                id
+            }
+        };
         self.index.insert(metric_id.to_string(), id);
-        id
+        (id, true)
+    }
+
+    /// Records an event of `key` at `ts` for the state TTL: O(log n), and only when `ts` is the
+    /// key's latest event time.
+    fn touch(&mut self, key: u32, ts: Millis, new: bool) {
+        let Some(ttl) = self.job.state_ttl else {
+            return;
+        };
+        let Some(last) = self.state.last_seen.get_mut(key as usize) else {
+            return;
+        };
+        if !new {
+            if ts <= *last {
+                return;
+            }
+            self.expiry.remove(&(last.saturating_add(ttl), key));
+        }
+        *last = ts;
+        self.expiry.insert((ts.saturating_add(ttl), key));
+    }
+
+    /// Drops every key whose latest event is older than watermark − TTL. Runs after the windows
+    /// have fired and the window detectors have seen their results, so nothing of the key's is
+    /// still to come.
+    fn expire_keys(&mut self) {
+        let watermark = self.state.watermark.current();
+        while let Some(&(at, key)) = self.expiry.first() {
+            if at >= watermark {
+                break;
+            }
+            self.expiry.pop_first();
+            for op in &mut self.state.operators {
+                op.drop_key(key);
+            }
+            for detector in &mut self.state.detectors {
+                detector.drop_key(key);
+            }
+            let idx = key as usize;
+            let name = std::mem::take(&mut self.state.names[idx]);
+            self.index.remove(&name);
+            self.state.tags[idx] = BTreeMap::new();
+            self.state.free.insert(key);
+        }
     }
 
     /// Processes one event at `offset` of the partition, appending what it causes to `out`.
@@ -203,19 +395,21 @@ impl PartitionPipeline {
         offset: u64,
         out: &mut Vec<Output>,
     ) {
-        let known = self.state.names.len();
-        let (key, raw_tags) = if self.job.keep_raw_events {
+        let ((key, new), raw_tags) = if self.job.keep_raw_events {
             let tags = tags();
             (self.key_id(metric_id, || tags.clone()), Some(tags))
         } else {
             (self.key_id(metric_id, tags), None)
         };
-        if key as usize == known {
+        if new {
+            // Also for a metric back after its state expired: the catalog is an upsert by metric
+            // id, so announcing it again only rewrites its row (with the tags it has now).
             out.push(Output::Metric {
                 metric_id: metric_id.to_string(),
-                tags: self.state.tags[known].clone(),
+                tags: self.state.tags[key as usize].clone(),
             });
         }
+        self.touch(key, ts, new);
         if let Some(tags) = raw_tags {
             // Before what the event causes, and for late events too: it is the input as seen.
             out.push(Output::Raw(RawEvent {
@@ -247,7 +441,8 @@ impl PartitionPipeline {
                 detector.observe(&self.job.name, key, metric_id, tags, ts, value, out);
             }
         }
-        if self.state.watermark.observe(ts) {
+        let moved = self.state.watermark.observe(ts);
+        if moved {
             self.fire(out);
         }
         // First emissions may come from the event itself (a late update of a window never
@@ -255,16 +450,23 @@ impl PartitionPipeline {
         if self.has_window_detectors {
             self.detect_on_windows(out, first_new);
         }
+        if moved {
+            self.expire_keys();
+        }
     }
 
     /// Moves the watermark forward to `watermark` (if it is ahead) and fires what it passes.
     pub fn advance_watermark(&mut self, watermark: Millis, out: &mut Vec<Output>) {
         let first_new = out.len();
-        if self.state.watermark.advance_to(watermark) {
+        let moved = self.state.watermark.advance_to(watermark);
+        if moved {
             self.fire(out);
         }
         if self.has_window_detectors {
             self.detect_on_windows(out, first_new);
+        }
+        if moved {
+            self.expire_keys();
         }
     }
 
@@ -609,5 +811,216 @@ mod tests {
                 .iter()
                 .any(|o| matches!(o, Output::Metric { tags, .. } if *tags == tags_of(0))));
         }
+    }
+
+    /// A tumbling 1s window with lateness 500ms, a z-score detector on raw values (silent for 5
+    /// points) and one on the window's max, and the given state TTL.
+    fn ttl_job(ttl_ms: Option<u64>) -> Job {
+        let z = |name: &str, series: &str| crate::detect::DetectorSpec {
+            series: series.into(),
+            n: Some(5),
+            min_points: Some(5),
+            warning: Some(4.0),
+            ..crate::detect::DetectorSpec::raw(name, crate::detect::DetectorType::Zscore)
+        };
+        JobSpec {
+            max_out_of_orderness: Duration::ZERO,
+            allowed_lateness: Duration::from_millis(500),
+            windows: vec![spec(WindowType::Tumbling, Some(1_000), None)],
+            detectors: vec![z("z", "raw"), z("zw", "w.max")],
+            state_ttl: ttl_ms.map(Duration::from_millis),
+            ..JobSpec::default()
+        }
+        .validate()
+        .unwrap()
+    }
+
+    fn alerts(out: &[Output]) -> Vec<(String, String, Millis)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Alert(a) => Some((a.metric_id.clone(), a.detector.clone(), a.first_ts)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn state_bytes(p: &PartitionPipeline) -> usize {
+        postcard::to_allocvec(p.state()).unwrap().len()
+    }
+
+    #[test]
+    fn a_silent_metric_is_dropped_and_comes_back_as_a_new_one() {
+        let mut p = PartitionPipeline::new(&ttl_job(Some(2_000)));
+        let mut out = Vec::new();
+        // "gone" reports a steady 10 for 6s (the detectors are warm), then falls silent.
+        for i in 0..12 {
+            p.process("gone", i * 500, 10.0 + (i % 2) as f64, i as u64, &mut out);
+        }
+        assert_eq!(p.live_keys(), 1);
+        let with_gone = state_bytes(&p);
+        // "stays" keeps the watermark moving. "gone"'s latest event is at 5.5s: it expires once
+        // the watermark is past 7.5s.
+        for (i, ts) in (6_000..=7_500).step_by(500).enumerate() {
+            p.process("stays", ts, 1.0, 100 + i as u64, &mut out);
+        }
+        assert_eq!(p.live_keys(), 2, "at 7.5s, 'gone' is exactly one TTL old");
+        p.process("stays", 7_501, 1.0, 200, &mut out);
+        assert_eq!(p.live_keys(), 1, "past 7.5s 'gone' has expired");
+        assert!(p.state().free.contains(&0));
+        let metrics_before = out
+            .iter()
+            .filter(|o| matches!(o, Output::Metric { .. }))
+            .count();
+        assert_eq!(metrics_before, 2);
+        assert!(
+            state_bytes(&p) < with_gone + 20,
+            "the dropped key's history is gone"
+        );
+        // Back with a value far from its old level: a warm detector would alert on it; a new
+        // metric's detectors are silent until they have 5 points.
+        out.clear();
+        p.process("gone", 8_000, 1_000.0, 300, &mut out);
+        assert!(
+            matches!(&out[0], Output::Metric { metric_id, .. } if metric_id == "gone"),
+            "announced again (a catalog upsert): {out:?}"
+        );
+        assert_eq!(p.live_keys(), 2);
+        assert_eq!(p.state().names[0], "gone", "the freed id is reused");
+        for (i, ts) in (8_500..=9_500).step_by(500).enumerate() {
+            p.process("gone", ts, 1_000.0, 301 + i as u64, &mut out);
+        }
+        assert!(alerts(&out).is_empty(), "warm-up again: {:?}", alerts(&out));
+
+        // Without a TTL the same input alerts on the jump, and keeps both keys.
+        let mut kept = PartitionPipeline::new(&ttl_job(None));
+        let mut out = Vec::new();
+        for i in 0..12 {
+            kept.process("gone", i * 500, 10.0 + (i % 2) as f64, i as u64, &mut out);
+        }
+        for (i, ts) in (6_000..=7_500).step_by(500).enumerate() {
+            kept.process("stays", ts, 1.0, 100 + i as u64, &mut out);
+        }
+        kept.process("stays", 7_501, 1.0, 200, &mut out);
+        kept.process("gone", 8_000, 1_000.0, 300, &mut out);
+        assert_eq!(alerts(&out), vec![("gone".into(), "z".into(), 8_000)]);
+        assert_eq!(kept.live_keys(), 2);
+        assert!(kept.state().last_seen.is_empty(), "no TTL, no bookkeeping");
+    }
+
+    #[test]
+    fn churning_metrics_keep_the_state_bounded() {
+        let mut with_ttl = PartitionPipeline::new(&ttl_job(Some(2_000)));
+        let mut without = PartitionPipeline::new(&ttl_job(None));
+        let mut out = Vec::new();
+        // Each metric id lives for 5 events (1s), like a container or a request id.
+        for i in 0..2_000i64 {
+            let metric = format!("m{}", i / 5);
+            for p in [&mut with_ttl, &mut without] {
+                p.process(&metric, i * 200, 1.0, i as u64, &mut out);
+            }
+        }
+        assert_eq!(without.live_keys(), 400);
+        assert!(with_ttl.live_keys() <= 20, "{}", with_ttl.live_keys());
+        assert!(with_ttl.state().names.len() <= 20, "ids are reused");
+        assert!(state_bytes(&with_ttl) * 10 < state_bytes(&without));
+    }
+
+    #[test]
+    fn restore_in_the_middle_of_expiries_gives_the_same_outputs() {
+        let job = ttl_job(Some(1_500));
+        let events: Vec<(String, Millis, f64)> = (0..400i64)
+            .map(|i| {
+                // Metrics come and go: m{k} reports from 100·k to 100·k + 2s, some values jump.
+                let k = (i / 3 + i % 3) % 40;
+                let v = if i % 37 == 0 { 500.0 } else { (i % 4) as f64 };
+                (format!("m{k}"), i * 100, v)
+            })
+            .collect();
+        let run = |p: &mut PartitionPipeline, from: usize, to: usize, out: &mut Vec<Output>| {
+            for (i, (m, ts, v)) in events.iter().enumerate().take(to).skip(from) {
+                p.process(m, *ts, *v, i as u64, out);
+            }
+        };
+        let mut whole = Vec::new();
+        let mut p = PartitionPipeline::new(&job);
+        run(&mut p, 0, events.len(), &mut whole);
+        p.finish(&mut whole);
+        for cut in [1, 57, 200, 333] {
+            let mut out = Vec::new();
+            let mut p = PartitionPipeline::new(&job);
+            run(&mut p, 0, cut, &mut out);
+            let bytes = postcard::to_allocvec(p.state()).unwrap();
+            let state: PipelineState = postcard::from_bytes(&bytes).unwrap();
+            let mut p = PartitionPipeline::restore(&job, state).unwrap();
+            run(&mut p, cut, events.len(), &mut out);
+            p.finish(&mut out);
+            assert_eq!(out, whole, "restored at {cut}");
+        }
+    }
+
+    /// The layout of format version 2, before the state TTL.
+    #[derive(Serialize)]
+    struct StateV2<'a> {
+        format_version: u32,
+        watermark: &'a WatermarkTracker,
+        names: &'a Vec<String>,
+        tags: &'a Vec<BTreeMap<String, String>>,
+        operators: &'a Vec<WindowOperator>,
+        detectors: &'a Vec<DetectorOperator>,
+    }
+
+    #[test]
+    fn a_version_2_checkpoint_restores_with_or_without_a_ttl() {
+        // m0, m1, m2 report 2s each, one after the other.
+        let events: Vec<(String, Millis)> = (0..60i64)
+            .map(|i| (format!("m{}", i / 20), i * 100))
+            .collect();
+        let run = |p: &mut PartitionPipeline, from: usize, out: &mut Vec<Output>| {
+            for (i, (m, ts)) in events.iter().enumerate().skip(from).take(30) {
+                p.process(m, *ts, 1.0, i as u64, out);
+            }
+        };
+        let results = |o: &[Output]| {
+            o.iter()
+                .filter(|o| matches!(o, Output::Result(_)))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let mut reference = PartitionPipeline::new(&ttl_job(None));
+        run(&mut reference, 0, &mut Vec::new());
+        let s = reference.state();
+        let v2 = postcard::to_allocvec(&StateV2 {
+            format_version: 2,
+            watermark: &s.watermark,
+            names: &s.names,
+            tags: &s.tags,
+            operators: &s.operators,
+            detectors: &s.detectors,
+        })
+        .unwrap();
+        let mut want = Vec::new();
+        run(&mut reference, 30, &mut want);
+        assert_eq!(results(&want).len(), 3);
+        for ttl in [None, Some(1_500)] {
+            let state: PipelineState = postcard::from_bytes(&v2).unwrap();
+            assert_eq!(state.format_version, 2);
+            let mut restored = PartitionPipeline::restore(&ttl_job(ttl), state).unwrap();
+            assert_eq!(restored.state().format_version, STATE_FORMAT_VERSION);
+            let mut out = Vec::new();
+            run(&mut restored, 30, &mut out);
+            assert_eq!(results(&out), results(&want), "{ttl:?}");
+            // With a TTL, the keys of a version 2 state count as last seen at the partition's
+            // latest event (2.9s): m0 and m1 (last seen 3.9s) are older than 5.9s − 1.5s.
+            let live = if ttl.is_some() { 1 } else { 3 };
+            assert_eq!(restored.live_keys(), live, "{ttl:?}");
+        }
+        let state = PipelineState {
+            format_version: 1,
+            ..PartitionPipeline::new(&ttl_job(None)).state().clone()
+        };
+        assert_eq!(
+            PartitionPipeline::restore(&ttl_job(None), state).err(),
+            Some(RestoreError::Version { found: 1 })
+        );
     }
 }

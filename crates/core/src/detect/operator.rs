@@ -45,6 +45,17 @@ impl DetectorOperator {
         &self.def
     }
 
+    /// Forgets the model and alert tracker of `key`, whose state TTL has passed: its next point
+    /// starts a new model, silent during warm-up like a new metric's. An alert still firing stays
+    /// as last emitted (as it would if the metric never reported again), and the alert tracker's
+    /// episode count restarts; new alert ids still differ from old ones because their first event
+    /// time is later than any of the key's earlier points (see `crate::pipeline`).
+    pub fn drop_key(&mut self, key: u32) {
+        if let Some(slot) = self.keys.get_mut(key as usize) {
+            *slot = None;
+        }
+    }
+
     /// Scores one point of `key`'s series and pushes the alert transition it causes, if any.
     #[allow(clippy::too_many_arguments)]
     pub fn observe(

@@ -97,6 +97,16 @@ impl WindowOperator {
         }
     }
 
+    /// Forgets the bookkeeping of `key`, whose state TTL has passed (see
+    /// [`crate::pipeline`]). By then every window of the key has fired and expired, so there is
+    /// nothing to lose: debug builds assert it, release builds drop it all the same.
+    pub fn drop_key(&mut self, key: u32) {
+        match self {
+            Self::Sliced(op) => op.drop_key(key),
+            Self::Session(op) => op.drop_key(key),
+        }
+    }
+
     /// Windows (or sessions) currently holding state.
     pub fn open_windows(&self) -> usize {
         match self {

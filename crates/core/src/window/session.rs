@@ -68,6 +68,20 @@ impl SessionWindows {
         self.keys.iter().map(Vec::len).sum()
     }
 
+    /// See [`super::WindowOperator::drop_key`]. Replaces the key's list with an empty one so its
+    /// capacity is freed; the slot stays for the key id's next owner.
+    pub fn drop_key(&mut self, key: u32) {
+        if let Some(sessions) = self.keys.get_mut(key as usize) {
+            debug_assert!(
+                sessions.is_empty(),
+                "window '{}': key {key} dropped with open sessions at {:?}",
+                self.def.name,
+                sessions.iter().map(|s| s.start).collect::<Vec<_>>()
+            );
+            *sessions = Vec::new();
+        }
+    }
+
     fn fire_timer(&self, key: u32, s: &Session) -> Timer {
         Timer {
             at: s.end - 1,

@@ -87,6 +87,20 @@ impl SlicedWindows {
         self.keys.iter().map(|k| k.windows.len()).sum()
     }
 
+    /// See [`super::WindowOperator::drop_key`]. The slot stays (empty) for the key id's next
+    /// owner; an empty `KeyState` holds no allocation.
+    pub fn drop_key(&mut self, key: u32) {
+        if let Some(state) = self.keys.get_mut(key as usize) {
+            debug_assert!(
+                state.windows.is_empty() && state.slices.is_empty(),
+                "window '{}': key {key} dropped with open windows {:?}",
+                self.def.name,
+                state.windows.keys().collect::<Vec<_>>()
+            );
+            *state = KeyState::default();
+        }
+    }
+
     fn expired(&self, start: Millis, watermark: Millis) -> bool {
         start + self.size - 1 + self.lateness <= watermark
     }
