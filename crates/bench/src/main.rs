@@ -1,5 +1,6 @@
 //! `streampulse-bench`: prints events/s per core and peak memory for
-//! (a) the engine alone over events already in the embedded log, and
+//! (a) the engine alone over events already in the embedded log (also with churning metric ids
+//!     and a state TTL, `--churn-secs` and `--state-ttl-secs`: BENCHMARKS.md (i)), and
 //! (b) the whole platform through HTTP ingest (a child `streampulse run`, fsync on; `--metrics
 //!     on|off` sets the child's `metrics.enabled`, to measure what the Prometheus metrics cost), and
 //! (c) end-to-end alert latency through that platform ([`alert_latency`]), and
@@ -82,6 +83,13 @@ struct Args {
     /// POST /jobs do), each with its own store rows and checkpoints.
     #[arg(long, default_value_t = 1)]
     jobs: usize,
+    /// Engine mode: the job's `state_ttl`, in seconds (default: off).
+    #[arg(long)]
+    state_ttl_secs: Option<u64>,
+    /// Engine mode: metric ids churn: each id of the input lives this many seconds of event time
+    /// (`<id>~<ts / churn>`), as short-lived containers or per-request ids do (default: off).
+    #[arg(long)]
+    churn_secs: Option<u64>,
     /// Kafka modes: bootstrap servers of the Kafka-protocol broker.
     #[arg(long, default_value = "127.0.0.1:19092")]
     brokers: String,
@@ -249,7 +257,13 @@ fn main() -> anyhow::Result<()> {
         Mode::KafkaFailover => return kafka::failover(&args),
         Mode::Engine | Mode::Http => {}
     }
-    let events = load_events(&args.input, args.events_or(2_000_000))?;
+    let mut events = load_events(&args.input, args.events_or(2_000_000))?;
+    if let Some(churn) = args.churn_secs {
+        let churn_ms = (churn.max(1) * 1_000) as i64;
+        for e in &mut events {
+            e.metric_id = format!("{}~{}", e.metric_id, e.ts.div_euclid(churn_ms));
+        }
+    }
     match args.mode {
         Mode::Engine => bench_engine(&args, &events),
         Mode::Http => bench_http(&args, &events),
@@ -300,7 +314,10 @@ fn bench_detectors(points: usize) {
 /// the real runtimes read, decode, aggregate and upsert results until each has drained the log.
 /// With `--jobs N`, N jobs read the one log through `SharedLog`, as submitted jobs do.
 fn bench_engine(args: &Args, events: &[Event]) -> anyhow::Result<()> {
-    let spec = job_spec(args.job);
+    let spec = JobSpec {
+        state_ttl: args.state_ttl_secs.map(Duration::from_secs),
+        ..job_spec(args.job)
+    };
     let dir = tempfile::tempdir()?;
     let log = EmbeddedLog::open(
         &dir.path().join("log"),
@@ -365,8 +382,11 @@ fn bench_engine(args: &Args, events: &[Event]) -> anyhow::Result<()> {
     let state_bytes = status.last_checkpoint.as_ref().map_or(0, |c| c.bytes);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "mode=engine job={} jobs={jobs} events={} seconds={:.3} events_per_sec_per_job={:.0} events_per_sec_per_core={:.0} results_per_job={} late={} checkpoint_state_bytes={state_bytes} bench_process_peak_rss_mib={:.1} (includes the input held in memory)",
+        "mode=engine job={} state_ttl_secs={} churn_secs={} jobs={jobs} events={} seconds={:.3} events_per_sec_per_job={:.0} events_per_sec_per_core={:.0} results_per_job={} late={} checkpoint_state_bytes={state_bytes} bench_process_peak_rss_mib={:.1} (includes the input held in memory)",
         args.job.name(),
+        args.state_ttl_secs
+            .map_or("off".to_string(), |s| s.to_string()),
+        args.churn_secs.map_or("off".to_string(), |s| s.to_string()),
         total,
         elapsed.as_secs_f64(),
         total as f64 / elapsed.as_secs_f64(),
