@@ -232,7 +232,7 @@ pub struct JobsDoc {
 pub struct JobSubmission {
     /// The job, with the keys of the config file's `job:` section (name, event, windows,
     /// detectors, max_out_of_orderness, idle_timeout, allowed_lateness, early_firing,
-    /// keep_raw_events); omitted keys take their defaults. `name` is required.
+    /// keep_raw_events, state_ttl); omitted keys take their defaults. `name` is required.
     #[schema(value_type = Object, example = json!({"name": "per_minute", "windows": [{"name": "tumble_1m", "type": "tumbling", "size": "1m", "aggregates": ["count", "mean", "max"]}], "detectors": []}))]
     pub job: Value,
     /// Where a job without a checkpoint starts reading: `earliest` (the oldest retained event,
