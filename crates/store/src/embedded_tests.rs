@@ -653,21 +653,10 @@ fn flushed_data_survives_a_crash() {
         crash_child(Path::new(&dir));
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let exe = std::env::current_exe().expect("test binary");
-    let status = std::process::Command::new(exe)
-        .args([
-            "--exact",
-            "embedded::tests::flushed_data_survives_a_crash",
-            "--test-threads=1",
-        ])
-        .env(CRASH_CHILD_ENV, tmp.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("run child");
-    assert!(
-        !status.success(),
-        "the child must have crashed, not exited cleanly"
+    crate::crash_test::crash_in_child(
+        "embedded::tests::flushed_data_survives_a_crash",
+        CRASH_CHILD_ENV,
+        tmp.path(),
     );
     let store = open(tmp.path());
     let q = query("job", i64::MIN, i64::MAX, Some("flushed"), None, 10);

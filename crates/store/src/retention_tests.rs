@@ -590,21 +590,10 @@ fn a_sweep_is_durable_when_it_returns() {
         crash_child(Path::new(&dir));
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let exe = std::env::current_exe().expect("test binary");
-    let status = std::process::Command::new(exe)
-        .args([
-            "--exact",
-            "retention::tests::a_sweep_is_durable_when_it_returns",
-            "--test-threads=1",
-        ])
-        .env(CRASH_CHILD_ENV, tmp.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("run child");
-    assert!(
-        !status.success(),
-        "the child must have crashed, not exited cleanly"
+    crate::crash_test::crash_in_child(
+        "retention::tests::a_sweep_is_durable_when_it_returns",
+        CRASH_CHILD_ENV,
+        tmp.path(),
     );
     let store = open(tmp.path());
     assert_eq!(counts(&store).raw, 50);

@@ -16,9 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use prometheus_support::{exported, names_in, prometheus, repo, Server};
+use prometheus_support::{exported, names_in, platform_scraped, prometheus, repo};
 use serde_json::{json, Value};
-use support::{free_port, Platform};
 
 const CONFIG: &str = r"
 log:
@@ -169,18 +168,7 @@ fn prometheus_dashboards_are_valid_against_a_running_platform() {
 
     // A platform with windows, a detector and a webhook, fed good, bad and late events.
     let dir = tempfile::tempdir().unwrap();
-    let metrics_port = free_port();
-    let p = Platform::start_full(
-        &dir.path().join("platform"),
-        CONFIG,
-        free_port(),
-        &[],
-        Some(metrics_port),
-    );
-    let rules = repo().join("deploy/prometheus/alerts.yml");
-    let prom_dir = dir.path().join("prometheus");
-    std::fs::create_dir_all(&prom_dir).unwrap();
-    let server = Server::start(&bin, &prom_dir, metrics_port, &rules);
+    let (p, server) = platform_scraped(&bin, dir.path(), CONFIG);
 
     let base = 1_700_000_040_000i64;
     let mut lines: Vec<String> = (0..120)
@@ -213,7 +201,10 @@ fn prometheus_dashboards_are_valid_against_a_running_platform() {
         ("job", "streampulse".to_string()),
         // The configured job (its name is not set in CONFIG).
         ("job_name", "default".to_string()),
-        ("instance", format!("127.0.0.1:{metrics_port}")),
+        (
+            "instance",
+            p.metrics_base.trim_start_matches("http://").to_string(),
+        ),
         ("datasource", "prometheus".to_string()),
     ]
     .into_iter()
@@ -311,6 +302,7 @@ fn prometheus_dashboards_are_valid_against_a_running_platform() {
     // Every metric the dashboards and the alerting rules name is exported by the binary.
     let dashboard_text: String = boards.iter().map(|(_, _, t)| t.as_str()).collect();
     let in_dashboards = names_in(&dashboard_text, &families);
+    let rules = repo().join("deploy/prometheus/alerts.yml");
     let in_rules = names_in(&std::fs::read_to_string(&rules).unwrap(), &families);
     for (what, used) in [("dashboards", &in_dashboards), ("alerts.yml", &in_rules)] {
         let missing: Vec<_> = used.difference(&families).collect();

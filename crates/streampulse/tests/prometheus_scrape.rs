@@ -16,7 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use prometheus_support::{exported, names_in, prometheus, promtool, repo, unix_now, Server};
+use prometheus_support::{
+    exported, names_in, platform_scraped, prometheus, promtool, repo, unix_now, Server,
+};
 use serde_json::{json, Value};
 use support::{free_port, Platform};
 
@@ -72,18 +74,7 @@ fn post(p: &Platform, lines: &[String]) -> (u16, Value) {
 fn prometheus_scrapes_exact_counts_of_a_known_input() {
     let Some(bin) = prometheus() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let metrics_port = free_port();
-    let p = Platform::start_full(
-        &dir.path().join("platform"),
-        CONFIG,
-        free_port(),
-        &[],
-        Some(metrics_port),
-    );
-    let rules = repo().join("deploy/prometheus/alerts.yml");
-    let prom_dir = dir.path().join("prometheus");
-    std::fs::create_dir_all(&prom_dir).unwrap();
-    let server = Server::start(&bin, &prom_dir, metrics_port, &rules);
+    let (p, server) = platform_scraped(&bin, dir.path(), CONFIG);
 
     // N good events (one spike on m0: an alert fires, then resolves) and K bad lines.
     let mut lines = Vec::new();
@@ -235,6 +226,7 @@ fn prometheus_scrapes_exact_counts_of_a_known_input() {
     // Every metric named by the rules and by the spec is exported, and the spec lists them all.
     let exposition = p.scrape();
     let families = exported(&exposition);
+    let rules = repo().join("deploy/prometheus/alerts.yml");
     let used = names_in(&std::fs::read_to_string(&rules).unwrap(), &families);
     assert!(used.len() >= 5, "{used:?}");
     let missing: Vec<_> = used.difference(&families).collect();
@@ -392,18 +384,7 @@ fn by_job(server: &Server, promql: &str) -> BTreeMap<(String, String), f64> {
 fn prometheus_scrapes_every_job_of_the_process() {
     let Some(bin) = prometheus() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let metrics_port = free_port();
-    let p = Platform::start_full(
-        &dir.path().join("platform"),
-        CONFIG,
-        free_port(),
-        &[],
-        Some(metrics_port),
-    );
-    let rules = repo().join("deploy/prometheus/alerts.yml");
-    let prom_dir = dir.path().join("prometheus");
-    std::fs::create_dir_all(&prom_dir).unwrap();
-    let server = Server::start(&bin, &prom_dir, metrics_port, &rules);
+    let (p, server) = platform_scraped(&bin, dir.path(), CONFIG);
 
     // A second job over the same log, other windows, no detector (a 1 s idle timeout, as the
     // configured job's, so that both close their windows soon after the input stops).

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::support::{agent, free_port};
+use crate::support::{agent, free_port, Platform};
 
 pub const ENV: &str = "STREAMPULSE_TEST_PROMETHEUS";
 
@@ -221,4 +221,22 @@ pub fn names_in(text: &str, families: &BTreeSet<String>) -> BTreeSet<String> {
         rest = &tail[end..];
     }
     names
+}
+
+/// A platform started with `config` under `dir/platform`, and a Prometheus server under
+/// `dir/prometheus` scraping its metrics port with the shipped alerting rules.
+pub fn platform_scraped(bin: &Path, dir: &Path, config: &str) -> (Platform, Server) {
+    let metrics_port = free_port();
+    let p = Platform::start_full(
+        &dir.join("platform"),
+        config,
+        free_port(),
+        &[],
+        Some(metrics_port),
+    );
+    let rules = repo().join("deploy/prometheus/alerts.yml");
+    let prom_dir = dir.join("prometheus");
+    std::fs::create_dir_all(&prom_dir).unwrap();
+    let server = Server::start(bin, &prom_dir, metrics_port, &rules);
+    (p, server)
 }
