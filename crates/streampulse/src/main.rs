@@ -51,6 +51,8 @@ enum Command {
     /// Manage the Kafka topics a job reads and writes.
     #[command(subcommand)]
     Topics(commands::topics::TopicsCommand),
+    /// Validate a configuration file as `run` would, without starting anything.
+    CheckConfig(commands::check_config::CheckConfigArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -71,5 +73,6 @@ fn main() -> anyhow::Result<()> {
         Command::Query(command) => commands::query::run(command),
         Command::Tail(args) => commands::tail::run(args),
         Command::Topics(command) => commands::topics::run(command),
+        Command::CheckConfig(args) => commands::check_config::run(args),
     }
 }

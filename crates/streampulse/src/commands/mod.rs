@@ -1,5 +1,6 @@
 //! One module per subcommand of the `streampulse` binary.
 
+pub mod check_config;
 mod client;
 pub mod jobs;
 pub mod produce;
