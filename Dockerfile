@@ -1,0 +1,51 @@
+# syntax=docker/dockerfile:1
+# The `streampulse` binary in a small image: `docker build -t streampulse .`, then
+#   docker run --rm -p 8080:8080 -p 9249:9249 -v streampulse-data:/var/lib/streampulse streampulse
+# Kubernetes manifests that use it: deploy/kubernetes/.
+
+# Build: the Rust toolchain the project is tested with, on Debian bookworm (as the runtime).
+ARG RUST_VERSION=1.95
+FROM rust:${RUST_VERSION}-bookworm AS builder
+# rdkafka builds librdkafka from source (its configure script and make: a C and a C++ compiler;
+# no TLS, SASL or zstd features are compiled in, so no OpenSSL or Cyrus SASL headers); aws-lc-sys,
+# under object_store's TLS, builds with the C compiler or cmake. zlib is built from libz-sys's
+# bundled source and linked statically, so the binary needs only glibc and libgcc at run time.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      build-essential cmake \
+ && rm -rf /var/lib/apt/lists/*
+ENV LIBZ_SYS_STATIC=1
+WORKDIR /src
+COPY Cargo.toml Cargo.lock ./
+COPY crates ./crates
+# The registry and target directory are cache mounts (BuildKit), so a rebuild after a source
+# change recompiles only the workspace; the binary is copied out of the cache in the same step.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked -p streampulse \
+ && install -m 0755 target/release/streampulse /usr/local/bin/streampulse
+
+# Run: glibc and CA certificates (HTTPS to S3, GCS or Azure for checkpoints); nothing else.
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/*
+# A fixed numeric user, so Kubernetes can check runAsNonRoot and a volume can be given to it
+# (fsGroup 10001).
+RUN groupadd --system --gid 10001 streampulse \
+ && useradd --system --uid 10001 --gid streampulse --home-dir /var/lib/streampulse \
+      --no-create-home --shell /usr/sbin/nologin streampulse \
+ && install -d -o 10001 -g 10001 -m 0750 /var/lib/streampulse
+COPY --from=builder /usr/local/bin/streampulse /usr/local/bin/streampulse
+# Everything `run` writes is under the data directory (log, store, checkpoints unless
+# checkpoint.storage points elsewhere), so the root filesystem can be read-only.
+# STREAMPULSE_DATA_DIR is --data-dir: it wins over `data_dir` in a config file.
+ENV STREAMPULSE_DATA_DIR=/var/lib/streampulse
+VOLUME ["/var/lib/streampulse"]
+WORKDIR /var/lib/streampulse
+USER 10001:10001
+# 8080: HTTP API (server.listen); 9249: Prometheus metrics (metrics.listen).
+EXPOSE 8080 9249
+# SIGTERM (docker stop, Kubernetes) stops ingest, takes a final checkpoint and exits.
+ENTRYPOINT ["/usr/local/bin/streampulse"]
+CMD ["run"]
