@@ -60,6 +60,15 @@ impl Default for ServerConfig {
     }
 }
 
+/// Environment variables that set `server.auth`'s token lists (comma-separated), so that tokens
+/// can come from a secret store instead of the config file. A set, non-empty variable replaces
+/// the file's list.
+pub const TOKEN_ENV: [(&str, &str); 3] = [
+    ("STREAMPULSE_READ_TOKENS", "read_tokens"),
+    ("STREAMPULSE_WRITE_TOKENS", "write_tokens"),
+    ("STREAMPULSE_ADMIN_TOKENS", "admin_tokens"),
+];
+
 /// `server.auth`: queries need any token, ingest a write or admin token, job changes an admin one.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -70,6 +79,27 @@ pub struct AuthSection {
 }
 
 impl AuthSection {
+    /// Replaces each token list whose variable of [`TOKEN_ENV`] is set and not empty, as `get`
+    /// reads them.
+    fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) {
+        for (var, key) in TOKEN_ENV {
+            let Some(value) = get(var).filter(|v| !v.trim().is_empty()) else {
+                continue;
+            };
+            let tokens: Vec<String> = value
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string)
+                .collect();
+            match key {
+                "read_tokens" => self.read_tokens = tokens,
+                "write_tokens" => self.write_tokens = tokens,
+                _ => self.admin_tokens = tokens,
+            }
+        }
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
         for (key, list) in [
             ("read_tokens", &self.read_tokens),
@@ -78,9 +108,13 @@ impl AuthSection {
         ] {
             for t in list {
                 if t.len() < 8 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                    let var = TOKEN_ENV
+                        .iter()
+                        .find(|(_, k)| *k == key)
+                        .map_or("", |(v, _)| *v);
                     anyhow::bail!(
-                        "server.auth.{key}: a token must be at least 8 visible ASCII characters \
-                         (no spaces)"
+                        "server.auth.{key} (or {var}): a token must be at least 8 visible ASCII \
+                         characters (no spaces)"
                     );
                 }
             }
@@ -452,6 +486,10 @@ impl AppConfig {
         if config.data_dir.as_os_str().is_empty() {
             config.data_dir = PathBuf::from("./data");
         }
+        config
+            .server
+            .auth
+            .apply_env(|var| std::env::var(var).ok());
         config.validate()
     }
 
@@ -755,10 +793,10 @@ mod tests {
         .unwrap();
         assert_eq!(v.config.server.auth.read_tokens, vec!["abcdefgh"]);
         assert!(error_of("server:\n  auth:\n    admin_tokens: [short]\n")
-            .starts_with("server.auth.admin_tokens:"));
+            .starts_with("server.auth.admin_tokens (or STREAMPULSE_ADMIN_TOKENS):"));
         assert!(
             error_of("server:\n  auth:\n    write_tokens: ['has space']\n")
-                .starts_with("server.auth.write_tokens:")
+                .starts_with("server.auth.write_tokens (or STREAMPULSE_WRITE_TOKENS):")
         );
         assert!(error_of("server:\n  auth:\n    tokens: [abcdefgh]\n").contains("tokens"));
         for bad in [
@@ -773,6 +811,26 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn token_variables_replace_the_files_lists() {
+        let mut auth = AppConfig::parse("server:\n  auth:\n    read_tokens: [from-file-1]\n")
+            .unwrap()
+            .server
+            .auth;
+        auth.apply_env(|var| match var {
+            "STREAMPULSE_ADMIN_TOKENS" => Some(" admin-token-1, admin-token-2 ,".into()),
+            // Set but empty: the file's list stays.
+            "STREAMPULSE_READ_TOKENS" => Some("".into()),
+            _ => None,
+        });
+        assert_eq!(auth.read_tokens, ["from-file-1"]);
+        assert!(auth.write_tokens.is_empty());
+        assert_eq!(auth.admin_tokens, ["admin-token-1", "admin-token-2"]);
+        auth.apply_env(|var| (var == "STREAMPULSE_READ_TOKENS").then(|| "short".into()));
+        let err = auth.validate().unwrap_err().to_string();
+        assert!(err.contains("STREAMPULSE_READ_TOKENS"), "{err}");
     }
 
     #[test]
