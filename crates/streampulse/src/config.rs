@@ -69,6 +69,9 @@ pub const TOKEN_ENV: [(&str, &str); 3] = [
     ("STREAMPULSE_ADMIN_TOKENS", "admin_tokens"),
 ];
 
+/// What the example secrets hold until someone replaces it.
+const PLACEHOLDER: &str = "CHANGE_ME";
+
 /// `server.auth`: queries need any token, ingest a write or admin token, job changes an admin one.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -106,12 +109,20 @@ impl AuthSection {
             ("write_tokens", &self.write_tokens),
             ("admin_tokens", &self.admin_tokens),
         ] {
+            let var = TOKEN_ENV
+                .iter()
+                .find(|(_, k)| *k == key)
+                .map_or("", |(v, _)| *v);
             for t in list {
+                // The placeholder of shipped examples (deploy/kubernetes): a token anyone can
+                // read must never open the API.
+                if t.contains(PLACEHOLDER) {
+                    anyhow::bail!(
+                        "server.auth.{key} (or {var}): replace the placeholder token \
+                         ({PLACEHOLDER}...) with a secret one, e.g. from `openssl rand -hex 32`"
+                    );
+                }
                 if t.len() < 8 || !t.bytes().all(|b| b.is_ascii_graphic()) {
-                    let var = TOKEN_ENV
-                        .iter()
-                        .find(|(_, k)| *k == key)
-                        .map_or("", |(v, _)| *v);
                     anyhow::bail!(
                         "server.auth.{key} (or {var}): a token must be at least 8 visible ASCII \
                          characters (no spaces)"
@@ -486,10 +497,7 @@ impl AppConfig {
         if config.data_dir.as_os_str().is_empty() {
             config.data_dir = PathBuf::from("./data");
         }
-        config
-            .server
-            .auth
-            .apply_env(|var| std::env::var(var).ok());
+        config.server.auth.apply_env(|var| std::env::var(var).ok());
         config.validate()
     }
 
@@ -831,6 +839,9 @@ mod tests {
         auth.apply_env(|var| (var == "STREAMPULSE_READ_TOKENS").then(|| "short".into()));
         let err = auth.validate().unwrap_err().to_string();
         assert!(err.contains("STREAMPULSE_READ_TOKENS"), "{err}");
+        auth.apply_env(|var| (var == "STREAMPULSE_READ_TOKENS").then(|| "CHANGE_ME-read".into()));
+        let err = auth.validate().unwrap_err().to_string();
+        assert!(err.contains("replace the placeholder"), "{err}");
     }
 
     #[test]
