@@ -6,10 +6,12 @@
 # Build: the Rust toolchain the project is tested with, on Debian bookworm (as the runtime).
 ARG RUST_VERSION=1.95
 FROM rust:${RUST_VERSION}-bookworm AS builder
-# rdkafka builds librdkafka from source (its configure script and make: a C and a C++ compiler;
-# no TLS, SASL or zstd features are compiled in, so no OpenSSL or Cyrus SASL headers); aws-lc-sys,
-# under object_store's TLS, builds with the C compiler or cmake. zlib is built from libz-sys's
-# bundled source and linked statically, so the binary needs only glibc and libgcc at run time.
+# rdkafka builds librdkafka from source (its configure script and make: a C and a C++ compiler),
+# with TLS and SASL SCRAM on an OpenSSL that openssl-src compiles from source (make and perl:
+# build-essential, below) and links statically: no OpenSSL headers here, no libssl at run time.
+# No Cyrus SASL (GSSAPI) or zstd. aws-lc-sys, under object_store's TLS, builds with the C compiler
+# or cmake. zlib is built from libz-sys's bundled source and linked statically, so the binary
+# needs only glibc and libgcc at run time.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake \
@@ -25,10 +27,11 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --release --locked -p streampulse \
  && install -m 0755 target/release/streampulse /usr/local/bin/streampulse
 
-# Run: glibc and CA certificates (HTTPS to S3, GCS or Azure for checkpoints); nothing else.
+# Run: glibc, CA certificates (HTTPS to S3, GCS or Azure for checkpoints; Kafka over TLS with
+# `ssl.ca.location: probe`) and tini; nothing else.
 FROM debian:bookworm-slim
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ca-certificates tini \
  && rm -rf /var/lib/apt/lists/*
 # A fixed numeric user, so Kubernetes can check runAsNonRoot and a volume can be given to it
 # (fsGroup 10001).
@@ -46,6 +49,11 @@ WORKDIR /var/lib/streampulse
 USER 10001:10001
 # 8080: HTTP API (server.listen); 9249: Prometheus metrics (metrics.listen).
 EXPOSE 8080 9249
-# SIGTERM (docker stop, Kubernetes) stops ingest, takes a final checkpoint and exits.
-ENTRYPOINT ["/usr/local/bin/streampulse"]
+# SIGTERM (docker stop, Kubernetes) stops ingest, takes a final checkpoint and exits. tini is
+# process 1 and forwards signals to the binary: process 1 ignores a signal it has no handler
+# for, so without tini a SIGTERM that came before streampulse installed its handler (during
+# start-up: opening the store and log, restoring a checkpoint, reaching the brokers) would be
+# lost, leaving the container to the kill at the end of the grace period. tini also reaps
+# orphaned children.
+ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/streampulse"]
 CMD ["run"]

@@ -209,3 +209,23 @@ pub fn owned(p: &Platform, job: &str) -> BTreeMap<u32, u64> {
         })
         .collect()
 }
+
+pub const NISSHI_ENV: &str = "STREAMPULSE_TEST_NISSHI";
+
+/// The `nisshi` broker binary, for tests that start a broker of their own (one with TLS, say), or
+/// `None` (after saying so) when the test must be skipped; under CI its absence is a failure.
+pub fn nisshi() -> Option<std::path::PathBuf> {
+    match std::env::var_os(NISSHI_ENV) {
+        Some(b) if !b.is_empty() => Some(b.into()),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "{NISSHI_ENV} is not set but CI is: this test starts its own Kafka-protocol broker \
+             (.ci/run installs nisshi in ~/.cargo/bin)"
+        ),
+        _ => {
+            eprintln!(
+                "skipped: set {NISSHI_ENV} to the nisshi binary (cargo install nisshi) to run this test"
+            );
+            None
+        }
+    }
+}
