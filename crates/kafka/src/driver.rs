@@ -61,7 +61,17 @@ pub struct KafkaDriver {
 /// The number of partitions of `topic`, or why it cannot be known.
 pub fn topic_partitions(config: &KafkaConfig, topic: &str) -> Result<u32, KafkaError> {
     let probe: BaseConsumer = config.client_config().create()?;
-    let metadata = probe.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+    let metadata = match probe.fetch_metadata(Some(topic), METADATA_TIMEOUT) {
+        Ok(metadata) => metadata,
+        Err(err) => {
+            // librdkafka hands its log lines (the real cause: "certificate verify failed",
+            // "connection refused", an authentication error) only to a client that is polled.
+            for _ in 0..5 {
+                let _ = probe.poll(Duration::from_millis(20));
+            }
+            return Err(err.into());
+        }
+    };
     let missing = || KafkaError::NoSuchTopic {
         topic: topic.to_string(),
         brokers: config.brokers.clone(),

@@ -401,6 +401,10 @@ fn kafka_over_tls_gives_exact_windows_and_an_untrusted_broker_fails_visibly() {
             && log.contains("Meta data fetch error: BrokerTransportFailure"),
         "the failure is in the log:\n{log}"
     );
+    assert!(
+        log.contains("certificate verify failed"),
+        "the log names the cause, the broker's untrusted certificate:\n{log}"
+    );
     // The same broker still serves a client that trusts it: the failure was the certificate's.
     assert!(
         broker.child.try_wait().is_ok_and(|e| e.is_none()),
