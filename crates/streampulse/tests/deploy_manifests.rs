@@ -2,9 +2,10 @@
 //!
 //! Every YAML document of every manifest parses; every StreamPulse config in a ConfigMap passes
 //! `streampulse check-config`; the config a container really runs with (its `--config`, through
-//! its volume mounts, and through the init container that fills in the API tokens, which is run
-//! here with `sh`) agrees with the container: ports, probes on the API port, the data volume at
-//! the data directory, the Prometheus annotations, the Services and the disruption budget. With
+//! its volume mounts) passes it too with the API token variables the container takes from the
+//! example Secret (refused while they hold its placeholders), and agrees with the container:
+//! ports, probes on the API port, the data volume at the data directory, the Prometheus
+//! annotations, the Services and the disruption budget. With
 //! `STREAMPULSE_TEST_KUBERNETES_VALIDATE` set to a `kubernetes-validate` executable (PyPI; `.ci/run`
 //! installs it), every manifest is also checked against the Kubernetes API schemas in strict
 //! mode; without it that test prints "skipped" and passes, unless `CI` is set: then it fails.
@@ -118,12 +119,17 @@ fn streampulse() -> Command {
     Command::new(env!("CARGO_BIN_EXE_streampulse"))
 }
 
-fn check_config(path: &Path) -> Output {
-    streampulse()
-        .args(["check-config", "--config"])
+/// `streampulse check-config --config path` with no token variables but those of `env`.
+fn check_config(path: &Path, env: &[(&str, String)]) -> Output {
+    let mut cmd = streampulse();
+    cmd.args(["check-config", "--config"])
         .arg(path)
         .env_remove("STREAMPULSE_CONFIG")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
+    for (var, _) in TOKEN_KEYS {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().cloned())
         .output()
         .expect("run streampulse check-config")
 }
@@ -138,13 +144,6 @@ fn arg_value<'a>(container: &'a Value, flag: &str) -> Option<&'a str> {
     args.iter()
         .position(|a| a == flag)
         .map(|i| str_of(&args[i + 1], flag))
-}
-
-fn env_value<'a>(container: &'a Value, var: &str) -> Option<&'a str> {
-    array(&container["env"])
-        .iter()
-        .find(|e| e["name"] == var)
-        .and_then(|e| e["value"].as_str())
 }
 
 /// The volume mounted at the directory holding `path` in `container`, and `path` inside it.
@@ -168,115 +167,45 @@ fn volume<'a>(pod: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no volume {name}"))
 }
 
-/// The tokens the init containers get from the Secret in these tests.
-const TOKENS: [(&str, &str); 3] = [
-    ("STREAMPULSE_READ_TOKENS", "read-token-0001,read-token-0002"),
-    ("STREAMPULSE_WRITE_TOKENS", ""),
-    ("STREAMPULSE_ADMIN_TOKENS", "admin/token+0001="),
+/// The API token variables of the binary (config.rs's `TOKEN_ENV`), each with the key of the
+/// Secret `TOKEN_SECRET` (secrets.example.yaml) it comes from.
+const TOKEN_KEYS: [(&str, &str); 3] = [
+    ("STREAMPULSE_READ_TOKENS", "read_tokens"),
+    ("STREAMPULSE_WRITE_TOKENS", "write_tokens"),
+    ("STREAMPULSE_ADMIN_TOKENS", "admin_tokens"),
 ];
+const TOKEN_SECRET: &str = "streampulse-api-tokens";
 
-/// The config file `container` of `pod` runs with (its `--config`, else STREAMPULSE_CONFIG):
-/// from a ConfigMap, or rendered by an init container of the pod from one (run here with
-/// `tokens`, and its `check-config` must pass). Returns the text and what the render printed.
-fn container_config(
-    all: &[Value],
-    pod: &Value,
-    container: &Value,
-    dir: &Path,
-    tokens: &[(&str, &str)],
-) -> (String, Option<String>) {
+/// The config file `container` of `pod` runs with: its `--config`, from the ConfigMap mounted there.
+fn container_config<'a>(all: &'a [Value], pod: &Value, container: &Value) -> &'a str {
     let path = arg_value(container, "--config")
-        .or_else(|| env_value(container, "STREAMPULSE_CONFIG"))
         .unwrap_or_else(|| panic!("container {}: no --config", container["name"]));
     let (volume_name, key) = mount_of(container, path);
     let v = volume(pod, &volume_name);
-    if v["configMap"].is_object() {
-        let map = named(
-            all,
-            "ConfigMap",
-            str_of(&v["configMap"]["name"], "configMap.name"),
-        );
-        let text = str_of(&map["data"][key], key).to_string();
-        return (text, None);
-    }
-    assert!(
-        v["emptyDir"].is_object(),
-        "{path}: volume {volume_name} is neither a ConfigMap nor an emptyDir"
-    );
-    let init = array(&pod["initContainers"])
-        .iter()
-        .find(|c| env_value(c, "STREAMPULSE_CONFIG") == Some(path))
-        .unwrap_or_else(|| panic!("{path}: no init container writes it"));
-    assert_eq!(
-        mount_of(init, path).0,
-        volume_name,
-        "the init container writes {path} to another volume"
-    );
-    let template_path = env_value(init, "STREAMPULSE_CONFIG_TEMPLATE").expect("a template");
-    let (template_volume, template_key) = mount_of(init, template_path);
-    let tv = volume(pod, &template_volume);
+    let name = v["configMap"]["name"].as_str();
     let map = named(
         all,
         "ConfigMap",
-        str_of(&tv["configMap"]["name"], "configMap.name"),
+        name.unwrap_or_else(|| panic!("{path}: not a ConfigMap")),
     );
-    let template = str_of(&map["data"][template_key], template_key);
-    let (rendered, stdout) = render(init, template, dir, tokens)
-        .unwrap_or_else(|e| panic!("the init container of {path} failed: {e}"));
-    (rendered, Some(stdout))
+    str_of(&map["data"][key], key)
 }
 
-/// Runs `init`'s command and args (the config render) with `sh` on `template`, the binary on
-/// PATH and `tokens` in the environment: the rendered config and stdout, or stderr.
-fn render(
-    init: &Value,
-    template: &str,
-    dir: &Path,
-    tokens: &[(&str, &str)],
-) -> Result<(String, String), String> {
-    let command: Vec<&str> = array(&init["command"])
+/// The token variables of `container`, each with the example Secret's value: each must come from
+/// `TOKEN_SECRET`'s key for it, optionally (no Secret: auth off).
+fn token_env(what: &str, all: &[Value], container: &Value) -> Vec<(&'static str, String)> {
+    let secret = named(all, "Secret", TOKEN_SECRET);
+    TOKEN_KEYS
         .iter()
-        .chain(array(&init["args"]))
-        .map(|a| str_of(a, "command"))
-        .collect();
-    assert!(
-        command.len() >= 2,
-        "init container {}: no command",
-        init["name"]
-    );
-    let template_path = dir.join("template.yaml");
-    let output_path = dir.join("rendered.yaml");
-    std::fs::write(&template_path, template).unwrap();
-    let _ = std::fs::remove_file(&output_path);
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_streampulse"))
-        .parent()
-        .unwrap();
-    let path = std::env::join_paths(std::iter::once(bin_dir.to_path_buf()).chain(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-    ))
-    .unwrap();
-    let mut cmd = Command::new(command[0]);
-    cmd.args(&command[1..])
-        .env("PATH", path)
-        .env("STREAMPULSE_CONFIG_TEMPLATE", &template_path)
-        .env("STREAMPULSE_CONFIG", &output_path)
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
-    for (var, _) in TOKENS {
-        cmd.env_remove(var);
-    }
-    for (var, value) in tokens {
-        cmd.env(var, value);
-    }
-    let out = cmd.output().expect("run the init container's command");
-    if !out.status.success() {
-        return Err(text(&out.stderr));
-    }
-    let rendered = std::fs::read_to_string(&output_path).map_err(|e| e.to_string())?;
-    assert!(
-        !dir.join("rendered.yaml.tmp").exists(),
-        "the render left its temporary file"
-    );
-    Ok((rendered, text(&out.stdout)))
+        .map(|&(var, key)| {
+            let env = array(&container["env"]).iter().find(|e| e["name"] == var);
+            let reference =
+                &env.unwrap_or_else(|| panic!("{what}: no {var}"))["valueFrom"]["secretKeyRef"];
+            let expected = serde_json::json!({"name": TOKEN_SECRET, "key": key, "optional": true});
+            assert_eq!(reference, &expected, "{what}: {var}");
+            (var, str_of(&secret["stringData"][key], key).to_string())
+        })
+        .collect()
 }
 
 fn port_of(addr: &str) -> u16 {
@@ -321,40 +250,50 @@ fn check_workload(all: &[Value], manifest: &Manifest, workload: &Value, dir: &Pa
 
     // Security: non-root, nothing written outside the volumes.
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{what}");
-    for c in containers.iter().chain(array(&pod["initContainers"])) {
-        let sc = &c["securityContext"];
-        assert_eq!(sc["readOnlyRootFilesystem"], true, "{what}: {}", c["name"]);
-        assert_eq!(
-            sc["allowPrivilegeEscalation"], false,
-            "{what}: {}",
-            c["name"]
-        );
-        assert_eq!(c["image"], container["image"], "{what}: one image");
-        assert!(
-            c["resources"]["requests"].is_object() && c["resources"]["limits"].is_object(),
-            "{what}: {} has no resource requests and limits",
-            c["name"]
-        );
-    }
+    let sc = &container["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true, "{what}");
+    assert_eq!(sc["allowPrivilegeEscalation"], false, "{what}");
+    assert!(
+        container["resources"]["requests"].is_object()
+            && container["resources"]["limits"].is_object(),
+        "{what}: no resource requests and limits"
+    );
 
-    let (config_text, rendered) = container_config(all, pod, container, dir, &TOKENS);
-    let config: Value = serde_yaml_ng::from_str(&config_text).unwrap();
-    let summary = match rendered {
-        // The init container ran check-config on what it wrote, with the tokens filled in.
-        Some(stdout) => {
-            assert!(
-                stdout.contains("auth on (2 read, 0 write, 1 admin tokens)"),
-                "{what}: the init container did not fill in the tokens: {stdout}"
-            );
-            stdout
-        }
-        None => {
-            let path = dir.join("config.yaml");
-            std::fs::write(&path, &config_text).unwrap();
-            let out = check_config(&path);
-            assert!(out.status.success(), "{what}: {}", text(&out.stderr));
-            text(&out.stdout)
-        }
+    let config_text = container_config(all, pod, container);
+    let config: Value = serde_yaml_ng::from_str(config_text).unwrap();
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, config_text).unwrap();
+    let summary = if workload["kind"] == "StatefulSet" {
+        // The example Secret as it ships: refused, naming the variable.
+        let secret = token_env(&what, all, container);
+        let out = check_config(&path, &secret);
+        let stderr = text(&out.stderr);
+        assert!(
+            !out.status.success()
+                && stderr.contains("replace the placeholder")
+                && stderr.contains("(or STREAMPULSE_"),
+            "{what}: the example Secret's placeholders passed: {stderr}"
+        );
+        // Its placeholders replaced: auth on, with the Secret's tokens.
+        let tokens: Vec<(&str, String)> = (secret.iter())
+            .map(|(var, value)| (*var, value.replace("CHANGE_ME", "test")))
+            .collect();
+        let out = check_config(&path, &tokens);
+        assert!(out.status.success(), "{what}: {}", text(&out.stderr));
+        let count = |i: usize| tokens[i].1.split(',').filter(|t| !t.is_empty()).count();
+        let auth = format!(
+            "auth on ({} read, {} write, {} admin tokens)",
+            count(0),
+            count(1),
+            count(2)
+        );
+        let stdout = text(&out.stdout);
+        assert!(stdout.contains(&auth), "{what}: {stdout}");
+        stdout
+    } else {
+        let out = check_config(&path, &[]);
+        assert!(out.status.success(), "{what}: {}", text(&out.stderr));
+        text(&out.stdout)
     };
     assert!(summary.starts_with("ok: "), "{what}: {summary}");
 
@@ -510,7 +449,7 @@ fn check_workload(all: &[Value], manifest: &Manifest, workload: &Value, dir: &Pa
 
     // Secrets referenced exist in the example, with the keys asked for.
     let secrets: Vec<&Value> = kind(all, "Secret");
-    for c in containers.iter().chain(array(&pod["initContainers"])) {
+    for c in containers {
         for env in array(&c["env"]) {
             let r = &env["valueFrom"]["secretKeyRef"];
             if r.is_object() {
@@ -551,7 +490,8 @@ fn manifests_agree_with_the_configs_they_run() {
             configs += 1;
             let path = dir.path().join(format!("{}.yaml", name(map)));
             std::fs::write(&path, config).unwrap();
-            let out = check_config(&path);
+            // Without the token variables (no Secret): auth off.
+            let out = check_config(&path, &[]);
             assert!(
                 out.status.success(),
                 "{}: ConfigMap {}: {}",
@@ -559,7 +499,11 @@ fn manifests_agree_with_the_configs_they_run() {
                 name(map),
                 text(&out.stderr)
             );
-            assert!(text(&out.stdout).starts_with("ok: "));
+            let stdout = text(&out.stdout);
+            assert!(
+                stdout.starts_with("ok: ") && stdout.contains("auth off"),
+                "{stdout}"
+            );
         }
     }
     assert!(configs >= 2, "expected the cluster and embedded configs");
@@ -583,76 +527,6 @@ fn manifests_agree_with_the_configs_they_run() {
     assert!(embedded.contains("kafka off"), "{embedded}");
 }
 
-/// The embedded deployment's init container, to run its render with other tokens.
-fn embedded_render(tokens: &[(&str, &str)]) -> Result<(String, String), String> {
-    let docs = documents(&manifests_dir().join("embedded.yaml"));
-    let set = named(&docs, "StatefulSet", "streampulse-embedded");
-    let pod = &set["spec"]["template"]["spec"];
-    let init = &array(&pod["initContainers"])[0];
-    let map = named(&docs, "ConfigMap", "streampulse-embedded-config");
-    let dir = tempfile::tempdir().unwrap();
-    render(
-        init,
-        str_of(&map["data"]["streampulse.yaml"], "config"),
-        dir.path(),
-        tokens,
-    )
-}
-
-#[test]
-fn the_init_container_refuses_placeholder_and_malformed_tokens() {
-    // No Secret (embedded.yaml's is optional): the config as it is, auth off.
-    let (_, stdout) = embedded_render(&[]).unwrap();
-    assert!(stdout.contains("auth off"), "{stdout}");
-
-    // The example Secret as it ships: refused until its placeholders are replaced.
-    let examples = documents(&manifests_dir().join("secrets.example.yaml"));
-    let secret = named(&examples, "Secret", "streampulse-api-tokens");
-    let data = &secret["stringData"];
-    let placeholders = [
-        (
-            "STREAMPULSE_READ_TOKENS",
-            str_of(&data["read_tokens"], "read"),
-        ),
-        (
-            "STREAMPULSE_WRITE_TOKENS",
-            str_of(&data["write_tokens"], "write"),
-        ),
-        (
-            "STREAMPULSE_ADMIN_TOKENS",
-            str_of(&data["admin_tokens"], "admin"),
-        ),
-    ];
-    let err = embedded_render(&placeholders).unwrap_err();
-    assert!(
-        err.contains("server.auth.read_tokens: replace the placeholder"),
-        "{err}"
-    );
-
-    let err =
-        embedded_render(&[("STREAMPULSE_ADMIN_TOKENS", "good-token-1,bad token")]).unwrap_err();
-    assert!(
-        err.contains("server.auth.admin_tokens: a token holds only"),
-        "{err}"
-    );
-    // A token the render lets through but check-config refuses (too short): named by the key.
-    let err = embedded_render(&[("STREAMPULSE_WRITE_TOKENS", "short")]).unwrap_err();
-    assert!(err.contains("server.auth.write_tokens"), "{err}");
-
-    let err = embedded_render(&[("STREAMPULSE_WRITE_TOKENS", "write-token-1, ")]).unwrap_err();
-    assert!(err.contains("no spaces"), "{err}");
-    let (rendered, stdout) =
-        embedded_render(&[("STREAMPULSE_WRITE_TOKENS", "write-token-1,")]).unwrap();
-    assert!(
-        stdout.contains("auth on (0 read, 1 write, 0 admin tokens)"),
-        "{stdout}"
-    );
-    assert!(
-        rendered.contains("write_tokens: ['write-token-1']"),
-        "{rendered}"
-    );
-}
-
 #[test]
 fn check_config_names_the_bad_key_and_starts_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -670,13 +544,13 @@ fn check_config_names_the_bad_key_and_starts_nothing() {
         ),
     ] {
         std::fs::write(&path, config).unwrap();
-        let out = check_config(&path);
+        let out = check_config(&path, &[]);
         assert!(!out.status.success(), "{config} passed");
         let stderr = text(&out.stderr);
         assert!(stderr.contains(key), "{config}: {stderr}");
         assert!(out.stdout.is_empty(), "{config}: {}", text(&out.stdout));
     }
-    let out = check_config(&dir.path().join("missing.yaml"));
+    let out = check_config(&dir.path().join("missing.yaml"), &[]);
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("cannot read config file"));
 
@@ -692,7 +566,7 @@ fn check_config_names_the_bad_key_and_starts_nothing() {
         ),
     )
     .unwrap();
-    let out = check_config(&path);
+    let out = check_config(&path, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
