@@ -23,12 +23,23 @@ pub struct Platform {
     pub dir: PathBuf,
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, and that no other test of this process got from here:
+/// the tests of one binary run in parallel, and two platforms given the same port would have
+/// one answer the other's requests (the second fails to bind, but the first answers its
+/// readiness check).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 pub fn agent() -> ureq::Agent {
@@ -107,6 +118,15 @@ impl Platform {
             }
             if let Ok(r) = agent.get(&format!("{}/readyz", self.base)).call() {
                 if r.status() == 200 {
+                    // Answered by this child, not by a process that held the port before it.
+                    std::thread::sleep(Duration::from_millis(50));
+                    if let Ok(Some(exit)) = self.child.try_wait() {
+                        panic!(
+                            "platform exited ({exit}) although {} answered; log:\n{}",
+                            self.base,
+                            self.log()
+                        );
+                    }
                     return;
                 }
             }
