@@ -2,20 +2,20 @@
 //! and however processing is interrupted by crashes (restore the last snapshot, replay from its
 //! offset, upsert outputs again), the stored results equal a brute-force batch computation.
 
+mod oracle;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use oracle::{batch, Key, Row};
 use proptest::prelude::*;
 use streampulse_core::job::{Job, JobSpec};
 use streampulse_core::output::Output;
 use streampulse_core::pipeline::{PartitionPipeline, PipelineState};
-use streampulse_core::time::{align_down, Millis};
+use streampulse_core::time::Millis;
 use streampulse_core::window::{WindowSpec, WindowType};
 
 const OOO: Millis = 2_000;
-
-type Key = (String, String, Millis); // metric, window, start
-type Row = (Millis, u64, f64, f64, f64); // end, count, sum, min, max
 
 fn window(
     name: &str,
@@ -81,100 +81,6 @@ fn arrivals() -> impl Strategy<Value = Vec<(String, Millis, f64)>> {
     })
 }
 
-fn batch(job: &Job, events: &[(String, Millis, f64)]) -> BTreeMap<Key, Row> {
-    let mut rows: BTreeMap<Key, Row> = BTreeMap::new();
-    let mut add = |key: Key, end: Millis, v: f64| {
-        let row = rows
-            .entry(key)
-            .or_insert((end, 0, 0.0, f64::INFINITY, f64::NEG_INFINITY));
-        row.1 += 1;
-        row.2 += v;
-        row.3 = row.3.min(v);
-        row.4 = row.4.max(v);
-    };
-    for def in &job.windows {
-        use streampulse_core::window::WindowKind::*;
-        let (size, slide, offset) = match def.kind {
-            Tumbling { size, offset } => (size, size, offset),
-            Sliding {
-                size,
-                slide,
-                offset,
-            } => (size, slide, offset),
-            Session { gap } => {
-                sessions(&mut add, &def.name, gap, events);
-                continue;
-            }
-        };
-        for (m, ts, v) in events {
-            let mut s = align_down(*ts, slide, offset);
-            while s + size > *ts {
-                add((m.clone(), def.name.clone(), s), s + size, *v);
-                s -= slide;
-            }
-        }
-    }
-    rows
-}
-
-fn sessions(
-    add: &mut impl FnMut(Key, Millis, f64),
-    name: &str,
-    gap: Millis,
-    events: &[(String, Millis, f64)],
-) {
-    {
-        {
-            {
-                let mut by_metric: BTreeMap<&str, Vec<(Millis, f64)>> = BTreeMap::new();
-                for (m, ts, v) in events {
-                    by_metric.entry(m).or_default().push((*ts, *v));
-                }
-                for (m, mut evs) in by_metric {
-                    evs.sort_by_key(|e| e.0);
-                    let mut i = 0;
-                    while i < evs.len() {
-                        let start = evs[i].0;
-                        let mut j = i;
-                        while j + 1 < evs.len() && evs[j + 1].0 <= evs[j].0 + gap {
-                            j += 1;
-                        }
-                        for &(_, v) in &evs[i..=j] {
-                            add((m.to_string(), name.to_string(), start), evs[j].0 + gap, v);
-                        }
-                        i = j + 1;
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn upsert(store: &mut BTreeMap<Key, Row>, outputs: &mut Vec<Output>) {
-    for o in outputs.drain(..) {
-        match o {
-            Output::Result(r) => {
-                store.insert(
-                    (r.metric_id, r.window, r.window_start),
-                    (r.window_end, r.count, r.sum, r.min, r.max),
-                );
-            }
-            Output::Retract {
-                metric_id,
-                window,
-                window_start,
-            } => {
-                store.remove(&(metric_id, window, window_start));
-            }
-            Output::Late(late) => panic!("no event may be late here: {late:?}"),
-            Output::Alert(alert) => panic!("this job has no detectors: {alert:?}"),
-            // The metric catalog is not part of the window results compared here.
-            Output::Metric { .. } => {}
-            Output::Raw(raw) => panic!("this job keeps no raw events: {raw:?}"),
-        }
-    }
-}
-
 fn snapshot(p: &PartitionPipeline) -> Vec<u8> {
     postcard::to_allocvec(p.state()).unwrap()
 }
@@ -235,4 +141,17 @@ proptest! {
             prop_assert!((got.2 - want.2).abs() < 1e-6, "{:?} sum {} vs {}", key, got.2, want.2);
         }
     }
+}
+
+/// Applies and clears `outputs`; this job has no detector and keeps no raw events.
+fn upsert(store: &mut BTreeMap<Key, Row>, outputs: &mut Vec<Output>) {
+    for o in outputs.iter() {
+        match o {
+            Output::Alert(alert) => panic!("this job has no detectors: {alert:?}"),
+            Output::Raw(raw) => panic!("this job keeps no raw events: {raw:?}"),
+            _ => {}
+        }
+    }
+    oracle::upsert(store, outputs);
+    outputs.clear();
 }

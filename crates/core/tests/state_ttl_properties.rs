@@ -5,22 +5,21 @@
 //!   snapshot taken anywhere, expiries included, replays exactly the outputs of an uninterrupted
 //!   run.
 
+mod oracle;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use oracle::{batch, upsert, Event};
 use proptest::prelude::*;
 use streampulse_core::detect::{DetectorSpec, DetectorType};
 use streampulse_core::job::{Job, JobSpec};
 use streampulse_core::output::Output;
 use streampulse_core::pipeline::{PartitionPipeline, PipelineState};
-use streampulse_core::time::{align_down, Millis};
-use streampulse_core::window::{WindowKind, WindowSpec, WindowType};
+use streampulse_core::time::Millis;
+use streampulse_core::window::{WindowSpec, WindowType};
 
 const OOO: Millis = 2_000;
-
-type Event = (String, Millis, f64);
-type Key = (String, String, Millis); // metric, window, start
-type Row = (Millis, u64, f64, f64, f64); // end, count, sum, min, max
 
 fn window(name: &str, t: WindowType, size: Option<u64>, slide: Option<u64>) -> WindowSpec {
     WindowSpec {
@@ -138,76 +137,6 @@ fn run(job: &Job, events: &[Event]) -> Vec<Output> {
     }
     p.finish(&mut out);
     out
-}
-
-fn batch(job: &Job, events: &[Event]) -> BTreeMap<Key, Row> {
-    let mut rows: BTreeMap<Key, Row> = BTreeMap::new();
-    let mut add = |key: Key, end: Millis, v: f64| {
-        let row = rows
-            .entry(key)
-            .or_insert((end, 0, 0.0, f64::INFINITY, f64::NEG_INFINITY));
-        row.1 += 1;
-        row.2 += v;
-        row.3 = row.3.min(v);
-        row.4 = row.4.max(v);
-    };
-    for def in &job.windows {
-        let (size, slide) = match def.kind {
-            WindowKind::Tumbling { size, .. } => (size, size),
-            WindowKind::Sliding { size, slide, .. } => (size, slide),
-            WindowKind::Session { gap } => {
-                let mut by_metric: BTreeMap<&str, Vec<(Millis, f64)>> = BTreeMap::new();
-                for (m, ts, v) in events {
-                    by_metric.entry(m).or_default().push((*ts, *v));
-                }
-                for (m, mut evs) in by_metric {
-                    evs.sort_by_key(|e| e.0);
-                    let mut i = 0;
-                    while i < evs.len() {
-                        let mut j = i;
-                        while j + 1 < evs.len() && evs[j + 1].0 <= evs[j].0 + gap {
-                            j += 1;
-                        }
-                        for &(_, v) in &evs[i..=j] {
-                            add((m.into(), def.name.clone(), evs[i].0), evs[j].0 + gap, v);
-                        }
-                        i = j + 1;
-                    }
-                }
-                continue;
-            }
-        };
-        for (m, ts, v) in events {
-            let mut s = align_down(*ts, slide, 0);
-            while s + size > *ts {
-                add((m.clone(), def.name.clone(), s), s + size, *v);
-                s -= slide;
-            }
-        }
-    }
-    rows
-}
-
-fn upsert(store: &mut BTreeMap<Key, Row>, outputs: &[Output]) {
-    for o in outputs {
-        match o {
-            Output::Result(r) => {
-                store.insert(
-                    (r.metric_id.clone(), r.window.clone(), r.window_start),
-                    (r.window_end, r.count, r.sum, r.min, r.max),
-                );
-            }
-            Output::Retract {
-                metric_id,
-                window,
-                window_start,
-            } => {
-                store.remove(&(metric_id.clone(), window.clone(), *window_start));
-            }
-            Output::Late(late) => panic!("no event may be late here: {late:?}"),
-            Output::Alert(_) | Output::Metric { .. } | Output::Raw(_) => {}
-        }
-    }
 }
 
 proptest! {
