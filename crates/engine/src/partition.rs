@@ -109,6 +109,8 @@ impl PartitionWorker {
                 continue;
             }
             let job = &self.emitter.job_name;
+            // Other jobs' idle markers are not arrivals: only events reset the idle clock.
+            let mut arrived = false;
             for (offset, payload) in &batch {
                 match record::decode(payload) {
                     Ok(Record::Event {
@@ -116,8 +118,7 @@ impl PartitionWorker {
                         ts,
                         value,
                     }) => {
-                        // Other jobs' idle markers are not arrivals: only events reset the clock.
-                        last_arrival = Instant::now();
+                        arrived = true;
                         // Tags are decoded only when the pipeline asks: for a metric's first
                         // event (the catalog and alerts carry them), or for every event when the
                         // job keeps raw events.
@@ -146,6 +147,9 @@ impl PartitionWorker {
                     }
                 }
                 self.next_offset = offset + 1;
+            }
+            if arrived {
+                last_arrival = Instant::now();
             }
             self.counters()
                 .events
