@@ -28,6 +28,7 @@
 
 pub mod backoff;
 mod lane;
+pub mod redact;
 pub mod transport;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -41,6 +42,7 @@ use streampulse_core::detect::Alert;
 
 use self::backoff::{Backoff, Jitter};
 use self::lane::{Delivery, Lane, Stop};
+use self::redact::redact;
 use self::transport::{HttpTransport, Transport};
 
 /// One webhook.
@@ -149,7 +151,7 @@ impl WebhookDispatcher {
             let (tx, rx) = mpsc::sync_channel(config.queue_capacity.max(1));
             let counters = Arc::new(WebhookCounters::default());
             let lane = Lane {
-                url: config.url.clone(),
+                url: redact(&config.url),
                 transport: transport(config),
                 queue: rx,
                 counters: counters.clone(),
@@ -175,7 +177,7 @@ impl WebhookDispatcher {
                 }
             }
             webhooks.push(Webhook {
-                url: config.url.clone(),
+                url: redact(&config.url),
                 queue: tx,
                 counters,
             });
