@@ -12,7 +12,7 @@
 
 use streampulse_core::time::Millis;
 
-use super::store::{decode, encode, prune};
+use super::store::{decode, encode, newest_readable, prune};
 use super::{Checkpoint, CheckpointError, CheckpointStorage, PartitionCheckpoint};
 
 pub struct PartitionCheckpointStore {
@@ -61,25 +61,23 @@ impl PartitionCheckpointStore {
         partition: u32,
     ) -> Result<Option<(u64, PartitionCheckpoint)>, CheckpointError> {
         let names = self.storage.list(&self.prefix(partition))?;
-        let Some(name) = names.last() else {
-            return Ok(None);
-        };
-        let bytes = self.storage.get(name)?.unwrap_or_default();
-        let checkpoint = decode(name, &bytes)?;
-        let corrupt = |reason: String| CheckpointError::Corrupt {
-            name: name.clone(),
-            reason,
-        };
-        if checkpoint.job != self.job {
-            return Err(corrupt(format!("belongs to job '{}'", checkpoint.job)));
-        }
-        let id = checkpoint.id;
-        match <[PartitionCheckpoint; 1]>::try_from(checkpoint.partitions) {
-            Ok([p]) if p.partition == partition => Ok(Some((id, p))),
-            _ => Err(corrupt(format!(
-                "does not hold exactly partition {partition}"
-            ))),
-        }
+        newest_readable(self.storage.as_ref(), &names, |name, bytes| {
+            let checkpoint = decode(name, bytes)?;
+            let corrupt = |reason: String| CheckpointError::Corrupt {
+                name: name.to_string(),
+                reason,
+            };
+            if checkpoint.job != self.job {
+                return Err(corrupt(format!("belongs to job '{}'", checkpoint.job)));
+            }
+            let id = checkpoint.id;
+            match <[PartitionCheckpoint; 1]>::try_from(checkpoint.partitions) {
+                Ok([p]) if p.partition == partition => Ok((id, p)),
+                _ => Err(corrupt(format!(
+                    "does not hold exactly partition {partition}"
+                ))),
+            }
+        })
     }
 }
 

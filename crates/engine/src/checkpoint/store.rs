@@ -150,14 +150,10 @@ impl CheckpointStore {
             .unwrap_or(0))
     }
 
-    /// The most recent complete checkpoint, if any.
+    /// The most recent checkpoint that reads back whole, if any (see [`newest_readable`]).
     pub fn latest(&self) -> Result<Option<Checkpoint>, CheckpointError> {
         let names = self.storage.list(&format!("{}/chk-", self.job))?;
-        let Some(name) = names.last() else {
-            return Ok(None);
-        };
-        let bytes = self.storage.get(name)?.unwrap_or_default();
-        decode(name, &bytes).map(Some)
+        newest_readable(self.storage.as_ref(), &names, decode)
     }
 
     pub fn savepoint(&self, name: &str) -> Result<Checkpoint, CheckpointError> {
@@ -184,6 +180,42 @@ impl CheckpointStore {
                     .map(str::to_string)
             })
             .collect())
+    }
+}
+
+/// Reads `names` (oldest first) from the newest back and returns the first that `read` accepts.
+/// A corrupt one (a torn upload, a bad disk block, an unknown format) is skipped with a warning
+/// naming it, so one bad blob does not stop a restart while an older checkpoint is whole. I/O
+/// errors are returned as they are (the storage may be away: an older checkpoint is no answer).
+/// When every checkpoint is corrupt, the newest one's error is returned: starting from empty
+/// state would replay input that retention may have deleted.
+pub(super) fn newest_readable<T>(
+    storage: &dyn CheckpointStorage,
+    names: &[String],
+    read: impl Fn(&str, &[u8]) -> Result<T, CheckpointError>,
+) -> Result<Option<T>, CheckpointError> {
+    let mut first_error = None;
+    for name in names.iter().rev() {
+        let Some(bytes) = storage.get(name)? else {
+            continue; // pruned between the listing and the read
+        };
+        match read(name, &bytes) {
+            Ok(found) => {
+                if let Some(skipped) = &first_error {
+                    tracing::warn!(checkpoint = %name, error = %skipped, "a newer checkpoint is unreadable: restoring an older one");
+                }
+                return Ok(Some(found));
+            }
+            Err(err @ CheckpointError::Corrupt { .. }) => {
+                tracing::warn!(error = %err, "skipping an unreadable checkpoint");
+                first_error.get_or_insert(err);
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    match first_error {
+        Some(err) => Err(err),
+        None => Ok(None),
     }
 }
 
@@ -264,6 +296,30 @@ mod tests {
         assert_eq!(s.max_id().unwrap(), 12);
         let left = std::fs::read_dir(dir.path().join("job")).unwrap().count();
         assert_eq!(left, 2);
+    }
+
+    #[test]
+    fn an_unreadable_newest_checkpoint_falls_back_to_the_newest_whole_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path(), 3);
+        for id in 1..=3 {
+            s.write(&chk(id)).unwrap();
+        }
+        let mut files: Vec<_> = std::fs::read_dir(dir.path().join("job"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        std::fs::write(&files[2], b"torn").unwrap();
+        assert_eq!(s.latest().unwrap().unwrap().id, 2);
+        std::fs::write(&files[1], b"").unwrap();
+        assert_eq!(s.latest().unwrap().unwrap().id, 1);
+        std::fs::write(&files[0], b"\xff\xff").unwrap();
+        let err = s.latest().unwrap_err();
+        assert!(
+            matches!(&err, CheckpointError::Corrupt { name, .. } if name.ends_with(&*files[2].file_name().unwrap().to_string_lossy())),
+            "all unreadable: the newest one's error, not an empty start: {err}"
+        );
     }
 
     #[test]
