@@ -84,6 +84,12 @@ impl SharedLog {
         }
     }
 
+    /// Attaches `job` without a reader (it failed to start again): retention keeps everything
+    /// until it detaches or checkpoints as a reader again.
+    pub fn keep(&self, job: &str) {
+        self.lock().insert(job.to_string(), None);
+    }
+
     /// `job` has stopped for good: what it has not read no longer needs to be kept for it.
     pub fn detach(&self, job: &str) {
         self.lock().remove(job);

@@ -69,6 +69,10 @@ impl JobLauncher for EmbeddedLauncher {
         self.log.detach(job);
     }
 
+    fn keep(&self, job: &str) {
+        self.log.keep(job);
+    }
+
     fn end_offsets(&self) -> Vec<u64> {
         let log = self.log.log();
         (0..log.partitions()).map(|p| log.end_offset(p)).collect()

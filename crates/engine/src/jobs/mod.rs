@@ -50,6 +50,9 @@ pub trait JobLauncher: Send + Sync {
     /// Job `job` stopped for good (until submitted again): its unread input need no longer be
     /// kept for it.
     fn detach(&self, job: &str);
+    /// Job `job` could not start again, though it ran before: keep all of its unread input
+    /// until it is stopped (`detach`) or runs again.
+    fn keep(&self, job: &str);
 }
 
 /// A request to run a job.
@@ -204,7 +207,8 @@ impl JobManager {
                         JobEntry::Live(runtime)
                     }
                     Err(err) => {
-                        tracing::error!(job = %name, error = %err, "a submitted job cannot start again; it is listed as failed");
+                        tracing::error!(job = %name, error = %err, "a submitted job cannot start again; it is listed as failed, and the log keeps its unread events until it is stopped (DELETE /jobs/{{id}}) or submitted again");
+                        launcher.keep(&name);
                         JobEntry::Failed(kept, err.to_string())
                     }
                 }
@@ -313,9 +317,14 @@ impl JobManager {
             start: position.clone(),
             running: true,
         })?;
+        let was_failed = matches!(self.lock_submitted().get(&name), Some(JobEntry::Failed(..)));
         let runtime = match launcher.launch(job, from, position) {
             Ok(runtime) => runtime,
             Err(source) => {
+                if was_failed {
+                    // Its earlier run's unread input is still needed.
+                    launcher.keep(&name);
+                }
                 let undone = match &previous {
                     Some(previous) => catalog.save(previous),
                     None => catalog.delete(&name),
@@ -342,6 +351,7 @@ impl JobManager {
         let entry = self.get(Some(name))?;
         let engine = |source| JobsError::engine(name, source);
         let was_running = entry.is_running();
+        let failed = matches!(entry, JobEntry::Failed(..));
         match (entry.runtime(), savepoint) {
             (Some(runtime), Some(savepoint)) if was_running => {
                 runtime.stop_with_savepoint(savepoint).map_err(engine)?;
@@ -350,7 +360,7 @@ impl JobManager {
             (Some(runtime), None) => runtime.shutdown().map_err(engine)?,
             (None, None) => {}
         }
-        if name != self.configured.job().name && was_running {
+        if name != self.configured.job().name && (was_running || failed) {
             if let Some(catalog) = &self.catalog {
                 if let Some(mut stored) = catalog.entry(name)? {
                     stored.running = false;
