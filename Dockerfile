@@ -44,6 +44,13 @@ COPY --from=builder /usr/local/bin/streampulse /usr/local/bin/streampulse
 # checkpoint.storage points elsewhere), so the root filesystem can be read-only.
 # STREAMPULSE_DATA_DIR is --data-dir: it wins over `data_dir` in a config file.
 ENV STREAMPULSE_DATA_DIR=/var/lib/streampulse
+# The binary listens on loopback by default (safe on a laptop on a shared network); in a
+# container, loopback is unreachable from outside, so the image listens on every interface and
+# the network around the container (published ports, a Kubernetes Service, NetworkPolicy) and
+# the API tokens (STREAMPULSE_*_TOKENS) decide who reaches it. These are --listen and
+# --metrics-listen: they win over server.listen and metrics.listen in a config file.
+ENV STREAMPULSE_LISTEN=0.0.0.0:8080 \
+    STREAMPULSE_METRICS_LISTEN=0.0.0.0:9249
 VOLUME ["/var/lib/streampulse"]
 WORKDIR /var/lib/streampulse
 USER 10001:10001

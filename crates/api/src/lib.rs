@@ -6,18 +6,23 @@
 //! the caller what to change. Blocking work (store queries, savepoints) runs on tokio's blocking
 //! pool so that the async workers only ever wait on I/O.
 //!
-//! [`auth`] checks optional bearer tokens per route; CORS headers are added for the configured
-//! origins only.
+//! [`auth`] checks optional bearer tokens per route; [`media`] accepts only JSON bodies on every
+//! POST (so browsers cannot forge one across origins); CORS headers are added for the configured
+//! origins only. [`body`] reads request bodies within a size, a time and a server-wide budget of
+//! bytes in flight.
 //!
 //! [`telemetry`] serves the Prometheus exposition on a port of its own and times the requests of
 //! this router.
 
 pub mod auth;
+pub mod body;
 mod cursor;
+mod media;
 pub mod openapi;
 mod params;
 mod problem;
 mod routes;
+pub mod serve;
 mod subscription;
 pub mod telemetry;
 
@@ -45,11 +50,15 @@ pub struct AppState {
     pub max_query_rows: usize,
     /// Longest `end - start` a ranged query may ask for (`server.max_query_range`).
     pub max_query_range: std::time::Duration,
-    /// Largest accepted request body.
+    /// Largest accepted request body (of any route).
     pub max_body_bytes: usize,
-    /// Ingest requests in flight at once; beyond it clients get 503 and retry. With the body
-    /// limit, this bounds the memory that ingest can hold.
-    pub ingest_permits: Arc<tokio::sync::Semaphore>,
+    /// How ingest bodies are read: size, time, and the budget of bytes all of them may hold at
+    /// once (beyond it clients get 503 and retry), which bounds the memory ingest can take.
+    pub ingest: body::BodyLimits,
+    /// Most events in one ingest request.
+    pub max_events_per_request: usize,
+    /// Seats for WebSocket sessions (`server.max_ws_clients`).
+    pub ws_clients: Arc<tokio::sync::Semaphore>,
     /// Bearer tokens by role; empty: auth off.
     pub tokens: Arc<auth::Tokens>,
     /// Origins allowed by CORS (`*` for any); empty: no CORS headers.
@@ -64,9 +73,6 @@ impl AppState {
             .map_err(routes::jobs::problem)
     }
 }
-
-/// Default for [`AppState::ingest_permits`].
-pub const MAX_INGEST_IN_FLIGHT: usize = 256;
 
 /// The API's routes over `state`.
 pub fn router(state: AppState) -> Router {
@@ -94,11 +100,13 @@ pub fn router(state: AppState) -> Router {
         .route_layer(guard(Role::Read));
     let write = Router::new()
         .route("/events", post(routes::events::ingest))
+        .route_layer(middleware::from_fn(media::require_json))
         .route_layer(guard(Role::Write));
     let admin = Router::new()
         .route("/jobs", post(routes::jobs::submit))
         .route("/jobs/{id}/savepoints", post(routes::jobs::savepoint))
         .route("/jobs/{id}", delete(routes::jobs::stop))
+        .route_layer(middleware::from_fn(media::require_json))
         .route_layer(guard(Role::Admin));
     let open = Router::new()
         .route("/healthz", get(routes::health::healthz))

@@ -47,6 +47,11 @@ impl Default for Subscription {
     }
 }
 
+/// Most metric globs and window names in one subscription, and their longest: what one client
+/// may cost per pushed message (each result is matched against every glob).
+pub const MAX_PATTERNS: usize = 64;
+pub const MAX_PATTERN_BYTES: usize = 256;
+
 const PARAMS: [&str; 5] = ["metrics", "windows", "results", "alerts", "severity"];
 
 fn list(v: &str) -> Vec<String> {
@@ -98,7 +103,26 @@ impl Subscription {
                 )))
             }
         };
+        sub.check().map_err(Problem::bad_request)?;
         Ok(sub)
+    }
+
+    /// The subscription's size limits ([`MAX_PATTERNS`], [`MAX_PATTERN_BYTES`]); `Err` says which.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, list) in [("metrics", &self.metrics), ("windows", &self.windows)] {
+            if list.len() > MAX_PATTERNS {
+                return Err(format!(
+                    "'{name}' lists {} entries; at most {MAX_PATTERNS} are allowed",
+                    list.len()
+                ));
+            }
+            if list.iter().any(|p| p.len() > MAX_PATTERN_BYTES) {
+                return Err(format!(
+                    "an entry of '{name}' is longer than {MAX_PATTERN_BYTES} bytes"
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn metric_matches(&self, metric_id: &str) -> bool {
@@ -124,6 +148,30 @@ impl Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subscriptions_are_bounded() {
+        let q = |k: &str, v: String| HashMap::from([(k.to_string(), v)]);
+        let many = (0..=MAX_PATTERNS)
+            .map(|i| format!("m{i}.*"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let e = Subscription::from_query(&q("metrics", many)).unwrap_err();
+        assert!(e.detail.contains("at most 64"), "{}", e.detail);
+        let long = "x".repeat(MAX_PATTERN_BYTES + 1);
+        assert!(Subscription::from_query(&q("windows", long)).is_err());
+        let ok = (0..MAX_PATTERNS)
+            .map(|i| format!("m{i}.*"))
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(
+            Subscription::from_query(&q("metrics", ok))
+                .unwrap()
+                .metrics
+                .len(),
+            64
+        );
+    }
 
     #[test]
     fn query_parsing_rejects_what_it_does_not_know() {

@@ -1,9 +1,13 @@
 //! The event: what a producer sends, after validation.
 //!
 //! [`EventFormat`] says which JSON fields hold the metric id, the event time, the value and the
-//! tags, and how the time is written. [`EventFormat::parse`] turns one JSON object into an
-//! [`Event`] or a [`EventError`] that tells the producer what to fix. It never panics on input
-//! and never guesses: a value that is not a finite number is an error, not a zero.
+//! tags, and how the time is written, and how large an event may be. [`EventFormat::parse`] turns
+//! one JSON object into an [`Event`] or a [`EventError`] that tells the producer what to fix. It
+//! never panics on input and never guesses: a value that is not a finite number is an error, not a
+//! zero; a metric id or tag past its limit is an error, not a truncation.
+//!
+//! [`check_future`] is the one guard that needs a clock: the caller brings the reference instant
+//! (the wall clock at HTTP ingest, a Kafka record's own timestamp), this module never reads one.
 
 use std::collections::BTreeMap;
 
@@ -35,7 +39,8 @@ pub enum TimestampFormat {
     Rfc3339,
 }
 
-/// Where the fields of an event are found in an input JSON object.
+/// Where the fields of an event are found in an input JSON object, and the size limits of one
+/// event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EventFormat {
@@ -44,7 +49,31 @@ pub struct EventFormat {
     pub timestamp_format: TimestampFormat,
     pub value_field: String,
     pub tags_field: String,
+    /// Longest accepted event, in bytes of its JSON text (checked before it is parsed).
+    pub max_event_bytes: usize,
+    /// Longest accepted metric id, in bytes (UTF-8).
+    pub max_metric_id_bytes: usize,
+    /// Most tags on one event.
+    pub max_tags: usize,
+    /// Longest tag key, in bytes.
+    pub max_tag_key_bytes: usize,
+    /// Longest tag value, in bytes (numbers and booleans count as their JSON text).
+    pub max_tag_value_bytes: usize,
 }
+
+/// Defaults of the size limits: generous for metrics, small enough that one hostile event cannot
+/// grow the metric catalog or the state by more than a few kilobytes.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 64 * 1024;
+pub const DEFAULT_MAX_METRIC_ID_BYTES: usize = 256;
+pub const DEFAULT_MAX_TAGS: usize = 32;
+pub const DEFAULT_MAX_TAG_KEY_BYTES: usize = 128;
+pub const DEFAULT_MAX_TAG_VALUE_BYTES: usize = 256;
+
+/// Upper bounds of the limits themselves (a config can raise a limit up to these, no further).
+pub const LIMIT_MAX_EVENT_BYTES: usize = 1024 * 1024;
+pub const LIMIT_MAX_METRIC_ID_BYTES: usize = 4096;
+pub const LIMIT_MAX_TAGS: usize = 256;
+pub const LIMIT_MAX_TAG_BYTES: usize = 4096;
 
 impl Default for EventFormat {
     fn default() -> Self {
@@ -54,6 +83,11 @@ impl Default for EventFormat {
             timestamp_format: TimestampFormat::Auto,
             value_field: "value".into(),
             tags_field: "tags".into(),
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            max_metric_id_bytes: DEFAULT_MAX_METRIC_ID_BYTES,
+            max_tags: DEFAULT_MAX_TAGS,
+            max_tag_key_bytes: DEFAULT_MAX_TAG_KEY_BYTES,
+            max_tag_value_bytes: DEFAULT_MAX_TAG_VALUE_BYTES,
         }
     }
 }
@@ -82,6 +116,101 @@ pub enum EventError {
         field: String,
         source: TimeParseError,
     },
+    #[error("{what} is {got} bytes, more than the limit of {limit} (event.{key})")]
+    TooLarge {
+        what: String,
+        got: usize,
+        limit: usize,
+        key: &'static str,
+    },
+    #[error("field '{field}' has {got} tags, more than the limit of {limit} (event.max_tags)")]
+    TooManyTags {
+        field: String,
+        got: usize,
+        limit: usize,
+    },
+    #[error(
+        "event time {} is more than {} ahead of {} (job.max_future): a producer clock is wrong, or the unit is",
+        crate::time::format_rfc3339(*ts),
+        humantime::format_duration(std::time::Duration::from_millis(*max_future as u64)),
+        crate::time::format_rfc3339(*reference)
+    )]
+    Future {
+        ts: Millis,
+        reference: Millis,
+        max_future: Millis,
+    },
+}
+
+/// Refuses an event whose time is more than `max_future` ahead of `reference` (the wall clock at
+/// ingest, or a Kafka record's timestamp). Such an event would move its partition's watermark
+/// past every other metric's events, making them late, and the watermark is checkpointed.
+pub fn check_future(ts: Millis, reference: Millis, max_future: Millis) -> Result<(), EventError> {
+    if ts.saturating_sub(reference) > max_future {
+        return Err(EventError::Future {
+            ts,
+            reference,
+            max_future,
+        });
+    }
+    Ok(())
+}
+
+/// A JSON value whose top-level object, if it is one, names no field twice: parsers disagree on
+/// which of two `metric_id`s wins, so an event that holds two is refused rather than guessed.
+struct Strict(Value);
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Strict;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Strict, A::Error> {
+                let mut obj = serde_json::Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if obj.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format!(
+                            "field '{key}' appears twice"
+                        )));
+                    }
+                    let value: Value = map.next_value()?;
+                    obj.insert(key, value);
+                }
+                Ok(Strict(Value::Object(obj)))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Strict, A::Error> {
+                let v = Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(Strict(v))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
+                Ok(Strict(Value::Bool(v)))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
+                Ok(Strict(v.into()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
+                Ok(Strict(v.into()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Strict, E> {
+                Ok(Strict(
+                    serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
+                ))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
+                Ok(Strict(Value::String(v.to_string())))
+            }
+            fn visit_unit<E>(self) -> Result<Strict, E> {
+                Ok(Strict(Value::Null))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -96,11 +225,27 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 impl EventFormat {
-    /// Parses one JSON text holding one object.
+    /// Parses one JSON text holding one object, refusing it unread when it exceeds
+    /// `max_event_bytes`.
     pub fn parse_str(&self, text: &str) -> Result<Event, EventError> {
-        let value: Value =
+        self.check_event_size(text.len())?;
+        let value: Strict =
             serde_json::from_str(text).map_err(|e| EventError::Json(e.to_string()))?;
-        self.parse(&value)
+        self.parse(&value.0)
+    }
+
+    /// Refuses an event of `len` bytes of JSON when it exceeds `max_event_bytes`; callers that
+    /// hold the raw text check this before building a JSON tree of it.
+    pub fn check_event_size(&self, len: usize) -> Result<(), EventError> {
+        if len > self.max_event_bytes {
+            return Err(EventError::TooLarge {
+                what: "the event".into(),
+                got: len,
+                limit: self.max_event_bytes,
+                key: "max_event_bytes",
+            });
+        }
+        Ok(())
     }
 
     /// Validates one JSON value as an event.
@@ -117,6 +262,14 @@ impl EventFormat {
             Value::String(s) if s.is_empty() => {
                 return Err(EventError::Empty(self.metric_id_field.clone()))
             }
+            Value::String(s) if s.len() > self.max_metric_id_bytes => {
+                return Err(EventError::TooLarge {
+                    what: format!("field '{}'", self.metric_id_field),
+                    got: s.len(),
+                    limit: self.max_metric_id_bytes,
+                    key: "max_metric_id_bytes",
+                })
+            }
             Value::String(s) => s.clone(),
             other => return Err(self.wrong_type(&self.metric_id_field, "a string", other)),
         };
@@ -128,12 +281,29 @@ impl EventFormat {
         .ok_or_else(|| EventError::NotFinite(self.value_field.clone()))?;
         let tags = match obj.get(&self.tags_field) {
             None | Some(Value::Null) => BTreeMap::new(),
+            Some(Value::Object(map)) if map.len() > self.max_tags => {
+                return Err(EventError::TooManyTags {
+                    field: self.tags_field.clone(),
+                    got: map.len(),
+                    limit: self.max_tags,
+                })
+            }
             Some(Value::Object(map)) => map
                 .iter()
-                .map(|(k, v)| match v {
-                    Value::String(s) => Ok((k.clone(), s.clone())),
-                    Value::Number(_) | Value::Bool(_) => Ok((k.clone(), v.to_string())),
-                    other => Err(self.wrong_type(&self.tags_field, "an object of strings", other)),
+                .map(|(k, v)| {
+                    let v = match v {
+                        Value::String(s) => s.clone(),
+                        Value::Number(_) | Value::Bool(_) => v.to_string(),
+                        other => {
+                            return Err(self.wrong_type(
+                                &self.tags_field,
+                                "an object of strings",
+                                other,
+                            ))
+                        }
+                    };
+                    self.check_tag(k, &v)?;
+                    Ok((k.clone(), v))
                 })
                 .collect::<Result<_, _>>()?,
             Some(other) => return Err(self.wrong_type(&self.tags_field, "an object", other)),
@@ -144,6 +314,75 @@ impl EventFormat {
             value,
             tags,
         })
+    }
+
+    fn check_tag(&self, key: &str, value: &str) -> Result<(), EventError> {
+        let too_large = |what: String, got, limit, key| EventError::TooLarge {
+            what,
+            got,
+            limit,
+            key,
+        };
+        if key.len() > self.max_tag_key_bytes {
+            return Err(too_large(
+                format!("a key of '{}'", self.tags_field),
+                key.len(),
+                self.max_tag_key_bytes,
+                "max_tag_key_bytes",
+            ));
+        }
+        if value.len() > self.max_tag_value_bytes {
+            return Err(too_large(
+                format!("the value of tag '{key}'"),
+                value.len(),
+                self.max_tag_value_bytes,
+                "max_tag_value_bytes",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the limits themselves: each at least 1 and at most its documented bound. On error:
+    /// (field, reason), the field relative to `event`.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        for (key, field) in [
+            ("metric_id_field", &self.metric_id_field),
+            ("timestamp_field", &self.timestamp_field),
+            ("value_field", &self.value_field),
+            ("tags_field", &self.tags_field),
+        ] {
+            if field.is_empty() {
+                return Err((key.into(), "must not be empty".into()));
+            }
+        }
+        for (key, value, max) in [
+            (
+                "max_event_bytes",
+                self.max_event_bytes,
+                LIMIT_MAX_EVENT_BYTES,
+            ),
+            (
+                "max_metric_id_bytes",
+                self.max_metric_id_bytes,
+                LIMIT_MAX_METRIC_ID_BYTES,
+            ),
+            ("max_tags", self.max_tags, LIMIT_MAX_TAGS),
+            (
+                "max_tag_key_bytes",
+                self.max_tag_key_bytes,
+                LIMIT_MAX_TAG_BYTES,
+            ),
+            (
+                "max_tag_value_bytes",
+                self.max_tag_value_bytes,
+                LIMIT_MAX_TAG_BYTES,
+            ),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err((key.into(), format!("must be between 1 and {max}")));
+            }
+        }
+        Ok(())
     }
 
     fn wrong_type(&self, field: &str, expected: &'static str, got: &Value) -> EventError {
@@ -246,6 +485,7 @@ mod tests {
             timestamp_format: TimestampFormat::EpochSeconds,
             value_field: "v".into(),
             tags_field: "labels".into(),
+            ..fmt()
         };
         let e = f
             .parse_str(r#"{"name":"cpu","time":1700000000,"v":2,"labels":{"dc":"eu"}}"#)
@@ -296,6 +536,100 @@ mod tests {
             let err = f.parse_str(input).unwrap_err().to_string();
             assert!(err.contains(reason), "{input}: {err}");
         }
+    }
+
+    #[test]
+    fn rejects_ids_tags_and_events_past_their_limits_naming_the_key() {
+        let f = EventFormat {
+            max_metric_id_bytes: 8,
+            max_tags: 2,
+            max_tag_key_bytes: 4,
+            max_tag_value_bytes: 4,
+            max_event_bytes: 200,
+            ..fmt()
+        };
+        let ok = r#"{"metric_id":"12345678","ts":1,"value":1,"tags":{"abcd":"wxyz","b":1}}"#;
+        assert_eq!(f.parse_str(ok).unwrap().tags.len(), 2);
+        let cases = [
+            (
+                r#"{"metric_id":"123456789","ts":1,"value":1}"#,
+                "field 'metric_id' is 9 bytes, more than the limit of 8 (event.max_metric_id_bytes)",
+            ),
+            (
+                r#"{"metric_id":"m","ts":1,"value":1,"tags":{"a":"1","b":"2","c":"3"}}"#,
+                "3 tags, more than the limit of 2 (event.max_tags)",
+            ),
+            (
+                r#"{"metric_id":"m","ts":1,"value":1,"tags":{"abcde":"1"}}"#,
+                "(event.max_tag_key_bytes)",
+            ),
+            (
+                r#"{"metric_id":"m","ts":1,"value":1,"tags":{"a":12345}}"#,
+                "the value of tag 'a' is 5 bytes",
+            ),
+        ];
+        for (input, reason) in cases {
+            let err = f.parse_str(input).unwrap_err().to_string();
+            assert!(err.contains(reason), "{input}: {err}");
+        }
+        let big = format!(
+            r#"{{"metric_id":"m","ts":1,"value":1,"pad":"{}"}}"#,
+            "x".repeat(200)
+        );
+        let err = f.parse_str(&big).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EventError::TooLarge {
+                    key: "max_event_bytes",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_future_guard_allows_up_to_the_limit_and_names_it() {
+        let hour = 3_600_000;
+        assert!(check_future(1_000 + hour, 1_000, hour).is_ok());
+        assert!(
+            check_future(0, 1_000, hour).is_ok(),
+            "the past is not guarded"
+        );
+        let err = check_future(1_001 + hour, 1_000, hour)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("more than 1h ahead"), "{err}");
+        assert!(err.contains("job.max_future"), "{err}");
+        assert!(check_future(crate::time::MAX_TIMESTAMP, 0, i64::MAX).is_ok());
+    }
+
+    #[test]
+    fn limits_are_validated() {
+        assert!(fmt().validate().is_ok());
+        let f = EventFormat {
+            max_tags: 0,
+            ..fmt()
+        };
+        assert_eq!(f.validate().unwrap_err().0, "max_tags");
+        let f = EventFormat {
+            max_event_bytes: LIMIT_MAX_EVENT_BYTES + 1,
+            ..fmt()
+        };
+        assert_eq!(f.validate().unwrap_err().0, "max_event_bytes");
+    }
+
+    #[test]
+    fn a_field_given_twice_is_refused_not_guessed() {
+        let err = fmt()
+            .parse_str(r#"{"metric_id":"a","metric_id":"b","ts":1,"value":1}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("field 'metric_id' appears twice"), "{err}");
+        let err = fmt().parse_str("[1, 2]").unwrap_err();
+        assert_eq!(err, EventError::NotAnObject("an array"));
+        assert!(fmt().parse_str("7").is_err());
     }
 
     #[test]

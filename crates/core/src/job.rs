@@ -47,6 +47,35 @@ pub struct JobSpec {
     /// metric's state is kept forever.
     #[serde(with = "humantime_serde")]
     pub state_ttl: Option<Duration>,
+    /// Events whose time is further than this ahead of the wall clock (at HTTP ingest) or of their
+    /// Kafka record's timestamp are rejected (dead-lettered on Kafka) and never move a watermark.
+    /// `null`: no guard (for producers that stamp events ahead on purpose).
+    #[serde(with = "humantime_serde")]
+    pub max_future: Option<Duration>,
+}
+
+/// Longest name of a job, window or detector: names become store keys, label values and paths.
+pub const MAX_NAME_BYTES: usize = 64;
+/// Longest `idle_timeout`.
+pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Shortest and longest `early_firing` interval.
+pub const MIN_EARLY_FIRING: Duration = Duration::from_millis(10);
+pub const MAX_EARLY_FIRING: Duration = Duration::from_secs(3600);
+/// Default of `max_future`.
+pub const DEFAULT_MAX_FUTURE: Duration = Duration::from_secs(3600);
+
+/// Checks a user-given name: 1 to [`MAX_NAME_BYTES`] ASCII letters, digits and `extra`
+/// punctuation. The one rule for job, window and detector names; `Err` says what is allowed.
+pub fn check_name(name: &str, extra: &[char]) -> Result<(), String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || extra.contains(&c);
+    if name.is_empty() || name.len() > MAX_NAME_BYTES || !name.chars().all(allowed) {
+        let extra: Vec<String> = extra.iter().map(|c| format!("'{c}'")).collect();
+        return Err(format!(
+            "must be 1 to {MAX_NAME_BYTES} letters, digits or {}",
+            extra.join(", ")
+        ));
+    }
+    Ok(())
 }
 
 impl Default for JobSpec {
@@ -83,6 +112,7 @@ impl Default for JobSpec {
                 DetectorSpec::raw("raw_ewma", DetectorType::Ewma),
             ],
             state_ttl: None,
+            max_future: Some(DEFAULT_MAX_FUTURE),
         }
     }
 }
@@ -121,6 +151,8 @@ pub struct Job {
     /// See [`JobSpec::state_ttl`]; validated to be at least
     /// `max_extent() + allowed_lateness`.
     pub state_ttl: Option<Millis>,
+    /// See [`JobSpec::max_future`].
+    pub max_future: Option<Millis>,
 }
 
 impl Job {
@@ -137,27 +169,10 @@ impl Job {
 
 impl JobSpec {
     pub fn validate(&self) -> Result<Job, JobError> {
-        if self.name.is_empty()
-            || !self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            return Err(JobError::new(
-                "name",
-                "must be non-empty letters, digits, '_' or '-'",
-            ));
-        }
-        for (key, field) in [
-            ("event.metric_id_field", &self.event.metric_id_field),
-            ("event.timestamp_field", &self.event.timestamp_field),
-            ("event.value_field", &self.event.value_field),
-            ("event.tags_field", &self.event.tags_field),
-        ] {
-            if field.is_empty() {
-                return Err(JobError::new(key, "must not be empty"));
-            }
-        }
+        check_name(&self.name, &['_', '-']).map_err(|reason| JobError::new("name", reason))?;
+        self.event
+            .validate()
+            .map_err(|(field, reason)| JobError::new(format!("event.{field}"), reason))?;
         let ms = |key: &str, d: Duration| {
             if d > MAX_WINDOW {
                 Err(JobError::new(key, "must be at most 366 days"))
@@ -167,18 +182,25 @@ impl JobSpec {
         };
         let max_out_of_orderness = ms("max_out_of_orderness", self.max_out_of_orderness)?;
         let allowed_lateness = ms("allowed_lateness", self.allowed_lateness)?;
-        if self.idle_timeout.is_zero() {
-            return Err(JobError::new("idle_timeout", "must be greater than zero"));
+        if self.idle_timeout.is_zero() || self.idle_timeout > MAX_IDLE_TIMEOUT {
+            return Err(JobError::new(
+                "idle_timeout",
+                "must be greater than zero and at most 7 days",
+            ));
         }
         if self
             .early_firing
-            .is_some_and(|d| d < Duration::from_millis(10))
+            .is_some_and(|d| !(MIN_EARLY_FIRING..=MAX_EARLY_FIRING).contains(&d))
         {
             return Err(JobError::new(
                 "early_firing",
-                "must be at least 10ms (or null for off)",
+                "must be between 10ms and 1h (or null for off)",
             ));
         }
+        let max_future = match self.max_future {
+            None => None,
+            Some(d) => Some(ms("max_future", d)?),
+        };
         if self.windows.is_empty() {
             return Err(JobError::new("windows", "a job needs at least one window"));
         }
@@ -215,6 +237,7 @@ impl JobSpec {
         Ok(Job {
             detectors,
             state_ttl,
+            max_future,
             name: self.name.clone(),
             event: self.event.clone(),
             max_out_of_orderness,
@@ -298,6 +321,75 @@ mod tests {
         assert_eq!(spec.validate().unwrap().state_ttl, Some(65_000));
         spec.state_ttl = Some(Duration::from_secs(400 * 86_400));
         assert_eq!(spec.validate().unwrap_err().key, "state_ttl");
+    }
+
+    #[test]
+    fn every_duration_and_name_is_bounded() {
+        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        let cases: Vec<(&str, JobSpec)> = vec![
+            (
+                "name",
+                JobSpec {
+                    name: long.clone(),
+                    ..JobSpec::default()
+                },
+            ),
+            (
+                "early_firing",
+                JobSpec {
+                    early_firing: Some(Duration::from_secs(300_000_000_000 * 31_557_600)),
+                    ..JobSpec::default()
+                },
+            ),
+            (
+                "early_firing",
+                JobSpec {
+                    early_firing: Some(Duration::from_millis(9)),
+                    ..JobSpec::default()
+                },
+            ),
+            (
+                "idle_timeout",
+                JobSpec {
+                    idle_timeout: Duration::from_secs(8 * 86_400),
+                    ..JobSpec::default()
+                },
+            ),
+            (
+                "max_future",
+                JobSpec {
+                    max_future: Some(Duration::from_secs(400 * 86_400)),
+                    ..JobSpec::default()
+                },
+            ),
+            (
+                "event.max_tags",
+                JobSpec {
+                    event: EventFormat {
+                        max_tags: 0,
+                        ..EventFormat::default()
+                    },
+                    ..JobSpec::default()
+                },
+            ),
+        ];
+        for (key, spec) in cases {
+            assert_eq!(spec.validate().unwrap_err().key, key);
+        }
+        let mut spec = JobSpec::default();
+        spec.windows[0].name = long;
+        assert_eq!(spec.validate().unwrap_err().key, "windows[0].name");
+        let job = JobSpec {
+            max_future: None,
+            ..JobSpec::default()
+        }
+        .validate()
+        .unwrap();
+        assert_eq!(job.max_future, None);
+        assert_eq!(
+            JobSpec::default().validate().unwrap().max_future,
+            Some(3_600_000)
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //!   partition and yields [`output::Output`]s: window results, retractions and late events.
 
 pub mod aggregate;
+pub mod batch;
 pub mod detect;
 pub mod event;
 pub mod job;

@@ -1,14 +1,17 @@
 //! Ingest: validated events into the log, acknowledged only once durably appended.
 //!
-//! The HTTP layer splits a request body into candidate events; this module validates each one with
-//! the job's [`EventFormat`](streampulse_core::event::EventFormat), routes the valid ones to their
-//! partition by metric id, and appends them in one group commit. Invalid lines are reported back
-//! with their reason; they never prevent the valid lines of the same request from being stored.
+//! The HTTP layer splits and parses a request body with the job's
+//! [`EventFormat`](streampulse_core::event::EventFormat) ([`streampulse_core::batch`]); this
+//! module refuses events further ahead of the wall clock than `job.max_future`, routes the valid
+//! ones to their partition by metric id, and appends them in one group commit. Invalid lines are
+//! reported back with their reason; they never prevent the valid lines of the same request from
+//! being stored.
 
 use std::sync::atomic::Ordering::Relaxed;
 
 use serde::Serialize;
-use serde_json::Value;
+use streampulse_core::batch::Item;
+use streampulse_core::event::check_future;
 use streampulse_log::LogError;
 use tracing::field::Empty;
 use tracing::Instrument;
@@ -34,16 +37,12 @@ pub struct IngestReport {
     pub duplicate: bool,
 }
 
-/// One candidate event: its 1-based position in the request, and its JSON or the reason it could
-/// not be parsed as JSON (counted as `invalid_json`).
-pub type Candidate = (usize, Result<Value, String>);
-
 impl Runtime {
     /// Validates and appends; resolves once the accepted events are durable. Runs in an `ingest`
     /// span (events received, accepted, rejected; partitions written), a child of the request's.
     pub async fn ingest(
         &self,
-        candidates: Vec<Candidate>,
+        candidates: Vec<Item>,
         idempotency_key: Option<String>,
     ) -> Result<IngestReport, LogError> {
         let span = tracing::info_span!(
@@ -66,11 +65,12 @@ impl Runtime {
 
     async fn ingest_in_span(
         &self,
-        candidates: Vec<Candidate>,
+        candidates: Vec<Item>,
         idempotency_key: Option<String>,
         span: &tracing::Span,
     ) -> Result<IngestReport, LogError> {
-        let format = &self.job().event;
+        let max_future = self.job().max_future;
+        let now = crate::runtime::now_ms();
         let Some(log) = self.ingest_log() else {
             return Err(LogError::Storage(
                 "this job does not read the embedded log; send events to its source".into(),
@@ -85,12 +85,11 @@ impl Runtime {
         let mut per_reason = [0u64; RejectReason::ALL.len()];
         for (line, candidate) in candidates {
             let parsed = candidate
-                .map_err(|reason| (RejectReason::InvalidJson, reason))
-                .and_then(|v| {
-                    format
-                        .parse(&v)
-                        .map_err(|e| (RejectReason::of(&e), e.to_string()))
-                });
+                .and_then(|event| match max_future {
+                    Some(max) => check_future(event.ts, now, max).map(|()| event),
+                    None => Ok(event),
+                })
+                .map_err(|e| (RejectReason::of(&e), e.to_string()));
             match parsed {
                 Ok(event) => records.push((
                     log.partition_for(&event.metric_id),

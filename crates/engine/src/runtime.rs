@@ -179,7 +179,7 @@ struct Inner {
     coordinator: Mutex<Option<JoinHandle<()>>>,
 }
 
-fn now_ms() -> Millis {
+pub(crate) fn now_ms() -> Millis {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as Millis)

@@ -135,17 +135,23 @@ pub enum RejectReason {
     NotFinite,
     BadTimestamp,
     NotObject,
+    /// Past a size limit of `job.event` (event bytes, metric id, tags).
+    TooLarge,
+    /// Further ahead than `job.max_future`.
+    Future,
     Other,
 }
 
 impl RejectReason {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 9] = [
         Self::InvalidJson,
         Self::MissingField,
         Self::WrongType,
         Self::NotFinite,
         Self::BadTimestamp,
         Self::NotObject,
+        Self::TooLarge,
+        Self::Future,
         Self::Other,
     ];
 
@@ -157,6 +163,8 @@ impl RejectReason {
             Self::NotFinite => "not_finite",
             Self::BadTimestamp => "bad_timestamp",
             Self::NotObject => "not_object",
+            Self::TooLarge => "too_large",
+            Self::Future => "future",
             Self::Other => "other",
         }
     }
@@ -169,6 +177,8 @@ impl RejectReason {
             EventError::WrongType { .. } => Self::WrongType,
             EventError::NotFinite(_) => Self::NotFinite,
             EventError::Time { .. } => Self::BadTimestamp,
+            EventError::TooLarge { .. } | EventError::TooManyTags { .. } => Self::TooLarge,
+            EventError::Future { .. } => Self::Future,
             EventError::Empty(_) => Self::Other,
         }
     }
@@ -222,7 +232,7 @@ impl AlertCounters {
 #[derive(Debug)]
 pub struct EngineMetrics {
     /// Indexed by [`RejectReason`] (in the order of [`RejectReason::ALL`]).
-    rejected: [AtomicU64; 7],
+    rejected: [AtomicU64; RejectReason::ALL.len()],
     pub windows: Vec<WindowCounters>,
     pub alerts: Vec<AlertCounters>,
     /// Completed checkpoints and savepoints, from the request to durability.
@@ -262,7 +272,7 @@ impl EngineMetrics {
     }
 
     /// Adds one request's rejections, counted per reason.
-    pub fn add_rejected(&self, per_reason: &[u64; 7]) {
+    pub fn add_rejected(&self, per_reason: &[u64; RejectReason::ALL.len()]) {
         for (total, &n) in self.rejected.iter().zip(per_reason) {
             if n > 0 {
                 total.fetch_add(n, Relaxed);

@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
-use streampulse_core::event::{Event, EventFormat};
+use streampulse_core::event::{check_future, Event, EventFormat};
 use streampulse_core::job::Job;
+use streampulse_core::time::Millis;
 use streampulse_engine::checkpoint::PartitionCheckpointStore;
 use streampulse_engine::emit::Emitter;
 use streampulse_engine::feed::{LiveFeed, LIVE_FEED_CAPACITY};
@@ -49,6 +50,7 @@ pub struct KafkaDriver {
     partitions: Arc<Mutex<Partitions>>,
     topic: String,
     format: EventFormat,
+    max_future: Option<Millis>,
     counters: Arc<JobCounters>,
     /// The high watermark of every partition of the topic, as last seen.
     log_end: Arc<Vec<AtomicU64>>,
@@ -152,6 +154,7 @@ impl KafkaDriver {
             partitions: shared,
             topic: config.topic.clone(),
             format: job.event.clone(),
+            max_future: job.max_future,
             counters: counters.clone(),
             log_end: log_end.clone(),
             interval: runtime.checkpoint_interval,
@@ -278,7 +281,12 @@ impl KafkaDriver {
                 continue; // already covered by the restored state
             }
             received += 1;
-            match parse(&self.format, msg.payload()) {
+            match parse(
+                &self.format,
+                self.max_future,
+                msg.payload(),
+                msg.timestamp().to_millis(),
+            ) {
                 Ok(event) => {
                     accepted += 1;
                     let Event {
@@ -393,17 +401,33 @@ impl KafkaDriver {
     }
 }
 
-/// The event in a record's value, or why it is not one.
-fn parse(format: &EventFormat, payload: Option<&[u8]>) -> Result<Event, (RejectReason, String)> {
+/// The event in a record's value, or why it is not one. The future guard compares with the
+/// record's own timestamp (not the wall clock), so a replay after a crash judges every record as
+/// the first reading did; a record without a timestamp is not guarded.
+fn parse(
+    format: &EventFormat,
+    max_future: Option<Millis>,
+    payload: Option<&[u8]>,
+    record_ts: Option<Millis>,
+) -> Result<Event, (RejectReason, String)> {
     let payload = payload.ok_or((
         RejectReason::InvalidJson,
         "the record has no value".to_string(),
     ))?;
-    let value: serde_json::Value = serde_json::from_slice(payload)
-        .map_err(|e| (RejectReason::InvalidJson, format!("invalid JSON: {e}")))?;
-    format
-        .parse(&value)
-        .map_err(|e| (RejectReason::of(&e), e.to_string()))
+    let text = std::str::from_utf8(payload).map_err(|e| {
+        (
+            RejectReason::InvalidJson,
+            format!("invalid JSON: not UTF-8: {e}"),
+        )
+    })?;
+    let event = format
+        .parse_str(text)
+        .map_err(|e| (RejectReason::of(&e), e.to_string()))?;
+    if let (Some(max), Some(reference)) = (max_future, record_ts) {
+        check_future(event.ts, reference, max)
+            .map_err(|e| (RejectReason::of(&e), e.to_string()))?;
+    }
+    Ok(event)
 }
 
 /// Why a savepoint of a Kafka job is refused (the job keeps running).
@@ -422,13 +446,27 @@ mod tests {
     #[test]
     fn parse_names_what_is_wrong() {
         let f = EventFormat::default();
-        let ok = parse(&f, Some(br#"{"metric_id":"cpu","ts":1000,"value":1.5}"#)).unwrap();
+        let p = |payload: Option<&[u8]>| parse(&f, Some(3_600_000), payload, Some(0));
+        let ok = p(Some(br#"{"metric_id":"cpu","ts":1000,"value":1.5}"#)).unwrap();
         assert_eq!((ok.metric_id.as_str(), ok.ts, ok.value), ("cpu", 1000, 1.5));
-        let (reason, msg) = parse(&f, Some(b"{not json")).unwrap_err();
+        let (reason, msg) = p(Some(b"{not json")).unwrap_err();
         assert_eq!(reason, RejectReason::InvalidJson);
         assert!(msg.contains("invalid JSON"), "{msg}");
-        assert_eq!(parse(&f, None).unwrap_err().0, RejectReason::InvalidJson);
-        let (reason, _) = parse(&f, Some(br#"{"metric_id":"cpu","ts":1000}"#)).unwrap_err();
+        assert_eq!(p(None).unwrap_err().0, RejectReason::InvalidJson);
+        assert_eq!(p(Some(b"\xff")).unwrap_err().0, RejectReason::InvalidJson);
+        let (reason, _) = p(Some(br#"{"metric_id":"cpu","ts":1000}"#)).unwrap_err();
         assert_ne!(reason, RejectReason::InvalidJson);
+    }
+
+    #[test]
+    fn records_far_ahead_of_their_own_timestamp_are_refused() {
+        let f = EventFormat::default();
+        let record = br#"{"metric_id":"cpu","ts":253402300799999,"value":1}"#;
+        let (reason, msg) =
+            parse(&f, Some(3_600_000), Some(record), Some(1_700_000_000_000)).unwrap_err();
+        assert_eq!(reason, RejectReason::Future);
+        assert!(msg.contains("job.max_future"), "{msg}");
+        assert!(parse(&f, None, Some(record), Some(1_700_000_000_000)).is_ok());
+        assert!(parse(&f, Some(3_600_000), Some(record), None).is_ok());
     }
 }

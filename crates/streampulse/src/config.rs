@@ -34,10 +34,28 @@ pub struct AppConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
-    /// Address of the HTTP API (ingest and queries).
+    /// Address of the HTTP API (ingest and queries). Loopback by default: another host reaches
+    /// the API only when this names an address of a shared network (and then tokens should be
+    /// set; a start without them warns).
     pub listen: String,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Most events in one ingest request (a larger one is refused whole, 413).
+    pub max_events_per_request: usize,
+    /// Request-body bytes that all ingest requests together may hold at once; a request that
+    /// would exceed it gets 503 (retry with backoff). Bounds the memory ingest can take.
+    pub max_inflight_bytes: usize,
+    /// A request body that has not fully arrived after this gets 408.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// A connection whose request headers have not fully arrived after this is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Most open HTTP connections (WebSocket sessions count separately); further ones wait to be
+    /// accepted.
+    pub max_connections: usize,
+    /// Most WebSocket sessions (`/ws`) at once; one more is closed at once with code 1013.
+    pub max_ws_clients: usize,
     /// Bearer tokens by role; all empty: auth off.
     pub auth: AuthSection,
     /// Origins allowed to call the API from a browser (`*`: any); empty: no CORS headers.
@@ -51,8 +69,14 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            listen: "0.0.0.0:8080".into(),
+            listen: "127.0.0.1:8080".into(),
             max_body_bytes: 16 * 1024 * 1024,
+            max_events_per_request: 100_000,
+            max_inflight_bytes: 64 * 1024 * 1024,
+            body_read_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            max_ws_clients: 256,
             auth: AuthSection::default(),
             cors_origins: Vec::new(),
             max_query_range: Duration::from_secs(31 * 24 * 3600),
@@ -186,7 +210,7 @@ impl Default for MetricsSection {
     fn default() -> Self {
         Self {
             enabled: true,
-            listen: "0.0.0.0:9249".into(),
+            listen: "127.0.0.1:9249".into(),
         }
     }
 }
@@ -555,8 +579,42 @@ impl AppConfig {
                 );
             }
         }
-        if self.server.max_body_bytes < 1024 {
-            return fail("server.max_body_bytes", "must be at least 1024");
+        if !(1024..=256 * 1024 * 1024).contains(&self.server.max_body_bytes) {
+            return fail(
+                "server.max_body_bytes",
+                "must be between 1024 and 268435456 (256 MiB)",
+            );
+        }
+        if !(1..=10_000_000).contains(&self.server.max_events_per_request) {
+            return fail(
+                "server.max_events_per_request",
+                "must be between 1 and 10000000",
+            );
+        }
+        if self.server.max_inflight_bytes < self.server.max_body_bytes
+            || self.server.max_inflight_bytes > 64 * 1024 * 1024 * 1024
+        {
+            return fail(
+                "server.max_inflight_bytes",
+                "must be at least server.max_body_bytes (one body must fit) and at most 64 GiB",
+            );
+        }
+        for (key, d) in [
+            ("server.body_read_timeout", self.server.body_read_timeout),
+            (
+                "server.header_read_timeout",
+                self.server.header_read_timeout,
+            ),
+        ] {
+            if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
+                return fail(key, "must be between 100ms and 1h");
+            }
+        }
+        if !(1..=1_000_000).contains(&self.server.max_connections) {
+            return fail("server.max_connections", "must be between 1 and 1000000");
+        }
+        if !(1..=100_000).contains(&self.server.max_ws_clients) {
+            return fail("server.max_ws_clients", "must be between 1 and 100000");
         }
         if self.server.max_query_range < Duration::from_secs(1) {
             return fail(

@@ -9,19 +9,18 @@
 
 use axum::body::Body;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::Value;
-use streampulse_engine::ingest::Candidate;
+use streampulse_core::batch::{self, BatchError, Framing};
 use streampulse_store::{LateQuery, RawKey, RawQuery};
 
 use super::blocking;
-use crate::cursor;
 use crate::openapi::schemas::{
     EventDoc, IngestReportDoc, Instant, LatePage, RawEventRow, RawEventsPage,
 };
 use crate::params::Params;
+use crate::{body, cursor, media};
 use crate::{AppState, Problem};
 
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -40,9 +39,10 @@ const RAW_CURSOR_TAG: &str = "raw_events";
         (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token's role is too weak (ingest needs write or admin)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job takes no HTTP events: it is stopped, or it reads a Kafka topic", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body exceeds server.max_body_bytes", body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive within server.body_read_timeout", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body exceeds server.max_body_bytes, or holds more than server.max_events_per_request events", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Unsupported content type", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Too many ingest requests in flight, or the log is unavailable: retry with backoff", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The server holds server.max_inflight_bytes of request bodies already, or the log is unavailable: retry with backoff", body = Problem, content_type = "application/problem+json"),
     ),
     security((), ("bearer" = []))
 )]
@@ -58,7 +58,8 @@ pub async fn ingest(
              (POST /jobs), to resume ingest",
         ));
     }
-    if state.jobs.configured().ingest_log().is_none() {
+    let runtime = state.jobs.configured();
+    if runtime.ingest_log().is_none() {
         // A job in a Kafka consumer group reads only its topic: an event accepted here would
         // reach no worker.
         return Err(Problem::new(
@@ -67,46 +68,10 @@ pub async fn ingest(
              them to that topic, keyed by metric_id (e.g. `streampulse produce --kafka BROKERS`)",
         ));
     }
-    let _permit = state
-        .ingest_permits
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| {
-            Problem::unavailable("too many ingest requests in flight; retry with backoff")
-        })?;
-    let body = axum::body::to_bytes(body, state.max_body_bytes)
-        .await
-        .map_err(|_| {
-            Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                "the body exceeds {} bytes (server.max_body_bytes); split it into smaller requests",
-                state.max_body_bytes
-            ),
-            )
-        })?;
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json")
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let candidates = match content_type.as_str() {
-        "application/json" | "" => split_json(&body),
-        "application/x-ndjson" | "application/jsonl" | "application/json-seq" | "text/plain" => split_ndjson(&body),
-        other => {
-            return Err(Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                format!("content type '{other}' is not accepted; send application/json (an object or an array) or application/x-ndjson"),
-            ))
-        }
-    }?;
-    if candidates.is_empty() {
-        return Err(Problem::bad_request("the body holds no events"));
-    }
+    let framing = match media::of(&headers)? {
+        media::Media::Json => Framing::Json,
+        media::Media::Ndjson => Framing::Ndjson,
+    };
     let key = match headers.get(IDEMPOTENCY_HEADER) {
         None => None,
         Some(v) => match v.to_str() {
@@ -118,53 +83,29 @@ pub async fn ingest(
             }
         },
     };
-    let report = state
-        .jobs
-        .configured()
-        .ingest(candidates, key)
-        .await
-        .map_err(|e| {
-            Problem::unavailable(format!("events could not be stored, retry later: {e}"))
-        })?;
+    let held = body::read(body, &state.ingest).await?;
+    let format = runtime.job().event.clone();
+    let max_events = state.max_events_per_request;
+    let body = held.bytes.clone();
+    let items = blocking(move || {
+        batch::parse(&body, framing, &format, max_events).map_err(|e| match e {
+            BatchError::TooManyEvents { .. } => {
+                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
+            }
+            BatchError::NotUtf8 { .. } | BatchError::Empty => Problem::bad_request(e.to_string()),
+        })
+    })
+    .await?;
+    let report = runtime.ingest(items, key).await.map_err(|e| {
+        Problem::unavailable(format!("events could not be stored, retry later: {e}"))
+    })?;
+    drop(held);
     let status = if report.rejected.is_empty() {
         StatusCode::OK
     } else {
         StatusCode::BAD_REQUEST
     };
     Ok((status, Json(report)).into_response())
-}
-
-fn utf8(body: &[u8]) -> Result<&str, Problem> {
-    std::str::from_utf8(body)
-        .map_err(|e| Problem::bad_request(format!("the body is not UTF-8: {e}")))
-}
-
-/// One object, an array of objects, or (when the body is not one JSON value) NDJSON.
-fn split_json(body: &[u8]) -> Result<Vec<Candidate>, Problem> {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Array(items)) => Ok(items
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| (i + 1, Ok(v)))
-            .collect()),
-        Ok(value) => Ok(vec![(1, Ok(value))]),
-        Err(_) => split_ndjson(body),
-    }
-}
-
-fn split_ndjson(body: &[u8]) -> Result<Vec<Candidate>, Problem> {
-    let text = utf8(body)?;
-    Ok(text
-        .lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| {
-            (
-                i + 1,
-                serde_json::from_str::<Value>(line).map_err(|e| format!("invalid JSON: {e}")),
-            )
-        })
-        .collect())
 }
 
 #[utoipa::path(get, path = "/events/late", tag = "results",

@@ -79,6 +79,7 @@ pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
         (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token's role is too weak (admin needed)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A job of that name runs or is the configured job, its state does not fit the definition, 32 submitted jobs run already, or this deployment runs only its configured job", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The job could not be started or recorded: retry", body = Problem, content_type = "application/problem+json"),
     ),
     security((), ("bearer" = []))
@@ -151,6 +152,7 @@ pub async fn show(
         (status = 401, description = "Auth is on and no known token was sent", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "The token's role is too weak", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The job is stopped", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The request has no application/json content type (required even with an empty body)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The job cannot take a savepoint now: retry", body = Problem, content_type = "application/problem+json"),
     ),
     security((), ("bearer" = []))

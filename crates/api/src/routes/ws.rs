@@ -12,12 +12,18 @@
 //!
 //! With auth on, the upgrade request carries a token like any query, either as a header or, for
 //! browsers, as `?access_token=<token>` ([`crate::auth::require_ws`]).
+//!
+//! Limits: at most `server.max_ws_clients` sessions (one more is accepted and closed at once with
+//! code 1013, try again later), client messages and frames of at most [`MAX_CLIENT_MESSAGE`]
+//! bytes (a larger one closes with 1009), and subscriptions within
+//! [`crate::subscription::MAX_PATTERNS`] patterns (one past it closes with 1008). Every close
+//! frame carries its reason.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use serde_json::{json, Value};
@@ -29,6 +35,8 @@ use crate::subscription::Subscription;
 use crate::{AppState, Problem};
 
 const HEARTBEAT: Duration = Duration::from_secs(15);
+/// Largest message (and frame) a client may send: a subscription is a few hundred bytes.
+pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
 pub async fn upgrade(
     State(state): State<AppState>,
@@ -57,7 +65,31 @@ pub async fn upgrade(
     let live = runtime.feed().clone();
     let feed = live.subscribe();
     let runtime = runtime.clone();
-    Ok(ws.on_upgrade(move |socket| session(socket, subscription, feed, live, runtime)))
+    let seat = state.ws_clients.clone().try_acquire_owned().ok();
+    let ws = ws
+        .max_message_size(MAX_CLIENT_MESSAGE)
+        .max_frame_size(MAX_CLIENT_MESSAGE);
+    Ok(ws.on_upgrade(move |mut socket| async move {
+        let Some(_seat) = seat else {
+            let reason = "too many WebSocket clients (server.max_ws_clients); retry later";
+            close(&mut socket, close_code::AGAIN, reason).await;
+            return;
+        };
+        session(socket, subscription, feed, live, runtime).await
+    }))
+}
+
+/// Sends a close frame; the reason is cut to the 123 bytes a close frame can carry.
+async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let frame = CloseFrame {
+        code,
+        reason: reason[..end].into(),
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
 fn emission_json(emission: &Emission) -> Value {
@@ -126,17 +158,31 @@ async fn session(
                 match incoming {
                     Some(Ok(Message::Text(text))) => {
                         let reply = match parse_subscribe(&text) {
-                            Ok(new) => {
-                                subscription = new;
-                                json!({ "type": "subscribed", "subscription": subscription })
-                            }
+                            Ok(new) => match new.check() {
+                                Ok(()) => {
+                                    subscription = new;
+                                    json!({ "type": "subscribed", "subscription": subscription })
+                                }
+                                Err(reason) => {
+                                    close(&mut socket, close_code::POLICY, &reason).await;
+                                    break;
+                                }
+                            },
                             Err(detail) => json!({ "type": "error", "detail": detail }),
                         };
                         if !send(&mut socket, reply).await {
                             break;
                         }
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Err(err)) => {
+                        // Past the message or frame limit (or a broken connection, where the
+                        // close frame is simply not delivered).
+                        tracing::debug!(error = %err, "websocket client error");
+                        let reason = format!("client messages are at most {MAX_CLIENT_MESSAGE} bytes ({err})");
+                        close(&mut socket, close_code::SIZE, &reason).await;
+                        break;
+                    }
+                    Some(Ok(Message::Close(_))) | None => break,
                     Some(Ok(_)) => {}
                 }
             }

@@ -82,6 +82,8 @@ pub const DEFAULT_WARNING: f64 = 10.0;
 pub const DEFAULT_CRITICAL: f64 = 30.0;
 pub const DEFAULT_RESOLVE_AFTER: u32 = 5;
 pub const DEFAULT_COOLDOWN: Duration = Duration::from_secs(30);
+/// Upper bound of every count of points (`n`, `warmup`, `resolve_after`).
+pub const MAX_POINTS: u64 = 100_000;
 
 impl DetectorSpec {
     /// A detector of `detector_type` on raw values with every default.
@@ -151,17 +153,7 @@ fn forbid<T>(field: &str, value: &Option<T>, kind: &str) -> Result<(), FieldErro
 impl DetectorSpec {
     /// Validates against the job's windows. On error: (field, reason) relative to this detector.
     pub fn validate(&self, windows: &[WindowDef]) -> Result<DetectorDef, FieldError> {
-        if self.name.is_empty()
-            || !self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        {
-            return Err(err(
-                "name",
-                "must be non-empty letters, digits, '_', '-' or '.'",
-            ));
-        }
+        crate::job::check_name(&self.name, &['_', '-', '.']).map_err(|r| err("name", r))?;
         let series = if self.series == "raw" {
             Series::Raw
         } else {
@@ -222,10 +214,11 @@ impl DetectorSpec {
                 if !(alpha > 0.0 && alpha <= 1.0) {
                     return Err(err("alpha", "must be in (0, 1]"));
                 }
-                DetectorKind::Ewma(EwmaParams {
-                    alpha,
-                    warmup: self.warmup.unwrap_or(DEFAULT_EWMA_WARMUP),
-                })
+                let warmup = self.warmup.unwrap_or(DEFAULT_EWMA_WARMUP);
+                if warmup > MAX_POINTS {
+                    return Err(err("warmup", "must be at most 100000"));
+                }
+                DetectorKind::Ewma(EwmaParams { alpha, warmup })
             }
         };
         let warning = self.warning.unwrap_or(DEFAULT_WARNING);
@@ -237,10 +230,13 @@ impl DetectorSpec {
             return Err(err("critical", "must be a number >= warning"));
         }
         let resolve_after = self.resolve_after.unwrap_or(DEFAULT_RESOLVE_AFTER);
-        if resolve_after == 0 {
-            return Err(err("resolve_after", "must be at least 1"));
+        if resolve_after == 0 || u64::from(resolve_after) > MAX_POINTS {
+            return Err(err("resolve_after", "must be between 1 and 100000"));
         }
         let cooldown = self.cooldown.unwrap_or(DEFAULT_COOLDOWN);
+        if cooldown > crate::window::MAX_WINDOW {
+            return Err(err("cooldown", "must be at most 366 days"));
+        }
         Ok(DetectorDef {
             name: self.name.clone(),
             kind,

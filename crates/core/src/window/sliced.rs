@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::spec::gcd;
 use super::timer::{Timer, TimerKind, TimerQueue};
 use super::{Arrival, WindowDef, WindowKind};
 use crate::aggregate::Accumulator;
@@ -38,14 +39,6 @@ pub struct SlicedWindows {
     lateness: Millis,
     keys: Vec<KeyState>,
     timers: TimerQueue,
-}
-
-fn gcd(a: Millis, b: Millis) -> Millis {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
 }
 
 impl SlicedWindows {

@@ -11,6 +11,11 @@ use crate::time::Millis;
 /// Longest window accepted, to catch unit mistakes (`size: 10d` meant as `10s`) early.
 pub const MAX_WINDOW: Duration = Duration::from_secs(366 * 24 * 3600);
 
+/// Most slices of `gcd(size, slide)` one sliding window spans (a day every minute: 1,440). Each
+/// event registers `size / slide` windows and each window merges up to this many slices, so the
+/// ratio bounds the state and the work one event can cause.
+pub const MAX_SLICES_PER_WINDOW: Millis = 1_440;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WindowType {
@@ -112,6 +117,14 @@ impl WindowDef {
     }
 }
 
+pub(crate) fn gcd(a: Millis, b: Millis) -> Millis {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
 fn millis(field: &str, d: Option<Duration>, kind: &str) -> Result<Millis, (String, String)> {
     let d = d.ok_or_else(|| (field.to_string(), format!("required for a {kind} window")))?;
     if d.is_zero() {
@@ -142,19 +155,8 @@ fn forbid(field: &str, d: Option<Duration>, kind: &str) -> Result<(), (String, S
 impl WindowSpec {
     /// Validates the spec. On error returns (field, reason), the field relative to this window.
     pub fn validate(&self) -> Result<WindowDef, (String, String)> {
-        if self.name.trim().is_empty() {
-            return Err(("name".into(), "must not be empty".into()));
-        }
-        if !self
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
-        {
-            return Err((
-                "name".into(),
-                "may contain only letters, digits, '_', '-' and '.'".into(),
-            ));
-        }
+        crate::job::check_name(&self.name, &['_', '-', '.'])
+            .map_err(|reason| ("name".to_string(), reason))?;
         let offset = match self.offset {
             None => 0,
             Some(d) if d > MAX_WINDOW => {
@@ -184,6 +186,18 @@ impl WindowSpec {
                 }
                 if offset >= slide {
                     return Err(("offset".into(), "must be smaller than slide".into()));
+                }
+                let slices = size / gcd(size, slide);
+                if slices > MAX_SLICES_PER_WINDOW {
+                    return Err((
+                        "slide".into(),
+                        format!(
+                            "a window of size {size} ms every {slide} ms spans {slices} slices of \
+                             {} ms; at most {MAX_SLICES_PER_WINDOW} are allowed (make slide a \
+                             larger divisor of size)",
+                            gcd(size, slide)
+                        ),
+                    ));
                 }
                 WindowKind::Sliding {
                     size,
@@ -246,6 +260,24 @@ mod tests {
                 offset: 0
             }
         );
+    }
+
+    #[test]
+    fn sliding_windows_span_a_bounded_number_of_slices() {
+        let mut s = spec(WindowType::Sliding);
+        s.size = Some(Duration::from_secs(366 * 86_400));
+        s.slide = Some(Duration::from_millis(1));
+        let (field, reason) = s.validate().unwrap_err();
+        assert_eq!(field, "slide");
+        assert!(reason.contains("at most 1440"), "{reason}");
+        s.size = Some(Duration::from_secs(86_400));
+        s.slide = Some(Duration::from_secs(60));
+        assert!(
+            s.validate().is_ok(),
+            "a day every minute is the documented maximum"
+        );
+        s.slide = Some(Duration::from_secs(7)); // gcd 1 s: 86,400 slices
+        assert_eq!(s.validate().unwrap_err().0, "slide");
     }
 
     #[test]

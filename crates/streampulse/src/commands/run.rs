@@ -102,6 +102,8 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
         ),
     };
 
+    warn_if_exposed(&config, listen, metrics_listen);
+
     let data_dir = config.data_dir.clone();
     let store: Arc<dyn ResultStore> = Arc::new(
         EmbeddedStore::open(&data_dir.join("store"))
@@ -201,9 +203,15 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
         max_query_rows: MAX_QUERY_ROWS,
         max_query_range: config.server.max_query_range,
         max_body_bytes: config.server.max_body_bytes,
-        ingest_permits: Arc::new(tokio::sync::Semaphore::new(
-            streampulse_api::MAX_INGEST_IN_FLIGHT,
-        )),
+        ingest: streampulse_api::body::BodyLimits {
+            max_bytes: config.server.max_body_bytes,
+            read_timeout: config.server.body_read_timeout,
+            budget: Arc::new(tokio::sync::Semaphore::new(
+                config.server.max_inflight_bytes,
+            )),
+        },
+        max_events_per_request: config.server.max_events_per_request,
+        ws_clients: Arc::new(tokio::sync::Semaphore::new(config.server.max_ws_clients)),
         tokens: Arc::new(streampulse_api::auth::Tokens::new(
             &config.server.auth.read_tokens,
             &config.server.auth.write_tokens,
@@ -223,18 +231,30 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
         tracing::info!(%addr, "prometheus metrics at http://{addr}/metrics");
         // Keeps serving through the final checkpoint; ends when the process does.
         tokio.spawn(async move {
-            if let Err(err) = axum::serve(listener, exposition).await {
+            let limits = streampulse_api::serve::ConnLimits {
+                max_connections: 64,
+                header_read_timeout: std::time::Duration::from_secs(10),
+            };
+            let never = std::future::pending::<()>();
+            if let Err(err) =
+                streampulse_api::serve::serve(listener, exposition, limits, never).await
+            {
                 tracing::error!(error = %err, "metrics server failed");
             }
         });
     }
     tracing::info!(%listen, data_dir = %data_dir.display(), checkpoints = %storage_url, job = %runtime.job().name, submitted_jobs = jobs.list().len() - 1, kafka = %config.kafka.brokers, webhooks = config.alerts.webhooks.len(), "streampulse is running");
     let failed = jobs.clone();
-    let served = tokio.block_on(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal(failed))
-            .await
-    });
+    let limits = streampulse_api::serve::ConnLimits {
+        max_connections: config.server.max_connections,
+        header_read_timeout: config.server.header_read_timeout,
+    };
+    let served = tokio.block_on(streampulse_api::serve::serve(
+        listener,
+        app,
+        limits,
+        shutdown_signal(failed),
+    ));
     if let Err(err) = &served {
         tracing::error!(error = %err, "http server failed");
     }
@@ -248,6 +268,24 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
     let id = status.last_checkpoint.map(|c| c.id).unwrap_or(0);
     tracing::info!(checkpoint = id, "stopped cleanly");
     served.context("http server failed")
+}
+
+/// A port on an address other hosts can reach, with no tokens, lets anyone on that network send
+/// events, submit jobs and read every result: say so at start, naming the address.
+fn warn_if_exposed(
+    config: &crate::config::AppConfig,
+    listen: std::net::SocketAddr,
+    metrics: Option<std::net::SocketAddr>,
+) {
+    let auth = &config.server.auth;
+    let no_tokens =
+        auth.read_tokens.is_empty() && auth.write_tokens.is_empty() && auth.admin_tokens.is_empty();
+    if no_tokens && !listen.ip().is_loopback() {
+        tracing::warn!(%listen, "the API listens on a non-loopback address with no tokens (server.auth): anyone who can reach it may send events, submit and stop jobs, and read every result; set STREAMPULSE_ADMIN_TOKENS (and read/write tokens) or listen on 127.0.0.1");
+    }
+    if let Some(addr) = metrics.filter(|a| !a.ip().is_loopback()) {
+        tracing::info!(%addr, "the Prometheus metrics port is reachable from other hosts (it serves counters only, no tokens)");
+    }
 }
 
 /// Ctrl-C, SIGTERM, or a job failing on its own (its driver stopped on an error).

@@ -1,0 +1,132 @@
+//! Reading a request body within its limits: at most `max_body_bytes`, within `body_read_timeout`,
+//! and out of a server-wide budget of bytes held in flight.
+//!
+//! The budget is what bounds ingest memory: a request holds a reservation for every byte it has
+//! read until it has been answered, and a request that would exceed the budget is answered 503
+//! at once (it never waits holding part of the budget, so slow clients cannot starve the others).
+//! This module must never buffer a byte it has not reserved.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes, HttpBody};
+use axum::http::StatusCode;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::Problem;
+
+/// Limits of one body.
+#[derive(Debug, Clone)]
+pub struct BodyLimits {
+    pub max_bytes: usize,
+    pub read_timeout: Duration,
+    /// Bytes that all requests together may hold; one permit per byte.
+    pub budget: Arc<Semaphore>,
+}
+
+/// A body read in full, with its reservation (released when dropped).
+pub struct Held {
+    pub bytes: Bytes,
+    _reservation: Option<OwnedSemaphorePermit>,
+}
+
+/// Reads `body` within `limits`: 413 past `max_bytes`, 408 past `read_timeout`, 503 when the
+/// budget is spent.
+pub async fn read(mut body: Body, limits: &BodyLimits) -> Result<Held, Problem> {
+    let deadline = tokio::time::Instant::now() + limits.read_timeout;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut reservation: Option<OwnedSemaphorePermit> = None;
+    loop {
+        let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
+        let frame = match tokio::time::timeout_at(deadline, frame).await {
+            Err(_) => {
+                return Err(Problem::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the body did not arrive within {} (server.body_read_timeout)",
+                        humantime::format_duration(limits.read_timeout)
+                    ),
+                ))
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(Problem::bad_request(format!(
+                    "the body could not be read: {e}"
+                )))
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if buf.len() + data.len() > limits.max_bytes {
+            return Err(Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the body exceeds {} bytes (server.max_body_bytes); split it into smaller \
+                     requests",
+                    limits.max_bytes
+                ),
+            ));
+        }
+        if !data.is_empty() {
+            let more = u32::try_from(data.len())
+                .ok()
+                .and_then(|n| limits.budget.clone().try_acquire_many_owned(n).ok())
+                .ok_or_else(|| {
+                    Problem::unavailable(
+                        "the server holds as many request bytes as it may \
+                         (server.max_inflight_bytes); retry with backoff",
+                    )
+                })?;
+            match reservation.as_mut() {
+                Some(held) => held.merge(more),
+                None => reservation = Some(more),
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    Ok(Held {
+        bytes: Bytes::from(buf),
+        _reservation: reservation,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(max: usize, budget: usize) -> BodyLimits {
+        BodyLimits {
+            max_bytes: max,
+            read_timeout: Duration::from_millis(200),
+            budget: Arc::new(Semaphore::new(budget)),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_holds_its_bytes_of_the_budget_until_dropped() {
+        let l = limits(100, 150);
+        let held = read(Body::from(vec![b'x'; 100]), &l).await.unwrap();
+        assert_eq!(held.bytes.len(), 100);
+        assert_eq!(l.budget.available_permits(), 50);
+        let refused = read(Body::from(vec![b'x'; 60]), &l).await.err().unwrap();
+        assert_eq!(refused.status, 503);
+        assert_eq!(
+            l.budget.available_permits(),
+            50,
+            "a refused body holds nothing"
+        );
+        drop(held);
+        assert_eq!(l.budget.available_permits(), 150);
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_size_limit_is_refused() {
+        let l = limits(10, 1000);
+        let big = read(Body::from(vec![b'x'; 11]), &l).await.err().unwrap();
+        assert_eq!(big.status, 413);
+        assert_eq!(l.budget.available_permits(), 1000);
+    }
+}
