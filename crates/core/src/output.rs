@@ -134,10 +134,13 @@ pub enum Output {
     /// Upsert by (metric, window, window_start).
     Result(WindowResult),
     /// A session that was emitted and later merged into one with another start: its row is gone.
+    /// `window_end` is the end of the retracted session as last emitted (stores that order writes
+    /// by time need it to place the deletion after every write of the row).
     Retract {
         metric_id: String,
         window: String,
         window_start: Millis,
+        window_end: Millis,
     },
     /// Insert by (window, offset).
     Late(LateEvent),

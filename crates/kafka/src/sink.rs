@@ -100,6 +100,7 @@ impl OutputTopics {
                     metric_id,
                     window,
                     window_start,
+                    ..
                 } => {
                     let Some(topic) = &self.results_topic else {
                         continue;

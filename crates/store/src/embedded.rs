@@ -391,6 +391,7 @@ impl ResultStore for EmbeddedStore {
                         metric_id,
                         window,
                         window_start,
+                        ..
                     } => {
                         let k = keys::result_by_metric(job, metric_id, window, *window_start);
                         by_metric.remove(k.as_slice())?;

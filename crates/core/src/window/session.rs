@@ -153,6 +153,7 @@ impl SessionWindows {
                     metric_id: metric_id.to_string(),
                     window: self.def.name.clone(),
                     window_start: old.start,
+                    window_end: old.end,
                 });
             }
         }

@@ -92,6 +92,7 @@ pub fn upsert(store: &mut BTreeMap<Key, Row>, outputs: &[Output]) {
                 metric_id,
                 window,
                 window_start,
+                ..
             } => {
                 store.remove(&(metric_id.clone(), window.clone(), *window_start));
             }
