@@ -41,6 +41,16 @@ pub enum StoreError {
     /// incompatible version.
     #[error("corrupt entry in table {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
+
+    /// A store on another system (e.g. Cassandra) failed an operation: unreachable, timed out,
+    /// refused. The engine holds its checkpoint back and retries.
+    #[error("{backend} store: {op}: {source}")]
+    Backend {
+        backend: &'static str,
+        op: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl StoreError {

@@ -22,6 +22,8 @@
 //! alters results: it must never merge, drop or reorder fields of what it is given.
 
 mod codec;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 #[cfg(test)]
 mod crash_test;
 mod embedded;
