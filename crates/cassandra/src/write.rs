@@ -1,0 +1,458 @@
+//! Writing one batch of outputs: every row with its TTL (from `store.retention`, by event time)
+//! and its output-derived timestamp, at most `max_in_flight` requests at once; the batch succeeds
+//! only when every write was acknowledged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use scylla::serialize::row::SerializeRow;
+use scylla::statement::prepared::PreparedStatement;
+use streampulse_core::detect::{Alert, AlertState};
+use streampulse_core::output::{Output, WindowResult};
+use streampulse_core::time::Millis;
+use streampulse_store::StoreError;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::error::request;
+use crate::store::Inner;
+
+pub(crate) const DAY_MS: Millis = 86_400_000;
+
+/// The timestamp of a retraction: above every revision of the row (revisions are `u32`).
+const RETRACT_OFFSET: i64 = 1 << 32;
+/// Cassandra's longest TTL (20 years), in seconds.
+const MAX_TTL_SECS: i64 = 630_720_000;
+
+pub(crate) fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+/// The TTL in seconds of a row whose retention clock starts at `event_ms` (0: none), or `None`
+/// when the row is already past its retention and must not be written at all.
+pub(crate) fn ttl_secs(event_ms: Millis, ttl: Option<Duration>, now: Millis) -> Option<i32> {
+    let Some(ttl) = ttl else {
+        return Some(0);
+    };
+    let ttl_ms = Millis::try_from(ttl.as_millis()).unwrap_or(Millis::MAX);
+    let left_ms = event_ms.saturating_add(ttl_ms).saturating_sub(now);
+    if left_ms <= 0 {
+        return None;
+    }
+    let secs = left_ms / 1000 + i64::from(left_ms % 1000 != 0);
+    Some(secs.min(MAX_TTL_SECS) as i32)
+}
+
+/// The bucket of `ts` for buckets of `size` ms.
+pub(crate) fn bucket(ts: Millis, size: Millis) -> i64 {
+    ts.div_euclid(size)
+}
+
+pub(crate) fn encode<T: serde::Serialize>(
+    what: &'static str,
+    v: &T,
+) -> Result<Vec<u8>, StoreError> {
+    postcard::to_allocvec(v).map_err(|source| StoreError::Encode { what, source })
+}
+
+/// The bucket-index key of one (metric, window) series.
+pub(crate) fn series_key(metric_id: &str, window: &str) -> String {
+    format!("{metric_id}\u{0}{window}")
+}
+
+/// An index entry outlives every row of its bucket: rows of one bucket differ in their retention
+/// clock by at most `margin` seconds (a day for rows bucketed by their own day; for results, whose
+/// clock is the window's end, the longest window, 366 days, plus a bucket). 0: no TTL.
+fn index_ttl(ttl: i32, margin: i32) -> i32 {
+    if ttl == 0 {
+        0
+    } else {
+        ttl.saturating_add(margin).min(MAX_TTL_SECS as i32)
+    }
+}
+
+const DAY_SECS: i32 = 86_400;
+const RESULT_MARGIN_SECS: i32 = 368 * DAY_SECS;
+
+/// A write timestamp in µs: `ms`·1000 + `add`, within the range Cassandra accepts (event times,
+/// validated at ingest, are far inside it; out-of-range ones clamp rather than wrap).
+pub(crate) fn micros(ms: Millis, add: i64) -> i64 {
+    let v = i128::from(ms) * 1000 + i128::from(add);
+    v.clamp(i128::from(i64::MIN) + 1, i128::from(i64::MAX)) as i64
+}
+
+/// A result's write timestamp (µs): later revisions of a window, and the longer ends of a growing
+/// session, are always later.
+pub(crate) fn result_timestamp(r: &WindowResult) -> i64 {
+    micros(r.window_end, i64::from(r.revision))
+}
+
+fn bind(
+    statement: &PreparedStatement,
+    values: impl SerializeRow,
+) -> Result<scylla::statement::bound::BoundStatement, StoreError> {
+    statement
+        .clone()
+        .bind(&values)
+        .map_err(|e| request("binding a write", e))
+}
+
+/// Writes `outputs` of `partition` of `job`; returns when every write is acknowledged.
+pub(crate) async fn apply(
+    inner: Arc<Inner>,
+    job: String,
+    partition: u32,
+    outputs: Vec<Output>,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let st = &inner.st;
+    let ret = &inner.retention;
+    let metric_bucket = inner.config.metric_bucket_ms();
+    let time_bucket = inner.config.time_bucket_ms();
+    let mut writes: Vec<scylla::statement::bound::BoundStatement> = Vec::new();
+    // (kind, key, bucket, ttl) of the bucket index.
+    let mut new_buckets: Vec<(&'static str, String, i64, i32)> = Vec::new();
+    let mut new_series: Vec<(String, String)> = Vec::new();
+    let mut new_span: Option<i64> = None;
+    let j = job.as_str();
+    for output in &outputs {
+        match output {
+            Output::Result(r) => {
+                let Some(ttl) = ttl_secs(r.window_end, ret.results, now) else {
+                    continue;
+                };
+                let ts = result_timestamp(r);
+                let extra = encode("result aggregates", &r.extra)?;
+                let row = (
+                    r.window_end,
+                    r.count as i64,
+                    r.sum,
+                    r.min,
+                    r.max,
+                    r.mean,
+                    extra,
+                    r.revision as i32,
+                );
+                writes.push(bind(
+                    &st.ins_result_metric,
+                    (
+                        j,
+                        &r.metric_id,
+                        &r.window,
+                        bucket(r.window_start, metric_bucket),
+                        r.window_start,
+                        row.0,
+                        row.1,
+                        row.2,
+                        row.3,
+                        row.4,
+                        row.5,
+                        &row.6,
+                        row.7,
+                        ttl,
+                        ts,
+                    ),
+                )?);
+                let tb = bucket(r.window_start, time_bucket);
+                writes.push(bind(
+                    &st.ins_result_time,
+                    (
+                        j,
+                        tb,
+                        r.window_start,
+                        &r.metric_id,
+                        &r.window,
+                        row.0,
+                        row.1,
+                        row.2,
+                        row.3,
+                        row.4,
+                        row.5,
+                        &row.6,
+                        row.7,
+                        ttl,
+                        ts,
+                    ),
+                )?);
+                let mb = bucket(r.window_start, metric_bucket);
+                let ittl = index_ttl(ttl, RESULT_MARGIN_SECS);
+                new_buckets.push(("time", String::new(), tb, ittl));
+                new_buckets.push(("series", series_key(&r.metric_id, &r.window), mb, ittl));
+                new_series.push((r.metric_id.clone(), r.window.clone()));
+            }
+            Output::Retract {
+                metric_id,
+                window,
+                window_start,
+                window_end,
+            } => {
+                let ts = micros(*window_end, RETRACT_OFFSET);
+                writes.push(bind(
+                    &st.del_result_metric,
+                    (
+                        ts,
+                        j,
+                        metric_id,
+                        window,
+                        bucket(*window_start, metric_bucket),
+                        *window_start,
+                    ),
+                )?);
+                writes.push(bind(
+                    &st.del_result_time,
+                    (
+                        ts,
+                        j,
+                        bucket(*window_start, time_bucket),
+                        *window_start,
+                        metric_id,
+                        window,
+                    ),
+                )?);
+            }
+            Output::Late(e) => {
+                let Some(ttl) = ttl_secs(e.ts, ret.late_events, now) else {
+                    continue;
+                };
+                new_buckets.push((
+                    "late",
+                    String::new(),
+                    bucket(e.ts, DAY_MS),
+                    index_ttl(ttl, DAY_SECS),
+                ));
+                writes.push(bind(
+                    &st.ins_late,
+                    (
+                        j,
+                        bucket(e.ts, DAY_MS),
+                        e.ts,
+                        partition as i32,
+                        &e.window,
+                        e.offset as i64,
+                        &e.metric_id,
+                        e.value,
+                        e.watermark,
+                        ttl,
+                        micros(e.ts, 0),
+                    ),
+                )?);
+            }
+            Output::Alert(a) => {
+                let retained_from = match a.state {
+                    AlertState::Firing => None,
+                    AlertState::Resolved => Some(a.resolved_ts.unwrap_or(a.last_ts)),
+                };
+                let ttl = match retained_from {
+                    None => 0,
+                    Some(t) => match ttl_secs(t, ret.alerts, now) {
+                        Some(ttl) => ttl,
+                        None => continue,
+                    },
+                };
+                push_alert(&inner, &mut writes, j, a, ttl)?;
+                // Firing alerts have no TTL, so neither has their day.
+                new_buckets.push(("alerts", String::new(), bucket(a.first_ts, DAY_MS), 0));
+                let span = a.last_ts.saturating_sub(a.first_ts).max(0);
+                new_span = Some(new_span.map_or(span, |s| s.max(span)));
+            }
+            Output::Metric { metric_id, tags } => {
+                writes.push(bind(&st.ins_metric, (j, metric_id, tags))?);
+            }
+            Output::Raw(e) => {
+                let Some(ttl) = ttl_secs(e.ts, ret.raw_events, now) else {
+                    continue;
+                };
+                new_buckets.push((
+                    "raw",
+                    e.metric_id.clone(),
+                    bucket(e.ts, DAY_MS),
+                    index_ttl(ttl, DAY_SECS),
+                ));
+                writes.push(bind(
+                    &st.ins_raw,
+                    (
+                        j,
+                        &e.metric_id,
+                        bucket(e.ts, DAY_MS),
+                        e.ts,
+                        partition as i32,
+                        e.offset as i64,
+                        e.value,
+                        &e.tags,
+                        ttl,
+                        micros(e.ts, 0),
+                    ),
+                )?);
+            }
+        }
+    }
+    index_rows(&inner, &mut writes, j, new_buckets, new_series, new_span)?;
+    run_all(&inner, writes).await
+}
+
+fn push_alert(
+    inner: &Inner,
+    writes: &mut Vec<scylla::statement::bound::BoundStatement>,
+    job: &str,
+    a: &Alert,
+    ttl: i32,
+) -> Result<(), StoreError> {
+    let st = &inner.st;
+    let body = encode("alert", a)?;
+    let ts = micros(a.first_ts, i64::from(a.sequence));
+    writes.push(bind(&st.ins_alert, (job, &a.id, &body, ttl, ts))?);
+    writes.push(bind(
+        &st.ins_alert_time,
+        (
+            job,
+            bucket(a.first_ts, DAY_MS),
+            a.first_ts,
+            &a.id,
+            a.last_ts,
+            &body,
+            ttl,
+            ts,
+        ),
+    )?);
+    writes.push(bind(
+        &st.ins_alert_metric,
+        (
+            job,
+            &a.metric_id,
+            a.first_ts,
+            &a.id,
+            a.last_ts,
+            &body,
+            ttl,
+            ts,
+        ),
+    )?);
+    Ok(())
+}
+
+/// The index rows this batch needs that this process has not written yet.
+fn index_rows(
+    inner: &Inner,
+    writes: &mut Vec<scylla::statement::bound::BoundStatement>,
+    job: &str,
+    buckets: Vec<(&'static str, String, i64, i32)>,
+    series: Vec<(String, String)>,
+    span: Option<i64>,
+) -> Result<(), StoreError> {
+    let st = &inner.st;
+    let mut written = inner.written.lock().unwrap_or_else(|e| e.into_inner());
+    if written.buckets.len() > 100_000 {
+        written.buckets.clear();
+    }
+    if written.series.len() > 1_000_000 {
+        written.series.clear();
+    }
+    for (kind, key, b, ttl) in buckets {
+        // Once per process: a later process writes it again, refreshing its TTL.
+        if written
+            .buckets
+            .insert((job.to_string(), kind, key.clone(), b))
+        {
+            writes.push(bind(&st.ins_bucket, (job, kind, &key, b, ttl))?);
+        }
+    }
+    for (metric, window) in series {
+        if written
+            .series
+            .insert((job.to_string(), metric.clone(), window.clone()))
+        {
+            writes.push(bind(&st.ins_series, (job, &metric, &window))?);
+        }
+    }
+    if let Some(span) = span {
+        let known = written.spans.get(job).copied();
+        if known.is_none_or(|k| span > k) {
+            written.spans.insert(job.to_string(), span);
+            writes.push(bind(&st.ins_alert_span, (job, span))?);
+        }
+    }
+    Ok(())
+}
+
+/// Runs every write, at most `max_in_flight` at once; the first failure is returned once all
+/// have finished (none is left running behind the caller's back).
+async fn run_all(
+    inner: &Arc<Inner>,
+    writes: Vec<scylla::statement::bound::BoundStatement>,
+) -> Result<(), StoreError> {
+    let permits = Arc::new(Semaphore::new(inner.config.max_in_flight));
+    let mut tasks = JoinSet::new();
+    for bound in writes {
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| request("waiting for a write slot", e))?;
+        let inner = inner.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            inner.session.execute_bound_unpaged(&bound).await
+        });
+    }
+    let mut first = None;
+    while let Some(done) = tasks.join_next().await {
+        let failed = match done {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(request("write", e)),
+            Err(e) => Some(request("write task", e)),
+        };
+        if let Some(e) = failed {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_follow_event_time_and_past_rows_are_not_written() {
+        let day = Duration::from_secs(86_400);
+        assert_eq!(
+            ttl_secs(0, None, 1_000_000),
+            Some(0),
+            "no TTL: kept forever"
+        );
+        assert_eq!(ttl_secs(1_000, Some(day), 1_000), Some(86_400));
+        assert_eq!(
+            ttl_secs(1_000, Some(day), 1_001),
+            Some(86_400),
+            "rounded up"
+        );
+        assert_eq!(ttl_secs(0, Some(day), 86_400_000), None, "exactly expired");
+        assert_eq!(
+            ttl_secs(0, Some(Duration::from_secs(u64::MAX)), 0),
+            Some(MAX_TTL_SECS as i32)
+        );
+    }
+
+    #[test]
+    fn a_later_revision_and_a_retraction_always_carry_later_timestamps() {
+        let r = |end, revision| WindowResult {
+            metric_id: "m".into(),
+            window: "w".into(),
+            window_start: 0,
+            window_end: end,
+            count: 1,
+            sum: 1.0,
+            min: 1.0,
+            max: 1.0,
+            mean: 1.0,
+            extra: vec![],
+            revision,
+        };
+        assert!(result_timestamp(&r(10, 1)) > result_timestamp(&r(10, 0)));
+        assert!(result_timestamp(&r(11, 0)) > result_timestamp(&r(10, 5)));
+        assert!(10 * 1000 + RETRACT_OFFSET > result_timestamp(&r(10, u32::MAX)));
+        assert_eq!(bucket(-1, 10), -1);
+    }
+}
