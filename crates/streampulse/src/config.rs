@@ -316,11 +316,25 @@ impl CheckpointSection {
     }
 }
 
-/// `store`: the result store under `<data_dir>/store`.
+/// Which result store a process writes and reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreBackend {
+    /// redb under `<data_dir>/store`: one process.
+    #[default]
+    Embedded,
+    /// A Cassandra (or ScyllaDB) cluster shared by every worker and API process.
+    Cassandra,
+}
+
+/// `store`: where results, alerts, late and raw events are kept, and for how long.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSection {
+    pub backend: StoreBackend,
     pub retention: StoreRetentionSection,
+    /// Used when `backend` is `cassandra`.
+    pub cassandra: streampulse_cassandra::CassandraConfig,
 }
 
 /// `store.retention`: how long each kind of row is kept, by event time (not write time); `None`
@@ -559,6 +573,9 @@ impl AppConfig {
         }
         self.checkpoint.validate()?;
         self.store.retention.validate()?;
+        if self.store.backend == StoreBackend::Cassandra {
+            self.store.cassandra.validate()?;
+        }
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             return fail("server.listen", "must be an address like 0.0.0.0:8080");
         }

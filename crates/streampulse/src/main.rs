@@ -4,6 +4,7 @@
 mod commands;
 mod config;
 mod otel;
+mod result_store;
 mod results_writer;
 mod store_retention;
 
@@ -53,6 +54,9 @@ enum Command {
     Topics(commands::topics::TopicsCommand),
     /// Validate a configuration file as `run` would, without starting anything.
     CheckConfig(commands::check_config::CheckConfigArgs),
+    /// Manage the result store: create the Cassandra keyspace and tables.
+    #[command(subcommand)]
+    Store(commands::store::StoreCommand),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -74,5 +78,6 @@ fn main() -> anyhow::Result<()> {
         Command::Tail(args) => commands::tail::run(args),
         Command::Topics(command) => commands::topics::run(command),
         Command::CheckConfig(args) => commands::check_config::run(args),
+        Command::Store(command) => commands::store::run(command),
     }
 }

@@ -71,9 +71,17 @@ pub fn run(args: CheckConfigArgs) -> anyhow::Result<()> {
     } else {
         "off"
     };
+    let store = match config.store.backend {
+        crate::config::StoreBackend::Embedded => "store embedded".to_string(),
+        crate::config::StoreBackend::Cassandra => format!(
+            "store cassandra (keyspace {} on {})",
+            config.store.cassandra.keyspace,
+            config.store.cassandra.contact_points.join(",")
+        ),
+    };
     println!(
-        "ok: {}: job {} ({} windows, {} detectors), {kafka_summary}, checkpoints {checkpoints}, \
-         data_dir {}, api {}, metrics {metrics}, {auth_summary}",
+        "ok: {}: job {} ({} windows, {} detectors), {kafka_summary}, {store}, checkpoints \
+         {checkpoints}, data_dir {}, api {}, metrics {metrics}, {auth_summary}",
         args.config.display(),
         job.name,
         job.windows.len(),

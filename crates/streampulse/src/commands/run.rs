@@ -19,7 +19,7 @@ use streampulse_engine::jobs::{EmbeddedLauncher, JobCatalog, JobLauncher, JobMan
 use streampulse_engine::shared_log::SharedLog;
 use streampulse_engine::{InitialPosition, RuntimeConfig, StartFrom};
 use streampulse_log::{EmbeddedLog, LogConfig};
-use streampulse_store::{EmbeddedStore, ResultStore};
+use streampulse_store::ResultStore;
 
 use crate::config::AppConfig;
 
@@ -105,10 +105,7 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
     warn_if_exposed(&config, listen, metrics_listen);
 
     let data_dir = config.data_dir.clone();
-    let store: Arc<dyn ResultStore> = Arc::new(
-        EmbeddedStore::open(&data_dir.join("store"))
-            .with_context(|| format!("cannot open the store under {}", data_dir.display()))?,
-    );
+    let store: Arc<dyn ResultStore> = crate::result_store::open(&config, &data_dir)?;
     let storage_url = if config.checkpoint.storage.is_empty() {
         data_dir.join("checkpoints").display().to_string()
     } else {
@@ -189,13 +186,16 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
     let runtime = jobs.configured().clone();
 
     let expiry = Arc::new(streampulse_store::ExpiryTotals::default());
-    crate::store_retention::spawn(
-        tokio.handle(),
-        store.clone(),
-        config.store.retention.policy(),
-        config.store.retention.check_interval,
-        expiry.clone(),
-    );
+    if config.store.backend == crate::config::StoreBackend::Embedded {
+        // Cassandra rows carry their TTL from the moment they are written: nothing to sweep.
+        crate::store_retention::spawn(
+            tokio.handle(),
+            store.clone(),
+            config.store.retention.policy(),
+            config.store.retention.check_interval,
+            expiry.clone(),
+        );
+    }
 
     let state = streampulse_api::AppState {
         jobs: jobs.clone(),

@@ -352,3 +352,32 @@ impl Drop for Platform {
         let _ = self.child.wait();
     }
 }
+
+/// The Cassandra node of `STREAMPULSE_TEST_CASSANDRA` (`host:port`, e.g. what
+/// `deploy/local/services.sh start cassandra` prints), or `None` after printing "skipped"; under
+/// `CI` a missing node is a failure, not a skip.
+pub fn cassandra_node() -> Option<String> {
+    const ENV: &str = "STREAMPULSE_TEST_CASSANDRA";
+    match std::env::var(ENV) {
+        Ok(addr) if !addr.is_empty() => Some(addr),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("{ENV} is not set, and CI must run the Cassandra tests (deploy/local/services.sh start cassandra)")
+        }
+        _ => {
+            eprintln!("skipped: set {ENV} to a Cassandra node (deploy/local/services.sh start cassandra) to run this test");
+            None
+        }
+    }
+}
+
+/// A `store:` section for the Cassandra store on `node`, in a keyspace of its own (named after
+/// `name`, this process and the clock, so runs never share rows).
+pub fn cassandra_store_yaml(node: &str, name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let keyspace = format!("t_{name}_{:x}{nanos:x}", std::process::id());
+    format!(
+        "store:\n  backend: cassandra\n  cassandra:\n    contact_points: [\"{node}\"]\n    keyspace: {keyspace}\n    request_timeout: 30s\n"
+    )
+}
