@@ -105,3 +105,22 @@ pub fn tables_cql(ks: &str) -> Vec<String> {
         ),
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn normalize(s: &str) -> String {
+        s.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn docs_show_the_cql_that_runs() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/cassandra.md");
+        let doc = normalize(&std::fs::read_to_string(path).expect("docs/cassandra.md"));
+        for cql in tables_cql("streampulse") {
+            let cql = normalize(&cql);
+            assert!(doc.contains(&cql), "docs/cassandra.md lacks: {cql}");
+        }
+    }
+}

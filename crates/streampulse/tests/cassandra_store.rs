@@ -95,3 +95,44 @@ fn an_unreachable_cluster_stops_the_start_naming_the_contact_points() {
         "{err}"
     );
 }
+
+#[test]
+fn the_example_config_checks_and_initialises_a_local_node() {
+    let example = repo().join("examples/cassandra.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_streampulse"))
+        .args(["check-config", "--config"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("store cassandra (keyspace streampulse on 127.0.0.1:9042)"),
+        "{text}"
+    );
+    // `store init` against the example's own address, when that is the test node.
+    let Some(node) = cassandra_node() else { return };
+    if node != "127.0.0.1:9042" {
+        eprintln!("skipped store init: the test node is {node}, the example names 127.0.0.1:9042");
+        return;
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_streampulse"))
+        .args(["store", "init", "--config"])
+        .arg(&example)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("holds StreamPulse schema version 1"),
+        "{text}"
+    );
+}
