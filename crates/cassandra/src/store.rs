@@ -59,8 +59,9 @@ pub(crate) struct Inner {
     pub st: Statements,
     pub config: CassandraConfig,
     pub retention: RetentionPolicy,
-    /// Index rows already written by this process (time buckets, windows) and the longest alert
-    /// span written per job: each is written once, not once per row. Cleared when large.
+    /// Index rows this process has written (bucket index, series) and the longest alert span
+    /// written per job: each is written once, not once per row; remembered only once the batch
+    /// that wrote it succeeded. Cleared when large.
     pub written: Mutex<Written>,
 }
 

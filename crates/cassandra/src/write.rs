@@ -288,8 +288,10 @@ pub(crate) async fn apply(
             }
         }
     }
-    index_rows(&inner, &mut writes, j, new_buckets, new_series, new_span)?;
-    run_all(&inner, writes).await
+    let new = index_rows(&inner, &mut writes, j, new_buckets, new_series, new_span)?;
+    run_all(&inner, writes).await?;
+    remember(&inner, new);
+    Ok(())
 }
 
 fn push_alert(
@@ -332,6 +334,15 @@ fn push_alert(
     Ok(())
 }
 
+/// Index rows this batch wrote, remembered once the batch succeeded (a failed batch is retried
+/// whole, its index rows with it).
+#[derive(Default)]
+struct NewIndex {
+    buckets: Vec<(String, &'static str, String, i64)>,
+    series: Vec<(String, String, String)>,
+    span: Option<(String, i64)>,
+}
+
 /// The index rows this batch needs that this process has not written yet.
 fn index_rows(
     inner: &Inner,
@@ -340,8 +351,35 @@ fn index_rows(
     buckets: Vec<(&'static str, String, i64, i32)>,
     series: Vec<(String, String)>,
     span: Option<i64>,
-) -> Result<(), StoreError> {
+) -> Result<NewIndex, StoreError> {
     let st = &inner.st;
+    let written = inner.written.lock().unwrap_or_else(|e| e.into_inner());
+    let mut new = NewIndex::default();
+    for (kind, key, b, ttl) in buckets {
+        // Once per process: a later process writes it again, refreshing its TTL.
+        let k = (job.to_string(), kind, key, b);
+        if !written.buckets.contains(&k) && !new.buckets.contains(&k) {
+            writes.push(bind(&st.ins_bucket, (job, kind, &k.2, b, ttl))?);
+            new.buckets.push(k);
+        }
+    }
+    for (metric, window) in series {
+        let k = (job.to_string(), metric, window);
+        if !written.series.contains(&k) && !new.series.contains(&k) {
+            writes.push(bind(&st.ins_series, (job, &k.1, &k.2))?);
+            new.series.push(k);
+        }
+    }
+    if let Some(span) = span {
+        if written.spans.get(job).is_none_or(|k| span > *k) {
+            writes.push(bind(&st.ins_alert_span, (job, span))?);
+            new.span = Some((job.to_string(), span));
+        }
+    }
+    Ok(new)
+}
+
+fn remember(inner: &Inner, new: NewIndex) {
     let mut written = inner.written.lock().unwrap_or_else(|e| e.into_inner());
     if written.buckets.len() > 100_000 {
         written.buckets.clear();
@@ -349,31 +387,12 @@ fn index_rows(
     if written.series.len() > 1_000_000 {
         written.series.clear();
     }
-    for (kind, key, b, ttl) in buckets {
-        // Once per process: a later process writes it again, refreshing its TTL.
-        if written
-            .buckets
-            .insert((job.to_string(), kind, key.clone(), b))
-        {
-            writes.push(bind(&st.ins_bucket, (job, kind, &key, b, ttl))?);
-        }
+    written.buckets.extend(new.buckets);
+    written.series.extend(new.series);
+    if let Some((job, span)) = new.span {
+        let known = written.spans.entry(job).or_insert(span);
+        *known = (*known).max(span);
     }
-    for (metric, window) in series {
-        if written
-            .series
-            .insert((job.to_string(), metric.clone(), window.clone()))
-        {
-            writes.push(bind(&st.ins_series, (job, &metric, &window))?);
-        }
-    }
-    if let Some(span) = span {
-        let known = written.spans.get(job).copied();
-        if known.is_none_or(|k| span > k) {
-            written.spans.insert(job.to_string(), span);
-            writes.push(bind(&st.ins_alert_span, (job, span))?);
-        }
-    }
-    Ok(())
 }
 
 /// Runs every write, at most `max_in_flight` at once; the first failure is returned once all

@@ -63,14 +63,26 @@ impl Emitter {
             return true;
         }
         let mut backoff = Duration::from_millis(10);
+        let mut failed = false;
         while let Err(err) = self.store.apply(&self.job_name, partition, outputs) {
             let err = err.to_string();
             tracing::error!(error = %err, partition, "cannot write results; retrying");
+            self.counters.store_errors.fetch_add(1, Relaxed);
+            if let Ok(mut failing) = self.counters.store_failing.lock() {
+                *failing = Some(err.clone());
+            }
+            failed = true;
             if let RetryDecision::GiveUp = on_failure(&err) {
                 return false;
             }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+        if failed {
+            tracing::info!(partition, "the result store takes writes again");
+            if let Ok(mut failing) = self.counters.store_failing.lock() {
+                *failing = None;
+            }
         }
         let (mut results, mut late) = (0, 0);
         for o in outputs.iter() {

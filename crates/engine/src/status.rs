@@ -52,6 +52,10 @@ pub struct JobCounters {
     pub checkpoints_completed: AtomicU64,
     pub checkpoints_failed: AtomicU64,
     pub last_checkpoint: Mutex<Option<CheckpointInfo>>,
+    /// Failed attempts to write outputs to the result store (each is retried).
+    pub store_errors: AtomicU64,
+    /// The latest store error while writes keep failing; `None` once one succeeds.
+    pub store_failing: Mutex<Option<String>>,
     /// Labelled counters and histograms for the Prometheus exposition.
     pub metrics: EngineMetrics,
 }
@@ -81,6 +85,12 @@ pub struct JobStatus {
     pub checkpoints_completed: u64,
     pub checkpoints_failed: u64,
     pub last_checkpoint: Option<CheckpointInfo>,
+    /// Failed attempts to write to the result store, since the start.
+    pub store_errors: u64,
+    /// While writes to the result store keep failing: the latest error (the job retries, and
+    /// `/readyz` answers 503); absent when the store takes writes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_error: Option<String>,
     /// One entry per configured alert webhook (empty when there is none).
     pub webhooks: Vec<WebhookStatus>,
     /// Why the job is `failed` (it could not be started again when the process started).
@@ -106,6 +116,8 @@ impl JobCounters {
             checkpoints_completed: AtomicU64::new(0),
             checkpoints_failed: AtomicU64::new(0),
             last_checkpoint: Mutex::new(None),
+            store_errors: AtomicU64::new(0),
+            store_failing: Mutex::new(None),
             metrics: EngineMetrics::new(job),
         }
     }
@@ -146,6 +158,8 @@ impl JobCounters {
             checkpoints_completed: self.checkpoints_completed.load(Relaxed),
             checkpoints_failed: self.checkpoints_failed.load(Relaxed),
             last_checkpoint: self.last_checkpoint.lock().ok().and_then(|g| g.clone()),
+            store_errors: self.store_errors.load(Relaxed),
+            store_error: self.store_failing.lock().ok().and_then(|g| g.clone()),
             webhooks: Vec::new(),
             error: None,
         }

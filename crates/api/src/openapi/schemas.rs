@@ -195,6 +195,10 @@ pub struct JobStatusDoc {
     checkpoints_failed: u64,
     #[schema(value_type = Option<Object>)]
     last_checkpoint: Option<Value>,
+    /// Failed attempts to write to the result store since the start (each is retried).
+    store_errors: u64,
+    /// Present while writes to the result store keep failing: the latest error.
+    store_error: Option<String>,
     #[schema(value_type = Vec<Object>)]
     webhooks: Vec<Value>,
     /// Only for a `failed` job: why it could not start.

@@ -22,7 +22,24 @@ pub async fn healthz() -> Json<Value> {
         (status = 503, description = "No job is running", body = HealthDoc),
     ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    if state.jobs.any_running() {
+    let failing: Vec<Value> = state
+        .jobs
+        .list()
+        .iter()
+        .filter_map(|entry| entry.runtime())
+        .filter_map(|runtime| {
+            let status = runtime.status();
+            status
+                .store_error
+                .map(|error| json!({ "job": status.job, "component": "store", "error": error }))
+        })
+        .collect();
+    if !failing.is_empty() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "store_unavailable", "failing": failing })),
+        )
+    } else if state.jobs.any_running() {
         (StatusCode::OK, Json(json!({ "status": "running" })))
     } else {
         (

@@ -312,7 +312,12 @@ fn alerts(e: &mut Encoder, live: &[Live<'_>]) {
 
 fn checkpoints(e: &mut Encoder, live: &[Live<'_>]) {
     type Count = fn(&JobStatus) -> u64;
-    let counters: [(&str, &str, Count); 2] = [
+    let counters: [(&str, &str, Count); 3] = [
+        (
+            "streampulse_store_errors_total",
+            "Failed attempts to write outputs to the result store (each batch is retried until it is written).",
+            |s| s.store_errors,
+        ),
         (
             "streampulse_checkpoints_completed_total",
             "Checkpoints (and savepoints) completed.",
