@@ -28,7 +28,7 @@ use crate::write::{bucket, series_key, DAY_MS};
 const PAGE: i32 = 1000;
 
 /// The columns after the key columns of a result row.
-type ResultCols = (i64, i64, f64, f64, f64, f64, Vec<u8>, i32);
+type ResultCols = (i64, i64, f64, f64, f64, f64, Vec<u8>, i64);
 
 fn decode<T: serde::de::DeserializeOwned>(
     table: &'static str,
@@ -58,7 +58,7 @@ fn result_of(
         max: c.4,
         mean: c.5,
         extra,
-        revision: c.7.max(0) as u32,
+        revision: u32::try_from(c.7).unwrap_or(u32::MAX),
     })
 }
 
@@ -328,31 +328,8 @@ async fn series(
         }
         let limit = i32::try_from(left).unwrap_or(i32::MAX);
         let key = (q.job.as_str(), metric_id, window, b);
-        let rows: Vec<(i64, i64, i64, f64, f64, f64, f64, Vec<u8>, i32)> = match after {
-            Some(a) if a >= q.start => {
-                let values = (key.0, key.1, key.2, key.3, a, q.end, limit);
-                page(
-                    inner,
-                    &inner.st.sel_metric_results_after,
-                    values,
-                    PagingState::start(),
-                )
-                .await?
-                .0
-            }
-            _ => {
-                let values = (key.0, key.1, key.2, key.3, q.start, q.end, limit);
-                page(
-                    inner,
-                    &inner.st.sel_metric_results,
-                    values,
-                    PagingState::start(),
-                )
-                .await?
-                .0
-            }
-        };
-        for r in rows {
+        // Every page of the bucket (a bucket can hold more rows than one page), up to the limit.
+        let keep = |r: (i64, i64, i64, f64, f64, f64, f64, Vec<u8>, i64)| {
             let cols = (r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8);
             out.push(result_of(
                 metric_id.to_string(),
@@ -360,6 +337,17 @@ async fn series(
                 r.0,
                 cols,
             )?);
+            Ok(out.len() < q.limit)
+        };
+        match after {
+            Some(a) if a >= q.start => {
+                let values = (key.0, key.1, key.2, key.3, a, q.end, limit);
+                each(inner, &inner.st.sel_metric_results_after, values, keep).await?;
+            }
+            _ => {
+                let values = (key.0, key.1, key.2, key.3, q.start, q.end, limit);
+                each(inner, &inner.st.sel_metric_results, values, keep).await?;
+            }
         }
     }
     Ok(())
@@ -390,7 +378,7 @@ async fn by_time(
             f64,
             f64,
             Vec<u8>,
-            i32,
+            i64,
         )| {
             let wanted = q.metric_id.as_ref().is_none_or(|m| *m == row.1)
                 && q.metric_match.as_ref().is_none_or(|f| f.matches(&row.1))
@@ -492,25 +480,25 @@ pub(crate) async fn raw(inner: &Inner, q: &RawQuery) -> Result<Vec<RawRow>, Stor
             q.end,
             limit,
         );
-        let (rows, _) = page::<(i64, i32, i64, f64, Option<BTreeMap<String, String>>)>(
+        each::<(i64, i32, i64, f64, Option<BTreeMap<String, String>>), _>(
             inner,
             &inner.st.sel_raw,
             values,
-            PagingState::start(),
+            |(ts, partition, offset, value, tags)| {
+                out.push(RawRow {
+                    partition: partition.max(0) as u32,
+                    event: RawEvent {
+                        metric_id: q.metric_id.clone(),
+                        ts,
+                        value,
+                        tags: tags.unwrap_or_default(),
+                        offset: offset.max(0) as u64,
+                    },
+                });
+                Ok(out.len() < q.limit)
+            },
         )
         .await?;
-        for (ts, partition, offset, value, tags) in rows {
-            out.push(RawRow {
-                partition: partition.max(0) as u32,
-                event: RawEvent {
-                    metric_id: q.metric_id.clone(),
-                    ts,
-                    value,
-                    tags: tags.unwrap_or_default(),
-                    offset: offset.max(0) as u64,
-                },
-            });
-        }
     }
     Ok(out)
 }

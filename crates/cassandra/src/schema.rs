@@ -28,7 +28,7 @@ pub fn tables_cql(ks: &str) -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS {ks}.results_by_metric (
                 job text, metric_id text, window text, bucket bigint, window_start bigint,
                 window_end bigint, count bigint, sum double, min double, max double, mean double,
-                extra blob, revision int,
+                extra blob, revision bigint,
                 PRIMARY KEY ((job, metric_id, window, bucket), window_start)
             ) WITH {TWCS}"
         ),
@@ -38,7 +38,7 @@ pub fn tables_cql(ks: &str) -> Vec<String> {
             "CREATE TABLE IF NOT EXISTS {ks}.results_by_time (
                 job text, bucket bigint, window_start bigint, metric_id text, window text,
                 window_end bigint, count bigint, sum double, min double, max double, mean double,
-                extra blob, revision int,
+                extra blob, revision bigint,
                 PRIMARY KEY ((job, bucket), window_start, metric_id, window)
             ) WITH {TWCS}"
         ),

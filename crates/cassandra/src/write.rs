@@ -2,6 +2,7 @@
 //! and its output-derived timestamp, at most `max_in_flight` requests at once; the batch succeeds
 //! only when every write was acknowledged.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,15 +32,20 @@ pub(crate) fn now_ms() -> Millis {
 }
 
 /// The TTL in seconds of a row whose retention clock starts at `event_ms` (0: none), or `None`
-/// when the row is already past its retention and must not be written at all.
+/// when the row is already past its retention (strictly older than `now − ttl`) and must not be
+/// written at all.
 pub(crate) fn ttl_secs(event_ms: Millis, ttl: Option<Duration>, now: Millis) -> Option<i32> {
     let Some(ttl) = ttl else {
         return Some(0);
     };
     let ttl_ms = Millis::try_from(ttl.as_millis()).unwrap_or(Millis::MAX);
     let left_ms = event_ms.saturating_add(ttl_ms).saturating_sub(now);
-    if left_ms <= 0 {
+    if left_ms < 0 {
         return None;
+    }
+    // Exactly at the cutoff the row is still kept (as by the embedded sweeper): the shortest TTL.
+    if left_ms == 0 {
+        return Some(1);
     }
     let secs = left_ms / 1000 + i64::from(left_ms % 1000 != 0);
     Some(secs.min(MAX_TTL_SECS) as i32)
@@ -133,7 +139,7 @@ pub(crate) async fn apply(
                     r.max,
                     r.mean,
                     extra,
-                    r.revision as i32,
+                    i64::from(r.revision),
                 );
                 writes.push(bind(
                     &st.ins_result_metric,
@@ -242,14 +248,14 @@ pub(crate) async fn apply(
             Output::Alert(a) => {
                 let retained_from = match a.state {
                     AlertState::Firing => None,
-                    AlertState::Resolved => Some(a.resolved_ts.unwrap_or(a.last_ts)),
+                    AlertState::Resolved => Some(a.resolved_ts.unwrap_or(a.last_ts).max(a.last_ts)),
                 };
+                // A resolution already past retention is still written (with the shortest TTL):
+                // skipping it would leave the earlier firing transition, which has no TTL, as
+                // the alert's state for good.
                 let ttl = match retained_from {
                     None => 0,
-                    Some(t) => match ttl_secs(t, ret.alerts, now) {
-                        Some(ttl) => ttl,
-                        None => continue,
-                    },
+                    Some(t) => ttl_secs(t, ret.alerts, now).unwrap_or(1),
                 };
                 push_alert(&inner, &mut writes, j, a, ttl)?;
                 // Firing alerts have no TTL, so neither has their day.
@@ -338,8 +344,8 @@ fn push_alert(
 /// whole, its index rows with it).
 #[derive(Default)]
 struct NewIndex {
-    buckets: Vec<(String, &'static str, String, i64)>,
-    series: Vec<(String, String, String)>,
+    buckets: HashSet<(String, &'static str, String, i64)>,
+    series: HashSet<(String, String, String)>,
     span: Option<(String, i64)>,
 }
 
@@ -360,14 +366,14 @@ fn index_rows(
         let k = (job.to_string(), kind, key, b);
         if !written.buckets.contains(&k) && !new.buckets.contains(&k) {
             writes.push(bind(&st.ins_bucket, (job, kind, &k.2, b, ttl))?);
-            new.buckets.push(k);
+            new.buckets.insert(k);
         }
     }
     for (metric, window) in series {
         let k = (job.to_string(), metric, window);
         if !written.series.contains(&k) && !new.series.contains(&k) {
             writes.push(bind(&st.ins_series, (job, &k.1, &k.2))?);
-            new.series.push(k);
+            new.series.insert(k);
         }
     }
     if let Some(span) = span {
@@ -447,7 +453,12 @@ mod tests {
             Some(86_400),
             "rounded up"
         );
-        assert_eq!(ttl_secs(0, Some(day), 86_400_000), None, "exactly expired");
+        assert_eq!(
+            ttl_secs(0, Some(day), 86_400_000),
+            Some(1),
+            "exactly at the cutoff: kept"
+        );
+        assert_eq!(ttl_secs(0, Some(day), 86_400_001), None, "past the cutoff");
         assert_eq!(
             ttl_secs(0, Some(Duration::from_secs(u64::MAX)), 0),
             Some(MAX_TTL_SECS as i32)

@@ -69,7 +69,7 @@ impl Emitter {
             tracing::error!(error = %err, partition, "cannot write results; retrying");
             self.counters.store_errors.fetch_add(1, Relaxed);
             if let Ok(mut failing) = self.counters.store_failing.lock() {
-                *failing = Some(err.clone());
+                failing.insert(partition, err.clone());
             }
             failed = true;
             if let RetryDecision::GiveUp = on_failure(&err) {
@@ -81,7 +81,7 @@ impl Emitter {
         if failed {
             tracing::info!(partition, "the result store takes writes again");
             if let Ok(mut failing) = self.counters.store_failing.lock() {
-                *failing = None;
+                failing.remove(&partition);
             }
         }
         let (mut results, mut late) = (0, 0);

@@ -54,8 +54,9 @@ pub struct JobCounters {
     pub last_checkpoint: Mutex<Option<CheckpointInfo>>,
     /// Failed attempts to write outputs to the result store (each is retried).
     pub store_errors: AtomicU64,
-    /// The latest store error while writes keep failing; `None` once one succeeds.
-    pub store_failing: Mutex<Option<String>>,
+    /// Partitions whose latest store write failed, with that error; a partition leaves once
+    /// its write succeeds (so one recovering partition does not hide another still failing).
+    pub store_failing: Mutex<std::collections::BTreeMap<u32, String>>,
     /// Labelled counters and histograms for the Prometheus exposition.
     pub metrics: EngineMetrics,
 }
@@ -117,7 +118,7 @@ impl JobCounters {
             checkpoints_failed: AtomicU64::new(0),
             last_checkpoint: Mutex::new(None),
             store_errors: AtomicU64::new(0),
-            store_failing: Mutex::new(None),
+            store_failing: Mutex::new(std::collections::BTreeMap::new()),
             metrics: EngineMetrics::new(job),
         }
     }
@@ -159,7 +160,11 @@ impl JobCounters {
             checkpoints_failed: self.checkpoints_failed.load(Relaxed),
             last_checkpoint: self.last_checkpoint.lock().ok().and_then(|g| g.clone()),
             store_errors: self.store_errors.load(Relaxed),
-            store_error: self.store_failing.lock().ok().and_then(|g| g.clone()),
+            store_error: self
+                .store_failing
+                .lock()
+                .ok()
+                .and_then(|g| g.values().next().cloned()),
             webhooks: Vec::new(),
             error: None,
         }

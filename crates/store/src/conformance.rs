@@ -845,3 +845,27 @@ pub fn alert_queries_filter_by_metric_state_severity_and_limit(store: &dyn Resul
     assert_eq!(got(q(None, None, None, 0)), "");
     assert_eq!(store.counts().expect("counts").alerts, 13);
 }
+
+pub fn a_series_longer_than_a_page_reads_whole_and_in_order(store: &dyn ResultStore) {
+    // 2,500 one-second windows of one metric: one partition of a bucketed store, more rows than
+    // one page of its reads.
+    let rows: Vec<WindowResult> = (0..2_500)
+        .map(|i| WindowResult {
+            window_end: i * 1_000 + 1_000,
+            ..result("m", "w", i * 1_000, 0)
+        })
+        .collect();
+    let outputs: Vec<Output> = rows.iter().cloned().map(Output::Result).collect();
+    for chunk in outputs.chunks(500) {
+        store.apply("job", 0, chunk).expect("apply");
+    }
+    let by_metric = query("job", 0, 3_000_000, Some("m"), None, 10_000);
+    assert_eq!(store.query_results(&by_metric).expect("by metric"), rows);
+    let by_time = query("job", 0, 3_000_000, None, None, 10_000);
+    assert_eq!(store.query_results(&by_time).expect("by time"), rows);
+    let limited = query("job", 0, 3_000_000, Some("m"), None, 1_234);
+    assert_eq!(
+        store.query_results(&limited).expect("limited"),
+        rows[..1_234]
+    );
+}

@@ -471,3 +471,9 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_series_longer_than_a_page_reads_whole_and_in_order() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    conformance::a_series_longer_than_a_page_reads_whole_and_in_order(&open(tmp.path()));
+}

@@ -86,9 +86,11 @@ pub async fn list(State(state): State<AppState>) -> Json<serde_json::Value> {
 )]
 pub async fn submit(
     State(state): State<AppState>,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, Problem> {
-    let request: JobSubmission = serde_json::from_slice(&body).map_err(|e| {
+    // Within the same size, time and byte budget as ingest: a slow body cannot hold a slot.
+    let body = crate::body::read(body, &state.ingest).await?;
+    let request: JobSubmission = serde_json::from_slice(&body.bytes).map_err(|e| {
         Problem::bad_request(format!(
             "body must be {{\"job\": {{\"name\": ..., \"windows\": [...]}}, \"start\": \
              \"earliest\"|\"latest\", \"from_savepoint\": \"NAME\"}}: {e}"
@@ -160,8 +162,9 @@ pub async fn show(
 pub async fn savepoint(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, Problem> {
+    let body = crate::body::read(body, &state.ingest).await?.bytes;
     let entry = state.jobs.get(Some(&id)).map_err(problem)?;
     let request: SavepointRequest = if body.is_empty() {
         SavepointRequest::default()

@@ -35,14 +35,28 @@ use crate::subscription::Subscription;
 use crate::{AppState, Problem};
 
 const HEARTBEAT: Duration = Duration::from_secs(15);
+/// A client that takes no message for this long is dropped (it holds a seat otherwise).
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest message (and frame) a client may send: a subscription is a few hundred bytes.
 pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 
 pub async fn upgrade(
     State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
     Query(mut query): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Result<Response, Problem> {
+    // WebSockets are not subject to CORS: without this check any page a user opens could read
+    // the live feed of a local platform.
+    if let Some(origin) = foreign_origin(&headers, &state.cors_origins) {
+        return Err(Problem::new(
+            axum::http::StatusCode::FORBIDDEN,
+            format!(
+                "a WebSocket from origin '{origin}' is refused; list it in server.cors_origins to \
+                 allow pages of that origin"
+            ),
+        ));
+    }
     // The token was checked by `auth::require_ws` (or auth is off and it means nothing); it is
     // not part of the subscription.
     query.remove(crate::auth::QUERY_TOKEN);
@@ -89,7 +103,7 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
         code,
         reason: reason[..end].into(),
     };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
 }
 
 fn emission_json(emission: &Emission) -> Value {
@@ -113,11 +127,27 @@ fn emission_json(emission: &Emission) -> Value {
     }
 }
 
+/// The browser origin of a request that is neither the API's own (`Host`) nor allowed by
+/// `cors_origins`; `None` for clients that send no `Origin` (not browsers) and allowed ones.
+fn foreign_origin(headers: &axum::http::HeaderMap, allowed: &[String]) -> Option<String> {
+    let origin = headers.get(axum::http::header::ORIGIN)?;
+    let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
+    if allowed.iter().any(|a| a == "*" || *a == origin) {
+        return None;
+    }
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let authority = origin.split_once("://").map(|(_, a)| a);
+    if host.is_some() && authority == host {
+        return None;
+    }
+    Some(origin.chars().take(200).collect())
+}
+
 async fn send(socket: &mut WebSocket, value: Value) -> bool {
-    socket
-        .send(Message::Text(value.to_string().into()))
-        .await
-        .is_ok()
+    let sent = socket.send(Message::Text(value.to_string().into()));
+    matches!(tokio::time::timeout(SEND_TIMEOUT, sent).await, Ok(Ok(())))
 }
 
 async fn session(
@@ -214,4 +244,40 @@ fn parse_subscribe(text: &str) -> Result<Subscription, String> {
         _ => return Err("the only client message is {\"type\": \"subscribe\", ...}".into()),
     }
     serde_json::from_value(value).map_err(|e| format!("invalid subscription: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::foreign_origin;
+    use axum::http::{header, HeaderMap, HeaderValue};
+
+    fn headers(origin: Option<&str>, host: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, HeaderValue::from_str(o).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn only_the_apis_own_and_allowed_origins_may_open_a_websocket() {
+        let none: Vec<String> = vec![];
+        assert_eq!(
+            foreign_origin(&headers(None, "127.0.0.1:8080"), &none),
+            None
+        );
+        let own = headers(Some("http://127.0.0.1:8080"), "127.0.0.1:8080");
+        assert_eq!(foreign_origin(&own, &none), None);
+        let evil = headers(Some("https://evil.example"), "127.0.0.1:8080");
+        assert_eq!(
+            foreign_origin(&evil, &none).as_deref(),
+            Some("https://evil.example")
+        );
+        assert_eq!(
+            foreign_origin(&evil, &["https://evil.example".into()]),
+            None
+        );
+        assert_eq!(foreign_origin(&evil, &["*".into()]), None);
+    }
 }

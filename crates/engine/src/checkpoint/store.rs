@@ -215,6 +215,14 @@ pub(super) fn newest_readable<T>(
     }
     match first_error {
         Some(err) => Err(err),
+        // Listed, then gone before they could be read (pruned meanwhile): not "no checkpoint",
+        // which would start from empty state; the caller retries.
+        None if !names.is_empty() => Err(CheckpointError::Corrupt {
+            name: names.last().cloned().unwrap_or_default(),
+            reason: "every listed checkpoint disappeared while being read (pruned meanwhile?); \
+                     retry"
+                .into(),
+        }),
         None => Ok(None),
     }
 }
