@@ -229,6 +229,9 @@ b.ts("Log size", "Payload bytes retained by the embedded log.", [
 b.ts("Operator state per partition", "Encoded bytes of each partition's windows and detector state at its last checkpoint: what a restore reads and what moves with a partition.", [
     q(f'streampulse_state_bytes{{{J}}}', "{{instance}} {{job_name}} p{{partition}}"),
 ], unit="bytes")
+b.ts("Result store write failures", "Failed attempts to write outputs to the result store (disk full, Cassandra unreachable or timing out), by job: each batch is retried until written, and /readyz answers 503 meanwhile.", [
+    q(f'sum by (instance, job_name) (increase(streampulse_store_errors_total{{{J}}}[{RI}]))', "{{instance}} {{job_name}}"),
+], unit="short")
 b.ts("Store retention", "Stored rows deleted by retention (store.retention) per minute, by table, and failed sweeps.", [
     q(f'sum by (instance, table) (rate(streampulse_store_rows_expired_total{{{S}}}[{RI}])) * 60', "{{instance}} {{table}}"),
     q(f'sum by (instance) (increase(streampulse_store_retention_sweeps_total{{{S}, outcome="failed"}}[{RI}]))', "{{instance}} failed sweeps"),
