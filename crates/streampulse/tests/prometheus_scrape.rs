@@ -145,7 +145,7 @@ fn prometheus_scrapes_exact_counts_of_a_known_input() {
     );
     assert_eq!(server.one("streampulse_events_duplicate_total"), 0.0);
     let rejected = server.query("streampulse_events_rejected_total");
-    assert_eq!(rejected.len(), 7, "every reason is exported: {rejected:?}");
+    assert_eq!(rejected.len(), 9, "every reason is exported: {rejected:?}");
     for (labels, value) in &rejected {
         let reason = labels["reason"].as_str().unwrap();
         let expected = BAD.iter().filter(|(_, r)| *r == reason).count();
