@@ -50,6 +50,8 @@ pub struct AppState {
     pub max_query_rows: usize,
     /// Longest `end - start` a ranged query may ask for (`server.max_query_range`).
     pub max_query_range: std::time::Duration,
+    /// Most stored entries one result query examines (`server.max_query_scan`).
+    pub max_query_scan: usize,
     /// Largest accepted request body (of any route).
     pub max_body_bytes: usize,
     /// How ingest bodies are read: size, time, and the budget of bytes all of them may hold at

@@ -167,7 +167,9 @@ impl CassandraConfig {
         if self.metric_bucket < hour || self.metric_bucket > Duration::from_secs(366 * 86_400) {
             return Err(bad("metric_bucket", "must be between 1h and 366d"));
         }
-        if self.metric_bucket.as_millis() % 1000 != 0 || self.time_bucket.as_millis() % 1000 != 0 {
+        if !self.metric_bucket.as_millis().is_multiple_of(1000)
+            || !self.time_bucket.as_millis().is_multiple_of(1000)
+        {
             return Err(bad("metric_bucket", "buckets must be whole seconds"));
         }
         if self.time_bucket < Duration::from_secs(1) || self.time_bucket > hour {

@@ -12,7 +12,7 @@ pub enum CassandraError {
     Connect {
         contact_points: String,
         #[source]
-        source: scylla::errors::NewSessionError,
+        source: Box<scylla::errors::NewSessionError>,
     },
 
     #[error("Cassandra schema: {what}: {source}")]

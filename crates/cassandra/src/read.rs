@@ -3,8 +3,8 @@
 //! and filters name: a metric's buckets, the non-empty time buckets of a range, the days of late
 //! and raw events, the days an alert can have started in.
 //!
-//! Every read stops at its query's `limit`; filters that the schema cannot express (a glob without
-//! a literal prefix, a window or tags on a time query) are applied to pages of rows.
+//! Every read stops at its query's `limit` or scan budget; filters that the schema cannot express (a
+//! glob without a literal prefix, a window or tags on a time query) are applied to pages of rows.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -16,8 +16,8 @@ use streampulse_core::detect::Alert;
 use streampulse_core::output::{LateEvent, RawEvent, WindowResult};
 use streampulse_core::time::Millis;
 use streampulse_store::{
-    AlertQuery, LateQuery, MetricMatch, RawQuery, RawRow, ResultKey, ResultQuery, StoreCounts,
-    StoreError,
+    AlertQuery, LateQuery, MetricMatch, RawQuery, RawRow, ResultKey, ResultPage, ResultQuery,
+    ScanBudget, StoreCounts, StoreError,
 };
 
 use crate::error::request;
@@ -26,6 +26,21 @@ use crate::write::{bucket, series_key, DAY_MS};
 
 /// Rows per page of a read that filters what it reads.
 const PAGE: i32 = 1000;
+
+/// A row of `results_by_time`: window_start, metric_id, window, then [`ResultCols`].
+type TimeRow = (
+    i64,
+    String,
+    String,
+    i64,
+    i64,
+    f64,
+    f64,
+    f64,
+    f64,
+    Vec<u8>,
+    i64,
+);
 
 /// The columns after the key columns of a result row.
 type ResultCols = (i64, i64, f64, f64, f64, f64, Vec<u8>, i64);
@@ -142,77 +157,47 @@ async fn buckets(
     Ok(out)
 }
 
-pub(crate) async fn results(
+/// The catalog's metrics of `job` carrying every pair of `tags`.
+pub(crate) async fn metrics_tagged(
     inner: &Inner,
-    q: &ResultQuery,
-) -> Result<Vec<WindowResult>, StoreError> {
-    if q.start >= q.end || q.limit == 0 {
-        return Ok(Vec::new());
-    }
-    if !q.tags.is_empty() {
-        return tagged(inner, q).await;
-    }
-    untagged(inner, q).await
-}
-
-async fn untagged(inner: &Inner, q: &ResultQuery) -> Result<Vec<WindowResult>, StoreError> {
-    let mut out = Vec::new();
-    match (&q.metric_id, &q.metric_match) {
-        (Some(m), f) if f.as_ref().is_none_or(|f| f.matches(m)) => {
-            by_metric(inner, q, m, &mut out).await?
-        }
-        (Some(_), _) => {}
-        (None, Some(f)) if !f.literal_prefix().is_empty() => {
-            by_prefix(inner, q, f, &mut out).await?
-        }
-        (None, _) => by_time(inner, q, &mut out).await?,
-    }
-    Ok(out)
-}
-
-/// As the embedded store: the unfiltered query's pages, keeping the metrics whose catalog tags
-/// carry every pair, so order and cursor are the unfiltered query's.
-async fn tagged(inner: &Inner, q: &ResultQuery) -> Result<Vec<WindowResult>, StoreError> {
+    job: &str,
+    tags: &[(String, String)],
+) -> Result<HashSet<String>, StoreError> {
     let mut wanted = HashSet::new();
     each::<(String, Option<BTreeMap<String, String>>), _>(
         inner,
         &inner.st.sel_catalog,
-        (q.job.as_str(),),
-        |(metric, tags)| {
-            let tags = tags.unwrap_or_default();
-            if q.tags.iter().all(|(k, v)| tags.get(k) == Some(v)) {
+        (job,),
+        |(metric, have)| {
+            let have = have.unwrap_or_default();
+            if tags.iter().all(|(k, v)| have.get(k) == Some(v)) {
                 wanted.insert(metric);
             }
             Ok(true)
         },
     )
     .await?;
+    Ok(wanted)
+}
+
+/// A result query without tags (the store walks tagged ones over these pages).
+pub(crate) async fn results(inner: &Inner, q: &ResultQuery) -> Result<ResultPage, StoreError> {
     let mut out = Vec::new();
-    if wanted.is_empty() {
-        return Ok(out);
+    let mut budget = ScanBudget::new(q);
+    if q.start >= q.end || q.limit == 0 {
+        return Ok(budget.page(out));
     }
-    let mut page = ResultQuery {
-        tags: Vec::new(),
-        limit: q.limit.max(256),
-        ..q.clone()
-    };
-    loop {
-        let rows = Box::pin(untagged(inner, &page)).await?;
-        let full = rows.len() >= page.limit;
-        let last = rows.last().map(ResultKey::of);
-        for r in rows {
-            if wanted.contains(&r.metric_id) {
-                out.push(r);
-                if out.len() >= q.limit {
-                    return Ok(out);
-                }
-            }
+    match (&q.metric_id, &q.metric_match) {
+        (Some(m), f) if f.as_ref().is_none_or(|f| f.matches(m)) => {
+            by_metric(inner, q, m, &mut out, &mut budget).await?
         }
-        match last {
-            Some(key) if full => page.after = Some(key),
-            _ => return Ok(out),
+        (Some(_), _) => {}
+        (None, Some(f)) if !f.literal_prefix().is_empty() => {
+            by_prefix(inner, q, f, &mut out, &mut budget).await?
         }
+        (None, _) => by_time(inner, q, &mut out, &mut budget).await?,
     }
+    Ok(budget.page(out))
 }
 
 /// One metric, by (window, window_start).
@@ -221,6 +206,7 @@ async fn by_metric(
     q: &ResultQuery,
     metric_id: &str,
     out: &mut Vec<WindowResult>,
+    budget: &mut ScanBudget,
 ) -> Result<(), StoreError> {
     if q.after
         .as_ref()
@@ -246,10 +232,10 @@ async fn by_metric(
         }
     };
     for window in windows {
-        if out.len() >= q.limit {
+        if out.len() >= q.limit || budget.exhausted() {
             break;
         }
-        series(inner, q, metric_id, &window, out).await?;
+        series(inner, q, metric_id, &window, out, budget).await?;
     }
     Ok(())
 }
@@ -261,6 +247,7 @@ async fn by_prefix(
     q: &ResultQuery,
     filter: &MetricMatch,
     out: &mut Vec<WindowResult>,
+    budget: &mut ScanBudget,
 ) -> Result<(), StoreError> {
     let prefix = filter.literal_prefix();
     let from = match &q.after {
@@ -283,18 +270,29 @@ async fn by_prefix(
                 past_prefix = true;
                 break;
             }
-            if filter.matches(&metric) && q.window.as_ref().is_none_or(|w| *w == window) {
-                series_list.push((metric, window));
-            }
+            series_list.push((metric, window));
         }
         for (metric, window) in series_list.drain(..) {
-            if out.len() >= q.limit {
+            let done = q.after.as_ref().is_some_and(|a| {
+                (a.metric_id.as_str(), a.window.as_str()) > (metric.as_str(), window.as_str())
+            });
+            if done {
+                // A series the walk already passed (of the cursor's metric): costs nothing new.
+                continue;
+            }
+            if filter.matches(&metric) && q.window.as_ref().is_none_or(|w| *w == window) {
+                series(inner, q, &metric, &window, out, budget).await?;
+                if out.len() >= q.limit || budget.exhausted() {
+                    return Ok(());
+                }
+            }
+            // One catalog entry passed over: what a filter matching nothing costs.
+            if !budget.examined(|| ResultKey::past_series(&metric, &window)) {
                 return Ok(());
             }
-            series(inner, q, &metric, &window, out).await?;
         }
         match next {
-            Some(n) if !past_prefix && out.len() < q.limit => from_state = n,
+            Some(n) if !past_prefix => from_state = n,
             _ => return Ok(()),
         }
     }
@@ -307,6 +305,7 @@ async fn series(
     metric_id: &str,
     window: &str,
     out: &mut Vec<WindowResult>,
+    budget: &mut ScanBudget,
 ) -> Result<(), StoreError> {
     // Where the cursor leaves this series: everything, nothing, or after one start.
     let mut after: Option<Millis> = None;
@@ -323,7 +322,7 @@ async fn series(
     let key = series_key(metric_id, window);
     for b in buckets(inner, &q.job, "series", &key, range, false).await? {
         let left = q.limit - out.len();
-        if left == 0 {
+        if left == 0 || budget.exhausted() {
             break;
         }
         let limit = i32::try_from(left).unwrap_or(i32::MAX);
@@ -331,13 +330,10 @@ async fn series(
         // Every page of the bucket (a bucket can hold more rows than one page), up to the limit.
         let keep = |r: (i64, i64, i64, f64, f64, f64, f64, Vec<u8>, i64)| {
             let cols = (r.1, r.2, r.3, r.4, r.5, r.6, r.7, r.8);
-            out.push(result_of(
-                metric_id.to_string(),
-                window.to_string(),
-                r.0,
-                cols,
-            )?);
-            Ok(out.len() < q.limit)
+            let row = result_of(metric_id.to_string(), window.to_string(), r.0, cols)?;
+            let more = out.len() + 1 < q.limit && budget.examined(|| ResultKey::of(&row));
+            out.push(row);
+            Ok(more)
         };
         match after {
             Some(a) if a >= q.start => {
@@ -359,6 +355,7 @@ async fn by_time(
     inner: &Inner,
     q: &ResultQuery,
     out: &mut Vec<WindowResult>,
+    budget: &mut ScanBudget,
 ) -> Result<(), StoreError> {
     let size = inner.config.time_bucket_ms();
     let from = q
@@ -367,27 +364,18 @@ async fn by_time(
         .map_or(q.start, |a| a.window_start.max(q.start));
     let range = (bucket(from, size), bucket(q.end - 1, size));
     for b in buckets(inner, &q.job, "time", "", range, false).await? {
-        let keep = |row: (
-            i64,
-            String,
-            String,
-            i64,
-            i64,
-            f64,
-            f64,
-            f64,
-            f64,
-            Vec<u8>,
-            i64,
-        )| {
+        let keep = |row: TimeRow| {
             let wanted = q.metric_id.as_ref().is_none_or(|m| *m == row.1)
                 && q.metric_match.as_ref().is_none_or(|f| f.matches(&row.1))
                 && q.window.as_ref().is_none_or(|w| *w == row.2);
+            let cols = (row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10);
+            let r = result_of(row.1, row.2, row.0, cols)?;
+            let more =
+                !(wanted && out.len() + 1 >= q.limit) && budget.examined(|| ResultKey::of(&r));
             if wanted {
-                let cols = (row.3, row.4, row.5, row.6, row.7, row.8, row.9, row.10);
-                out.push(result_of(row.1, row.2, row.0, cols)?);
+                out.push(r);
             }
-            Ok(out.len() < q.limit)
+            Ok(more)
         };
         let more = match &q.after {
             Some(a) if a.window_start >= q.start => {

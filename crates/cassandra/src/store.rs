@@ -8,11 +8,11 @@ use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::statement::prepared::PreparedStatement;
 use streampulse_core::detect::Alert;
-use streampulse_core::output::{LateEvent, Output, WindowResult};
+use streampulse_core::output::{LateEvent, Output};
 use streampulse_core::time::Millis;
 use streampulse_store::{
-    AlertQuery, ExpiryReport, LateQuery, RawQuery, RawRow, ResultQuery, ResultStore,
-    RetentionPolicy, StoreCounts, StoreError,
+    tag_walk, AlertQuery, ExpiryReport, LateQuery, RawQuery, RawRow, ResultPage, ResultQuery,
+    ResultStore, RetentionPolicy, StoreCounts, StoreError,
 };
 
 use crate::config::CassandraConfig;
@@ -160,7 +160,7 @@ async fn open(config: &CassandraConfig) -> Result<Session, CassandraError> {
         .await
         .map_err(|source| CassandraError::Connect {
             contact_points: config.contact_points.join(","),
-            source,
+            source: Box::new(source),
         })
 }
 
@@ -507,7 +507,14 @@ impl ResultStore for CassandraStore {
         Ok(())
     }
 
-    fn query_results(&self, q: &ResultQuery) -> Result<Vec<WindowResult>, StoreError> {
+    fn query_page(&self, q: &ResultQuery) -> Result<ResultPage, StoreError> {
+        if !q.tags.is_empty() {
+            let (job, tags) = (q.job.clone(), q.tags.clone());
+            let wanted = self.run(move |inner| async move {
+                crate::read::metrics_tagged(&inner, &job, &tags).await
+            })?;
+            return tag_walk(q, &wanted, |page| self.query_page(page));
+        }
         let q = q.clone();
         self.run(move |inner| async move { crate::read::results(&inner, &q).await })
     }

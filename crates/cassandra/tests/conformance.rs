@@ -103,6 +103,7 @@ conformance!(
     alert_queries_keep_alerts_carrying_every_given_tag,
     alert_queries_filter_by_metric_state_severity_and_limit,
     a_series_longer_than_a_page_reads_whole_and_in_order,
+    a_scan_budget_cuts_pages_that_resume_where_they_stopped,
 );
 
 fn now_ms() -> i64 {

@@ -70,6 +70,7 @@ pub fn query(
         tags: Vec::new(),
         limit,
         after: None,
+        scan_limit: usize::MAX,
     }
 }
 
@@ -868,4 +869,98 @@ pub fn a_series_longer_than_a_page_reads_whole_and_in_order(store: &dyn ResultSt
         store.query_results(&limited).expect("limited"),
         rows[..1_234]
     );
+}
+
+/// Walks `q` as the API does: asks for `limit + 1` rows under a scan budget of `scan`, cuts the
+/// page at `limit`, and goes on from the last row shown or from where the scan stopped. Returns
+/// the rows and the rows of each page.
+fn walk_budgeted(
+    store: &dyn ResultStore,
+    q: &ResultQuery,
+    limit: usize,
+    scan: usize,
+) -> (Vec<WindowResult>, Vec<usize>) {
+    let mut q = ResultQuery {
+        limit: limit + 1,
+        scan_limit: scan,
+        ..q.clone()
+    };
+    let (mut out, mut pages) = (Vec::new(), Vec::new());
+    loop {
+        assert!(pages.len() < 10_000, "a budgeted walk of {q:?} never ends");
+        let page = store.query_page(&q).expect("page");
+        let mut rows = page.rows;
+        let resume = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(crate::ResultKey::of)
+        } else {
+            page.resume_after
+        };
+        pages.push(rows.len());
+        out.extend(rows);
+        match resume {
+            Some(key) => q.after = Some(key),
+            None => return (out, pages),
+        }
+    }
+}
+
+/// The scan budget bounds what one call examines, whatever the filter: a filter that matches
+/// nothing answers an empty page with a place to go on from, and a walk page by page under any
+/// budget returns exactly the unbudgeted answer, on every access path.
+pub fn a_scan_budget_cuts_pages_that_resume_where_they_stopped(store: &dyn ResultStore) {
+    let mut batch = Vec::new();
+    for m in 0..20 {
+        let metric = format!("m{m:02}");
+        batch.push(Output::Metric {
+            metric_id: metric.clone(),
+            tags: [("even".to_string(), (m % 2 == 0).to_string())].into(),
+        });
+        for w in ["a", "b"] {
+            for start in 0..10 {
+                batch.push(Output::Result(result(&metric, w, start * 10, 0)));
+            }
+        }
+    }
+    store.apply("job", 0, &batch).expect("apply");
+    let base = query("job", 0, 1_000, None, None, usize::MAX);
+    let with = |f: &dyn Fn(&mut ResultQuery)| {
+        let mut q = base.clone();
+        f(&mut q);
+        q
+    };
+    let queries = [
+        with(&|_| {}),
+        with(&|q| q.metric_id = Some("m05".into())),
+        with(&|q| q.metric_match = Some(crate::MetricMatch::Glob("*7".into()))),
+        with(&|q| q.metric_match = Some(crate::MetricMatch::Glob("m1*".into()))),
+        with(&|q| q.metric_match = Some(crate::MetricMatch::Prefix("m0".into()))),
+        with(&|q| q.metric_match = Some(crate::MetricMatch::Glob("m*zz".into()))),
+        with(&|q| q.metric_match = Some(crate::MetricMatch::Glob("*zz".into()))),
+        with(&|q| q.window = Some("b".into())),
+        with(&|q| q.tags = vec![("even".into(), "true".into())]),
+        with(&|q| q.tags = vec![("even".into(), "maybe".into())]),
+    ];
+    for q in &queries {
+        let everything = store.query_results(q).expect("query");
+        for (limit, scan) in [(5, 1), (5, 7), (3, 40), (1_000, 13), (1_000, 1_000)] {
+            let (walked, pages) = walk_budgeted(store, q, limit, scan);
+            assert_eq!(walked, everything, "limit {limit}, scan {scan}: {q:?}");
+            assert!(pages.iter().all(|&n| n <= limit), "{pages:?}");
+        }
+    }
+    // Nothing matches: each call stops after its budget with no rows and a place to go on from.
+    for q in [&queries[5], &queries[6]] {
+        let page = store
+            .query_page(&ResultQuery {
+                scan_limit: 10,
+                ..q.clone()
+            })
+            .expect("page");
+        assert!(page.rows.is_empty(), "{q:?}");
+        assert!(
+            page.resume_after.is_some(),
+            "{q:?}: a budgeted call must stop early"
+        );
+    }
 }

@@ -61,8 +61,8 @@ use crate::error::StoreError;
 use crate::keys::{self, KeyBuf, KeyReader};
 use crate::retention::{self, Limits};
 use crate::{
-    AlertQuery, ExpiryReport, LateQuery, MetricMatch, RawQuery, RawRow, ResultKey, ResultQuery,
-    ResultStore, RetentionPolicy, StoreCounts,
+    tag_walk, AlertQuery, ExpiryReport, LateQuery, MetricMatch, RawQuery, RawRow, ResultKey,
+    ResultPage, ResultQuery, ResultStore, RetentionPolicy, ScanBudget, StoreCounts,
 };
 
 pub(crate) type Bytes = &'static [u8];
@@ -171,13 +171,14 @@ impl EmbeddedStore {
         &self,
         q: &ResultQuery,
         metric_id: &str,
+        budget: &mut ScanBudget,
     ) -> Result<Vec<WindowResult>, StoreError> {
         let mut out = Vec::new();
         if q.start >= q.end || q.limit == 0 {
             return Ok(out);
         }
         let table = self.db.begin_read()?.open_table(RESULTS_BY_METRIC)?;
-        scan::metric(&table, q, metric_id, &mut out)?;
+        scan::metric(&table, q, metric_id, &mut out, budget)?;
         Ok(out)
     }
 
@@ -186,13 +187,14 @@ impl EmbeddedStore {
         &self,
         q: &ResultQuery,
         filter: &MetricMatch,
+        budget: &mut ScanBudget,
     ) -> Result<Vec<WindowResult>, StoreError> {
         let mut out = Vec::new();
         if q.start >= q.end || q.limit == 0 {
             return Ok(out);
         }
         let table = self.db.begin_read()?.open_table(RESULTS_BY_METRIC)?;
-        scan::metrics_under(&table, q, filter, &mut out)?;
+        scan::metrics_under(&table, q, filter, &mut out, budget)?;
         Ok(out)
     }
 
@@ -226,38 +228,17 @@ impl EmbeddedStore {
     /// A result query with a tag filter: the same query without it, restricted to the metrics
     /// the catalog says carry the tags. Walks pages of the unfiltered query until `limit` rows
     /// match, so the order and the cursor are those of the unfiltered query.
-    fn query_tagged(&self, q: &ResultQuery) -> Result<Vec<WindowResult>, StoreError> {
+    fn query_tagged(&self, q: &ResultQuery) -> Result<ResultPage, StoreError> {
         let wanted = self.metrics_tagged(&q.job, &q.tags)?;
-        let mut out = Vec::new();
-        if wanted.is_empty() || q.limit == 0 {
-            return Ok(out);
-        }
-        let mut page = ResultQuery {
-            tags: Vec::new(),
-            limit: q.limit.max(256),
-            ..q.clone()
-        };
-        loop {
-            let rows = self.query_results(&page)?;
-            let full = rows.len() >= page.limit;
-            let last = rows.last().map(ResultKey::of);
-            for r in rows {
-                if wanted.contains(&r.metric_id) {
-                    out.push(r);
-                    if out.len() >= q.limit {
-                        return Ok(out);
-                    }
-                }
-            }
-            match last {
-                Some(key) if full => page.after = Some(key),
-                _ => return Ok(out),
-            }
-        }
+        tag_walk(q, &wanted, |page| self.query_page(page))
     }
 
     /// Time-range queries: one range scan of `results_by_time`, filtering metric and window.
-    fn query_by_time(&self, q: &ResultQuery) -> Result<Vec<WindowResult>, StoreError> {
+    fn query_by_time(
+        &self,
+        q: &ResultQuery,
+        budget: &mut ScanBudget,
+    ) -> Result<Vec<WindowResult>, StoreError> {
         let mut out = Vec::new();
         if q.start >= q.end || q.limit == 0 {
             return Ok(out);
@@ -284,11 +265,18 @@ impl EmbeddedStore {
                     .as_ref()
                     .is_none_or(|f| f.matches(&r.metric_id))
                 && q.window.as_ref().is_none_or(|w| *w == r.window);
+            if wanted && out.len() + 1 >= q.limit {
+                out.push(r);
+                break;
+            }
+            if !budget.examined(|| ResultKey::of(&r)) {
+                if wanted {
+                    out.push(r);
+                }
+                break;
+            }
             if wanted {
                 out.push(r);
-                if out.len() >= q.limit {
-                    break;
-                }
             }
         }
         Ok(out)
@@ -448,18 +436,22 @@ impl ResultStore for EmbeddedStore {
         Ok(())
     }
 
-    fn query_results(&self, q: &ResultQuery) -> Result<Vec<WindowResult>, StoreError> {
+    fn query_page(&self, q: &ResultQuery) -> Result<ResultPage, StoreError> {
         if !q.tags.is_empty() {
             return self.query_tagged(q);
         }
-        match (&q.metric_id, &q.metric_match) {
+        let mut budget = ScanBudget::new(q);
+        let rows = match (&q.metric_id, &q.metric_match) {
             (Some(metric_id), f) if f.as_ref().is_none_or(|f| f.matches(metric_id)) => {
-                self.query_by_metric(q, metric_id)
+                self.query_by_metric(q, metric_id, &mut budget)?
             }
-            (Some(_), _) => Ok(Vec::new()),
-            (None, Some(f)) if !f.literal_prefix().is_empty() => self.query_by_prefix(q, f),
-            (None, _) => self.query_by_time(q),
-        }
+            (Some(_), _) => Vec::new(),
+            (None, Some(f)) if !f.literal_prefix().is_empty() => {
+                self.query_by_prefix(q, f, &mut budget)?
+            }
+            (None, _) => self.query_by_time(q, &mut budget)?,
+        };
+        Ok(budget.page(rows))
     }
 
     fn query_late(&self, q: &LateQuery) -> Result<Vec<LateEvent>, StoreError> {

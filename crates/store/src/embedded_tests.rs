@@ -12,7 +12,7 @@ use crate::conformance;
 pub(super) use crate::conformance::{alert, raw, raw_query, result};
 #[allow(unused_imports)]
 use crate::conformance::{alerts_of, all, aq, critical, ids, late, query, resolved, retract, row};
-use crate::{AlertQuery, LateQuery, ResultQuery, ResultStore, StoreCounts};
+use crate::{AlertQuery, LateQuery, ResultQuery, ResultStore, ScanBudget, StoreCounts};
 
 fn open(dir: &Path) -> EmbeddedStore {
     EmbeddedStore::open(dir).expect("open store")
@@ -304,11 +304,11 @@ proptest! {
             let want = model_query(&model, &q);
             prop_assert_eq!(&store.query_results(&q).expect("query"), &want, "{:?}", q);
             // The time index must hold the same rows as the metric index for the same filters.
-            let mut via_time = store.query_by_time(&ResultQuery { limit: usize::MAX, ..q.clone() }).expect("by time");
+            let mut via_time = store.query_by_time(&ResultQuery { limit: usize::MAX, ..q.clone() }, &mut ScanBudget::new(&q)).expect("by time");
             via_time.sort_by(|a, b| (&a.metric_id, &a.window, a.window_start).cmp(&(&b.metric_id, &b.window, b.window_start)));
             via_time.truncate(q.limit);
             if let Some(metric) = &q.metric_id {
-                prop_assert_eq!(&store.query_by_metric(&q, metric).expect("by metric"), &via_time);
+                prop_assert_eq!(&store.query_by_metric(&q, metric, &mut ScanBudget::new(&q)).expect("by metric"), &via_time);
             }
         }
     }
@@ -476,4 +476,10 @@ proptest! {
 fn a_series_longer_than_a_page_reads_whole_and_in_order() {
     let tmp = tempfile::tempdir().expect("tempdir");
     conformance::a_series_longer_than_a_page_reads_whole_and_in_order(&open(tmp.path()));
+}
+
+#[test]
+fn a_scan_budget_cuts_pages_that_resume_where_they_stopped() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    conformance::a_scan_budget_cuts_pages_that_resume_where_they_stopped(&open(tmp.path()));
 }

@@ -36,6 +36,8 @@ pub use embedded::EmbeddedStore;
 pub use error::StoreError;
 pub use retention::{cutoff, ExpiryReport, ExpiryTotals, RetentionPolicy};
 
+use std::collections::HashSet;
+
 use streampulse_core::detect::{Alert, AlertState, Severity};
 use streampulse_core::output::{LateEvent, Output, RawEvent, WindowResult};
 use streampulse_core::time::Millis;
@@ -49,8 +51,14 @@ pub trait ResultStore: Send + Sync {
     /// Makes everything applied so far durable (called before a checkpoint is committed).
     fn flush(&self) -> Result<(), StoreError>;
 
-    /// Window results of one job; see [`ResultQuery`] for filters and order.
-    fn query_results(&self, q: &ResultQuery) -> Result<Vec<WindowResult>, StoreError>;
+    /// Window results of one job; see [`ResultQuery`] for filters, order and the scan budget.
+    fn query_page(&self, q: &ResultQuery) -> Result<ResultPage, StoreError>;
+
+    /// The rows of [`ResultStore::query_page`] alone: for callers whose query has no scan budget
+    /// (`scan_limit: usize::MAX`), where no page stops early.
+    fn query_results(&self, q: &ResultQuery) -> Result<Vec<WindowResult>, StoreError> {
+        Ok(self.query_page(q)?.rows)
+    }
 
     /// Late events of one job; see [`LateQuery`] for filters and order.
     fn query_late(&self, q: &LateQuery) -> Result<Vec<LateEvent>, StoreError>;
@@ -90,6 +98,11 @@ pub trait ResultStore: Send + Sync {
 /// `after` resumes a walk: only rows strictly after that key, in the query's order, are returned.
 /// Rows are unique by their key, so pages that each resume after the last row of the one before
 /// neither skip nor repeat a row (rows written meanwhile appear if they sort after the cursor).
+///
+/// `scan_limit` bounds the cost of one call whatever the filters: once that many stored entries
+/// (rows, or metrics and series skipped over) have been examined, the query answers with what it
+/// found and [`ResultPage::resume_after`], so a filter that matches nothing cannot read a month of
+/// rows for one page. `usize::MAX`: no budget.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResultQuery {
     pub job: String,
@@ -103,6 +116,124 @@ pub struct ResultQuery {
     pub tags: Vec<(String, String)>,
     pub limit: usize,
     pub after: Option<ResultKey>,
+    pub scan_limit: usize,
+}
+
+/// What a [`ResultQuery`] found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResultPage {
+    /// At most `limit` rows, in the query's order.
+    pub rows: Vec<WindowResult>,
+    /// Set when the scan budget ran out first: every row up to this key (in the query's order) was
+    /// examined, so the walk goes on with `after` set to it. Never before the last row of `rows`.
+    pub resume_after: Option<ResultKey>,
+}
+
+/// Counts the stored entries a result query examines against its `scan_limit`, and remembers
+/// where it stopped: the one bookkeeping of the budget for every store implementation.
+#[derive(Debug)]
+pub struct ScanBudget {
+    left: usize,
+    /// Where the query started: never a place to stop, or a walk would get its own cursor back.
+    after: Option<ResultKey>,
+    stopped_after: Option<ResultKey>,
+}
+
+impl ScanBudget {
+    pub fn new(q: &ResultQuery) -> Self {
+        Self {
+            left: q.scan_limit,
+            after: q.after.clone(),
+            stopped_after: None,
+        }
+    }
+
+    /// Counts one examined entry at `key` (already handled by the caller); false once the budget
+    /// is spent, and the caller must stop: the walk resumes after `key`.
+    pub fn examined(&mut self, key: impl FnOnce() -> ResultKey) -> bool {
+        if self.left > 1 {
+            self.left -= 1;
+            return true;
+        }
+        let key = key();
+        if self.after.as_ref() == Some(&key) {
+            return true;
+        }
+        self.left = 0;
+        self.stopped_after = Some(key);
+        false
+    }
+
+    /// Entries that may still be examined.
+    pub fn left(&self) -> usize {
+        self.left
+    }
+
+    /// Ends the scan at `key`, as when a nested walk ran out of its own budget there.
+    pub fn stop_at(&mut self, key: ResultKey) {
+        self.left = 0;
+        self.stopped_after = Some(key);
+    }
+
+    pub fn exhausted(&self) -> bool {
+        self.stopped_after.is_some()
+    }
+
+    pub fn page(self, rows: Vec<WindowResult>) -> ResultPage {
+        ResultPage {
+            rows,
+            resume_after: self.stopped_after,
+        }
+    }
+}
+
+/// A result query with a tag filter, for every store: the pages of the same query without it,
+/// keeping the rows of the `wanted` metrics (those the metric catalog says carry the tags), so the
+/// order and the cursor are those of the unfiltered query. Rows passed over count against the
+/// query's scan budget, and so do the entries each unfiltered page examines.
+pub fn tag_walk(
+    q: &ResultQuery,
+    wanted: &HashSet<String>,
+    mut unfiltered: impl FnMut(&ResultQuery) -> Result<ResultPage, StoreError>,
+) -> Result<ResultPage, StoreError> {
+    let mut budget = ScanBudget::new(q);
+    let mut out = Vec::new();
+    let mut page = ResultQuery {
+        tags: Vec::new(),
+        limit: q.limit.max(256),
+        ..q.clone()
+    };
+    if wanted.is_empty() || q.limit == 0 {
+        return Ok(budget.page(out));
+    }
+    loop {
+        page.scan_limit = budget.left();
+        let found = unfiltered(&page)?;
+        let full = found.rows.len() >= page.limit;
+        let last = found.rows.last().map(ResultKey::of);
+        for r in found.rows {
+            let keep = wanted.contains(&r.metric_id);
+            if keep && out.len() + 1 >= q.limit {
+                out.push(r);
+                return Ok(budget.page(out));
+            }
+            let more = budget.examined(|| ResultKey::of(&r));
+            if keep {
+                out.push(r);
+            }
+            if !more {
+                return Ok(budget.page(out));
+            }
+        }
+        match (last, found.resume_after) {
+            (Some(key), _) if full => page.after = Some(key),
+            (_, Some(stopped)) => {
+                budget.stop_at(stopped);
+                return Ok(budget.page(out));
+            }
+            _ => return Ok(budget.page(out)),
+        }
+    }
 }
 
 /// A set of metric ids, by pattern.
@@ -145,6 +276,26 @@ impl ResultKey {
             metric_id: r.metric_id.clone(),
             window: r.window.clone(),
             window_start: r.window_start,
+        }
+    }
+
+    /// A key after every row of `metric_id` and before every row of a greater metric: where a
+    /// walk by metric resumes once it has passed the whole metric. Window names are short ASCII
+    /// names, which all sort before U+10FFFF.
+    pub fn past_metric(metric_id: &str) -> Self {
+        Self {
+            metric_id: metric_id.to_string(),
+            window: char::MAX.to_string(),
+            window_start: Millis::MAX,
+        }
+    }
+
+    /// A key after every row of one series (`metric_id`, `window`).
+    pub fn past_series(metric_id: &str, window: &str) -> Self {
+        Self {
+            metric_id: metric_id.to_string(),
+            window: window.to_string(),
+            window_start: Millis::MAX,
         }
     }
 }

@@ -117,6 +117,7 @@ proptest! {
             tags: Vec::new(),
             limit: usize::MAX,
             after: None,
+            scan_limit: usize::MAX,
         };
         let all: Vec<ResultKey> = store.query_results(&q).expect("query").iter().map(ResultKey::of).collect();
         prop_assert_eq!(walk_results(&store, &q, page), all);

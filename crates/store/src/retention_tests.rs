@@ -119,6 +119,7 @@ fn results_query(job: &str, metric: Option<&str>) -> ResultQuery {
         tags: Vec::new(),
         limit: usize::MAX,
         after: None,
+        scan_limit: usize::MAX,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Range scans of `results_by_metric`: one metric (a skip-scan over its windows) and the metrics
 //! under a literal prefix (a skip-scan over metrics), each resuming strictly after the query's
-//! `after` key and stopping at its limit.
+//! `after` key and stopping at its limit or when its scan budget is spent.
 
 use streampulse_core::output::WindowResult;
 
@@ -8,7 +8,7 @@ use super::{ReadTable, RESULTS_BY_METRIC_NAME};
 use crate::codec::decode_result;
 use crate::error::StoreError;
 use crate::keys::{self, prefix_end, KeyBuf, KeyReader};
-use crate::{MetricMatch, ResultQuery};
+use crate::{MetricMatch, ResultKey, ResultQuery, ScanBudget};
 
 /// The smallest key greater than `key`: a scan from it resumes strictly after `key`.
 pub(super) fn just_after(mut key: Vec<u8>) -> Vec<u8> {
@@ -35,11 +35,19 @@ pub(super) fn metric(
     q: &ResultQuery,
     metric_id: &str,
     out: &mut Vec<WindowResult>,
+    budget: &mut ScanBudget,
 ) -> Result<(), StoreError> {
     let from = resume_from(q);
     let metric_prefix = KeyBuf::new().str(&q.job).str(metric_id);
     if let Some(window) = &q.window {
-        return scan_window(table, metric_prefix.str(window), q, from.as_deref(), out);
+        return scan_window(
+            table,
+            metric_prefix.str(window),
+            q,
+            from.as_deref(),
+            out,
+            budget,
+        );
     }
     // No window given: skip-scan. Find the next window of this metric, read its slice
     // [start, end), then jump past all of its keys; rows outside the time range are never read
@@ -52,7 +60,7 @@ pub(super) fn metric(
         Some(f) if f > metric_prefix => f,
         _ => metric_prefix,
     };
-    while out.len() < q.limit && lower < metric_end {
+    while out.len() < q.limit && lower < metric_end && !budget.exhausted() {
         let mut range = table.range(lower.as_slice()..metric_end.as_slice())?;
         let Some(entry) = range.next() else { break };
         let (key, _) = entry?;
@@ -63,7 +71,14 @@ pub(super) fn metric(
             .and_then(|_metric| r.str())
             .map_err(|e| StoreError::corrupt_key(RESULTS_BY_METRIC_NAME, e))?;
         let window_prefix = KeyBuf::new().str(&q.job).str(metric_id).str(&window);
-        scan_window(table, window_prefix.clone(), q, from.as_deref(), out)?;
+        scan_window(
+            table,
+            window_prefix.clone(),
+            q,
+            from.as_deref(),
+            out,
+            budget,
+        )?;
         match prefix_end(&window_prefix.into_bytes()) {
             Some(next) => lower = next,
             None => break,
@@ -79,6 +94,7 @@ pub(super) fn metrics_under(
     q: &ResultQuery,
     filter: &MetricMatch,
     out: &mut Vec<WindowResult>,
+    budget: &mut ScanBudget,
 ) -> Result<(), StoreError> {
     let prefix = KeyBuf::new()
         .str(&q.job)
@@ -103,7 +119,14 @@ pub(super) fn metrics_under(
             .map_err(|e| StoreError::corrupt_key(RESULTS_BY_METRIC_NAME, e))?;
         drop(range);
         if filter.matches(&metric_id) {
-            metric(table, q, &metric_id, out)?;
+            metric(table, q, &metric_id, out, budget)?;
+            if budget.exhausted() || out.len() >= q.limit {
+                break;
+            }
+        }
+        // The seek itself is what a filter matching nothing costs: one per metric passed over.
+        if !budget.examined(|| ResultKey::past_metric(&metric_id)) {
+            break;
         }
         match prefix_end(&KeyBuf::new().str(&q.job).str(&metric_id).into_bytes()) {
             Some(next) => lower = next,
@@ -120,6 +143,7 @@ fn scan_window(
     q: &ResultQuery,
     from: Option<&[u8]>,
     out: &mut Vec<WindowResult>,
+    budget: &mut ScanBudget,
 ) -> Result<(), StoreError> {
     let mut lo = window_prefix.clone().i64(q.start).into_bytes();
     let hi = window_prefix.i64(q.end).into_bytes();
@@ -129,12 +153,18 @@ fn scan_window(
     if lo >= hi {
         return Ok(());
     }
+    if out.len() >= q.limit {
+        return Ok(());
+    }
     for entry in table.range(lo.as_slice()..hi.as_slice())? {
-        if out.len() >= q.limit {
+        let (_, value) = entry?;
+        let row = decode_result(RESULTS_BY_METRIC_NAME, value.value())?;
+        // A full page needs no resume key: the caller's cursor is its last row.
+        let more = out.len() + 1 < q.limit && budget.examined(|| ResultKey::of(&row));
+        out.push(row);
+        if !more {
             break;
         }
-        let (_, value) = entry?;
-        out.push(decode_result(RESULTS_BY_METRIC_NAME, value.value())?);
     }
     Ok(())
 }

@@ -64,6 +64,10 @@ pub struct ServerConfig {
     /// for; a longer one is a 400, so one request cannot scan the whole store.
     #[serde(with = "humantime_serde")]
     pub max_query_range: Duration,
+    /// Most stored entries one result query examines (rows, and metrics or series passed over by
+    /// a filter). A page that reaches it answers with the rows found and a `next_cursor` to go on
+    /// from, so a filter matching nothing costs one bounded step per request.
+    pub max_query_scan: usize,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +84,7 @@ impl Default for ServerConfig {
             auth: AuthSection::default(),
             cors_origins: Vec::new(),
             max_query_range: Duration::from_secs(31 * 24 * 3600),
+            max_query_scan: 100_000,
         }
     }
 }
@@ -637,6 +642,12 @@ impl AppConfig {
             return fail(
                 "server.max_query_range",
                 "must be at least 1s (a duration like 31d or 12h)",
+            );
+        }
+        if !(1_000..=100_000_000).contains(&self.server.max_query_scan) {
+            return fail(
+                "server.max_query_scan",
+                "must be between 1000 and 100000000 (entries one result query may examine)",
             );
         }
         self.server.auth.validate()?;

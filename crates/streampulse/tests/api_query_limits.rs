@@ -251,3 +251,92 @@ fn ranges_are_ordered_known_and_at_most_the_configured_maximum() {
         );
     }
 }
+
+/// `server.max_query_scan` bounds what one `GET /metrics` reads: a glob that matches nothing
+/// answers an empty page that is cut (`truncated`, `next_cursor`) instead of reading every row of
+/// the range, and a walk by cursor returns exactly the rows an unbounded filter would.
+#[test]
+fn a_filter_matching_nothing_costs_one_bounded_step_per_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = CONFIG.replace("server:\n", "server:\n  max_query_scan: 1000\n");
+    let p = Platform::start(dir.path(), &config, free_port());
+    // 1,200 metrics, one event a second for 40 s: three closed 10 s windows each, 3,600+ rows.
+    let mut body = String::new();
+    for s in 0..40 {
+        for m in 0..1200 {
+            let e = json!({"metric_id": format!("m{m:04}"), "ts": T0 + s * 1000, "value": m});
+            body.push_str(&format!("{e}\n"));
+        }
+    }
+    let (status, reply) = p.post(&body, "application/x-ndjson", None).expect("post");
+    assert_eq!(status, 200, "{reply}");
+    let range = format!("start={T0}&end={}", T0 + HOUR);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rows(&p, &format!("/metrics/m1199?{range}")).len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "windows of m1199 expected\n{}",
+            p.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let walk = |filter: &str| -> (Vec<Value>, Vec<usize>) {
+        let (mut out, mut pages, mut cursor) = (Vec::new(), Vec::new(), String::new());
+        loop {
+            let path = format!("/metrics?{range}&{filter}{cursor}");
+            let (status, body) = p.get(&path);
+            assert_eq!(status, 200, "{path}: {body}");
+            let got = body["results"].as_array().cloned().unwrap_or_default();
+            assert_eq!(body["count"], got.len(), "{body}");
+            pages.push(got.len());
+            out.extend(got);
+            assert!(pages.len() < 100, "the walk of {filter} does not end");
+            match body["next_cursor"].as_str() {
+                Some(c) => {
+                    assert_eq!(body["truncated"], true, "{body}");
+                    cursor = format!("&cursor={c}");
+                }
+                None => return (out, pages),
+            }
+        }
+    };
+    // Nothing matches: every page is empty and cut, and there are several of them, not one
+    // (a scan of rows by time; a seek per metric under the prefix `m`).
+    for (filter, steps) in [("metric_id=*zz", 4), ("metric_id=m*zz", 2)] {
+        let (found, pages) = walk(filter);
+        assert!(found.is_empty(), "{filter}: {found:?}");
+        assert!(
+            pages.len() >= steps,
+            "{filter}: {pages:?} (the budget did not cut)"
+        );
+    }
+    // Something matches: the walk finds exactly what filtering the whole answer finds.
+    let (everything, _) = walk("limit=10000");
+    assert!(everything.len() >= 3_600, "{}", everything.len());
+    for (filter, keep) in [
+        (
+            "metric_id=*7",
+            &(|m: &str| m.ends_with('7')) as &dyn Fn(&str) -> bool,
+        ),
+        ("metric_id=m1*", &|m: &str| m.starts_with("m1")),
+        ("metric_id=m%3F%3F%3F3", &|m: &str| {
+            m.len() == 5 && m.ends_with('3')
+        }),
+    ] {
+        let (found, pages) = walk(&format!("{filter}&limit=10000"));
+        let mut want: Vec<String> = everything
+            .iter()
+            .filter_map(|r| r["metric_id"].as_str())
+            .filter(|m| keep(m))
+            .map(String::from)
+            .collect();
+        let mut got: Vec<String> = found
+            .iter()
+            .filter_map(|r| r["metric_id"].as_str())
+            .map(String::from)
+            .collect();
+        want.sort();
+        got.sort();
+        assert_eq!(got, want, "{filter} ({pages:?})");
+    }
+}

@@ -21,6 +21,7 @@ fn invalid_config_names_the_key_and_starts_nothing() {
         ("checkpoint:\n  interval: soon\n", "checkpoint.interval"),
         ("job:\n  allowed_lateness: -1s\n", "job.allowed_lateness"),
         ("server:\n  max_query_range: 0s\n", "server.max_query_range"),
+        ("server:\n  max_query_scan: 10\n", "server.max_query_scan"),
         ("logging:\n  level: streampulse=loud\n", "logging.level"),
         (
             "server:\n  max_query_range: a month\n",

@@ -23,7 +23,8 @@ pub struct ResultsPage {
     pub end: i64,
     /// Rows in this page.
     pub count: usize,
-    /// More rows follow: pass `next_cursor` as `cursor` to get them.
+    /// More rows may follow: pass `next_cursor` as `cursor` to get them. Also set when the query
+    /// spent its scan budget (`server.max_query_scan`), possibly with no rows in this page.
     pub truncated: bool,
     /// Opaque; `null` on the last page.
     pub next_cursor: Option<String>,

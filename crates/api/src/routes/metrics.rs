@@ -10,7 +10,9 @@
 //! `job` picks one of the process's jobs (`GET /jobs`); without it, the configured job answers.
 //!
 //! A page that was cut carries `next_cursor`; passing it back as `cursor` returns the next page,
-//! resuming strictly after the last row, so a walk neither skips nor repeats a row.
+//! resuming strictly after the last row, so a walk neither skips nor repeats a row. A page is also
+//! cut when the query examined `server.max_query_scan` stored entries: then it may hold fewer rows
+//! than asked, even none, and the walk goes on from where the scan stopped.
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -135,20 +137,26 @@ async fn answer(
         // One more than asked, to tell the caller the answer was cut.
         limit: limit + 1,
         after: params.cursor(CURSOR_TAG)?,
+        scan_limit: state.max_query_scan,
     };
     let store = state.store.clone();
-    let mut rows = blocking(move || {
+    let page = blocking(move || {
         store
-            .query_results(&q)
+            .query_page(&q)
             .map_err(|e| Problem::internal(e.to_string()))
     })
     .await?;
-    let truncated = rows.len() > limit;
-    rows.truncate(limit);
-    let next_cursor = truncated
-        .then(|| rows.last())
-        .flatten()
-        .map(|r| cursor::encode(CURSOR_TAG, &ResultKey::of(r)));
+    let mut rows = page.rows;
+    // Cut by the row limit: go on after the last row shown. Cut by the scan budget: after the
+    // last entry examined, which may lie past the last row (or there may be no row at all).
+    let resume = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(ResultKey::of)
+    } else {
+        page.resume_after
+    };
+    let truncated = resume.is_some();
+    let next_cursor = resume.map(|key| cursor::encode(CURSOR_TAG, &key));
     let results: Vec<Value> = rows.iter().map(|r| r.to_json()).collect();
     Ok(Json(ResultsPage {
         job: entry.job().name.clone(),

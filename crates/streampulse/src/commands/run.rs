@@ -202,6 +202,7 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
         store,
         max_query_rows: MAX_QUERY_ROWS,
         max_query_range: config.server.max_query_range,
+        max_query_scan: config.server.max_query_scan,
         max_body_bytes: config.server.max_body_bytes,
         ingest: streampulse_api::body::BodyLimits {
             max_bytes: config.server.max_body_bytes,
