@@ -16,10 +16,10 @@
 
 pub mod auth;
 pub mod body;
-mod cursor;
+pub mod cursor;
 mod media;
 pub mod openapi;
-mod params;
+pub mod params;
 mod problem;
 mod routes;
 pub mod serve;
