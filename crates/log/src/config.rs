@@ -40,7 +40,13 @@ pub struct LogConfig {
     /// Maximum number of records written in one group commit (a single larger request is still
     /// written whole, never split).
     pub max_batch_records: usize,
+    /// Bytes of the database's page cache (redb's read and write cache). Readers follow the tail
+    /// of each partition, so a small cache serves them; the OS page cache holds the rest.
+    pub cache_bytes: usize,
 }
+
+/// Default of [`LogConfig::cache_bytes`].
+pub const DEFAULT_LOG_CACHE_BYTES: usize = 32 * 1024 * 1024;
 
 impl Default for LogConfig {
     fn default() -> Self {
@@ -50,6 +56,7 @@ impl Default for LogConfig {
             retention_bytes: None,
             retention_age: Some(Duration::from_secs(24 * 60 * 60)),
             max_batch_records: 100_000,
+            cache_bytes: DEFAULT_LOG_CACHE_BYTES,
         }
     }
 }

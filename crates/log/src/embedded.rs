@@ -303,7 +303,9 @@ pub(crate) fn open_core(
     config.validate()?;
     std::fs::create_dir_all(dir)?;
     let path = dir.join(LOG_FILE_NAME);
-    let db = Database::builder().create(&path)?;
+    let db = Database::builder()
+        .set_cache_size(config.cache_bytes)
+        .create(&path)?;
     let tables: Vec<PartitionTables> = (0..config.partitions).map(PartitionTables::new).collect();
     init_schema(&db, config.partitions, &tables)?;
     let (partitions, last_time_ms) = recover(&db, &tables)?;

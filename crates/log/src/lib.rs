@@ -31,7 +31,7 @@ mod schema;
 mod shared;
 mod writer;
 
-pub use config::{FsyncPolicy, LogConfig};
+pub use config::{FsyncPolicy, LogConfig, DEFAULT_LOG_CACHE_BYTES};
 pub use embedded::{EmbeddedLog, LOG_FILE_NAME};
 pub use error::LogError;
 pub use partitioner::{fnv1a_64, partition_for};

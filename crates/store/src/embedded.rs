@@ -121,15 +121,28 @@ impl EmbeddedStore {
     ///
     /// [`flush`]: ResultStore::flush
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(dir, Self::DEFAULT_CACHE_BYTES)
+    }
+
+    /// Default page cache of [`EmbeddedStore::open`].
+    pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+    /// [`EmbeddedStore::open`] with a page cache of `cache_bytes` (redb's read and write cache):
+    /// the store's share of the process's memory. Pages beyond it are read back from the OS page
+    /// cache or the disk.
+    pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
         let path = dir.join(Self::FILE_NAME);
-        let db = Database::create(&path).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
+        let db = Database::builder()
+            .set_cache_size(cache_bytes)
+            .create(&path)
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
         // Create every table up front, so read transactions never meet a missing table.
         let txn = db.begin_write()?;
         for table in [

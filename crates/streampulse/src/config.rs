@@ -260,6 +260,8 @@ pub struct LogSection {
     /// Delete checkpointed events older than this.
     #[serde(with = "humantime_serde")]
     pub retention_age: Option<Duration>,
+    /// Bytes of the log database's page cache (part of the memory budget).
+    pub cache_bytes: usize,
 }
 
 impl Default for LogSection {
@@ -269,6 +271,7 @@ impl Default for LogSection {
             fsync: streampulse_log::FsyncPolicy::Always,
             retention_bytes: None,
             retention_age: Some(Duration::from_secs(24 * 3600)),
+            cache_bytes: streampulse_log::DEFAULT_LOG_CACHE_BYTES,
         }
     }
 }
@@ -333,13 +336,27 @@ pub enum StoreBackend {
 }
 
 /// `store`: where results, alerts, late and raw events are kept, and for how long.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSection {
     pub backend: StoreBackend,
+    /// Bytes of the embedded store's page cache (part of the memory budget; unused with
+    /// Cassandra).
+    pub cache_bytes: usize,
     pub retention: StoreRetentionSection,
     /// Used when `backend` is `cassandra`.
     pub cassandra: streampulse_cassandra::CassandraConfig,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            backend: StoreBackend::default(),
+            cache_bytes: streampulse_store::EmbeddedStore::DEFAULT_CACHE_BYTES,
+            retention: StoreRetentionSection::default(),
+            cassandra: streampulse_cassandra::CassandraConfig::default(),
+        }
+    }
 }
 
 /// `store.retention`: how long each kind of row is kept, by event time (not write time); `None`
@@ -643,6 +660,17 @@ impl AppConfig {
                 "server.max_query_range",
                 "must be at least 1s (a duration like 31d or 12h)",
             );
+        }
+        for (key, bytes) in [
+            ("log.cache_bytes", self.log.cache_bytes),
+            ("store.cache_bytes", self.store.cache_bytes),
+        ] {
+            if !(1024 * 1024..=64 * 1024 * 1024 * 1024).contains(&bytes) {
+                return fail(
+                    key,
+                    "must be between 1048576 (1 MiB) and 68719476736 (64 GiB)",
+                );
+            }
         }
         if !(1_000..=100_000_000).contains(&self.server.max_query_scan) {
             return fail(

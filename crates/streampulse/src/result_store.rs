@@ -16,7 +16,7 @@ use crate::config::{AppConfig, StoreBackend};
 pub fn open(config: &AppConfig, data_dir: &Path) -> anyhow::Result<Arc<dyn ResultStore>> {
     Ok(match config.store.backend {
         StoreBackend::Embedded => Arc::new(
-            EmbeddedStore::open(&data_dir.join("store"))
+            EmbeddedStore::open_with_cache(&data_dir.join("store"), config.store.cache_bytes)
                 .with_context(|| format!("cannot open the store under {}", data_dir.display()))?,
         ),
         StoreBackend::Cassandra => {

@@ -22,6 +22,8 @@ fn invalid_config_names_the_key_and_starts_nothing() {
         ("job:\n  allowed_lateness: -1s\n", "job.allowed_lateness"),
         ("server:\n  max_query_range: 0s\n", "server.max_query_range"),
         ("server:\n  max_query_scan: 10\n", "server.max_query_scan"),
+        ("log:\n  cache_bytes: 4096\n", "log.cache_bytes"),
+        ("store:\n  cache_bytes: 4096\n", "store.cache_bytes"),
         ("logging:\n  level: streampulse=loud\n", "logging.level"),
         (
             "server:\n  max_query_range: a month\n",

@@ -147,6 +147,7 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
                 fsync: config.log.fsync,
                 retention_bytes: config.log.retention_bytes,
                 retention_age: config.log.retention_age,
+                cache_bytes: config.log.cache_bytes,
                 ..LogConfig::default()
             },
         )
