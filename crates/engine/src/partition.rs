@@ -28,6 +28,12 @@ const POLL: Duration = Duration::from_millis(20);
 pub enum Command {
     /// Snapshot the pipeline at the current offset; every output before it is already applied.
     Checkpoint(Sender<Result<PartitionCheckpoint, String>>),
+    /// Go back to this state and offset (the last checkpoint's): the store lost outputs applied
+    /// since, and replaying the log from there writes them again.
+    Rewind {
+        pipeline: Box<PartitionPipeline>,
+        next_offset: u64,
+    },
     Stop,
 }
 
@@ -40,6 +46,8 @@ pub struct PartitionWorker {
     pub commands: Receiver<Command>,
     /// Set when this partition cannot go on (its input was deleted); the process then exits.
     pub failure: Arc<Mutex<Option<String>>>,
+    /// A rewind that arrived while outputs were being retried, applied before the next read.
+    pub rewind: std::cell::RefCell<Option<(Box<PartitionPipeline>, u64)>>,
 }
 
 impl PartitionWorker {
@@ -65,9 +73,20 @@ impl PartitionWorker {
                 }
             }
             loop {
+                if let Some((pipeline, next_offset)) = self.rewind.take() {
+                    self.rewind_to(*pipeline, next_offset);
+                    outputs.clear();
+                    flush_requested = false;
+                }
                 match self.commands.try_recv() {
                     Ok(Command::Checkpoint(reply)) => {
                         let _ = reply.send(self.snapshot());
+                    }
+                    Ok(Command::Rewind {
+                        pipeline,
+                        next_offset,
+                    }) => {
+                        self.rewind.replace(Some((pipeline, next_offset)));
                     }
                     Ok(Command::Stop) | Err(TryRecvError::Disconnected) => return,
                     Err(TryRecvError::Empty) => break,
@@ -155,6 +174,10 @@ impl PartitionWorker {
                 .events
                 .fetch_add(batch.len() as u64, Relaxed);
             if !self.apply(&mut outputs, &mut tally) {
+                if self.rewind.borrow().is_some() {
+                    // Applied at the top of the loop.
+                    continue;
+                }
                 return;
             }
             self.publish();
@@ -194,9 +217,30 @@ impl PartitionWorker {
                     )));
                     RetryDecision::Retry
                 }
+                Ok(Command::Rewind {
+                    pipeline,
+                    next_offset,
+                }) => {
+                    // These outputs are from past the rewind's offset: they are dropped and
+                    // computed again by the replay.
+                    self.rewind.replace(Some((pipeline, next_offset)));
+                    RetryDecision::GiveUp
+                }
                 Err(TryRecvError::Empty) => RetryDecision::Retry,
             }
         })
+    }
+
+    fn rewind_to(&mut self, pipeline: PartitionPipeline, next_offset: u64) {
+        tracing::warn!(
+            partition = self.partition,
+            from = self.next_offset,
+            to = next_offset,
+            "rewinding to the last checkpoint: the store lost writes not yet flushed"
+        );
+        self.pipeline = pipeline;
+        self.next_offset = next_offset;
+        self.publish();
     }
 
     fn publish(&self) {

@@ -318,6 +318,7 @@ impl Runtime {
             webhooks: webhooks.clone(),
             feed: feed.clone(),
         };
+        let initial_offsets: Vec<u64> = pipelines.iter().map(|(_, offset)| *offset).collect();
         let mut workers = Vec::with_capacity(partitions as usize);
         for (partition, (pipeline, next_offset)) in pipelines.into_iter().enumerate() {
             let (tx, rx) = mpsc::channel();
@@ -329,6 +330,7 @@ impl Runtime {
                 next_offset,
                 commands: rx,
                 failure: failure.clone(),
+                rewind: std::cell::RefCell::new(None),
             };
             counters.partitions[partition]
                 .next_offset
@@ -343,6 +345,9 @@ impl Runtime {
         let (req_tx, req_rx) = mpsc::channel();
         let coordinator = Coordinator {
             job: job.name.clone(),
+            definition: job.clone(),
+            initial_offsets,
+            store_generation: store.generation(),
             workers,
             store,
             source: source.clone(),
@@ -511,6 +516,12 @@ impl Runtime {
 
 struct Coordinator {
     job: String,
+    definition: Job,
+    /// Where the partitions started when there was no checkpoint: a rewind before the first
+    /// checkpoint goes back there.
+    initial_offsets: Vec<u64>,
+    /// The store's [`ResultStore::generation`] this job's applied outputs belong to.
+    store_generation: u64,
     workers: Vec<(Sender<Command>, JoinHandle<()>)>,
     store: Arc<dyn ResultStore>,
     source: Arc<dyn EventSource>,
@@ -573,6 +584,41 @@ impl Coordinator {
         }
     }
 
+    /// Sends every worker back to the last checkpoint (or to where it started, before the first
+    /// one); returns which.
+    fn rewind(&mut self) -> Result<String, EngineError> {
+        let (targets, from) = match self.checkpoints.latest()? {
+            Some(chk) => {
+                let mut targets = Vec::with_capacity(chk.partitions.len());
+                for p in &chk.partitions {
+                    let pipeline =
+                        p.restore(&self.definition)
+                            .map_err(|reason| EngineError::Restore {
+                                partition: p.partition,
+                                reason,
+                            })?;
+                    targets.push((pipeline, p.next_offset));
+                }
+                (targets, format!("checkpoint {}", chk.id))
+            }
+            None => (
+                self.initial_offsets
+                    .iter()
+                    .map(|&o| (PartitionPipeline::new(&self.definition), o))
+                    .collect(),
+                "where the job started".to_string(),
+            ),
+        };
+        for ((tx, _), (pipeline, next_offset)) in self.workers.iter().zip(targets) {
+            tx.send(Command::Rewind {
+                pipeline: Box::new(pipeline),
+                next_offset,
+            })
+            .map_err(|_| EngineError::Stopping)?;
+        }
+        Ok(from)
+    }
+
     fn stop_workers(&mut self) {
         for (tx, _) in &self.workers {
             let _ = tx.send(Command::Stop);
@@ -628,6 +674,16 @@ impl Coordinator {
         self.store
             .flush()
             .map_err(|e| EngineError::Store(e.to_string()))?;
+        // Read after the flush: if the store was reopened before it, outputs applied since the
+        // last checkpoint may be gone, and this checkpoint would skip them for good.
+        let generation = self.store.generation();
+        if generation != self.store_generation {
+            let from = self.rewind()?;
+            self.store_generation = generation;
+            return Err(EngineError::Store(format!(
+                "the result store was reopened after an I/O failure and may have lost writes not                  yet flushed; the partitions replay from {from}"
+            )));
+        }
         let checkpoint = Checkpoint::new(id, &self.job, now_ms(), partitions);
         let bytes = self.checkpoints.write(&checkpoint)?;
         let savepoint_path = match savepoint {

@@ -110,6 +110,7 @@ impl KafkaDriver {
             feed: feed.clone(),
         };
         let topics = OutputTopics::new(config)?;
+        let store_generation = emitter.store.generation();
         let shared = Arc::new(Mutex::new(Partitions {
             job: job.clone(),
             topic: config.topic.clone(),
@@ -120,6 +121,7 @@ impl KafkaDriver {
             checkpoints,
             topics,
             fatal: None,
+            store_generation,
         }));
         let group = config.group_for(&job.name);
         let mut client = config.client_config();

@@ -46,6 +46,8 @@ pub struct Partitions {
     /// Set when the worker cannot go on safely (a partition cannot be restored, a delivery was
     /// lost); the driver stops and the process exits non-zero.
     pub fatal: Option<String>,
+    /// The store's [`streampulse_store::ResultStore::generation`] the applied outputs belong to.
+    pub store_generation: u64,
 }
 
 fn now_ms() -> i64 {
@@ -172,6 +174,15 @@ impl Partitions {
             .store
             .flush()
             .map_err(|e| format!("store flush: {e}"))?;
+        if self.emitter.store.generation() != self.store_generation {
+            // The store was reopened after an I/O failure and may have lost outputs applied since
+            // the last checkpoints: the restarted worker replays from them.
+            let err = "the result store was reopened after an I/O failure and may have lost \
+                       writes not yet flushed; restarting to replay from the last checkpoints"
+                .to_string();
+            self.fatal.get_or_insert_with(|| err.clone());
+            return Err(err);
+        }
         if let Err(err) = self.topics.flush() {
             self.fatal.get_or_insert_with(|| err.clone());
             return Err(err);

@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
+use streampulse_dbfile::DbFile;
 use tokio::sync::oneshot;
 use tracing::{error, info};
 
@@ -212,8 +213,17 @@ impl EmbeddedLog {
         max_records: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
         let core = self.core();
+        core.checked(Self::read_from(core, partition, from, max_records))
+    }
+
+    fn read_from(
+        core: &Core,
+        partition: u32,
+        from: u64,
+        max_records: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
         let tables = core.tables(partition)?;
-        let txn = core.db.begin_read()?;
+        let txn = core.db.get()?.begin_read()?;
         let records = txn.open_table(tables.records())?;
         // The truncation check uses the same snapshot as the read, so a concurrent retention
         // run can never make this silently skip records.
@@ -280,6 +290,19 @@ impl EmbeddedLog {
         rx.recv().map_err(|_| LogError::Closed)?
     }
 
+    /// Why the log cannot take appends now, while it cannot: its file failed (a full disk) and is
+    /// not reopened yet, or it was reopened without records it had acknowledged (only possible
+    /// with `fsync: never`; then only a restart, which replays from the checkpoints, helps).
+    pub fn failure(&self) -> Option<String> {
+        let core = self.core();
+        let lost = core
+            .lost
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        lost.or_else(|| core.db.failure())
+    }
+
     /// Approximate payload bytes retained, all partitions.
     pub fn size_bytes(&self) -> u64 {
         self.core().total_bytes()
@@ -303,12 +326,13 @@ pub(crate) fn open_core(
     config.validate()?;
     std::fs::create_dir_all(dir)?;
     let path = dir.join(LOG_FILE_NAME);
-    let db = Database::builder()
-        .set_cache_size(config.cache_bytes)
-        .create(&path)?;
+    let db = DbFile::open(&path, config.cache_bytes)?;
     let tables: Vec<PartitionTables> = (0..config.partitions).map(PartitionTables::new).collect();
-    init_schema(&db, config.partitions, &tables)?;
-    let (partitions, last_time_ms) = recover(&db, &tables)?;
+    let (partitions, last_time_ms) = {
+        let handle = db.get()?;
+        init_schema(&handle, config.partitions, &tables)?;
+        recover(&handle, &tables)?
+    };
     info!(
         path = %path.display(),
         partitions = config.partitions,
@@ -317,6 +341,7 @@ pub(crate) fn open_core(
     );
     let core = Core {
         db,
+        lost: std::sync::Mutex::new(None),
         config,
         tables,
         partitions,
@@ -357,7 +382,7 @@ fn init_schema(db: &Database, configured: u32, tables: &[PartitionTables]) -> Re
 }
 
 /// Rebuilds the in-memory offsets and sizes from the file, and returns the latest batch time.
-fn recover(
+pub(crate) fn recover(
     db: &Database,
     tables: &[PartitionTables],
 ) -> Result<(Vec<PartitionState>, u64), LogError> {

@@ -17,6 +17,10 @@ pub enum LogError {
     /// redb reported an error (opening, a transaction, a table, or a commit).
     #[error("log storage error: {0}")]
     Storage(String),
+    /// The log file failed (a full disk, an I/O error) and is closed until it can be reopened
+    /// (`streampulse_dbfile`): appends and reads fail meanwhile, and work again once it is.
+    #[error("the log is unavailable: {0}")]
+    Unavailable(String),
     /// The settings cannot describe a working log.
     #[error("invalid log configuration: {0}")]
     InvalidConfig(String),
@@ -46,19 +50,35 @@ impl From<std::io::Error> for LogError {
     }
 }
 
-// redb has one error type per operation; all of them mean "storage failed" to our callers.
+impl From<redb::Error> for LogError {
+    fn from(e: redb::Error) -> Self {
+        if streampulse_dbfile::is_io_failure(&e) {
+            LogError::Unavailable(e.to_string())
+        } else {
+            LogError::Storage(e.to_string())
+        }
+    }
+}
+
+impl From<streampulse_dbfile::Unavailable> for LogError {
+    fn from(e: streampulse_dbfile::Unavailable) -> Self {
+        LogError::Unavailable(e.to_string())
+    }
+}
+
+// redb has one error type per operation; all of them mean "storage failed" to our callers, and
+// an I/O failure among them means the file must be reopened.
 macro_rules! storage_error_from {
     ($($t:ty),* $(,)?) => {
         $(impl From<$t> for LogError {
             fn from(e: $t) -> Self {
-                LogError::Storage(e.to_string())
+                LogError::from(redb::Error::from(e))
             }
         })*
     };
 }
 
 storage_error_from!(
-    redb::Error,
     redb::DatabaseError,
     redb::TransactionError,
     redb::TableError,

@@ -40,7 +40,8 @@ fn millis(d: Duration) -> u64 {
 pub(crate) fn apply(core: &Core, safe_offsets: &[u64]) -> Result<RetentionReport, LogError> {
     let now = core.now_ms();
     let mut run = Run::new(core, safe_offsets);
-    let mut txn = core.db.begin_write()?;
+    let db = core.db.get()?;
+    let mut txn = db.begin_write()?;
     txn.set_durability(core.durability())?;
 
     if let Some(age) = core.config.retention_age {
@@ -329,7 +330,8 @@ pub(crate) fn prune_idempotency_now(core: &Core) -> Result<u64, LogError> {
     let cutoff = core
         .now_ms()
         .saturating_sub(millis(core.config.idempotency_ttl()));
-    let mut txn = core.db.begin_write()?;
+    let db = core.db.get()?;
+    let mut txn = db.begin_write()?;
     txn.set_durability(core.durability())?;
     let pruned = prune_idempotency_keys(&txn, cutoff)?;
     if pruned == 0 {

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redb::{Database, Durability};
+use redb::Durability;
+use streampulse_dbfile::DbFile;
 
 use crate::config::{FsyncPolicy, LogConfig};
 use crate::error::LogError;
@@ -54,7 +55,11 @@ impl PartitionState {
 }
 
 pub(crate) struct Core {
-    pub(crate) db: Database,
+    /// Reopened after an I/O failure; see [`Core::checked`].
+    pub(crate) db: DbFile,
+    /// Set when a reopened file lacks records that were acknowledged: the log refuses appends
+    /// from then on (only `fsync: never` can get here).
+    pub(crate) lost: Mutex<Option<String>>,
     pub(crate) config: LogConfig,
     pub(crate) tables: Vec<PartitionTables>,
     pub(crate) partitions: Vec<PartitionState>,
@@ -62,6 +67,15 @@ pub(crate) struct Core {
 }
 
 impl Core {
+    /// `result` of an operation on the database, after closing the file if it failed with an I/O
+    /// error (the next operation reopens it).
+    pub(crate) fn checked<T>(&self, result: Result<T, LogError>) -> Result<T, LogError> {
+        if let Err(LogError::Unavailable(reason)) = &result {
+            self.db.fail(reason);
+        }
+        result
+    }
+
     pub(crate) fn now_ms(&self) -> u64 {
         (self.clock)()
     }

@@ -80,11 +80,13 @@ pub(crate) fn spawn(
         .iter()
         .map(|p| p.end.load(Ordering::Acquire))
         .collect();
+    let reopened = core.db.reopened();
     let writer = Writer {
         core,
         next,
         last_time_ms,
         last_prune: Instant::now(),
+        reopened,
     };
     let handle = std::thread::Builder::new()
         .name("streampulse-log-writer".to_string())
@@ -100,9 +102,58 @@ struct Writer {
     /// ordered by time and age retention can stop at the first young batch.
     last_time_ms: u64,
     last_prune: Instant,
+    /// Reopenings of the file already checked against `next`.
+    reopened: u64,
 }
 
 impl Writer {
+    /// After the file was reopened: the records it holds must be those that were acknowledged.
+    /// A commit reported failed may still have become durable (its records are then adopted, and a
+    /// client retrying with its idempotency key gets the original receipt); a file with fewer
+    /// records than acknowledged means `fsync: never` lost them, and the log stops taking appends.
+    ///
+    /// Returns the database the commit is to use: the one checked (a reopening between the check
+    /// and the commit would escape it).
+    fn check_reopened(&mut self) -> Result<Arc<redb::Database>, LogError> {
+        let db = self.core.db.get()?;
+        let reopened = self.core.db.reopened();
+        if reopened == self.reopened {
+            return Ok(db);
+        }
+        let (states, last_time_ms) = crate::embedded::recover(&db, &self.core.tables)?;
+        self.reopened = reopened;
+        self.last_time_ms = self.last_time_ms.max(last_time_ms);
+        for (p, state) in states.iter().enumerate() {
+            let file_end = state.end.load(Ordering::Acquire);
+            let Some(next) = self.next.get_mut(p) else {
+                continue;
+            };
+            if file_end < *next {
+                let reason = format!(
+                    "the log file was reopened after an I/O failure without records it had                      acknowledged (partition {p}: {file_end} records, {next} acknowledged;                      fsync: never); restart the process to replay from the checkpoints"
+                );
+                error!(%reason, "log records lost");
+                *self
+                    .core
+                    .lost
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason);
+                return Ok(db);
+            }
+            if file_end > *next {
+                warn!(
+                    partition = p,
+                    file_end,
+                    next = *next,
+                    "a commit reported failed was durable; adopting its records"
+                );
+                *next = file_end;
+                self.core.publish_end(p as u32, file_end);
+            }
+        }
+        Ok(db)
+    }
+
     fn run(mut self, commands: Receiver<Command>) {
         let max = self.core.config.max_batch_records;
         let mut pending: Option<Command> = None;
@@ -121,7 +172,9 @@ impl Writer {
                     safe_offsets,
                     reply,
                 } => {
-                    let outcome = retention::apply(&self.core, &safe_offsets);
+                    let outcome = self
+                        .core
+                        .checked(retention::apply(&self.core, &safe_offsets));
                     let _ = reply.send(outcome);
                 }
                 Command::Append(first) => {
@@ -149,10 +202,25 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: Vec<AppendRequest>, records: usize) {
+        let checked = self.check_reopened();
+        let checked = self.core.checked(checked);
+        let lost = self
+            .core
+            .lost
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let db = match (checked, lost) {
+            (Ok(db), None) => db,
+            (Err(e), _) => return answer_all(batch, &e),
+            (Ok(_), Some(lost)) => return answer_all(batch, &LogError::Unavailable(lost)),
+        };
         let started = Instant::now();
         let now = self.core.now_ms().max(self.last_time_ms);
         let mut next = self.next.clone();
-        match write_batch(&self.core, &batch, &mut next, now) {
+        let written = write_batch(&self.core, &db, &batch, &mut next, now);
+        drop(db);
+        match self.core.checked(written) {
             Ok(written) => {
                 self.last_time_ms = now;
                 for (p, state) in self.core.partitions.iter().enumerate() {
@@ -192,11 +260,21 @@ impl Writer {
             return;
         }
         self.last_prune = Instant::now();
-        match retention::prune_idempotency_now(&self.core) {
+        match self
+            .core
+            .checked(retention::prune_idempotency_now(&self.core))
+        {
             Ok(0) => {}
             Ok(pruned) => debug!(pruned, "pruned expired idempotency keys"),
             Err(e) => warn!(error = %e, "pruning idempotency keys failed; will retry"),
         }
+    }
+}
+
+/// Answers every request of a batch that cannot be committed with `error`.
+fn answer_all(batch: Vec<AppendRequest>, error: &LogError) {
+    for req in batch {
+        req.reply.send(Err(error.clone()));
     }
 }
 
@@ -211,11 +289,12 @@ struct Written {
 /// are assigned; the caller keeps it only if this returns `Ok`.
 fn write_batch(
     core: &Core,
+    db: &redb::Database,
     batch: &[AppendRequest],
     next: &mut [u64],
     now: u64,
 ) -> Result<Written, LogError> {
-    let mut txn = core.db.begin_write()?;
+    let mut txn = db.begin_write()?;
     txn.set_durability(core.durability())?;
     let partitions = next.len();
     let mut bytes = vec![0u64; partitions];
@@ -342,7 +421,7 @@ mod tests {
             .map(|r| r.recv().expect("answered").expect("committed"))
             .collect();
         // One batch-index entry per partition per group commit.
-        let txn = core.db.begin_read().expect("read");
+        let txn = core.db.get().expect("db").begin_read().expect("read");
         let commits = txn
             .open_table(core.tables[0].batches())
             .expect("table")

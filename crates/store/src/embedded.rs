@@ -43,6 +43,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use redb::{
@@ -52,6 +53,7 @@ use redb::{
 use streampulse_core::detect::Alert;
 use streampulse_core::output::{LateEvent, Output, RawEvent, WindowResult};
 use streampulse_core::time::Millis;
+use streampulse_dbfile::DbFile;
 
 use crate::codec::{
     decode_alert, decode_late, decode_raw, decode_result, decode_tags, encode_alert, encode_late,
@@ -98,7 +100,8 @@ pub(crate) const RAW_EVENTS: TableDefinition<Bytes, Bytes> = TableDefinition::ne
 
 /// The result store in a local redb file.
 pub struct EmbeddedStore {
-    db: Database,
+    /// Reopened after an I/O failure (a full disk): see [`EmbeddedStore::checked`].
+    db: DbFile,
     path: PathBuf,
 }
 
@@ -136,15 +139,12 @@ impl EmbeddedStore {
             source,
         })?;
         let path = dir.join(Self::FILE_NAME);
-        let db = Database::builder()
-            .set_cache_size(cache_bytes)
-            .create(&path)
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
+        let db = DbFile::open(&path, cache_bytes).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
         // Create every table up front, so read transactions never meet a missing table.
-        let txn = db.begin_write()?;
+        let txn = db.get()?.begin_write()?;
         for table in [
             RESULTS_BY_METRIC,
             RESULTS_BY_TIME,
@@ -169,6 +169,23 @@ impl EmbeddedStore {
         &self.path
     }
 
+    /// The open database, reopened first if an I/O failure closed it.
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        Ok(self.db.get()?)
+    }
+
+    /// `result` of an operation, after closing the file if it failed with an I/O error: the next
+    /// operation reopens it, and [`ResultStore::generation`] tells the engine that writes not yet
+    /// flushed may be gone.
+    fn checked<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Db(e)) = &result {
+            if streampulse_dbfile::is_io_failure(e) {
+                self.db.fail(&e.to_string());
+            }
+        }
+        result
+    }
+
     /// [`ResultStore::expire`] in batches of `limits`.
     pub(crate) fn expire_with(
         &self,
@@ -176,7 +193,7 @@ impl EmbeddedStore {
         now: Millis,
         limits: Limits,
     ) -> Result<ExpiryReport, StoreError> {
-        retention::expire(&self.db, policy, now, limits)
+        retention::expire(&*self.db()?, policy, now, limits)
     }
 
     /// Metric queries: one range scan of `results_by_metric` per window of the metric.
@@ -190,7 +207,7 @@ impl EmbeddedStore {
         if q.start >= q.end || q.limit == 0 {
             return Ok(out);
         }
-        let table = self.db.begin_read()?.open_table(RESULTS_BY_METRIC)?;
+        let table = self.db()?.begin_read()?.open_table(RESULTS_BY_METRIC)?;
         scan::metric(&table, q, metric_id, &mut out, budget)?;
         Ok(out)
     }
@@ -206,7 +223,7 @@ impl EmbeddedStore {
         if q.start >= q.end || q.limit == 0 {
             return Ok(out);
         }
-        let table = self.db.begin_read()?.open_table(RESULTS_BY_METRIC)?;
+        let table = self.db()?.begin_read()?.open_table(RESULTS_BY_METRIC)?;
         scan::metrics_under(&table, q, filter, &mut out, budget)?;
         Ok(out)
     }
@@ -217,7 +234,7 @@ impl EmbeddedStore {
         job: &str,
         tags: &[(String, String)],
     ) -> Result<HashSet<String>, StoreError> {
-        let table = self.db.begin_read()?.open_table(METRIC_TAGS)?;
+        let table = self.db()?.begin_read()?.open_table(METRIC_TAGS)?;
         let prefix = KeyBuf::new().str(job).into_bytes();
         let mut out = HashSet::new();
         let Some(end) = keys::prefix_end(&prefix) else {
@@ -256,7 +273,7 @@ impl EmbeddedStore {
         if q.start >= q.end || q.limit == 0 {
             return Ok(out);
         }
-        let table = self.db.begin_read()?.open_table(RESULTS_BY_TIME)?;
+        let table = self.db()?.begin_read()?.open_table(RESULTS_BY_TIME)?;
         let mut lo = KeyBuf::new().str(&q.job).i64(q.start).into_bytes();
         let hi = KeyBuf::new().str(&q.job).i64(q.end).into_bytes();
         if let Some(a) = &q.after {
@@ -357,14 +374,15 @@ fn decode_span(bytes: &[u8]) -> Result<i64, StoreError> {
         })
 }
 
-impl ResultStore for EmbeddedStore {
-    fn apply(&self, job: &str, partition: u32, outputs: &[Output]) -> Result<(), StoreError> {
+/// The operations, before [`EmbeddedStore::checked`].
+impl EmbeddedStore {
+    fn apply_now(&self, job: &str, partition: u32, outputs: &[Output]) -> Result<(), StoreError> {
         if outputs.is_empty() {
             return Ok(());
         }
         // redb runs one write transaction at a time; concurrent partition threads queue here.
         // An error returns before commit, and dropping the transaction aborts it: all or nothing.
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.db()?.begin_write()?;
         // Not durable yet: fsync per batch would cap throughput. `flush` makes it durable.
         txn.set_durability(Durability::None)?;
         // Alerts are keyed apart from every other output, so writing them after the rest (in their
@@ -434,7 +452,7 @@ impl ResultStore for EmbeddedStore {
         Ok(())
     }
 
-    fn flush(&self) -> Result<(), StoreError> {
+    fn flush_now(&self) -> Result<(), StoreError> {
         let started = Instant::now();
         // An empty commit with Durability::Immediate persists every earlier Durability::None commit:
         // redb documents `Durability::None` as "will not be persisted to disk unless followed by a
@@ -442,14 +460,14 @@ impl ResultStore for EmbeddedStore {
         // writes out the pages and freed-page records those commits kept in memory
         // ("previously unpersisted allocations that are now becoming durable") before its fsync.
         // An empty transaction is not skipped: `commit` always runs the durable path.
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.db()?.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         txn.commit()?;
         tracing::debug!(elapsed = ?started.elapsed(), "result store flushed");
         Ok(())
     }
 
-    fn query_page(&self, q: &ResultQuery) -> Result<ResultPage, StoreError> {
+    fn query_page_now(&self, q: &ResultQuery) -> Result<ResultPage, StoreError> {
         if !q.tags.is_empty() {
             return self.query_tagged(q);
         }
@@ -467,12 +485,12 @@ impl ResultStore for EmbeddedStore {
         Ok(budget.page(rows))
     }
 
-    fn query_late(&self, q: &LateQuery) -> Result<Vec<LateEvent>, StoreError> {
+    fn query_late_now(&self, q: &LateQuery) -> Result<Vec<LateEvent>, StoreError> {
         let mut out = Vec::new();
         if q.start >= q.end || q.limit == 0 {
             return Ok(out);
         }
-        let table = self.db.begin_read()?.open_table(LATE_BY_TS)?;
+        let table = self.db()?.begin_read()?.open_table(LATE_BY_TS)?;
         let lo = KeyBuf::new().str(&q.job).i64(q.start).into_bytes();
         let hi = KeyBuf::new().str(&q.job).i64(q.end).into_bytes();
         for entry in table.range(lo.as_slice()..hi.as_slice())? {
@@ -488,12 +506,12 @@ impl ResultStore for EmbeddedStore {
         Ok(out)
     }
 
-    fn query_raw(&self, q: &RawQuery) -> Result<Vec<RawRow>, StoreError> {
+    fn query_raw_now(&self, q: &RawQuery) -> Result<Vec<RawRow>, StoreError> {
         let mut out = Vec::new();
         if q.start >= q.end || q.limit == 0 {
             return Ok(out);
         }
-        let table = self.db.begin_read()?.open_table(RAW_EVENTS)?;
+        let table = self.db()?.begin_read()?.open_table(RAW_EVENTS)?;
         let prefix = KeyBuf::new().str(&q.job).str(&q.metric_id);
         let mut lo = prefix.clone().i64(q.start).into_bytes();
         let hi = prefix.i64(q.end).into_bytes();
@@ -530,12 +548,12 @@ impl ResultStore for EmbeddedStore {
         Ok(out)
     }
 
-    fn query_alerts(&self, q: &AlertQuery) -> Result<Vec<Alert>, StoreError> {
+    fn query_alerts_now(&self, q: &AlertQuery) -> Result<Vec<Alert>, StoreError> {
         let mut out = Vec::new();
         if q.start >= q.end || q.limit == 0 {
             return Ok(out);
         }
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let longest = match txn
             .open_table(ALERT_SPANS)?
             .get(keys::alert_span(&q.job).as_slice())?
@@ -591,16 +609,16 @@ impl ResultStore for EmbeddedStore {
         Ok(out)
     }
 
-    fn get_alert(&self, job: &str, id: &str) -> Result<Option<Alert>, StoreError> {
-        let table = self.db.begin_read()?.open_table(ALERTS)?;
+    fn get_alert_now(&self, job: &str, id: &str) -> Result<Option<Alert>, StoreError> {
+        let table = self.db()?.begin_read()?.open_table(ALERTS)?;
         let value = table.get(keys::alert(job, id).as_slice())?;
         value
             .map(|v| decode_alert(ALERTS_NAME, v.value()))
             .transpose()
     }
 
-    fn counts(&self) -> Result<StoreCounts, StoreError> {
-        let txn = self.db.begin_read()?;
+    fn counts_now(&self) -> Result<StoreCounts, StoreError> {
+        let txn = self.db()?.begin_read()?;
         Ok(StoreCounts {
             results: txn.open_table(RESULTS_BY_METRIC)?.len()?,
             late: txn.open_table(LATE_EVENTS)?.len()?,
@@ -609,8 +627,54 @@ impl ResultStore for EmbeddedStore {
         })
     }
 
-    fn expire(&self, policy: &RetentionPolicy, now: Millis) -> Result<ExpiryReport, StoreError> {
+    fn expire_now(
+        &self,
+        policy: &RetentionPolicy,
+        now: Millis,
+    ) -> Result<ExpiryReport, StoreError> {
         self.expire_with(policy, now, Limits::DEFAULT)
+    }
+}
+
+impl ResultStore for EmbeddedStore {
+    fn apply(&self, job: &str, partition: u32, outputs: &[Output]) -> Result<(), StoreError> {
+        self.checked(self.apply_now(job, partition, outputs))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.checked(self.flush_now())
+    }
+
+    fn generation(&self) -> u64 {
+        self.db.reopened()
+    }
+
+    fn query_page(&self, q: &ResultQuery) -> Result<ResultPage, StoreError> {
+        self.checked(self.query_page_now(q))
+    }
+
+    fn query_late(&self, q: &LateQuery) -> Result<Vec<LateEvent>, StoreError> {
+        self.checked(self.query_late_now(q))
+    }
+
+    fn query_raw(&self, q: &RawQuery) -> Result<Vec<RawRow>, StoreError> {
+        self.checked(self.query_raw_now(q))
+    }
+
+    fn query_alerts(&self, q: &AlertQuery) -> Result<Vec<Alert>, StoreError> {
+        self.checked(self.query_alerts_now(q))
+    }
+
+    fn get_alert(&self, job: &str, id: &str) -> Result<Option<Alert>, StoreError> {
+        self.checked(self.get_alert_now(job, id))
+    }
+
+    fn counts(&self) -> Result<StoreCounts, StoreError> {
+        self.checked(self.counts_now())
+    }
+
+    fn expire(&self, policy: &RetentionPolicy, now: Millis) -> Result<ExpiryReport, StoreError> {
+        self.checked(self.expire_now(policy, now))
     }
 }
 

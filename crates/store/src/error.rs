@@ -30,6 +30,10 @@ pub enum StoreError {
     #[error("result store database: {0}")]
     Db(#[from] redb::Error),
 
+    /// The database file failed (a full disk) and is not reopened yet.
+    #[error("the result store is unavailable: {0}")]
+    Unavailable(#[from] streampulse_dbfile::Unavailable),
+
     #[error("cannot encode {what} for the result store: {source}")]
     Encode {
         what: &'static str,

@@ -51,6 +51,14 @@ pub trait ResultStore: Send + Sync {
     /// Makes everything applied so far durable (called before a checkpoint is committed).
     fn flush(&self) -> Result<(), StoreError>;
 
+    /// How many times the store lost writes that were applied but not yet flushed (its file
+    /// failed, a full disk, and was reopened at its last flush). A caller that applied outputs
+    /// since its last checkpoint must replay from that checkpoint when this changed; a store
+    /// whose writes are durable when `apply` returns stays at 0.
+    fn generation(&self) -> u64 {
+        0
+    }
+
     /// Window results of one job; see [`ResultQuery`] for filters, order and the scan budget.
     fn query_page(&self, q: &ResultQuery) -> Result<ResultPage, StoreError>;
 
