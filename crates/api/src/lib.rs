@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod body;
 pub mod cursor;
+pub mod host;
 mod media;
 pub mod openapi;
 pub mod params;
@@ -65,6 +66,8 @@ pub struct AppState {
     pub tokens: Arc<auth::Tokens>,
     /// Origins allowed by CORS (`*` for any); empty: no CORS headers.
     pub cors_origins: Vec<String>,
+    /// The `Host` names answered for (`server.allowed_hosts`, and loopback names on loopback).
+    pub hosts: Arc<host::Hosts>,
 }
 
 impl AppState {
@@ -115,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(routes::health::readyz))
         .route("/openapi.json", get(openapi::document));
     let cors = cors_layer(&state.cors_origins);
+    let hosts = state.hosts.clone();
     let app = Router::new()
         .merge(read)
         .merge(ws)
@@ -123,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .merge(open)
         .fallback(routes::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(hosts, host::require))
         .with_state(state);
     match cors {
         Some(cors) => app.layer(cors),

@@ -60,6 +60,9 @@ pub struct ServerConfig {
     pub auth: AuthSection,
     /// Origins allowed to call the API from a browser (`*`: any); empty: no CORS headers.
     pub cors_origins: Vec<String>,
+    /// `Host` names the API answers for, besides loopback names when it listens on loopback
+    /// (a guard against DNS rebinding); `*`: any. Empty on another address: any.
+    pub allowed_hosts: Vec<String>,
     /// Longest `end - start` a ranged query (`/metrics`, `/alerts`, `/events/late`) may ask
     /// for; a longer one is a 400, so one request cannot scan the whole store.
     #[serde(with = "humantime_serde")]
@@ -83,6 +86,7 @@ impl Default for ServerConfig {
             max_ws_clients: 256,
             auth: AuthSection::default(),
             cors_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             max_query_range: Duration::from_secs(31 * 24 * 3600),
             max_query_scan: 100_000,
         }
@@ -677,6 +681,20 @@ impl AppConfig {
                 "server.max_query_scan",
                 "must be between 1000 and 100000000 (entries one result query may examine)",
             );
+        }
+        for host in &self.server.allowed_hosts {
+            let ok = host == "*"
+                || (!host.is_empty()
+                    && host.len() <= 253
+                    && !host.contains(['/', ':', ' '])
+                    && host.bytes().all(|b| b.is_ascii_graphic()));
+            if !ok {
+                return fail(
+                    "server.allowed_hosts",
+                    "each entry must be a host name without scheme or port (dash.example.com), \
+                     or '*'",
+                );
+            }
         }
         self.server.auth.validate()?;
         for origin in &self.server.cors_origins {

@@ -230,7 +230,7 @@ fn hostile_requests_get_clear_errors_and_the_server_stays_whole() {
     let bytes = b"\xff\xfe{\"metric_id\":\"a\"}\n";
     write!(
         invalid_utf8,
-        "POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /events HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         bytes.len()
     )
     .unwrap();
@@ -238,6 +238,32 @@ fn hostile_requests_get_clear_errors_and_the_server_stays_whole() {
     let mut answer = String::new();
     invalid_utf8.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // DNS rebinding: a page whose name resolves to 127.0.0.1 sends its own name as Host. On
+    // loopback the server answers only for loopback names.
+    for (host, status) in [
+        ("evil.example", "403"),
+        ("evil.example:80", "403"),
+        ("localhost.evil.example", "403"),
+        ("localhost:1", "200"),
+        ("127.0.0.1", "200"),
+        ("[::1]:8080", "200"),
+    ] {
+        let mut raw = TcpStream::connect(p.base.trim_start_matches("http://")).unwrap();
+        write!(
+            raw,
+            "GET /jobs HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        raw.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{host}: {answer}"
+        );
+        if status == "403" {
+            assert!(answer.contains("server.allowed_hosts"), "{answer}");
+        }
+    }
     for q in [
         "/metrics?start=0&end=1&cursor=AAAA",
         "/metrics?start=0&end=1&cursor=%FF%FF",
@@ -256,11 +282,11 @@ fn hostile_requests_get_clear_errors_and_the_server_stays_whole() {
     let addr = p.base.trim_start_matches("http://").to_string();
     let mut slow_headers = TcpStream::connect(&addr).unwrap();
     slow_headers
-        .write_all(b"POST /events HTTP/1.1\r\nHost: x\r\n")
+        .write_all(b"POST /events HTTP/1.1\r\nHost: localhost\r\n")
         .unwrap();
     let mut slow_body = TcpStream::connect(&addr).unwrap();
     slow_body
-        .write_all(b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"metric_id\"")
+        .write_all(b"POST /events HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"metric_id\"")
         .unwrap();
     assert_eq!(
         p.post(&soon.to_string(), "application/json", None)

@@ -220,6 +220,10 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
             &config.server.auth.admin_tokens,
         )),
         cors_origins: config.server.cors_origins.clone(),
+        hosts: Arc::new(streampulse_api::host::Hosts::for_listen(
+            listen,
+            &config.server.allowed_hosts,
+        )),
     };
     let mut app = streampulse_api::router(state);
     if config.tracing.endpoint().is_some() {
