@@ -51,7 +51,7 @@ impl Hosts {
         let Some(name) = host.map(name_of) else {
             return false;
         };
-        if extra.iter().any(|h| *h == name) {
+        if extra.contains(&name) {
             return true;
         }
         matches!(self, Hosts::Loopback(_)) && is_loopback_name(&name)
