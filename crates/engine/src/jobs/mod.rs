@@ -389,3 +389,99 @@ impl JobManager {
         first.map_or(Ok(()), Err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use streampulse_core::job::JobSpec;
+
+    use super::*;
+    use crate::checkpoint::open_storage;
+    use crate::feed::LiveFeed;
+    use crate::runtime::RuntimeParts;
+
+    /// A launcher whose launches fail, recording what the manager asks of it.
+    #[derive(Default)]
+    struct Refusing {
+        kept: Mutex<Vec<String>>,
+        detached: Mutex<Vec<String>>,
+    }
+
+    impl JobLauncher for Refusing {
+        fn launch(&self, _: Job, _: StartFrom, _: InitialPosition) -> Result<Runtime, EngineError> {
+            Err(EngineError::Stopping)
+        }
+        fn end_offsets(&self) -> Vec<u64> {
+            vec![0]
+        }
+        fn detach(&self, job: &str) {
+            self.detached.lock().unwrap().push(job.to_string());
+        }
+        fn keep(&self, job: &str) {
+            self.kept.lock().unwrap().push(job.to_string());
+        }
+    }
+
+    fn job(name: &str) -> Job {
+        JobSpec {
+            name: name.into(),
+            ..JobSpec::default()
+        }
+        .validate()
+        .expect("valid job")
+    }
+
+    /// A runtime that drives nothing: the configured job of the manager under test.
+    fn idle_runtime(job: Job) -> Runtime {
+        let (control, requests) = mpsc::channel();
+        let driver = std::thread::spawn(move || while requests.recv().is_ok() {});
+        Runtime::from_parts(RuntimeParts {
+            counters: Arc::new(JobCounters::new(&job, 1)),
+            job,
+            ingest_log: None,
+            webhooks: None,
+            feed: LiveFeed::new(1),
+            control,
+            driver,
+            log_end: Arc::new(|_| 0),
+            failure: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    #[test]
+    fn a_job_that_cannot_resume_is_listed_failed_and_keeps_its_unread_input() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let catalog =
+            JobCatalog::new(open_storage(&dir.path().display().to_string()).expect("storage"));
+        for (name, running) in [("broken", true), ("stopped", false)] {
+            catalog
+                .save(&CatalogEntry {
+                    spec: JobSpec {
+                        name: name.into(),
+                        ..JobSpec::default()
+                    },
+                    start: InitialPosition::Earliest,
+                    running,
+                })
+                .expect("save");
+        }
+        let launcher = Arc::new(Refusing::default());
+        let manager = JobManager::new(idle_runtime(job("default")), launcher.clone(), catalog);
+        assert_eq!(manager.resume().expect("resume"), 0);
+        // The log keeps what the failed job has not read; nothing is detached.
+        assert_eq!(*launcher.kept.lock().unwrap(), ["broken"]);
+        assert!(launcher.detached.lock().unwrap().is_empty());
+        let broken = manager.get(Some("broken")).expect("listed");
+        let status = broken.status();
+        assert_eq!(status.state, "failed");
+        assert!(status.error.is_some_and(|e| !e.is_empty()));
+        assert_eq!(
+            manager.get(Some("stopped")).expect("listed").status().state,
+            "stopped"
+        );
+        // Stopping the failed job releases its hold.
+        manager.stop("broken", None).expect("stop");
+        assert_eq!(*launcher.detached.lock().unwrap(), ["broken"]);
+    }
+}
