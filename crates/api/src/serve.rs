@@ -30,6 +30,9 @@ pub const DRAIN: Duration = Duration::from_secs(10);
 pub struct ConnLimits {
     pub max_connections: usize,
     pub header_read_timeout: Duration,
+    /// A response (or WebSocket frame) the client does not read for this long ends its
+    /// connection, so a client that stops reading cannot keep a connection slot forever.
+    pub write_timeout: Duration,
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains for at most [`DRAIN`].
@@ -64,6 +67,9 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(limits.write_timeout));
+        let stream = Box::pin(stream);
         let service = TowerToHyperService::new(app.clone());
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -100,4 +106,61 @@ pub async fn serve(
         tracing::warn!("connections still open after the drain period; closing them");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use axum::routing::get;
+
+    use super::*;
+
+    /// One connection slot, held by a client that asked for a large answer and reads nothing: the
+    /// write timeout ends that connection, and the next client is served.
+    #[test]
+    fn a_client_that_stops_reading_gives_its_slot_back() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let listener = runtime
+            .block_on(TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // Larger than what the kernel's socket buffers take on loopback.
+        let app = Router::new()
+            .route("/big", get(|| async { vec![b'x'; 64 * 1024 * 1024] }))
+            .route("/small", get(|| async { "ok" }));
+        let limits = ConnLimits {
+            max_connections: 1,
+            header_read_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_millis(500),
+        };
+        runtime.spawn(serve(listener, app, limits, std::future::pending()));
+
+        let mut stalled = std::net::TcpStream::connect(addr).expect("connect");
+        stalled
+            .write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .expect("request");
+        std::thread::sleep(Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        let mut next = std::net::TcpStream::connect(addr).expect("connect");
+        next.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        next.write_all(b"GET /small HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .expect("request");
+        let mut answer = String::new();
+        next.read_to_string(&mut answer).expect("answer");
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("ok"), "{answer}");
+        // Served once the stalled connection timed out, not after the 10 s read timeout.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
+        drop(stalled);
+    }
 }

@@ -51,6 +51,9 @@ pub struct ServerConfig {
     /// A connection whose request headers have not fully arrived after this is closed.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// A connection whose client reads nothing of a response for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
     /// Most open HTTP connections (WebSocket sessions count separately); further ones wait to be
     /// accepted.
     pub max_connections: usize,
@@ -82,6 +85,7 @@ impl Default for ServerConfig {
             max_inflight_bytes: 64 * 1024 * 1024,
             body_read_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             max_connections: 1024,
             max_ws_clients: 256,
             auth: AuthSection::default(),
@@ -648,6 +652,7 @@ impl AppConfig {
                 "server.header_read_timeout",
                 self.server.header_read_timeout,
             ),
+            ("server.write_timeout", self.server.write_timeout),
         ] {
             if d < Duration::from_millis(100) || d > Duration::from_secs(3600) {
                 return fail(key, "must be between 100ms and 1h");

@@ -240,6 +240,7 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
             let limits = streampulse_api::serve::ConnLimits {
                 max_connections: 64,
                 header_read_timeout: std::time::Duration::from_secs(10),
+                write_timeout: config.server.write_timeout,
             };
             let never = std::future::pending::<()>();
             if let Err(err) =
@@ -254,6 +255,7 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
     let limits = streampulse_api::serve::ConnLimits {
         max_connections: config.server.max_connections,
         header_read_timeout: config.server.header_read_timeout,
+        write_timeout: config.server.write_timeout,
     };
     let served = tokio.block_on(streampulse_api::serve::serve(
         listener,
