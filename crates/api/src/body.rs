@@ -70,8 +70,14 @@ pub async fn read(mut body: Body, limits: &BodyLimits) -> Result<Held, Problem> 
                 ),
             ));
         }
-        if !data.is_empty() {
-            let more = u32::try_from(data.len())
+        let needed = buf.len() + data.len();
+        if needed > buf.capacity() {
+            // The budget counts the buffer's capacity, not its length: growth doubles (bounded by
+            // the body limit) so copies stay linear, and every allocated byte is reserved.
+            let capacity = needed
+                .max(buf.capacity().saturating_mul(2))
+                .min(limits.max_bytes);
+            let more = u32::try_from(capacity - buf.capacity())
                 .ok()
                 .and_then(|n| limits.budget.clone().try_acquire_many_owned(n).ok())
                 .ok_or_else(|| {
@@ -84,8 +90,9 @@ pub async fn read(mut body: Body, limits: &BodyLimits) -> Result<Held, Problem> 
                 Some(held) => held.merge(more),
                 None => reservation = Some(more),
             }
-            buf.extend_from_slice(&data);
+            buf.reserve_exact(capacity - buf.len());
         }
+        buf.extend_from_slice(&data);
     }
     Ok(Held {
         bytes: Bytes::from(buf),
