@@ -51,6 +51,8 @@ struct State {
     failure: Option<String>,
     retry: Option<String>,
     next_attempt: Instant,
+    /// An attempt to reopen is under way (on another thread).
+    opening: bool,
 }
 
 impl DbFile {
@@ -65,6 +67,7 @@ impl DbFile {
                 failure: None,
                 retry: None,
                 next_attempt: Instant::now(),
+                opening: false,
             }),
             reopened: AtomicU64::new(0),
         })
@@ -82,28 +85,42 @@ impl DbFile {
             return Ok(Arc::clone(db));
         }
         let failure = state.failure.clone().unwrap_or_default();
-        if Instant::now() >= state.next_attempt {
-            state.next_attempt = Instant::now() + RETRY;
-            // Fails (the file is locked) while an operation that began before the failure still
-            // holds the old handle; the next attempt goes through once it is done.
-            match open(&self.path, self.cache_bytes) {
-                Ok(db) => {
-                    let db = Arc::new(db);
-                    state.db = Some(Arc::clone(&db));
-                    state.failure = None;
-                    state.retry = None;
-                    self.reopened.fetch_add(1, Ordering::AcqRel);
-                    tracing::warn!(path = %self.path.display(), %failure, "database reopened after an I/O failure");
-                    return Ok(db);
-                }
-                Err(e) => state.retry = Some(e.to_string()),
+        if state.opening || Instant::now() < state.next_attempt {
+            return Err(self.unavailable(&state));
+        }
+        // Opened without the lock held: a repair can take a while, and `failure` (asked by
+        // readiness probes) must not wait for it.
+        state.opening = true;
+        state.next_attempt = Instant::now() + RETRY;
+        drop(state);
+        // Fails (the file is locked) while an operation that began before the failure still
+        // holds the old handle; the next attempt goes through once it is done.
+        let opened = open(&self.path, self.cache_bytes);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.opening = false;
+        match opened {
+            Ok(db) => {
+                let db = Arc::new(db);
+                state.db = Some(Arc::clone(&db));
+                state.failure = None;
+                state.retry = None;
+                self.reopened.fetch_add(1, Ordering::AcqRel);
+                tracing::warn!(path = %self.path.display(), %failure, "database reopened after an I/O failure");
+                Ok(db)
+            }
+            Err(e) => {
+                state.retry = Some(e.to_string());
+                Err(self.unavailable(&state))
             }
         }
-        Err(Unavailable {
+    }
+
+    fn unavailable(&self, state: &State) -> Unavailable {
+        Unavailable {
             path: self.path.clone(),
-            failure,
+            failure: state.failure.clone().unwrap_or_default(),
             retry: state.retry.clone(),
-        })
+        }
     }
 
     /// Closes the database after an I/O failure (`reason`); the next [`DbFile::get`] reopens it.
