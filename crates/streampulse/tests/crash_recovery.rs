@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use serde_json::json;
-use support::{free_port, Platform};
+use support::{free_port, ndjson, Platform};
 
 const CONFIG: &str = r#"
 log:
@@ -123,13 +122,6 @@ impl Producer {
     }
 }
 
-fn body(events: &[(String, i64, f64)]) -> String {
-    events
-        .iter()
-        .map(|(m, ts, v)| json!({"metric_id": m, "ts": ts, "value": v}).to_string() + "\n")
-        .collect()
-}
-
 #[test]
 fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let seed: u64 = std::env::var("CRASH_SEED")
@@ -165,7 +157,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         let started = Instant::now();
         loop {
             let (key, events) = pending.take().unwrap_or_else(|| producer.next_batch());
-            match platform.post(&body(&events), "application/x-ndjson", Some(&key)) {
+            match platform.post(&ndjson(&events), "application/x-ndjson", Some(&key)) {
                 Ok((200, _)) => acknowledged.extend(events),
                 Ok((status, body)) => panic!("unexpected {status}: {body}"),
                 Err(_) => {
@@ -183,7 +175,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
         if last_round {
             if let Some((key, events)) = pending.take() {
                 let (status, _) = platform
-                    .post(&body(&events), "application/x-ndjson", Some(&key))
+                    .post(&ndjson(&events), "application/x-ndjson", Some(&key))
                     .expect("retry");
                 assert_eq!(status, 200);
                 acknowledged.extend(events);
@@ -203,7 +195,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
             // Kill while a request may be in flight: a thread keeps sending during the kill.
             let base = platform.base.clone();
             let (key, events) = producer.next_batch();
-            let text = body(&events);
+            let text = ndjson(&events);
             let k = key.clone();
             let sender = std::thread::spawn(move || {
                 support::agent()
@@ -302,7 +294,7 @@ fn check(
 /// one, so acknowledgement order is log order): same ids, final states, peak scores, sequences.
 fn check_alerts(platform: &Platform, acknowledged: &[Event], dir: &std::path::Path) {
     let input = dir.join("acknowledged.jsonl");
-    std::fs::write(&input, body(acknowledged)).unwrap();
+    std::fs::write(&input, ndjson(acknowledged)).unwrap();
     let config = dir.join("replay.yaml");
     std::fs::write(&config, CONFIG).unwrap();
     let alerts_file = dir.join("alerts.ndjson");
@@ -330,14 +322,7 @@ fn check_alerts(platform: &Platform, acknowledged: &[Event], dir: &std::path::Pa
         );
         expected.insert(a["id"].as_str().unwrap().to_string(), summary);
     }
-    let min_ts = acknowledged.iter().map(|e| e.1).min().unwrap();
-    let max_ts = acknowledged.iter().map(|e| e.1).max().unwrap();
-    let (code, body) = platform.get(&format!(
-        "/alerts?start={}&end={}&limit=10000",
-        min_ts - 60_000,
-        max_ts + 60_000
-    ));
-    assert_eq!(code, 200, "{body}");
+    let body = stored_alerts(platform, acknowledged);
     let stored: BTreeMap<String, (String, String, u64)> = body["alerts"]
         .as_array()
         .unwrap()
@@ -357,6 +342,19 @@ fn check_alerts(platform: &Platform, acknowledged: &[Event], dir: &std::path::Pa
         "the spikes must raise alerts: {expected:?}"
     );
     assert_eq!(stored, expected);
+}
+
+/// Every stored alert whose episode overlaps the acknowledged events' time span (one page).
+fn stored_alerts(platform: &Platform, acknowledged: &[Event]) -> serde_json::Value {
+    let min_ts = acknowledged.iter().map(|e| e.1).min().unwrap();
+    let max_ts = acknowledged.iter().map(|e| e.1).max().unwrap();
+    let (code, body) = platform.get(&format!(
+        "/alerts?start={}&end={}&limit=10000",
+        min_ts - 60_000,
+        max_ts + 60_000
+    ));
+    assert_eq!(code, 200, "{body}");
+    body
 }
 
 /// One alert episode of the `z` detector, as the brute-force oracle sees it.
@@ -457,14 +455,7 @@ fn brute_force_z(acknowledged: &[Event]) -> Vec<Episode> {
 /// The stored alerts of the `z` detector equal the brute-force detector's episodes.
 fn check_z_alerts(platform: &Platform, acknowledged: &[Event]) {
     let mut expected = brute_force_z(acknowledged);
-    let min_ts = acknowledged.iter().map(|e| e.1).min().unwrap();
-    let max_ts = acknowledged.iter().map(|e| e.1).max().unwrap();
-    let (code, body) = platform.get(&format!(
-        "/alerts?start={}&end={}&limit=10000",
-        min_ts - 60_000,
-        max_ts + 60_000
-    ));
-    assert_eq!(code, 200, "{body}");
+    let body = stored_alerts(platform, acknowledged);
     let mut stored: Vec<Episode> = body["alerts"]
         .as_array()
         .unwrap()

@@ -17,8 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::json;
-use support::{free_port, Platform};
+use support::{free_port, ndjson, Platform};
 
 const CONFIG: &str = "
 log:
@@ -95,15 +94,8 @@ impl Producer {
     }
 }
 
-fn body(events: &[(String, i64, f64)]) -> String {
-    events
-        .iter()
-        .map(|(m, ts, v)| json!({"metric_id": m, "ts": ts, "value": v}).to_string() + "\n")
-        .collect()
-}
-
 fn post(p: &Platform, (key, events): &(String, Vec<(String, i64, f64)>)) -> (u16, String) {
-    match p.post(&body(events), "application/x-ndjson", Some(key)) {
+    match p.post(&ndjson(events), "application/x-ndjson", Some(key)) {
         Ok((status, reply)) => (status, reply.to_string()),
         Err(e) => (0, e),
     }

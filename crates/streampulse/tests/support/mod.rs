@@ -381,3 +381,13 @@ pub fn cassandra_store_yaml(node: &str, name: &str) -> String {
         "store:\n  backend: cassandra\n  cassandra:\n    contact_points: [\"{node}\"]\n    keyspace: {keyspace}\n    request_timeout: 30s\n"
     )
 }
+
+/// `(metric_id, ts, value)` events as an NDJSON body.
+pub fn ndjson(events: &[(String, i64, f64)]) -> String {
+    events
+        .iter()
+        .map(|(m, ts, v)| {
+            serde_json::json!({"metric_id": m, "ts": ts, "value": v}).to_string() + "\n"
+        })
+        .collect()
+}
