@@ -5,6 +5,7 @@
 //! `deploy/local/services.sh start cassandra`). Without it each test prints "skipped" and passes,
 //! unless `CI` is set: then it fails. Every test works in a keyspace of its own, dropped at the
 //! end.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

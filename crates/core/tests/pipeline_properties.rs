@@ -1,6 +1,7 @@
 //! Property: for any event sequence within the out-of-orderness bound, whatever the arrival order
 //! and however processing is interrupted by crashes (restore the last snapshot, replay from its
 //! offset, upsert outputs again), the stored results equal a brute-force batch computation.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod oracle;
 

@@ -4,6 +4,7 @@
 //!   result (the stored rows equal a brute-force batch computation), and a restore from a
 //!   snapshot taken anywhere, expiries included, replays exactly the outputs of an uninterrupted
 //!   run.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod oracle;
 

@@ -6,6 +6,7 @@
 //! batch (the embedded store applies in order; Cassandra orders by output-derived timestamps, and
 //! the pipeline never re-creates a retracted key), and retention, which the embedded store sweeps
 //! and Cassandra expires by TTL (each backend tests its own).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 #![allow(clippy::missing_panics_doc)]
 

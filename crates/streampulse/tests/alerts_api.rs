@@ -2,6 +2,7 @@
 //! `GET /alerts` and `GET /alerts/{id}` return the latest transition of each alert, filter by
 //! metric, state, severity and time overlap, survive a restart without duplicates, and reject bad
 //! parameters with problem documents.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! (testdata/public.stats.json) raises an alert, and outside them there are at most 0.5 alert
 //! episodes per 10,000 events. Also: alert transitions are deterministic across runs and
 //! partitionings, which is what makes replay after a crash rewrite rather than duplicate them.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

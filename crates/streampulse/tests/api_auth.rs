@@ -3,6 +3,7 @@
 //! not ingest or take savepoints (403); write tokens ingest; admin tokens do everything; health
 //! endpoints stay open. CORS headers appear only for configured origins. A browser's WebSocket
 //! sends its token as `?access_token=`, which `/ws` accepts and no other endpoint does.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

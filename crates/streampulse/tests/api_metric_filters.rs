@@ -1,6 +1,7 @@
 //! Metric filters over real HTTP: `GET /metrics/{metric_id}`, and on `/metrics` a literal
 //! `metric_id`, a glob (`cpu.*`, `?`, or one with no literal prefix like `*.a`) and `prefix`, each
 //! returning exactly the matching rows and paging like the rest.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

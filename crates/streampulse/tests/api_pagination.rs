@@ -1,6 +1,7 @@
 //! Pagination over real HTTP: walking `/metrics` with `limit` and `cursor` over more rows than a
 //! page returns exactly the unpaged answer, in order, with no row skipped or repeated, on both
 //! access paths (all metrics by time; one metric by window); a bad cursor is a 400.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

@@ -3,6 +3,7 @@
 //! is a 400); a range longer than `server.max_query_range` is a 400 naming the key on
 //! every ranged endpoint; an end before the start, an unknown parameter and a repeated one are 400s
 //! too. Every refusal is a problem document.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

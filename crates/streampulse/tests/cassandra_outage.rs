@@ -6,6 +6,7 @@
 //! This stops and starts the node of `deploy/local/services.sh` (the one CI runs), so it lives in
 //! a test binary of its own: no other test uses the node meanwhile. Skipped (a failure under
 //! `CI`) without a node, or when `STREAMPULSE_TEST_CASSANDRA` is not that script's node.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

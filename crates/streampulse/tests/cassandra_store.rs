@@ -2,6 +2,7 @@
 //! (`STREAMPULSE_TEST_CASSANDRA`; skipped without it, a failure under `CI`): the Flink parity job
 //! fed over HTTP gives Flink's rows read back through the API, and a second process on the same
 //! keyspace (another data directory, no events of its own) answers the same queries.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod flink_support;
 mod support;

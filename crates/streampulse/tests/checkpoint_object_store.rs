@@ -2,6 +2,7 @@
 //! (PyPI's `moto[server]`, found through `STREAMPULSE_TEST_MOTO`; skipped without it, a failure
 //! without it under CI). The platform checkpoints to `s3://<bucket>/ckpt`, stops with Ctrl-C,
 //! restarts on the same data directory and must resume from the checkpoint in the bucket.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! The command-line clients against a running platform: `streampulse query` prints what the REST
 //! API holds and `streampulse tail` follows the WebSocket.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

@@ -6,6 +6,7 @@
 //!
 //! Requests cut off by a kill are retried after the restart with the same `Idempotency-Key`, as a
 //! well-behaved producer would; the server must store each batch exactly once.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

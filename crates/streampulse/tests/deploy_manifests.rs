@@ -9,6 +9,7 @@
 //! `STREAMPULSE_TEST_KUBERNETES_VALIDATE` set to a `kubernetes-validate` executable (PyPI; `.ci/run`
 //! installs it), every manifest is also checked against the Kubernetes API schemas in strict
 //! mode; without it that test prints "skipped" and passes, unless `CI` is set: then it fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;

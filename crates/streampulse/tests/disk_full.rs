@@ -8,6 +8,7 @@
 //!
 //! Mounting a tmpfs needs root: elsewhere the test prints "skipped" and passes, unless `CI` is
 //! set: then it fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

@@ -4,6 +4,7 @@
 //! millions of elements, slow clients, oversized ids and tags, WebSocket floods, credentials in
 //! webhook URLs). After all of them the server is healthy and a normal stream still gives exact
 //! windows.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

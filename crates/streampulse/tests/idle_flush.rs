@@ -1,5 +1,6 @@
 //! A stream that stops still gets its last windows: within `idle_timeout` plus a second of the
 //! last acknowledged event, the windows holding data are emitted.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Bad input gets a clear 4xx with a reason per rejected line; the good lines of the same body are
 //! stored; the process is unaffected.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! `POST /jobs`: a job submitted to a running process reads the same events as the configured
 //! job, gives Flink's rows, survives a clean restart (stopped) and a SIGKILL (running), resumes
 //! from a savepoint, and starts at the end of the log when asked.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod flink_support;
 mod support;

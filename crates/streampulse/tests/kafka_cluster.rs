@@ -8,6 +8,7 @@
 //! stored must equal the batch computation: nothing lost, nothing counted twice, and a partition
 //! that moved continued from its checkpointed windows (an empty restart would miss the counts of
 //! every window open at the checkpoint).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod kafka_support;
 mod support;

@@ -1,6 +1,7 @@
 //! A job that reads a Kafka topic, against a real Kafka-protocol broker: the Flink reference
 //! rows from the public events produced to a one-partition topic, and poison records that land
 //! in the dead-letter topic with their reasons while the job goes on.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod flink_support;
 mod kafka_support;

@@ -7,6 +7,7 @@
 //! `--dry-run` (like the HTTP mode) still needs nothing but the standard library.
 //!
 //! Without the variables the tests print "skipped" and pass, unless `CI` is set: then they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod kafka_support;
 mod support;

@@ -7,6 +7,7 @@
 //! The certificates come from the `openssl` command (Debian's `openssl` package, which
 //! `ca-certificates` depends on), with a configuration file of our own so that the system's
 //! `openssl.cnf` plays no part.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod kafka_support;
 mod support;

@@ -1,5 +1,6 @@
 //! The platform's life cycle from the command line: invalid configs refuse to start and say why;
 //! savepoints are taken by `streampulse savepoint` and resumed with `run --from-savepoint`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

@@ -6,6 +6,7 @@
 //!
 //! `STREAMPULSE_MEMORY_EVENTS` runs a smaller load (for a quick look); the budget applies to the
 //! full one.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

@@ -6,6 +6,7 @@
 //! spans still buffered at shutdown are flushed.
 //!
 //! Without the variable the test prints "skipped" and passes, unless `CI` is set: then it fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

@@ -8,6 +8,7 @@
 //! the binary exports. The provisioning files must point at the dashboards and declare a Prometheus source.
 //!
 //! Without the variable the tests print "skipped" and pass, unless `CI` is set: then they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod prometheus_support;
 mod support;

@@ -8,6 +8,7 @@
 //! `job_name`, with the values `GET /jobs/{name}` reports.
 //!
 //! Without the variable the tests print "skipped" and pass, unless `CI` is set: then they fail.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod prometheus_support;
 mod support;

@@ -2,6 +2,7 @@
 //! exactly the events ingested for the metric (values, per-event tags, order by (ts, partition,
 //! offset)), pages through them without skipping or repeating, and a SIGKILL and restart on the
 //! same directory leaves each event stored once. Without the option the endpoint is a 409.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

@@ -4,6 +4,7 @@
 //! time is more than an hour old disappear from `GET /metrics`, `/events`, `/events/late` and
 //! `/alerts` (but a still-firing alert stays), the recent ones stay unchanged, and old events
 //! ingested while retention runs are gone too while recent ones are served.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

@@ -6,6 +6,7 @@
 //! - a receiver that accepts connections and never answers does not slow ingest or processing
 //!   down: the webhook's counters show failing attempts and a full queue, the process stays
 //!   healthy and stops promptly.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

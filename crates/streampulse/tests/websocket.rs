@@ -1,6 +1,7 @@
 //! WebSocket `/ws` with a real client against the running binary: subscriptions by URL and by
 //! message, pushes within milliseconds of storage, and a slow client that is told it lagged while
 //! a fast one misses nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 

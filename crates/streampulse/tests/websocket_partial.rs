@@ -2,6 +2,7 @@
 //! `"partial": true` results of windows that have not fired, which are never stored, and then the
 //! final result. Its own test binary: sharing one with the lag test (`websocket.rs`) would load
 //! the 2 cores while that test times a fast client against a bounded ring.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod support;
 
