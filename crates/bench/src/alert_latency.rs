@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use streampulse_core::clock::now_ms;
 
 use serde_json::{json, Value};
 use streampulse_core::detect::{DetectorSpec, DetectorType};
@@ -108,12 +109,6 @@ fn serve(stream: TcpStream, seen: &Hooks) -> std::io::Result<()> {
         }
         writer.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")?;
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn job() -> JobSpec {

@@ -22,7 +22,7 @@ use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -32,11 +32,12 @@ use streampulse_kafka::admin::{create_topics, TopicOutcome};
 use streampulse_kafka::producer::EventProducer;
 use streampulse_kafka::KafkaConfig;
 
-use crate::serving::{cpu_seconds, now_ms};
+use crate::serving::cpu_seconds;
 use crate::{
     http_agent, job_spec, launch_platform, load_events, peak_rss_kib, stop_platform, wait_ready,
     Args,
 };
+use streampulse_core::clock::now_ms;
 
 const JOB: &str = "bench";
 /// How long the group may take to assign, or the workers to process what was produced, before
@@ -59,9 +60,7 @@ const DRAIN: Duration = Duration::from_secs(2);
 
 /// A topic name no earlier run used: the broker outlives bench runs.
 fn fresh(kind: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nanos = streampulse_core::clock::since_epoch().as_nanos();
     format!("bench-{kind}-{}-{nanos}", std::process::id())
 }
 
@@ -431,9 +430,7 @@ impl Receipt {
 }
 
 fn wall_ms() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    streampulse_core::clock::since_epoch().as_secs_f64() * 1000.0
 }
 
 /// Reads `topic` from its start on its own thread until stopped; `field` of each JSON record is

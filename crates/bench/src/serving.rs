@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use streampulse_core::clock::now_ms;
 
 use serde_json::{json, Value};
 use tungstenite::stream::MaybeTlsStream;
@@ -26,12 +27,6 @@ const HISTORY_MS: i64 = 3_600_000;
 const WINDOW_MS: i64 = 10_000;
 /// Events per metric per 10 s window in the history.
 const EVENTS_PER_WINDOW: i64 = 2;
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 fn metric(i: usize) -> String {
     format!("load-{i:04}")

@@ -496,7 +496,7 @@ impl ResultStore for CassandraStore {
         }
         let job = job.to_string();
         let outputs = outputs.to_vec();
-        let now = crate::write::now_ms();
+        let now = streampulse_core::clock::now_ms();
         self.run(move |inner| async move {
             crate::write::apply(inner, job, partition, outputs, now).await
         })

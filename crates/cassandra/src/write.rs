@@ -25,12 +25,6 @@ const RETRACT_OFFSET: i64 = 1 << 32;
 /// Cassandra's longest TTL (20 years), in seconds.
 const MAX_TTL_SECS: i64 = 630_720_000;
 
-pub(crate) fn now_ms() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
-}
-
 /// The TTL in seconds of a row whose retention clock starts at `event_ms` (0: none), or `None`
 /// when the row is already past its retention (strictly older than `now − ttl`) and must not be
 /// written at all.

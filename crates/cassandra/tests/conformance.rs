@@ -8,7 +8,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+use streampulse_core::clock::now_ms;
 
 use proptest::prelude::*;
 use streampulse_cassandra::{CassandraConfig, CassandraStore};
@@ -63,9 +64,7 @@ fn drop_keyspace(config: &CassandraConfig) -> Result<(), Box<dyn std::error::Err
 
 fn fresh(name: &str, retention: RetentionPolicy) -> Option<Fresh> {
     let addr = node()?;
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
+    let nanos = streampulse_core::clock::since_epoch().subsec_nanos();
     let short: String = name
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
@@ -106,12 +105,6 @@ conformance!(
     a_series_longer_than_a_page_reads_whole_and_in_order,
     a_scan_budget_cuts_pages_that_resume_where_they_stopped,
 );
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 #[test]
 fn rows_expire_by_ttl_from_their_event_time() {

@@ -1,10 +1,12 @@
 //! StreamPulse's pure stream-processing logic: events, event time, watermarks, windows and
 //! aggregates.
 //!
-//! Everything here is deterministic and free of I/O: no files, no sockets, no clocks. Processing
-//! time enters only as an argument (see [`watermark::WatermarkTracker::on_idle`]), so the same input
-//! always gives the same output. That is what lets the engine replay a log from a checkpoint and
-//! rewrite identical results, and what lets the tests here compare against brute force.
+//! Everything here is deterministic and free of I/O: no files, no sockets, no clocks (the
+//! platform's one wall-clock reading, [`clock`], lives here for the crates around `core`; nothing
+//! in `core` calls it). Processing time enters only as an argument (see
+//! [`watermark::WatermarkTracker::on_idle`]), so the same input always gives the same output. That
+//! is what lets the engine replay a log from a checkpoint and rewrite identical results, and what
+//! lets the tests here compare against brute force.
 //!
 //! The vocabulary follows Flink and timely-dataflow:
 //! - an [`event::Event`] carries a metric id, an event time and a value;
@@ -16,6 +18,7 @@
 
 pub mod aggregate;
 pub mod batch;
+pub mod clock;
 pub mod detect;
 pub mod event;
 pub mod job;

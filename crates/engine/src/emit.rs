@@ -8,7 +8,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use streampulse_core::output::Output;
 use streampulse_core::pipeline::PartitionPipeline;
@@ -100,9 +100,7 @@ impl Emitter {
             c.results.fetch_add(results, Relaxed);
             c.late.fetch_add(late, Relaxed);
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now = streampulse_core::clock::now_ms();
         tally.record(&self.counters.metrics, outputs, now);
         // Once stored: a webhook is a notification, the store is the record. Never blocks.
         if let Some(webhooks) = &self.webhooks {

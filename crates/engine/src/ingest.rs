@@ -70,7 +70,7 @@ impl Runtime {
         span: &tracing::Span,
     ) -> Result<IngestReport, LogError> {
         let max_future = self.job().max_future;
-        let now = crate::runtime::now_ms();
+        let now = streampulse_core::clock::now_ms();
         let Some(log) = self.ingest_log() else {
             return Err(LogError::Storage(
                 "this job does not read the embedded log; send events to its source".into(),

@@ -20,11 +20,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use streampulse_core::clock::now_ms;
 
 use streampulse_core::job::Job;
 use streampulse_core::pipeline::PartitionPipeline;
-use streampulse_core::time::Millis;
 use streampulse_log::EmbeddedLog;
 use streampulse_store::ResultStore;
 use tracing::field::Empty;
@@ -177,12 +177,6 @@ struct Inner {
     feed: LiveFeed,
     requests: Mutex<Option<Sender<Control>>>,
     coordinator: Mutex<Option<JoinHandle<()>>>,
-}
-
-pub(crate) fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as Millis)
 }
 
 impl Runtime {

@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
+use streampulse_core::clock::now_ms;
 
 use rdkafka::Offset;
 use streampulse_core::job::Job;
@@ -48,12 +49,6 @@ pub struct Partitions {
     pub fatal: Option<String>,
     /// The store's [`streampulse_store::ResultStore::generation`] the applied outputs belong to.
     pub store_generation: u64,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl Partitions {

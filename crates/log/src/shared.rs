@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use redb::Durability;
 use streampulse_dbfile::DbFile;
@@ -20,13 +20,7 @@ use crate::schema::PartitionTables;
 pub(crate) type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 pub(crate) fn system_clock() -> Clock {
-    Arc::new(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            // A clock before 1970 is a misconfigured host; 0 only makes data look old.
-            .unwrap_or(0)
-    })
+    Arc::new(|| u64::try_from(streampulse_core::clock::now_ms()).unwrap_or(0))
 }
 
 /// One partition's in-memory view. Atomics so reads never take a lock.

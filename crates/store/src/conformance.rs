@@ -7,7 +7,6 @@
 //! the pipeline never re-creates a retracted key), and retention, which the embedded store sweeps
 //! and Cassandra expires by TTL (each backend tests its own).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
-
 #![allow(clippy::missing_panics_doc)]
 
 use streampulse_core::detect::{Alert, AlertState, Severity};

@@ -7,7 +7,7 @@
 //! again, and a panic inside a sweep ends only that sweep.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use streampulse_store::{ExpiryTotals, ResultStore, RetentionPolicy};
 use tokio::runtime::Handle;
@@ -55,14 +55,11 @@ pub fn spawn(
 
 /// One sweep with the wall clock, logged.
 fn sweep(store: &dyn ResultStore, policy: &RetentionPolicy, totals: &ExpiryTotals) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()
-        .and_then(|d| i64::try_from(d.as_millis()).ok());
-    let Some(now) = now else {
+    let now = streampulse_core::clock::now_ms();
+    if now == 0 {
         tracing::warn!("store retention: the system clock is before 1970; nothing expired");
         return;
-    };
+    }
     let started = Instant::now();
     let expired = store.expire(policy, now);
     totals.record(expired.as_ref().map_err(|_| ()));

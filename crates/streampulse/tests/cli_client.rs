@@ -6,7 +6,6 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use support::{free_port, Platform};
@@ -41,10 +40,7 @@ fn query_and_tail_print_what_the_platform_stores_and_pushes() {
     assert_eq!(subscribed["type"], "subscribed");
 
     // 30 one-per-100ms points of cpu ending now, then a spike: windows fire and an alert opens.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = streampulse_core::clock::now_ms();
     let start = now - now % 1_000 - 3_000;
     let mut body: String = (0..30)
         .map(|i| {
@@ -154,10 +150,7 @@ fn jobs_commands_submit_list_query_and_stop() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("is running"));
 
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = streampulse_core::clock::now_ms();
     let start = now - now % 3_000 - 9_000;
     // Nine events in three 3 s windows, then one that closes them.
     let body: String = (0..10)

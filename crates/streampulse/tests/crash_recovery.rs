@@ -128,12 +128,7 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let seed: u64 = std::env::var("CRASH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+        .unwrap_or_else(|| streampulse_core::clock::since_epoch().as_nanos() as u64);
     eprintln!("crash test seed {seed} (rerun with CRASH_SEED={seed})");
     let mut rng = SmallRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();

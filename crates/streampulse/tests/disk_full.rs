@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use support::{free_port, ndjson, Platform};
 
@@ -109,10 +109,7 @@ fn a_full_disk_refuses_ingest_then_everything_recovers_without_a_restart() {
         return;
     };
     let p = Platform::start(dir.path(), CONFIG, free_port());
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = streampulse_core::clock::now_ms();
     let mut producer = Producer {
         next_ts: now - 600_000,
         batch_no: 0,

@@ -10,7 +10,8 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+use streampulse_core::clock::now_ms;
 
 use serde_json::{json, Value};
 use support::{agent, free_port, ws_open, Platform};
@@ -37,13 +38,6 @@ job:
     - { name: tumble_10s, type: tumbling, size: 10s }
   detectors: []
 "#;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
 
 fn post_raw(p: &Platform, path: &str, content_type: Option<&str>, body: &str) -> (u16, Value) {
     let mut req = agent().post(&format!("{}{path}", p.base));

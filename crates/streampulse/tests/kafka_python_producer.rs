@@ -15,7 +15,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{SystemTime, UNIX_EPOCH};
+use streampulse_core::clock::now_ms;
 
 use kafka_support::{brokers, create_topics, end_offsets, fresh, read_all};
 use serde_json::Value;
@@ -42,13 +42,6 @@ fn python() -> Option<PathBuf> {
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../producers/send_events.py")
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 /// The number after `label ` in the script's summary line (`... produced 3000, failed 0; ...`).

@@ -12,7 +12,7 @@ mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use support::{free_port, Platform};
 
@@ -47,10 +47,7 @@ fn two_million_events_of_ten_thousand_metrics_stay_within_the_memory_budget() {
     .expect("config/application.yaml");
     let p = Platform::start(dir.path(), &config, free_port());
     // One event per metric per second of event time, ending now (within job.max_future).
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = streampulse_core::clock::now_ms();
     let seconds = events.div_ceil(METRICS) as i64;
     let t0 = now - seconds * 1000;
     let bodies = events.div_ceil(LINES_PER_BODY);

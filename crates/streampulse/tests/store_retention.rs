@@ -9,7 +9,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::{free_port, Platform};
@@ -47,10 +47,7 @@ const EXPIRE: &str = "    results: 1h
     raw_events: 1h
     check_interval: 200ms";
 
-fn now_ms() -> i64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    i64::try_from(now.as_millis()).unwrap()
-}
+use streampulse_core::clock::now_ms;
 
 /// `t` rounded down to a 10 s window boundary.
 fn aligned(t: i64) -> i64 {

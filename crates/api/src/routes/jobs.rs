@@ -174,7 +174,7 @@ pub async fn savepoint(
     };
     let name = request
         .name
-        .unwrap_or_else(|| format!("savepoint-{}", now_ms()));
+        .unwrap_or_else(|| format!("savepoint-{}", streampulse_core::clock::now_ms()));
     let name_for_task = name.clone();
     let path = blocking(move || {
         let engine = |source| problem(JobsError::engine(&id, source));
@@ -213,10 +213,4 @@ pub async fn stop(
     let jobs = state.jobs.clone();
     let entry = blocking(move || jobs.stop(&id, savepoint.as_deref()).map_err(problem)).await?;
     Ok(Json(entry.status()).into_response())
-}
-
-fn now_ms() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
 }

@@ -223,7 +223,7 @@ async fn session(
                         "detail": "the job was stopped (DELETE /jobs/{id}); reconnect once it runs again" })).await;
                     break;
                 }
-                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+                let now = streampulse_core::clock::since_epoch().as_millis() as u64;
                 if !send(&mut socket, json!({ "type": "heartbeat", "ts": now })).await {
                     break;
                 }

@@ -13,7 +13,7 @@
 //! the ingest counters (HTTP ingest appends to the one shared log, whichever jobs read it; the
 //! configured job's runtime keeps those counters), and the shared log's size.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use streampulse_engine::jobs::{JobEntry, JobManager};
 use streampulse_engine::status::JobStatus;
@@ -29,9 +29,7 @@ const JOB: &str = "job_name";
 
 /// Wall-clock seconds since the epoch.
 fn now_seconds() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
+    streampulse_core::clock::since_epoch().as_secs_f64()
 }
 
 /// A job that ran in this process (running, or stopped since), read once per scrape so that
@@ -47,7 +45,7 @@ pub fn render(
     jobs: &JobManager,
     http: &HttpMetrics,
     expiry: &ExpiryTotals,
-    started: SystemTime,
+    started: Duration,
 ) -> String {
     let entries = jobs.list();
     // A dormant job (stopped before this process started) has no counters: it only shows in
@@ -78,7 +76,7 @@ pub fn render(
     e.finish()
 }
 
-fn build(e: &mut Encoder, started: SystemTime) {
+fn build(e: &mut Encoder, started: Duration) {
     e.family(
         "streampulse_build_info",
         Kind::Gauge,
@@ -94,10 +92,7 @@ fn build(e: &mut Encoder, started: SystemTime) {
         Kind::Gauge,
         "When this process started, seconds since the epoch.",
     );
-    let started = started
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
-    e.float("streampulse_start_time_seconds", &[], started);
+    e.float("streampulse_start_time_seconds", &[], started.as_secs_f64());
 }
 
 fn running(e: &mut Encoder, entries: &[JobEntry]) {

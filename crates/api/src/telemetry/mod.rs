@@ -18,7 +18,7 @@ pub mod text;
 pub mod trace;
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::header;
@@ -36,7 +36,8 @@ struct Exposition {
     jobs: Arc<JobManager>,
     http: Arc<HttpMetrics>,
     expiry: Arc<ExpiryTotals>,
-    started: SystemTime,
+    /// When this process started, since the epoch.
+    started: Duration,
 }
 
 /// The router of the metrics port: `GET /metrics` renders the counters of every job in `jobs`
@@ -54,7 +55,7 @@ pub fn metrics_router(
             jobs,
             http,
             expiry,
-            started: SystemTime::now(),
+            started: streampulse_core::clock::since_epoch(),
         })
 }
 

@@ -39,9 +39,7 @@ impl Jitter {
 
     /// Seeded from the clock and `salt` (e.g. a hash of the webhook URL).
     pub fn from_clock(salt: u64) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        let nanos = streampulse_core::clock::since_epoch().as_nanos() as u64;
         Self(nanos ^ salt.rotate_left(17))
     }
 

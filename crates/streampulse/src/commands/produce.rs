@@ -14,7 +14,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufWriter, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use rand::rngs::SmallRng;
@@ -259,7 +259,7 @@ fn produce(
         while due > 0 && !stop.load(Ordering::SeqCst) {
             let n = due.min(plan.batch_size as u64);
             let episodes_before = events.stats().episodes;
-            let batch = events.next_batch(epoch_ms(), n as usize);
+            let batch = events.next_batch(streampulse_core::clock::now_ms(), n as usize);
             totals.generated += n;
             if events.stats().episodes > episodes_before {
                 announce(events.latest_episode());
@@ -665,21 +665,11 @@ async fn stop_signal() -> bool {
     tokio::signal::ctrl_c().await.is_ok()
 }
 
-fn epoch_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 /// 64 random bits without an OS-randomness feature of `rand`: std's `RandomState` is seeded
 /// from the OS once per process (and differs per call), the clock adds the rest.
 fn random_u64() -> u64 {
     let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u128(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
+    hasher.write_u128(streampulse_core::clock::since_epoch().as_nanos());
     hasher.write_u32(std::process::id());
     hasher.finish()
 }
@@ -757,7 +747,8 @@ mod tests {
     fn an_unreachable_target_is_a_clear_startup_error() {
         // Port 1 on loopback: nothing listens there, so the connection is refused at once.
         let mut sink = HttpSink::new("http://127.0.0.1:1").unwrap();
-        let batch = SyntheticEvents::new(GeneratorConfig::default()).next_batch(epoch_ms(), 3);
+        let batch = SyntheticEvents::new(GeneratorConfig::default())
+            .next_batch(streampulse_core::clock::now_ms(), 3);
         let error = sink
             .send(&batch, &mut Totals::default(), &AtomicBool::new(false))
             .unwrap_err()

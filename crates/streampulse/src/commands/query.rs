@@ -3,6 +3,7 @@
 //! server returns them, so a long range is printed whole.
 
 use std::time::Duration;
+use streampulse_core::clock::now_ms;
 
 use serde_json::Value;
 
@@ -102,12 +103,6 @@ pub fn run(command: QueryCommand) -> anyhow::Result<()> {
             table::print(args.common.output, &columns, &rows)
         }
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// GETs `path` over [now − since, now), following `next_cursor`, up to `limit` rows.

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
@@ -37,10 +37,7 @@ pub fn brokers() -> Option<String> {
 
 /// A topic name no earlier run used (the broker may outlive test runs).
 pub fn fresh(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let nanos = streampulse_core::clock::since_epoch().as_nanos();
     format!("{name}-{}-{nanos}", std::process::id())
 }
 

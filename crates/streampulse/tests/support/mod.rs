@@ -373,9 +373,7 @@ pub fn cassandra_node() -> Option<String> {
 /// A `store:` section for the Cassandra store on `node`, in a keyspace of its own (named after
 /// `name`, this process and the clock, so runs never share rows).
 pub fn cassandra_store_yaml(node: &str, name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
+    let nanos = streampulse_core::clock::since_epoch().subsec_nanos();
     let keyspace = format!("t_{name}_{:x}{nanos:x}", std::process::id());
     format!(
         "store:\n  backend: cassandra\n  cassandra:\n    contact_points: [\"{node}\"]\n    keyspace: {keyspace}\n    request_timeout: 30s\n"
