@@ -21,16 +21,10 @@ const ENV: &str = "STREAMPULSE_TEST_CASSANDRA";
 
 /// The node's address, or `None` (after saying so) when the test must be skipped.
 fn node() -> Option<String> {
-    match std::env::var(ENV) {
-        Ok(addr) if !addr.is_empty() => Some(addr),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("{ENV} is not set, and CI must run the Cassandra tests (deploy/local/services.sh start cassandra)")
-        }
-        _ => {
-            eprintln!("skipped: set {ENV} to a Cassandra node (deploy/local/services.sh start cassandra) to run this test");
-            None
-        }
-    }
+    streampulse_testkit::env::required(
+        ENV,
+        "a Cassandra node (host:port; deploy/local/services.sh start cassandra prints it)",
+    )
 }
 
 /// A store over a keyspace of its own, dropped when the guard goes.

@@ -3,18 +3,16 @@
 //! offset, upsert outputs again), the stored results equal a brute-force batch computation.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
-mod oracle;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use oracle::{batch, Key, Row};
 use proptest::prelude::*;
 use streampulse_core::job::{Job, JobSpec};
 use streampulse_core::output::Output;
 use streampulse_core::pipeline::{PartitionPipeline, PipelineState};
 use streampulse_core::time::Millis;
 use streampulse_core::window::{WindowSpec, WindowType};
+use streampulse_testkit::oracle::{batch, Key, Row};
 
 const OOO: Millis = 2_000;
 
@@ -153,6 +151,6 @@ fn upsert(store: &mut BTreeMap<Key, Row>, outputs: &mut Vec<Output>) {
             _ => {}
         }
     }
-    oracle::upsert(store, outputs);
+    streampulse_testkit::oracle::upsert(store, outputs);
     outputs.clear();
 }

@@ -6,12 +6,9 @@
 //!   run.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
-mod oracle;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use oracle::{batch, upsert, Event};
 use proptest::prelude::*;
 use streampulse_core::detect::{DetectorSpec, DetectorType};
 use streampulse_core::job::{Job, JobSpec};
@@ -19,6 +16,7 @@ use streampulse_core::output::Output;
 use streampulse_core::pipeline::{PartitionPipeline, PipelineState};
 use streampulse_core::time::Millis;
 use streampulse_core::window::{WindowSpec, WindowType};
+use streampulse_testkit::oracle::{batch, upsert, Event};
 
 const OOO: Millis = 2_000;
 

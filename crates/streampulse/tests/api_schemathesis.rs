@@ -36,17 +36,8 @@ job:
 "#;
 
 fn schemathesis() -> Option<PathBuf> {
-    match std::env::var_os(ENV) {
-        Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "{ENV} is not set but CI is: this test needs schemathesis \
-             (pip install schemathesis; {ENV}=<venv>/bin/schemathesis; .ci/run does both)"
-        ),
-        _ => {
-            eprintln!("skipped: set {ENV} to a schemathesis executable to run this test");
-            None
-        }
-    }
+    streampulse_testkit::env::required(ENV, "a schemathesis executable (pip install schemathesis)")
+        .map(PathBuf::from)
 }
 
 #[test]

@@ -20,21 +20,10 @@ const T0: i64 = 1_700_000_000_000;
 
 /// The `moto_server` binary, or `None` (after saying so) when the test must be skipped.
 fn moto_binary() -> Option<PathBuf> {
-    match std::env::var_os(ENV) {
-        Some(path) if !path.is_empty() => {
-            let path = PathBuf::from(path);
-            assert!(path.is_file(), "{ENV}={} is not a file", path.display());
-            Some(path)
-        }
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "{ENV} is not set but CI is: this test needs moto's S3 server \
-             (pip install 'moto[server]'; {ENV}=<venv>/bin/moto_server; .ci/run does both)"
-        ),
-        _ => {
-            eprintln!("skipped: set {ENV} to a moto_server binary (pip install 'moto[server]') to run this test");
-            None
-        }
-    }
+    streampulse_testkit::env::required_file(
+        ENV,
+        "moto's S3 server (pip install 'moto[server]': <venv>/bin/moto_server)",
+    )
 }
 
 /// A moto S3 server on loopback, stopped on drop.

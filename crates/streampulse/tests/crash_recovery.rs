@@ -38,55 +38,13 @@ job:
 const METRICS: usize = 9;
 const BASE_TS: i64 = 1_700_000_000_000;
 
-type Key = (String, String, i64);
-type Event = (String, i64, f64);
+use streampulse_testkit::oracle::{Event, Key, Row};
 /// An idempotency key and the events of one request.
 type Batch = (String, Vec<Event>);
-type Row = (i64, u64, f64, f64, f64);
 
 /// The windows of CONFIG, computed in batch over all events.
-fn batch(events: &[(String, i64, f64)]) -> BTreeMap<Key, Row> {
-    let mut rows: BTreeMap<Key, Row> = BTreeMap::new();
-    let mut add = |m: &str, w: &str, start: i64, end: i64, v: f64| {
-        let row = rows
-            .entry((m.to_string(), w.to_string(), start))
-            .or_insert((end, 0, 0.0, f64::INFINITY, f64::NEG_INFINITY));
-        row.0 = row.0.max(end);
-        row.1 += 1;
-        row.2 += v;
-        row.3 = row.3.min(v);
-        row.4 = row.4.max(v);
-    };
-    let mut by_metric: BTreeMap<&str, Vec<(i64, f64)>> = BTreeMap::new();
-    for (m, ts, v) in events {
-        let t = ts - ts.rem_euclid(1_000);
-        add(m, "tumble_1s", t, t + 1_000, *v);
-        for k in 0..3 {
-            add(m, "hop_3s_1s", t - k * 1_000, t - k * 1_000 + 3_000, *v);
-        }
-        by_metric.entry(m).or_default().push((*ts, *v));
-    }
-    for (m, mut evs) in by_metric {
-        evs.sort_by_key(|e| e.0);
-        let mut start = evs[0].0;
-        let mut last = evs[0].0;
-        let mut members = Vec::new();
-        for (ts, v) in evs {
-            if ts > last + 400 {
-                for &v in &members {
-                    add(m, "session_400ms", start, last + 400, v);
-                }
-                members.clear();
-                start = ts;
-            }
-            last = last.max(ts);
-            members.push(v);
-        }
-        for &v in &members {
-            add(m, "session_400ms", start, last + 400, v);
-        }
-    }
-    rows
+fn batch(events: &[Event]) -> BTreeMap<Key, Row> {
+    support::oracle_rows(CONFIG, events)
 }
 
 /// One request's worth of events, in arrival order, slightly out of order (< 1 s, the bound),

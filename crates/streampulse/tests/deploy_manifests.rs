@@ -649,28 +649,11 @@ fn the_readme_scrape_config_finds_the_metrics_port() {
 
 /// The `kubernetes-validate` executable, or `None` (after saying so) when the test must be skipped.
 fn kubernetes_validate() -> Option<PathBuf> {
-    match std::env::var_os(KUBERNETES_VALIDATE) {
-        Some(path) if !path.is_empty() => {
-            let path = PathBuf::from(path);
-            assert!(
-                path.is_file(),
-                "{KUBERNETES_VALIDATE}={} is not a file",
-                path.display()
-            );
-            Some(path)
-        }
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "{KUBERNETES_VALIDATE} is not set but CI is: this test needs the kubernetes-validate \
-             executable (pip install kubernetes-validate==1.37.0; .ci/run installs it and sets it)"
-        ),
-        _ => {
-            eprintln!(
-                "skipped: set {KUBERNETES_VALIDATE} to a kubernetes-validate executable to check \
-                 the manifests against the Kubernetes schemas"
-            );
-            None
-        }
-    }
+    streampulse_testkit::env::required_file(
+        KUBERNETES_VALIDATE,
+        "a kubernetes-validate executable (pip install kubernetes-validate==1.37.0), to check the \
+         manifests against the Kubernetes schemas",
+    )
 }
 
 #[test]

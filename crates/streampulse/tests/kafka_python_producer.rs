@@ -25,19 +25,11 @@ const PARTITIONS: u32 = 3;
 const COUNT: u64 = 3000;
 
 fn python() -> Option<PathBuf> {
-    match std::env::var_os(ENV) {
-        Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "{ENV} is not set but CI is: this test needs a Python with confluent-kafka \
-             (pip install confluent-kafka; .ci/run installs it and sets {ENV})"
-        ),
-        _ => {
-            eprintln!(
-                "skipped: set {ENV} to a python with confluent-kafka installed to run this test"
-            );
-            None
-        }
-    }
+    streampulse_testkit::env::required(
+        ENV,
+        "a python with confluent-kafka installed (pip install confluent-kafka)",
+    )
+    .map(PathBuf::from)
 }
 
 fn script() -> PathBuf {

@@ -24,19 +24,11 @@ const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
 fn python() -> Option<PathBuf> {
-    match std::env::var_os(ENV) {
-        Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "{ENV} is not set but CI is: this test needs a Python with opentelemetry-proto \
-             (pip install opentelemetry-proto; .ci/run installs it and sets {ENV})"
-        ),
-        _ => {
-            eprintln!(
-                "skipped: set {ENV} to a python with opentelemetry-proto installed to run this test"
-            );
-            None
-        }
-    }
+    streampulse_testkit::env::required(
+        ENV,
+        "a python with opentelemetry-proto installed (pip install opentelemetry-proto)",
+    )
+    .map(PathBuf::from)
 }
 
 struct Receiver {

@@ -22,17 +22,10 @@ pub const ENV: &str = "STREAMPULSE_TEST_KAFKA_BROKERS";
 
 /// The broker's bootstrap address, or `None` (after saying so) when the test must be skipped.
 pub fn brokers() -> Option<String> {
-    match std::env::var(ENV) {
-        Ok(b) if !b.is_empty() => Some(b),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "{ENV} is not set but CI is: this test needs a Kafka-protocol broker \
-             (.ci/run starts one on 127.0.0.1:9092)"
-        ),
-        _ => {
-            eprintln!("skipped: set {ENV} to a Kafka-protocol broker (host:port) to run this test");
-            None
-        }
-    }
+    streampulse_testkit::env::required(
+        ENV,
+        "a Kafka-protocol broker (host:port; .ci/run starts one on 127.0.0.1:9092)",
+    )
 }
 
 /// A topic name no earlier run used (the broker may outlive test runs).
@@ -212,17 +205,9 @@ pub const NISSHI_ENV: &str = "STREAMPULSE_TEST_NISSHI";
 /// The `nisshi` broker binary, for tests that start a broker of their own (one with TLS, say), or
 /// `None` (after saying so) when the test must be skipped; under CI its absence is a failure.
 pub fn nisshi() -> Option<std::path::PathBuf> {
-    match std::env::var_os(NISSHI_ENV) {
-        Some(b) if !b.is_empty() => Some(b.into()),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "{NISSHI_ENV} is not set but CI is: this test starts its own Kafka-protocol broker \
-             (.ci/run installs nisshi in ~/.cargo/bin)"
-        ),
-        _ => {
-            eprintln!(
-                "skipped: set {NISSHI_ENV} to the nisshi binary (cargo install nisshi) to run this test"
-            );
-            None
-        }
-    }
+    streampulse_testkit::env::required(
+        NISSHI_ENV,
+        "the nisshi broker binary (cargo install nisshi)",
+    )
+    .map(Into::into)
 }

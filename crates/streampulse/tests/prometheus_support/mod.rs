@@ -18,21 +18,10 @@ pub const ENV: &str = "STREAMPULSE_TEST_PROMETHEUS";
 
 /// The Prometheus binary, or `None` (after saying so) when the test must be skipped.
 pub fn prometheus() -> Option<PathBuf> {
-    match std::env::var_os(ENV) {
-        Some(path) if !path.is_empty() => {
-            let path = PathBuf::from(path);
-            assert!(path.is_file(), "{ENV}={} is not a file", path.display());
-            Some(path)
-        }
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "{ENV} is not set but CI is: this test needs a Prometheus server binary \
-             (apt-get install prometheus; {ENV}=/usr/bin/prometheus; .ci/run does both)"
-        ),
-        _ => {
-            eprintln!("skipped: set {ENV} to a prometheus binary (e.g. /usr/bin/prometheus) to run this test");
-            None
-        }
-    }
+    streampulse_testkit::env::required_file(
+        ENV,
+        "a prometheus binary (apt-get install prometheus: /usr/bin/prometheus)",
+    )
 }
 
 /// `promtool`, which ships beside `prometheus`.

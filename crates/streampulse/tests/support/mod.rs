@@ -357,17 +357,10 @@ impl Drop for Platform {
 /// `deploy/local/services.sh start cassandra` prints), or `None` after printing "skipped"; under
 /// `CI` a missing node is a failure, not a skip.
 pub fn cassandra_node() -> Option<String> {
-    const ENV: &str = "STREAMPULSE_TEST_CASSANDRA";
-    match std::env::var(ENV) {
-        Ok(addr) if !addr.is_empty() => Some(addr),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("{ENV} is not set, and CI must run the Cassandra tests (deploy/local/services.sh start cassandra)")
-        }
-        _ => {
-            eprintln!("skipped: set {ENV} to a Cassandra node (deploy/local/services.sh start cassandra) to run this test");
-            None
-        }
-    }
+    streampulse_testkit::env::required(
+        "STREAMPULSE_TEST_CASSANDRA",
+        "a Cassandra node (host:port; deploy/local/services.sh start cassandra prints it)",
+    )
 }
 
 /// A `store:` section for the Cassandra store on `node`, in a keyspace of its own (named after
@@ -388,4 +381,16 @@ pub fn ndjson(events: &[(String, i64, f64)]) -> String {
             serde_json::json!({"metric_id": m, "ts": ts, "value": v}).to_string() + "\n"
         })
         .collect()
+}
+
+/// The window results the job of `config` (a YAML config with a `job:` section) gives over
+/// `events`, by brute force: the reference the crash and outage tests compare stored rows with.
+pub fn oracle_rows(
+    config: &str,
+    events: &[streampulse_testkit::oracle::Event],
+) -> BTreeMap<streampulse_testkit::oracle::Key, streampulse_testkit::oracle::Row> {
+    let config: serde_yaml_ng::Value = serde_yaml_ng::from_str(config).unwrap();
+    let spec: streampulse_core::job::JobSpec =
+        serde_yaml_ng::from_value(config["job"].clone()).unwrap();
+    streampulse_testkit::oracle::batch(&spec.validate().unwrap(), events)
 }

@@ -1,8 +1,9 @@
 //! The brute-force oracle the property tests compare the streaming pipeline with: every window
 //! of every event computed from the whole input at once (no watermark, no state), and the store
 //! the pipeline's outputs would leave behind (upserts and retractions applied in order).
-
-#![allow(dead_code)]
+//!
+//! Written from the window definitions (DESIGN: windows), not from the operators' code: it shares
+//! only `core`'s types and its `align_down`.
 
 use std::collections::BTreeMap;
 
