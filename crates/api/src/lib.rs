@@ -75,7 +75,7 @@ impl AppState {
     fn job(&self, params: &params::Params) -> Result<JobEntry, Problem> {
         self.jobs
             .get(params.string("job").as_deref())
-            .map_err(routes::jobs::problem)
+            .map_err(Problem::from)
     }
 }
 

@@ -329,10 +329,11 @@ fn bench_engine(args: &Args, events: &[Event]) -> anyhow::Result<()> {
         },
     )?;
     for chunk in events.chunks(50_000) {
-        log.append_blocking(
-            chunk.iter().map(|e| (0, record::encode_event(e))).collect(),
-            None,
-        )?;
+        let records = chunk
+            .iter()
+            .map(|e| Ok((0, record::encode_event(e)?)))
+            .collect::<Result<Vec<_>, record::RecordError>>()?;
+        log.append_blocking(records, None)?;
     }
     let store: Arc<dyn ResultStore> = Arc::new(EmbeddedStore::open(&dir.path().join("store"))?);
     let shared = SharedLog::new(log.clone());

@@ -28,6 +28,18 @@ pub struct Rejection {
     pub reason: String,
 }
 
+/// Why a batch of events was not stored (nothing of it was).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The job reads another source (Kafka): events go there, not through this process.
+    #[error("job '{job}' does not read the embedded log; send its events to its source")]
+    NotTheEmbeddedLog { job: String },
+    #[error("an event cannot be encoded as a log record: {0}")]
+    Encode(#[from] record::RecordError),
+    #[error("events could not be stored, retry later: {0}")]
+    Log(#[from] LogError),
+}
+
 /// The answer to one ingest request.
 #[derive(Debug, Clone, Serialize)]
 pub struct IngestReport {
@@ -44,7 +56,7 @@ impl Runtime {
         &self,
         candidates: Vec<Item>,
         idempotency_key: Option<String>,
-    ) -> Result<IngestReport, LogError> {
+    ) -> Result<IngestReport, IngestError> {
         let span = tracing::info_span!(
             "ingest",
             events.received = candidates.len() as i64,
@@ -68,13 +80,13 @@ impl Runtime {
         candidates: Vec<Item>,
         idempotency_key: Option<String>,
         span: &tracing::Span,
-    ) -> Result<IngestReport, LogError> {
+    ) -> Result<IngestReport, IngestError> {
         let max_future = self.job().max_future;
         let now = streampulse_core::clock::now_ms();
         let Some(log) = self.ingest_log() else {
-            return Err(LogError::Storage(
-                "this job does not read the embedded log; send events to its source".into(),
-            ));
+            return Err(IngestError::NotTheEmbeddedLog {
+                job: self.job().name.clone(),
+            });
         };
         let counters = self.counters();
         counters
@@ -93,7 +105,7 @@ impl Runtime {
             match parsed {
                 Ok(event) => records.push((
                     log.partition_for(&event.metric_id),
-                    record::encode_event(&event),
+                    record::encode_event(&event)?,
                 )),
                 Err((kind, reason)) => {
                     per_reason[kind as usize] += 1;

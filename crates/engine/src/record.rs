@@ -69,26 +69,30 @@ impl Record<'_> {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("undecodable log record: {0}")]
-pub struct RecordError(#[from] postcard::Error);
+pub enum RecordError {
+    #[error("undecodable log record: {0}")]
+    Decode(#[source] postcard::Error),
+    #[error("cannot encode a log record: {0}")]
+    Encode(#[source] postcard::Error),
+}
 
-pub fn encode_event(event: &Event) -> Vec<u8> {
+pub fn encode_event(event: &Event) -> Result<Vec<u8>, RecordError> {
     let record = RecordOut::Event {
         metric_id: &event.metric_id,
         ts: event.ts,
         value: event.value,
         tags: &event.tags,
     };
-    postcard::to_allocvec(&record).unwrap_or_default()
+    postcard::to_allocvec(&record).map_err(RecordError::Encode)
 }
 
 /// The idle-flush marker of `job`, decided when the partition's log ended at `decided_at`.
-pub fn encode_idle_flush(job: &str, decided_at: u64) -> Vec<u8> {
-    postcard::to_allocvec(&RecordOut::IdleFlushOf { job, decided_at }).unwrap_or_default()
+pub fn encode_idle_flush(job: &str, decided_at: u64) -> Result<Vec<u8>, RecordError> {
+    postcard::to_allocvec(&RecordOut::IdleFlushOf { job, decided_at }).map_err(RecordError::Encode)
 }
 
 pub fn decode(payload: &[u8]) -> Result<Record<'_>, RecordError> {
-    Ok(postcard::from_bytes(payload)?)
+    postcard::from_bytes(payload).map_err(RecordError::Decode)
 }
 
 /// The tags of an event record (empty for anything else, or if undecodable).
@@ -116,20 +120,22 @@ pub fn decode_full(payload: &[u8]) -> Result<Option<Event>, RecordError> {
         #[allow(dead_code)]
         IdleFlushOf { job: String, decided_at: u64 },
     }
-    Ok(match postcard::from_bytes(payload)? {
-        Full::Event {
-            metric_id,
-            ts,
-            value,
-            tags,
-        } => Some(Event {
-            metric_id,
-            ts,
-            value,
-            tags,
-        }),
-        Full::IdleFlush { .. } | Full::IdleFlushOf { .. } => None,
-    })
+    Ok(
+        match postcard::from_bytes(payload).map_err(RecordError::Decode)? {
+            Full::Event {
+                metric_id,
+                ts,
+                value,
+                tags,
+            } => Some(Event {
+                metric_id,
+                ts,
+                value,
+                tags,
+            }),
+            Full::IdleFlush { .. } | Full::IdleFlushOf { .. } => None,
+        },
+    )
 }
 
 #[cfg(test)]
@@ -146,7 +152,7 @@ mod tests {
             value: -2.5,
             tags,
         };
-        let bytes = encode_event(&event);
+        let bytes = encode_event(&event).unwrap();
         assert_eq!(
             decode(&bytes).unwrap(),
             Record::Event {
@@ -156,7 +162,7 @@ mod tests {
             }
         );
         assert_eq!(decode_full(&bytes).unwrap(), Some(event));
-        let marker = encode_idle_flush("hourly", 7);
+        let marker = encode_idle_flush("hourly", 7).unwrap();
         assert_eq!(
             decode(&marker).unwrap(),
             Record::IdleFlushOf {

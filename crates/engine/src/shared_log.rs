@@ -75,11 +75,10 @@ impl SharedLog {
             *entry = Some(offsets.to_vec());
         }
         match safe_offsets(&released) {
-            Some(safe) => self
-                .log
-                .apply_retention(&safe)
-                .map(|_| ())
-                .map_err(|e| SourceError(e.to_string())),
+            Some(safe) => {
+                self.log.apply_retention(&safe)?;
+                Ok(())
+            }
             None => Ok(()),
         }
     }

@@ -11,9 +11,14 @@ use streampulse_log::EmbeddedLog;
 
 use crate::record;
 
+/// Why a source could not read, append or release.
 #[derive(Debug, thiserror::Error)]
-#[error("source: {0}")]
-pub struct SourceError(pub String);
+pub enum SourceError {
+    #[error("source: {0}")]
+    Log(#[from] streampulse_log::LogError),
+    #[error("source: {0}")]
+    Record(#[from] record::RecordError),
+}
 
 pub trait EventSource: Send + Sync {
     fn partitions(&self) -> u32;
@@ -62,7 +67,7 @@ impl EventSource for EmbeddedLog {
         from: u64,
         max: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, SourceError> {
-        EmbeddedLog::read(self, partition, from, max).map_err(|e| SourceError(e.to_string()))
+        Ok(EmbeddedLog::read(self, partition, from, max)?)
     }
 
     fn wait_for(&self, partition: u32, offset: u64, timeout: Duration) -> bool {
@@ -75,17 +80,13 @@ impl EventSource for EmbeddedLog {
         partition: u32,
         decided_at: u64,
     ) -> Result<(), SourceError> {
-        self.append_blocking(
-            vec![(partition, record::encode_idle_flush(job, decided_at))],
-            None,
-        )
-        .map(|_| ())
-        .map_err(|e| SourceError(e.to_string()))
+        let marker = record::encode_idle_flush(job, decided_at)?;
+        self.append_blocking(vec![(partition, marker)], None)?;
+        Ok(())
     }
 
     fn release(&self, offsets: &[u64]) -> Result<(), SourceError> {
-        self.apply_retention(offsets)
-            .map(|_| ())
-            .map_err(|e| SourceError(e.to_string()))
+        self.apply_retention(offsets)?;
+        Ok(())
     }
 }

@@ -63,7 +63,9 @@ impl Modify for BearerAuth {
 }
 
 /// The document, built once per request (it is small and rarely fetched).
-pub async fn document() -> impl IntoResponse {
-    let body = ApiDoc::openapi().to_pretty_json().unwrap_or_default();
-    ([(header::CONTENT_TYPE, "application/json")], body)
+pub async fn document() -> Result<impl IntoResponse, crate::Problem> {
+    let body = ApiDoc::openapi().to_pretty_json().map_err(|e| {
+        crate::Problem::internal(format!("cannot encode the OpenAPI document: {e}"))
+    })?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body))
 }

@@ -81,18 +81,9 @@ pub async fn query(
         after: params.cursor(CURSOR_TAG)?,
     };
     let store = state.store.clone();
-    let mut rows = blocking(move || {
-        store
-            .query_alerts(&q)
-            .map_err(|e| Problem::internal(e.to_string()))
-    })
-    .await?;
-    let truncated = rows.len() > limit;
-    rows.truncate(limit);
-    let next_cursor = truncated
-        .then(|| rows.last())
-        .flatten()
-        .map(|a| cursor::encode(CURSOR_TAG, &AlertKey::of(a)));
+    let mut rows = blocking(move || store.query_alerts(&q).map_err(Problem::from)).await?;
+    let next_cursor = cursor::cut(&mut rows, limit, CURSOR_TAG, AlertKey::of)?;
+    let truncated = next_cursor.is_some();
     Ok(Json(AlertsPage {
         job,
         time_unit: "ms",
@@ -132,7 +123,7 @@ pub async fn show(
     let alert = blocking(move || {
         store
             .get_alert(&job_for_task, &id_for_task)
-            .map_err(|e| Problem::internal(e.to_string()))
+            .map_err(Problem::from)
     })
     .await?;
     match alert {

@@ -12,7 +12,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use streampulse_core::batch::{self, BatchError, Framing};
+use streampulse_core::batch::{self, Framing};
 use streampulse_store::{LateQuery, RawKey, RawQuery};
 
 use super::blocking;
@@ -87,18 +87,10 @@ pub async fn ingest(
     let format = runtime.job().event.clone();
     let max_events = state.max_events_per_request;
     let body = held.bytes.clone();
-    let items = blocking(move || {
-        batch::parse(&body, framing, &format, max_events).map_err(|e| match e {
-            BatchError::TooManyEvents { .. } => {
-                Problem::new(StatusCode::PAYLOAD_TOO_LARGE, e.to_string())
-            }
-            BatchError::NotUtf8 { .. } | BatchError::Empty => Problem::bad_request(e.to_string()),
-        })
-    })
-    .await?;
-    let report = runtime.ingest(items, key).await.map_err(|e| {
-        Problem::unavailable(format!("events could not be stored, retry later: {e}"))
-    })?;
+    let items =
+        blocking(move || batch::parse(&body, framing, &format, max_events).map_err(Problem::from))
+            .await?;
+    let report = runtime.ingest(items, key).await?;
     drop(held);
     let status = if report.rejected.is_empty() {
         StatusCode::OK
@@ -140,12 +132,7 @@ pub async fn late(
         limit,
     };
     let store = state.store.clone();
-    let rows = blocking(move || {
-        store
-            .query_late(&q)
-            .map_err(|e| Problem::internal(e.to_string()))
-    })
-    .await?;
+    let rows = blocking(move || store.query_late(&q).map_err(Problem::from)).await?;
     Ok(Json(LatePage {
         time_unit: "ms",
         start,
@@ -215,18 +202,9 @@ pub async fn raw(
         after,
     };
     let store = state.store.clone();
-    let mut rows = blocking(move || {
-        store
-            .query_raw(&q)
-            .map_err(|e| Problem::internal(e.to_string()))
-    })
-    .await?;
-    let truncated = rows.len() > limit;
-    rows.truncate(limit);
-    let next_cursor = truncated
-        .then(|| rows.last())
-        .flatten()
-        .map(|r| cursor::encode(RAW_CURSOR_TAG, &RawKey::of(r)));
+    let mut rows = blocking(move || store.query_raw(&q).map_err(Problem::from)).await?;
+    let next_cursor = cursor::cut(&mut rows, limit, RAW_CURSOR_TAG, RawKey::of)?;
+    let truncated = next_cursor.is_some();
     let events: Vec<RawEventRow> = rows
         .into_iter()
         .map(|r| RawEventRow {

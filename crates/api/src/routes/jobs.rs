@@ -11,7 +11,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use streampulse_core::job::JobSpec;
-use streampulse_engine::checkpoint::CheckpointError;
 use streampulse_engine::jobs::{JobsError, Submission};
 use streampulse_engine::{EngineError, InitialPosition};
 
@@ -20,44 +19,6 @@ use crate::openapi::schemas::{
     JobStatusDoc, JobSubmission, JobsDoc, SavepointDoc, SavepointRequest, StartPosition,
 };
 use crate::{AppState, Problem};
-
-/// What the caller of a job endpoint is told when the jobs refuse.
-pub fn problem(e: JobsError) -> Problem {
-    let status = match &e {
-        JobsError::Invalid(_) => StatusCode::BAD_REQUEST,
-        JobsError::NotFound(_) => StatusCode::NOT_FOUND,
-        JobsError::Configured(_) | JobsError::Running(_) | JobsError::Unsupported(_) => {
-            StatusCode::CONFLICT
-        }
-        JobsError::Engine { source, .. } => match **source {
-            // A bad or missing savepoint name is the caller's to fix; storage trouble is not.
-            EngineError::Checkpoint(
-                CheckpointError::SavepointNotFound(_) | CheckpointError::InvalidName(_),
-            ) => StatusCode::BAD_REQUEST,
-            // The definition does not fit the state it would resume from.
-            EngineError::Restore { .. }
-            | EngineError::JobMismatch { .. }
-            | EngineError::PartitionMismatch { .. }
-            | EngineError::OffsetTruncated { .. }
-            | EngineError::OffsetBeyondLog { .. }
-            | EngineError::Unsupported(_)
-            | EngineError::Stopping => StatusCode::CONFLICT,
-            _ => StatusCode::SERVICE_UNAVAILABLE,
-        },
-        JobsError::Catalog(_) => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    let detail = match &e {
-        JobsError::NotFound(_) => {
-            format!("{e}; GET /jobs lists the jobs of this process")
-        }
-        JobsError::Engine { source, job } if matches!(**source, EngineError::Stopping) => format!(
-            "job '{job}' is stopped: its final checkpoint is the latest; resume it (restart the \
-             process, or submit it again), then take a savepoint"
-        ),
-        _ => e.to_string(),
-    };
-    Problem::new(status, detail)
-}
 
 #[utoipa::path(get, path = "/jobs", tag = "jobs",
     responses(
@@ -123,7 +84,7 @@ pub async fn submit(
         from_savepoint: request.from_savepoint,
     };
     let jobs = state.jobs.clone();
-    let runtime = blocking(move || jobs.submit(submission).map_err(problem)).await?;
+    let runtime = blocking(move || jobs.submit(submission).map_err(Problem::from)).await?;
     Ok((StatusCode::CREATED, Json(runtime.status())).into_response())
 }
 
@@ -140,7 +101,7 @@ pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let entry = state.jobs.get(Some(&id)).map_err(problem)?;
+    let entry = state.jobs.get(Some(&id)).map_err(Problem::from)?;
     Ok(Json(entry.status()).into_response())
 }
 
@@ -165,7 +126,7 @@ pub async fn savepoint(
     body: axum::body::Body,
 ) -> Result<Response, Problem> {
     let body = crate::body::read(body, &state.ingest).await?.bytes;
-    let entry = state.jobs.get(Some(&id)).map_err(problem)?;
+    let entry = state.jobs.get(Some(&id)).map_err(Problem::from)?;
     let request: SavepointRequest = if body.is_empty() {
         SavepointRequest::default()
     } else {
@@ -177,7 +138,7 @@ pub async fn savepoint(
         .unwrap_or_else(|| format!("savepoint-{}", streampulse_core::clock::now_ms()));
     let name_for_task = name.clone();
     let path = blocking(move || {
-        let engine = |source| problem(JobsError::engine(&id, source));
+        let engine = |source| Problem::from(JobsError::engine(&id, source));
         let runtime = entry
             .runtime()
             .ok_or_else(|| engine(EngineError::Stopping))?;
@@ -211,6 +172,7 @@ pub async fn stop(
     let params = crate::params::Params::new(query, &["savepoint"])?;
     let savepoint = params.string("savepoint");
     let jobs = state.jobs.clone();
-    let entry = blocking(move || jobs.stop(&id, savepoint.as_deref()).map_err(problem)).await?;
+    let entry =
+        blocking(move || jobs.stop(&id, savepoint.as_deref()).map_err(Problem::from)).await?;
     Ok(Json(entry.status()).into_response())
 }

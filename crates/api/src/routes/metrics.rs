@@ -140,23 +140,18 @@ async fn answer(
         scan_limit: state.max_query_scan,
     };
     let store = state.store.clone();
-    let page = blocking(move || {
-        store
-            .query_page(&q)
-            .map_err(|e| Problem::internal(e.to_string()))
-    })
-    .await?;
+    let page = blocking(move || store.query_page(&q).map_err(Problem::from)).await?;
     let mut rows = page.rows;
     // Cut by the row limit: go on after the last row shown. Cut by the scan budget: after the
     // last entry examined, which may lie past the last row (or there may be no row at all).
-    let resume = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last().map(ResultKey::of)
-    } else {
-        page.resume_after
+    let next_cursor = match cursor::cut(&mut rows, limit, CURSOR_TAG, ResultKey::of)? {
+        Some(after_last_row) => Some(after_last_row),
+        None => page
+            .resume_after
+            .map(|key| cursor::encode(CURSOR_TAG, &key))
+            .transpose()?,
     };
-    let truncated = resume.is_some();
-    let next_cursor = resume.map(|key| cursor::encode(CURSOR_TAG, &key));
+    let truncated = next_cursor.is_some();
     let results: Vec<Value> = rows.iter().map(|r| r.to_json()).collect();
     Ok(Json(ResultsPage {
         job: entry.job().name.clone(),

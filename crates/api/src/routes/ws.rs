@@ -64,7 +64,7 @@ pub async fn upgrade(
     let entry = state
         .jobs
         .get(query.remove("job").filter(|j| !j.is_empty()).as_deref())
-        .map_err(crate::routes::jobs::problem)?;
+        .map_err(Problem::from)?;
     // Parameters are checked before the upgrade, so a bad URL gets a 400 problem document.
     let subscription = Subscription::from_query(&query)?;
     let runtime = entry.runtime().filter(|r| r.is_running()).ok_or_else(|| {
