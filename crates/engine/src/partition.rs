@@ -162,6 +162,7 @@ impl PartitionWorker {
                         }
                     }
                     Err(err) => {
+                        self.counters().skipped_records.fetch_add(1, Relaxed);
                         tracing::error!(error = %err, offset, "skipping an undecodable log record");
                     }
                 }

@@ -26,6 +26,8 @@ pub struct PartitionCounters {
     pub late: AtomicU64,
     pub open_windows: AtomicU64,
     pub idle_flushes: AtomicU64,
+    /// Log records that could not be decoded and were stepped over (a damaged or foreign record).
+    pub skipped_records: AtomicU64,
     /// Encoded size of the pipeline state at the last snapshot.
     pub state_bytes: AtomicU64,
 }
@@ -73,6 +75,7 @@ pub struct PartitionStatus {
     pub late_events: u64,
     pub open_windows: u64,
     pub idle_flushes: u64,
+    pub skipped_records: u64,
     pub state_bytes: u64,
 }
 
@@ -146,6 +149,7 @@ impl JobCounters {
                     late_events: c.late.load(Relaxed),
                     open_windows: c.open_windows.load(Relaxed),
                     idle_flushes: c.idle_flushes.load(Relaxed),
+                    skipped_records: c.skipped_records.load(Relaxed),
                     state_bytes: c.state_bytes.load(Relaxed),
                 }
             })

@@ -422,7 +422,7 @@ fn prometheus_scrapes_every_job_of_the_process() {
     .into();
     assert_eq!(running, expected);
     type Field = fn(&Value) -> Option<f64>;
-    let per_partition: [(&str, Field); 5] = [
+    let per_partition: [(&str, Field); 6] = [
         ("streampulse_records_processed_total", |p| {
             p["events"].as_f64()
         }),
@@ -432,6 +432,9 @@ fn prometheus_scrapes_every_job_of_the_process() {
         ("streampulse_open_windows", |p| p["open_windows"].as_f64()),
         ("streampulse_idle_flushes_total", |p| {
             p["idle_flushes"].as_f64()
+        }),
+        ("streampulse_skipped_records_total", |p| {
+            p["skipped_records"].as_f64()
         }),
         ("streampulse_watermark_seconds", |p| {
             Some(p["watermark"].as_f64()? / 1000.0)

@@ -219,6 +219,9 @@ pub struct PartitionStatusDoc {
     late_events: u64,
     open_windows: u64,
     idle_flushes: u64,
+    /// Log records that could not be decoded and were stepped over (a damaged or foreign record;
+    /// also counted by `streampulse_skipped_records_total`).
+    skipped_records: u64,
     /// Bytes of the partition's operator state (windows, detectors, watermark) as of its last
     /// snapshot; 0 before the first.
     state_bytes: u64,

@@ -165,7 +165,7 @@ fn partitions(e: &mut Encoder, live: &[Live<'_>]) {
         })
         .collect();
     type Value = fn(&streampulse_engine::status::PartitionStatus, f64) -> Option<f64>;
-    let families: [(&str, Kind, &str, Value); 7] = [
+    let families: [(&str, Kind, &str, Value); 8] = [
         (
             "streampulse_records_processed_total",
             Kind::Counter,
@@ -201,6 +201,12 @@ fn partitions(e: &mut Encoder, live: &[Live<'_>]) {
             Kind::Counter,
             "Idle flushes that closed windows of a silent partition.",
             |p, _| Some(p.idle_flushes as f64),
+        ),
+        (
+            "streampulse_skipped_records_total",
+            Kind::Counter,
+            "Log records that could not be decoded and were stepped over.",
+            |p, _| Some(p.skipped_records as f64),
         ),
         (
             "streampulse_state_bytes",
