@@ -9,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use streampulse_core::batch::BatchError;
-use streampulse_engine::checkpoint::CheckpointError;
+use streampulse_engine::checkpoint::{CheckpointError, SnapshotError};
 use streampulse_engine::ingest::IngestError;
 use streampulse_engine::jobs::JobsError;
 use streampulse_engine::EngineError;
@@ -143,7 +143,9 @@ impl HttpError for EngineError {
                 CheckpointError::SavepointNotFound(_) | CheckpointError::InvalidName(_),
             ) => StatusCode::BAD_REQUEST,
             // The definition does not fit the state it would resume from.
-            EngineError::Restore { .. }
+            EngineError::Snapshot(
+                SnapshotError::Decode { .. } | SnapshotError::Incompatible { .. },
+            )
             | EngineError::JobMismatch { .. }
             | EngineError::PartitionMismatch { .. }
             | EngineError::OffsetTruncated { .. }

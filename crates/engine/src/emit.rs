@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use streampulse_core::output::Output;
 use streampulse_core::pipeline::PartitionPipeline;
-use streampulse_store::ResultStore;
+use streampulse_store::{ResultStore, StoreError};
 
 use crate::feed::LiveFeed;
 use crate::status::JobCounters;
@@ -51,13 +51,14 @@ impl Emitter {
 
     /// Writes `outputs` of `partition` to the store, retrying with backoff until it succeeds,
     /// then counts and publishes them and clears the vector. `on_failure` is asked after every
-    /// failed attempt (with the error) whether to keep trying; returns false when it gave up.
+    /// failed attempt (with the error, shared so it can be handed on) whether to keep trying;
+    /// returns false when it gave up.
     pub fn apply(
         &self,
         partition: u32,
         outputs: &mut Vec<Output>,
         tally: &mut OutputTally,
-        mut on_failure: impl FnMut(&str) -> RetryDecision,
+        mut on_failure: impl FnMut(&Arc<StoreError>) -> RetryDecision,
     ) -> bool {
         if outputs.is_empty() {
             return true;
@@ -65,11 +66,11 @@ impl Emitter {
         let mut backoff = Duration::from_millis(10);
         let mut failed = false;
         while let Err(err) = self.store.apply(&self.job_name, partition, outputs) {
-            let err = err.to_string();
+            let err = Arc::new(err);
             tracing::error!(error = %err, partition, "cannot write results; retrying");
             self.counters.store_errors.fetch_add(1, Relaxed);
             if let Ok(mut failing) = self.counters.store_failing.lock() {
-                failing.insert(partition, err.clone());
+                failing.insert(partition, err.to_string());
             }
             failed = true;
             if let RetryDecision::GiveUp = on_failure(&err) {

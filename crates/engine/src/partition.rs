@@ -16,6 +16,7 @@ use streampulse_core::pipeline::PartitionPipeline;
 use crate::checkpoint::PartitionCheckpoint;
 use crate::emit::{Emitter, RetryDecision};
 use crate::record::{self, Record};
+use crate::runtime::EngineError;
 use crate::source::EventSource;
 use crate::status::PartitionCounters;
 use crate::telemetry::OutputTally;
@@ -27,7 +28,7 @@ const POLL: Duration = Duration::from_millis(20);
 
 pub enum Command {
     /// Snapshot the pipeline at the current offset; every output before it is already applied.
-    Checkpoint(Sender<Result<PartitionCheckpoint, String>>),
+    Checkpoint(Sender<Result<PartitionCheckpoint, EngineError>>),
     /// Go back to this state and offset (the last checkpoint's): the store lost outputs applied
     /// since, and replaying the log from there writes them again.
     Rewind {
@@ -212,10 +213,10 @@ impl PartitionWorker {
             match self.commands.try_recv() {
                 Ok(Command::Stop) | Err(TryRecvError::Disconnected) => RetryDecision::GiveUp,
                 Ok(Command::Checkpoint(reply)) => {
-                    let _ = reply.send(Err(format!(
-                        "partition {} cannot write to the store: {err}",
-                        self.partition
-                    )));
+                    let _ = reply.send(Err(EngineError::PartitionStore {
+                        partition: self.partition,
+                        source: err.clone(),
+                    }));
                     RetryDecision::Retry
                 }
                 Ok(Command::Rewind {
@@ -252,7 +253,7 @@ impl PartitionWorker {
             .store(self.pipeline.open_windows() as u64, Relaxed);
     }
 
-    fn snapshot(&self) -> Result<PartitionCheckpoint, String> {
+    fn snapshot(&self) -> Result<PartitionCheckpoint, EngineError> {
         let snapshot = PartitionCheckpoint::of(self.partition, self.next_offset, &self.pipeline)?;
         self.counters()
             .state_bytes

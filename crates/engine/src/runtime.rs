@@ -26,10 +26,12 @@ use streampulse_core::clock::now_ms;
 use streampulse_core::job::Job;
 use streampulse_core::pipeline::PartitionPipeline;
 use streampulse_log::EmbeddedLog;
-use streampulse_store::ResultStore;
+use streampulse_store::{ResultStore, StoreError};
 use tracing::field::Empty;
 
-use crate::checkpoint::{Checkpoint, CheckpointError, CheckpointStore, PartitionCheckpoint};
+use crate::checkpoint::{
+    Checkpoint, CheckpointError, CheckpointStore, PartitionCheckpoint, SnapshotError,
+};
 use crate::emit::Emitter;
 use crate::feed::{LiveFeed, LIVE_FEED_CAPACITY};
 use crate::partition::{Command, PartitionWorker};
@@ -42,10 +44,14 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long webhook deliveries still queued or in flight get at shutdown.
 const WEBHOOK_GRACE: Duration = Duration::from_secs(2);
 
+/// What went wrong in a running job, by the component that failed: the checkpoint storage, a
+/// partition's state, the result store, a sink, the threads, or a request the job cannot take.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
     #[error("checkpoint {id} has {found} partitions but the log has {expected}")]
     PartitionMismatch {
         id: u64,
@@ -58,8 +64,6 @@ pub enum EngineError {
         found: String,
         expected: String,
     },
-    #[error("cannot restore partition {partition}: {reason}")]
-    Restore { partition: u32, reason: String },
     #[error("checkpoint resumes partition {partition} at offset {offset} but the log ends at {end}: the log and the checkpoints do not belong together")]
     OffsetBeyondLog {
         partition: u32,
@@ -72,16 +76,43 @@ pub enum EngineError {
         offset: u64,
         first: u64,
     },
-    #[error("store: {0}")]
-    Store(String),
-    #[error("checkpoint failed: {0}")]
-    CheckpointFailed(String),
+    /// The store failed to make outputs durable before a checkpoint.
+    #[error("result store: {0}")]
+    Store(#[from] StoreError),
+    /// A partition cannot apply its outputs, so it cannot be checkpointed past them.
+    #[error("partition {partition} cannot write to the result store: {source}")]
+    PartitionStore {
+        partition: u32,
+        #[source]
+        source: Arc<StoreError>,
+    },
+    /// The store lost writes that were not flushed yet; the partitions replay from `from`.
+    #[error("the result store was reopened after an I/O failure and may have lost writes not yet flushed; the partitions replay from {from}")]
+    StoreReopened { from: String },
+    /// An output sink (Kafka topics) could not confirm every record: no checkpoint may pass them.
+    #[error("{sink}: {source}")]
+    Sink {
+        sink: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("a partition did not answer the checkpoint request within {waited:?}")]
+    SnapshotTimeout { waited: Duration },
+    #[error("cannot start thread '{thread}': {source}")]
+    Spawn {
+        thread: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A thread panicked while holding state this request needs.
+    #[error("internal state of {0} is poisoned by a panic; restart the process")]
+    Poisoned(&'static str),
     #[error("the job is stopping")]
     Stopping,
     #[error("cannot start webhook delivery: {0}")]
-    Webhooks(String),
+    Webhooks(#[source] std::io::Error),
     #[error("{0}")]
-    Unsupported(String),
+    Unsupported(&'static str),
 }
 
 /// Where a starting job takes its state from.
@@ -161,8 +192,7 @@ pub fn start_webhooks(
     if configs.is_empty() {
         return Ok(None);
     }
-    let dispatcher =
-        WebhookDispatcher::start(job, configs).map_err(|e| EngineError::Webhooks(e.to_string()))?;
+    let dispatcher = WebhookDispatcher::start(job, configs).map_err(EngineError::Webhooks)?;
     Ok(Some(Arc::new(dispatcher)))
 }
 
@@ -286,10 +316,7 @@ impl Runtime {
                             end,
                         });
                     }
-                    let pipeline = p.restore(&job).map_err(|reason| EngineError::Restore {
-                        partition: p.partition,
-                        reason,
-                    })?;
+                    let pipeline = p.restore(&job)?;
                     pipelines.push((pipeline, p.next_offset));
                 }
                 if let Some(adopted) = adopted {
@@ -332,7 +359,10 @@ impl Runtime {
             let handle = std::thread::Builder::new()
                 .name(format!("partition-{partition}"))
                 .spawn(move || worker.run())
-                .map_err(|e| EngineError::CheckpointFailed(format!("cannot spawn worker: {e}")))?;
+                .map_err(|source| EngineError::Spawn {
+                    thread: format!("partition-{partition}"),
+                    source,
+                })?;
             workers.push((tx, handle));
         }
 
@@ -353,7 +383,10 @@ impl Runtime {
         let handle = std::thread::Builder::new()
             .name("checkpoint-coordinator".into())
             .spawn(move || coordinator.run(req_rx))
-            .map_err(|e| EngineError::CheckpointFailed(format!("cannot spawn coordinator: {e}")))?;
+            .map_err(|source| EngineError::Spawn {
+                thread: "checkpoint-coordinator".into(),
+                source,
+            })?;
         let log_end = move |p: u32| source.end_offset(p);
         Ok(Self::from_parts(RuntimeParts {
             job,
@@ -585,12 +618,7 @@ impl Coordinator {
             Some(chk) => {
                 let mut targets = Vec::with_capacity(chk.partitions.len());
                 for p in &chk.partitions {
-                    let pipeline =
-                        p.restore(&self.definition)
-                            .map_err(|reason| EngineError::Restore {
-                                partition: p.partition,
-                                reason,
-                            })?;
+                    let pipeline = p.restore(&self.definition)?;
                     targets.push((pipeline, p.next_offset));
                 }
                 (targets, format!("checkpoint {}", chk.id))
@@ -656,27 +684,22 @@ impl Coordinator {
         }
         let mut partitions: Vec<PartitionCheckpoint> = Vec::with_capacity(replies.len());
         for rx in replies {
-            let snapshot = rx
-                .recv_timeout(SNAPSHOT_TIMEOUT)
-                .map_err(|_| {
-                    EngineError::CheckpointFailed("a partition did not answer in time".into())
-                })?
-                .map_err(EngineError::CheckpointFailed)?;
+            let snapshot =
+                rx.recv_timeout(SNAPSHOT_TIMEOUT)
+                    .map_err(|_| EngineError::SnapshotTimeout {
+                        waited: SNAPSHOT_TIMEOUT,
+                    })??;
             partitions.push(snapshot);
         }
         // Outputs emitted before the snapshot offsets must be durable before the checkpoint is.
-        self.store
-            .flush()
-            .map_err(|e| EngineError::Store(e.to_string()))?;
+        self.store.flush()?;
         // Read after the flush: if the store was reopened before it, outputs applied since the
         // last checkpoint may be gone, and this checkpoint would skip them for good.
         let generation = self.store.generation();
         if generation != self.store_generation {
             let from = self.rewind()?;
             self.store_generation = generation;
-            return Err(EngineError::Store(format!(
-                "the result store was reopened after an I/O failure and may have lost writes not                  yet flushed; the partitions replay from {from}"
-            )));
+            return Err(EngineError::StoreReopened { from });
         }
         let checkpoint = Checkpoint::new(id, &self.job, now_ms(), partitions);
         let bytes = self.checkpoints.write(&checkpoint)?;

@@ -73,7 +73,7 @@ impl AssignmentContext {
                 }
                 Err(err) => {
                     tracing::error!(partition = p, error = %err, "cannot take over a partition");
-                    parts.fatal.get_or_insert(err);
+                    parts.fatal.get_or_insert(err.to_string());
                 }
             }
         }

@@ -378,11 +378,9 @@ impl KafkaDriver {
             let mut parts = self
                 .partitions
                 .lock()
-                .map_err(|_| EngineError::CheckpointFailed("partition state poisoned".into()))?;
+                .map_err(|_| EngineError::Poisoned("the owned partitions"))?;
             let owned: Vec<u32> = parts.owned.keys().copied().collect();
-            parts
-                .checkpoint(&owned)
-                .map_err(EngineError::CheckpointFailed)?
+            parts.checkpoint(&owned)?
         };
         self.commit(&commits, mode);
         Ok(())
@@ -436,8 +434,7 @@ fn parse(
 fn savepoints_unsupported() -> EngineError {
     EngineError::Unsupported(
         "savepoints of a job that reads Kafka are not supported yet: each partition is \
-         checkpointed on its own (checkpoint.interval)"
-            .into(),
+         checkpointed on its own (checkpoint.interval)",
     )
 }
 

@@ -19,6 +19,7 @@ use streampulse_engine::checkpoint::{PartitionCheckpoint, PartitionCheckpointSto
 use streampulse_engine::emit::{Emitter, RetryDecision};
 use streampulse_engine::status::CheckpointInfo;
 use streampulse_engine::telemetry::OutputTally;
+use streampulse_engine::EngineError;
 
 use crate::config::StartPosition;
 use crate::sink::OutputTopics;
@@ -54,16 +55,11 @@ pub struct Partitions {
 impl Partitions {
     /// Takes `partition` over: restores its latest checkpoint (or starts empty) and says where
     /// the consumer must start reading it.
-    pub fn assign(&mut self, partition: u32) -> Result<Offset, String> {
-        let restored = self
-            .checkpoints
-            .latest(partition)
-            .map_err(|e| e.to_string())?;
+    pub fn assign(&mut self, partition: u32) -> Result<Offset, EngineError> {
+        let restored = self.checkpoints.latest(partition)?;
         let (pipeline, next_offset, checkpoint_id) = match restored {
             Some((id, snapshot)) => {
-                let pipeline = snapshot
-                    .restore(&self.job)
-                    .map_err(|e| format!("cannot restore partition {partition}: {e}"))?;
+                let pipeline = snapshot.restore(&self.job)?;
                 tracing::info!(
                     partition,
                     checkpoint = id,
@@ -105,17 +101,16 @@ impl Partitions {
         })
     }
 
-    /// Applies the pending outputs of `partition`: to the store (retried until it succeeds) and
-    /// the output topics. False if the store kept failing and the worker is stopping.
-    pub fn apply(&mut self, partition: u32) -> bool {
+    /// Applies the pending outputs of `partition`: to the store (retried until it succeeds: the
+    /// partition is held back, never moved past an output it could not store) and the output
+    /// topics.
+    pub fn apply(&mut self, partition: u32) {
         let Some(p) = self.owned.get_mut(&partition) else {
-            return true;
+            return;
         };
-        let mut applied = true;
         if !p.outputs.is_empty() {
             self.topics.send(&p.outputs);
-            applied = self
-                .emitter
+            self.emitter
                 .apply(partition, &mut p.outputs, &mut self.tally, |_| {
                     RetryDecision::Retry
                 });
@@ -127,13 +122,12 @@ impl Partitions {
             c.open_windows
                 .store(p.pipeline.open_windows() as u64, Relaxed);
         }
-        applied
     }
 
     /// Checkpoints the given owned partitions: applies their outputs, makes the store and the
     /// output topics durable, then writes one checkpoint per partition. Returns the offsets to
     /// commit to the consumer group (only partitions that have an offset).
-    pub fn checkpoint(&mut self, partitions: &[u32]) -> Result<Vec<(u32, u64)>, String> {
+    pub fn checkpoint(&mut self, partitions: &[u32]) -> Result<Vec<(u32, u64)>, EngineError> {
         let started = Instant::now();
         let result = self.try_checkpoint(partitions, started);
         let counters = &self.emitter.counters;
@@ -157,29 +151,28 @@ impl Partitions {
         &mut self,
         partitions: &[u32],
         started: Instant,
-    ) -> Result<Vec<(u32, u64)>, String> {
+    ) -> Result<Vec<(u32, u64)>, EngineError> {
         let _span = tracing::info_span!("checkpoint", partitions = ?partitions).entered();
         for &p in partitions {
-            if !self.apply(p) {
-                return Err(format!("partition {p}: the store keeps failing"));
-            }
+            self.apply(p);
         }
         // Outputs before the checkpointed offsets must be durable before the checkpoint is.
-        self.emitter
-            .store
-            .flush()
-            .map_err(|e| format!("store flush: {e}"))?;
+        self.emitter.store.flush()?;
         if self.emitter.store.generation() != self.store_generation {
             // The store was reopened after an I/O failure and may have lost outputs applied since
             // the last checkpoints: the restarted worker replays from them.
-            let err = "the result store was reopened after an I/O failure and may have lost \
-                       writes not yet flushed; restarting to replay from the last checkpoints"
-                .to_string();
-            self.fatal.get_or_insert_with(|| err.clone());
+            let err = EngineError::StoreReopened {
+                from: "the last checkpoints, once the worker restarts".into(),
+            };
+            self.fatal.get_or_insert_with(|| err.to_string());
             return Err(err);
         }
-        if let Err(err) = self.topics.flush() {
-            self.fatal.get_or_insert_with(|| err.clone());
+        if let Err(source) = self.topics.flush() {
+            let err = EngineError::Sink {
+                sink: "output topics",
+                source: Box::new(source),
+            };
+            self.fatal.get_or_insert_with(|| err.to_string());
             return Err(err);
         }
         let created = now_ms();
@@ -197,10 +190,7 @@ impl Partitions {
                 c.state_bytes.store(snapshot.state.len() as u64, Relaxed);
             }
             let id = owned.checkpoint_id + 1;
-            bytes += self
-                .checkpoints
-                .write(id, created, snapshot)
-                .map_err(|e| e.to_string())?;
+            bytes += self.checkpoints.write(id, created, snapshot)?;
             owned.checkpoint_id = id;
             commits.push((p, next_offset));
         }

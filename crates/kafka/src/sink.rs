@@ -30,6 +30,15 @@ pub const SOURCE_HEADER: &str = "streampulse.source";
 /// How long a checkpoint waits for outstanding deliveries.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Why the output topics could not confirm every record produced so far.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("kafka producer flush: {0}")]
+    Flush(#[from] RdKafkaError),
+    #[error("{failed} record(s) could not be delivered to Kafka (last: {last})")]
+    Undelivered { failed: u64, last: String },
+}
+
 /// Counts deliveries that failed for good; checked by every flush.
 #[derive(Default)]
 pub struct DeliveryReport {
@@ -187,10 +196,8 @@ impl OutputTopics {
 
     /// Waits until every record produced so far is acknowledged. An error means some record
     /// is lost: the caller must not checkpoint past it.
-    pub fn flush(&self) -> Result<(), String> {
-        self.producer
-            .flush(FLUSH_TIMEOUT)
-            .map_err(|e| format!("kafka producer flush: {e}"))?;
+    pub fn flush(&self) -> Result<(), SinkError> {
+        self.producer.flush(FLUSH_TIMEOUT)?;
         let failed = self.producer.context().failed.load(Relaxed);
         if failed > 0 {
             let last = self
@@ -201,9 +208,7 @@ impl OutputTopics {
                 .ok()
                 .and_then(|l| l.clone())
                 .unwrap_or_default();
-            return Err(format!(
-                "{failed} record(s) could not be delivered to Kafka (last: {last})"
-            ));
+            return Err(SinkError::Undelivered { failed, last });
         }
         Ok(())
     }

@@ -22,7 +22,7 @@ mod store;
 pub use file::FileCheckpointStorage;
 pub use object::ObjectStoreCheckpointStorage;
 pub use partitioned::PartitionCheckpointStore;
-pub use store::{Checkpoint, CheckpointStore, PartitionCheckpoint};
+pub use store::{Checkpoint, CheckpointStore, PartitionCheckpoint, SnapshotError};
 
 /// Why checkpoint storage failed.
 #[derive(Debug, thiserror::Error)]

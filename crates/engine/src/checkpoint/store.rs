@@ -8,7 +8,33 @@ use streampulse_core::job::Job;
 use streampulse_core::pipeline::{PartitionPipeline, PipelineState};
 use streampulse_core::time::Millis;
 
+use streampulse_core::pipeline::RestoreError;
+
 use super::{CheckpointError, CheckpointStorage};
+
+/// Why a partition's state could not be snapshotted or restored.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("cannot encode the state of partition {partition}: {source}")]
+    Encode {
+        partition: u32,
+        #[source]
+        source: postcard::Error,
+    },
+    #[error("cannot restore partition {partition}: its state does not decode: {source}")]
+    Decode {
+        partition: u32,
+        #[source]
+        source: postcard::Error,
+    },
+    /// The job changed in a way its saved state cannot follow (a window, a detector, lateness).
+    #[error("cannot restore partition {partition}: {source}")]
+    Incompatible {
+        partition: u32,
+        #[source]
+        source: RestoreError,
+    },
+}
 
 /// Bumped when the checkpoint layout changes incompatibly.
 const CHECKPOINT_FORMAT: u32 = 1;
@@ -29,8 +55,9 @@ impl PartitionCheckpoint {
         partition: u32,
         next_offset: u64,
         pipeline: &PartitionPipeline,
-    ) -> Result<Self, String> {
-        let state = postcard::to_allocvec(pipeline.state()).map_err(|e| e.to_string())?;
+    ) -> Result<Self, SnapshotError> {
+        let state = postcard::to_allocvec(pipeline.state())
+            .map_err(|source| SnapshotError::Encode { partition, source })?;
         Ok(Self {
             partition,
             next_offset,
@@ -41,9 +68,12 @@ impl PartitionCheckpoint {
 
     /// The pipeline this snapshot holds, checked against `job` (a changed window, detector or
     /// lateness is refused rather than silently mixed with old state).
-    pub fn restore(&self, job: &Job) -> Result<PartitionPipeline, String> {
-        let state: PipelineState = postcard::from_bytes(&self.state).map_err(|e| e.to_string())?;
-        PartitionPipeline::restore(job, state).map_err(|e| e.to_string())
+    pub fn restore(&self, job: &Job) -> Result<PartitionPipeline, SnapshotError> {
+        let partition = self.partition;
+        let state: PipelineState = postcard::from_bytes(&self.state)
+            .map_err(|source| SnapshotError::Decode { partition, source })?;
+        PartitionPipeline::restore(job, state)
+            .map_err(|source| SnapshotError::Incompatible { partition, source })
     }
 }
 
