@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+use streampulse_core::config::ConfigError;
 
 use serde::{Deserialize, Serialize};
 
@@ -107,19 +108,10 @@ impl Default for CassandraConfig {
     }
 }
 
-/// A key of `store.cassandra` that is wrong, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("store.cassandra.{key}: {reason}")]
-pub struct ConfigError {
-    pub key: &'static str,
-    pub reason: String,
-}
-
-fn bad(key: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        key,
-        reason: reason.into(),
-    }
+/// A key of `store.cassandra` that is wrong (the key is given in full: this section is always
+/// there), and why.
+fn bad(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::new(key, reason).within("store.cassandra")
 }
 
 impl CassandraConfig {
@@ -263,26 +255,32 @@ mod tests {
         };
         assert_eq!(
             with(&|c| c.contact_points = vec!["nohost".into()]),
-            "contact_points"
+            "store.cassandra.contact_points"
         );
-        assert_eq!(with(&|c| c.keyspace = "x; DROP".into()), "keyspace");
+        assert_eq!(
+            with(&|c| c.keyspace = "x; DROP".into()),
+            "store.cassandra.keyspace"
+        );
         assert_eq!(
             with(&|c| {
                 c.replication.insert("class".into(), "Evil".into());
             }),
-            "replication"
+            "store.cassandra.replication"
         );
         assert_eq!(
             with(&|c| {
                 c.replication.insert("dc1'".into(), 3.into());
             }),
-            "replication"
+            "store.cassandra.replication"
         );
         assert_eq!(
             with(&|c| c.time_bucket = Duration::from_secs(7200)),
-            "time_bucket"
+            "store.cassandra.time_bucket"
         );
-        assert_eq!(with(&|c| c.max_in_flight = 0), "max_in_flight");
+        assert_eq!(
+            with(&|c| c.max_in_flight = 0),
+            "store.cassandra.max_in_flight"
+        );
     }
 
     #[test]

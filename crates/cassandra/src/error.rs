@@ -6,7 +6,7 @@ use streampulse_store::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum CassandraError {
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] streampulse_core::config::ConfigError),
 
     #[error("cannot connect to Cassandra at {contact_points}: {source}")]
     Connect {

@@ -27,6 +27,6 @@ pub mod schema;
 mod store;
 mod write;
 
-pub use config::{CassandraConfig, ConfigError, Consistency, PASSWORD_ENV, USERNAME_ENV};
+pub use config::{CassandraConfig, Consistency, PASSWORD_ENV, USERNAME_ENV};
 pub use error::CassandraError;
 pub use store::CassandraStore;

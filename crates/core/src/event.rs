@@ -9,6 +9,7 @@
 //! [`check_future`] is the one guard that needs a clock: the caller brings the reference instant
 //! (the wall clock at HTTP ingest, a Kafka record's own timestamp), this module never reads one.
 
+use crate::config::ConfigError;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -343,8 +344,8 @@ impl EventFormat {
     }
 
     /// Checks the limits themselves: each at least 1 and at most its documented bound. On error:
-    /// (field, reason), the field relative to `event`.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    /// the key relative to `event`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         for (key, field) in [
             ("metric_id_field", &self.metric_id_field),
             ("timestamp_field", &self.timestamp_field),
@@ -352,7 +353,7 @@ impl EventFormat {
             ("tags_field", &self.tags_field),
         ] {
             if field.is_empty() {
-                return Err((key.into(), "must not be empty".into()));
+                return Err(ConfigError::new(key, "must not be empty"));
             }
         }
         for (key, value, max) in [
@@ -379,7 +380,10 @@ impl EventFormat {
             ),
         ] {
             if !(1..=max).contains(&value) {
-                return Err((key.into(), format!("must be between 1 and {max}")));
+                return Err(ConfigError::new(
+                    key,
+                    format!("must be between 1 and {max}"),
+                ));
             }
         }
         Ok(())
@@ -612,12 +616,12 @@ mod tests {
             max_tags: 0,
             ..fmt()
         };
-        assert_eq!(f.validate().unwrap_err().0, "max_tags");
+        assert_eq!(f.validate().unwrap_err().key, "max_tags");
         let f = EventFormat {
             max_event_bytes: LIMIT_MAX_EVENT_BYTES + 1,
             ..fmt()
         };
-        assert_eq!(f.validate().unwrap_err().0, "max_event_bytes");
+        assert_eq!(f.validate().unwrap_err().key, "max_event_bytes");
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! A job: which events to read and which windows to compute over them.
 //!
 //! [`JobSpec`] is the serde form written in YAML; [`JobSpec::validate`] checks it and yields a
-//! [`Job`] in milliseconds, or a [`JobError`] naming the offending key.
+//! [`Job`] in milliseconds, or a [`ConfigError`] naming the offending key.
 
+use crate::config::ConfigError;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -117,24 +118,6 @@ impl Default for JobSpec {
     }
 }
 
-/// A config key that is wrong, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {reason}")]
-pub struct JobError {
-    /// Dotted path relative to the job, e.g. `windows[1].slide`.
-    pub key: String,
-    pub reason: String,
-}
-
-impl JobError {
-    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self {
-            key: key.into(),
-            reason: reason.into(),
-        }
-    }
-}
-
 /// A validated job, times in milliseconds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Job {
@@ -168,14 +151,12 @@ impl Job {
 }
 
 impl JobSpec {
-    pub fn validate(&self) -> Result<Job, JobError> {
-        check_name(&self.name, &['_', '-']).map_err(|reason| JobError::new("name", reason))?;
-        self.event
-            .validate()
-            .map_err(|(field, reason)| JobError::new(format!("event.{field}"), reason))?;
+    pub fn validate(&self) -> Result<Job, ConfigError> {
+        check_name(&self.name, &['_', '-']).map_err(|reason| ConfigError::new("name", reason))?;
+        self.event.validate().map_err(|e| e.within("event"))?;
         let ms = |key: &str, d: Duration| {
             if d > MAX_WINDOW {
-                Err(JobError::new(key, "must be at most 366 days"))
+                Err(ConfigError::new(key, "must be at most 366 days"))
             } else {
                 Ok(d.as_millis() as Millis)
             }
@@ -183,7 +164,7 @@ impl JobSpec {
         let max_out_of_orderness = ms("max_out_of_orderness", self.max_out_of_orderness)?;
         let allowed_lateness = ms("allowed_lateness", self.allowed_lateness)?;
         if self.idle_timeout.is_zero() || self.idle_timeout > MAX_IDLE_TIMEOUT {
-            return Err(JobError::new(
+            return Err(ConfigError::new(
                 "idle_timeout",
                 "must be greater than zero and at most 7 days",
             ));
@@ -192,7 +173,7 @@ impl JobSpec {
             .early_firing
             .is_some_and(|d| !(MIN_EARLY_FIRING..=MAX_EARLY_FIRING).contains(&d))
         {
-            return Err(JobError::new(
+            return Err(ConfigError::new(
                 "early_firing",
                 "must be between 10ms and 1h (or null for off)",
             ));
@@ -202,15 +183,18 @@ impl JobSpec {
             Some(d) => Some(ms("max_future", d)?),
         };
         if self.windows.is_empty() {
-            return Err(JobError::new("windows", "a job needs at least one window"));
+            return Err(ConfigError::new(
+                "windows",
+                "a job needs at least one window",
+            ));
         }
         let mut windows: Vec<WindowDef> = Vec::with_capacity(self.windows.len());
         for (i, spec) in self.windows.iter().enumerate() {
-            let def = spec.validate().map_err(|(field, reason)| {
-                JobError::new(format!("windows[{i}].{field}"), reason)
-            })?;
+            let def = spec
+                .validate()
+                .map_err(|e| e.within(format_args!("windows[{i}]")))?;
             if windows.iter().any(|w| w.name == def.name) {
-                return Err(JobError::new(
+                return Err(ConfigError::new(
                     format!("windows[{i}].name"),
                     format!("'{}' is used twice", def.name),
                 ));
@@ -219,11 +203,11 @@ impl JobSpec {
         }
         let mut detectors: Vec<DetectorDef> = Vec::with_capacity(self.detectors.len());
         for (i, spec) in self.detectors.iter().enumerate() {
-            let def = spec.validate(&windows).map_err(|(field, reason)| {
-                JobError::new(format!("detectors[{i}].{field}"), reason)
-            })?;
+            let def = spec
+                .validate(&windows)
+                .map_err(|e| e.within(format_args!("detectors[{i}]")))?;
             if detectors.iter().any(|d| d.name == def.name) {
-                return Err(JobError::new(
+                return Err(ConfigError::new(
                     format!("detectors[{i}].name"),
                     format!("'{}' is used twice", def.name),
                 ));
@@ -258,16 +242,16 @@ fn validate_state_ttl(
     ttl: Duration,
     windows: &[WindowDef],
     allowed_lateness: Millis,
-) -> Result<Millis, JobError> {
+) -> Result<Millis, ConfigError> {
     if ttl > MAX_WINDOW {
-        return Err(JobError::new("state_ttl", "must be at most 366 days"));
+        return Err(ConfigError::new("state_ttl", "must be at most 366 days"));
     }
     let ttl = ttl.as_millis() as Millis;
     let extent = windows.iter().map(|w| w.kind.extent()).max().unwrap_or(0);
     let min = extent + allowed_lateness;
     if ttl < min {
         let show = |ms: Millis| humantime::format_duration(Duration::from_millis(ms as u64));
-        return Err(JobError::new(
+        return Err(ConfigError::new(
             "state_ttl",
             format!(
                 "must be at least {} (the longest window, {}, plus allowed_lateness, {}), so no \

@@ -19,6 +19,7 @@
 pub mod aggregate;
 pub mod batch;
 pub mod clock;
+pub mod config;
 pub mod detect;
 pub mod event;
 pub mod job;

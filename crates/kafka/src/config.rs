@@ -6,6 +6,7 @@
 //! and SASL (`security.protocol`, `sasl.mechanisms`, `ssl.ca.location`, …) need no code here.
 
 use std::collections::BTreeMap;
+use streampulse_core::config::ConfigError;
 
 use serde::{Deserialize, Serialize};
 
@@ -79,11 +80,12 @@ impl KafkaConfig {
     }
 
     /// Checks what a broker would only reject later, or never: names the offending key.
-    pub fn validate(&self) -> Result<(), (String, String)> {
+    /// Keys are relative to `kafka`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.enabled() {
             return Ok(());
         }
-        let fail = |key: &str, msg: &str| Err((format!("kafka.{key}"), msg.to_string()));
+        let fail = |key: &str, msg: &str| Err(ConfigError::new(key, msg));
         for (key, topic) in [
             ("topic", &self.topic),
             ("dead_letter_topic", &self.dead_letter_topic),
@@ -113,9 +115,9 @@ impl KafkaConfig {
         }
         for key in self.properties.keys() {
             if RESERVED.contains(&key.as_str()) {
-                return Err((
-                    format!("kafka.properties.{key}"),
-                    "is set by StreamPulse itself (use kafka.brokers / kafka.group_id)".into(),
+                return Err(ConfigError::new(
+                    format!("properties.{key}"),
+                    "is set by StreamPulse itself (use kafka.brokers / kafka.group_id)",
                 ));
             }
         }
@@ -156,16 +158,16 @@ mod tests {
     fn errors_name_the_key() {
         let mut c = enabled();
         c.results_topic = "bad topic".into();
-        assert_eq!(c.validate().unwrap_err().0, "kafka.results_topic");
+        assert_eq!(c.validate().unwrap_err().key, "results_topic");
         let mut c = enabled();
         c.properties
             .insert("enable.auto.commit".into(), "true".into());
         assert_eq!(
-            c.validate().unwrap_err().0,
-            "kafka.properties.enable.auto.commit"
+            c.validate().unwrap_err().key,
+            "properties.enable.auto.commit"
         );
         let mut c = enabled();
         c.dead_letter_topic = "events".into();
-        assert_eq!(c.validate().unwrap_err().0, "kafka.dead_letter_topic");
+        assert_eq!(c.validate().unwrap_err().key, "dead_letter_topic");
     }
 }

@@ -4,6 +4,7 @@
 //! This module only describes settings and checks them; it must never touch the disk.
 
 use std::time::Duration;
+use streampulse_core::config::ConfigError;
 
 use serde::{Deserialize, Serialize};
 
@@ -68,14 +69,10 @@ impl LogConfig {
     /// Rejects settings that would make the log unusable, before any file is created.
     pub(crate) fn validate(&self) -> Result<(), LogError> {
         if self.partitions == 0 {
-            return Err(LogError::InvalidConfig(
-                "partitions must be at least 1".to_string(),
-            ));
+            return Err(ConfigError::new("partitions", "must be at least 1").into());
         }
         if self.max_batch_records == 0 {
-            return Err(LogError::InvalidConfig(
-                "max_batch_records must be at least 1".to_string(),
-            ));
+            return Err(ConfigError::new("max_batch_records", "must be at least 1").into());
         }
         Ok(())
     }

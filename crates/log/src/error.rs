@@ -1,8 +1,8 @@
 //! Errors of the embedded log.
 //!
 //! Errors are `Clone` because one failed group commit must be reported to every request in it;
-//! storage errors are therefore flattened to their message. This module must never hide the
-//! cause: every variant says what failed.
+//! sources are therefore shared (`Arc`). This module must never hide the cause: every variant says
+//! what failed.
 
 use std::sync::Arc;
 
@@ -16,14 +16,14 @@ pub enum LogError {
     Io(#[source] Arc<std::io::Error>),
     /// redb reported an error (opening, a transaction, a table, or a commit).
     #[error("log storage error: {0}")]
-    Storage(String),
+    Storage(#[source] Arc<redb::Error>),
     /// The log file failed (a full disk, an I/O error) and is closed until it can be reopened
     /// (`streampulse_dbfile`): appends and reads fail meanwhile, and work again once it is.
     #[error("the log is unavailable: {0}")]
     Unavailable(String),
     /// The settings cannot describe a working log.
     #[error("invalid log configuration: {0}")]
-    InvalidConfig(String),
+    InvalidConfig(#[from] streampulse_core::config::ConfigError),
     /// The log file was created with another partition count; reusing it would re-route keys.
     #[error("log has {existing} partitions but the configuration asks for {configured}")]
     PartitionCountChanged { existing: u32, configured: u32 },
@@ -55,7 +55,7 @@ impl From<redb::Error> for LogError {
         if streampulse_dbfile::is_io_failure(&e) {
             LogError::Unavailable(e.to_string())
         } else {
-            LogError::Storage(e.to_string())
+            LogError::Storage(Arc::new(e))
         }
     }
 }
@@ -116,6 +116,8 @@ mod tests {
     #[test]
     fn redb_errors_become_storage_errors() {
         let e: LogError = redb::StorageError::Corrupted("bad page".to_string()).into();
-        assert!(matches!(e, LogError::Storage(ref m) if m.contains("bad page")));
+        assert!(matches!(e, LogError::Storage(_)), "{e:?}");
+        assert!(e.to_string().contains("bad page"), "{e}");
+        assert!(std::error::Error::source(&e).is_some());
     }
 }

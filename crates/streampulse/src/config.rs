@@ -727,13 +727,8 @@ impl AppConfig {
                 ),
             );
         }
-        if let Err((key, reason)) = self.kafka.validate() {
-            return fail(&key, &reason);
-        }
-        let job = self
-            .job
-            .validate()
-            .map_err(|e| anyhow::anyhow!("job.{e}"))?;
+        self.kafka.validate().map_err(|e| e.within("kafka"))?;
+        let job = self.job.validate().map_err(|e| e.within("job"))?;
         Ok(Validated { config: self, job })
     }
 }

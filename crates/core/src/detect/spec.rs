@@ -1,5 +1,6 @@
 //! Detector definitions: the config a user writes ([`DetectorSpec`]) and its validated form.
 
+use crate::config::ConfigError;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -137,10 +138,10 @@ pub struct DetectorDef {
     pub lifecycle: Lifecycle,
 }
 
-type FieldError = (String, String);
+type FieldError = ConfigError;
 
 fn err(field: &str, reason: impl Into<String>) -> FieldError {
-    (field.to_string(), reason.into())
+    ConfigError::new(field, reason)
 }
 
 fn forbid<T>(field: &str, value: &Option<T>, kind: &str) -> Result<(), FieldError> {
@@ -151,7 +152,7 @@ fn forbid<T>(field: &str, value: &Option<T>, kind: &str) -> Result<(), FieldErro
 }
 
 impl DetectorSpec {
-    /// Validates against the job's windows. On error: (field, reason) relative to this detector.
+    /// Validates against the job's windows. On error the key is relative to this detector.
     pub fn validate(&self, windows: &[WindowDef]) -> Result<DetectorDef, FieldError> {
         crate::job::check_name(&self.name, &['_', '-', '.']).map_err(|r| err("name", r))?;
         let series = if self.series == "raw" {

@@ -1,6 +1,7 @@
 //! Window definitions: the config a user writes ([`WindowSpec`]) and its validated form
 //! ([`WindowDef`]).
 
+use crate::config::ConfigError;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -125,27 +126,27 @@ pub(crate) fn gcd(a: Millis, b: Millis) -> Millis {
     }
 }
 
-fn millis(field: &str, d: Option<Duration>, kind: &str) -> Result<Millis, (String, String)> {
-    let d = d.ok_or_else(|| (field.to_string(), format!("required for a {kind} window")))?;
+fn millis(field: &str, d: Option<Duration>, kind: &str) -> Result<Millis, ConfigError> {
+    let d = d.ok_or_else(|| ConfigError::new(field, format!("required for a {kind} window")))?;
     if d.is_zero() {
-        return Err((field.to_string(), "must be greater than zero".into()));
+        return Err(ConfigError::new(field, "must be greater than zero"));
     }
     if d > MAX_WINDOW {
-        return Err((field.to_string(), "must be at most 366 days".into()));
+        return Err(ConfigError::new(field, "must be at most 366 days"));
     }
     if d.subsec_nanos() % 1_000_000 != 0 {
-        return Err((
-            field.to_string(),
-            "must be a whole number of milliseconds".into(),
+        return Err(ConfigError::new(
+            field,
+            "must be a whole number of milliseconds",
         ));
     }
     Ok(d.as_millis() as Millis)
 }
 
-fn forbid(field: &str, d: Option<Duration>, kind: &str) -> Result<(), (String, String)> {
+fn forbid(field: &str, d: Option<Duration>, kind: &str) -> Result<(), ConfigError> {
     match d {
-        Some(_) => Err((
-            field.to_string(),
+        Some(_) => Err(ConfigError::new(
+            field,
             format!("does not apply to a {kind} window"),
         )),
         None => Ok(()),
@@ -153,14 +154,14 @@ fn forbid(field: &str, d: Option<Duration>, kind: &str) -> Result<(), (String, S
 }
 
 impl WindowSpec {
-    /// Validates the spec. On error returns (field, reason), the field relative to this window.
-    pub fn validate(&self) -> Result<WindowDef, (String, String)> {
+    /// Validates the spec. On error the key is relative to this window.
+    pub fn validate(&self) -> Result<WindowDef, ConfigError> {
         crate::job::check_name(&self.name, &['_', '-', '.'])
-            .map_err(|reason| ("name".to_string(), reason))?;
+            .map_err(|reason| ConfigError::new("name", reason))?;
         let offset = match self.offset {
             None => 0,
             Some(d) if d > MAX_WINDOW => {
-                return Err(("offset".into(), "must be at most 366 days".into()))
+                return Err(ConfigError::new("offset", "must be at most 366 days"))
             }
             Some(d) => d.as_millis() as Millis,
         };
@@ -170,7 +171,7 @@ impl WindowSpec {
                 forbid("gap", self.gap, "tumbling")?;
                 let size = millis("size", self.size, "tumbling")?;
                 if offset >= size {
-                    return Err(("offset".into(), "must be smaller than size".into()));
+                    return Err(ConfigError::new("offset", "must be smaller than size"));
                 }
                 WindowKind::Tumbling { size, offset }
             }
@@ -179,18 +180,18 @@ impl WindowSpec {
                 let size = millis("size", self.size, "sliding")?;
                 let slide = millis("slide", self.slide, "sliding")?;
                 if slide > size {
-                    return Err((
-                        "slide".into(),
-                        "must not exceed size (windows would leave gaps)".into(),
+                    return Err(ConfigError::new(
+                        "slide",
+                        "must not exceed size (windows would leave gaps)",
                     ));
                 }
                 if offset >= slide {
-                    return Err(("offset".into(), "must be smaller than slide".into()));
+                    return Err(ConfigError::new("offset", "must be smaller than slide"));
                 }
                 let slices = size / gcd(size, slide);
                 if slices > MAX_SLICES_PER_WINDOW {
-                    return Err((
-                        "slide".into(),
+                    return Err(ConfigError::new(
+                        "slide",
                         format!(
                             "a window of size {size} ms every {slide} ms spans {slices} slices of \
                              {} ms; at most {MAX_SLICES_PER_WINDOW} are allowed (make slide a \
@@ -248,9 +249,13 @@ mod tests {
     fn sliding_needs_slide_not_larger_than_size() {
         let mut s = spec(WindowType::Sliding);
         s.size = Some(Duration::from_secs(30));
-        assert_eq!(s.validate().unwrap_err().0, "slide");
+        assert_eq!(s.validate().unwrap_err().key, "slide");
         s.slide = Some(Duration::from_secs(40));
-        assert!(s.validate().unwrap_err().1.contains("must not exceed size"));
+        assert!(s
+            .validate()
+            .unwrap_err()
+            .reason
+            .contains("must not exceed size"));
         s.slide = Some(Duration::from_secs(10));
         assert_eq!(
             s.validate().unwrap().kind,
@@ -267,7 +272,7 @@ mod tests {
         let mut s = spec(WindowType::Sliding);
         s.size = Some(Duration::from_secs(366 * 86_400));
         s.slide = Some(Duration::from_millis(1));
-        let (field, reason) = s.validate().unwrap_err();
+        let ConfigError { key: field, reason } = s.validate().unwrap_err();
         assert_eq!(field, "slide");
         assert!(reason.contains("at most 1440"), "{reason}");
         s.size = Some(Duration::from_secs(86_400));
@@ -277,7 +282,7 @@ mod tests {
             "a day every minute is the documented maximum"
         );
         s.slide = Some(Duration::from_secs(7)); // gcd 1 s: 86,400 slices
-        assert_eq!(s.validate().unwrap_err().0, "slide");
+        assert_eq!(s.validate().unwrap_err().key, "slide");
     }
 
     #[test]
@@ -287,10 +292,13 @@ mod tests {
         s.size = Some(Duration::from_secs(5));
         assert_eq!(
             s.validate().unwrap_err(),
-            ("size".into(), "does not apply to a session window".into())
+            ConfigError::new("size", "does not apply to a session window")
         );
         let mut t = spec(WindowType::Tumbling);
         t.size = Some(Duration::ZERO);
-        assert_eq!(t.validate().unwrap_err().1, "must be greater than zero");
+        assert_eq!(
+            t.validate().unwrap_err().reason,
+            "must be greater than zero"
+        );
     }
 }

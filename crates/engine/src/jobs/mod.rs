@@ -24,7 +24,8 @@ mod launcher;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use streampulse_core::job::{Job, JobError, JobSpec};
+use streampulse_core::config::ConfigError;
+use streampulse_core::job::{Job, JobSpec};
 
 pub use catalog::{CatalogEntry, CatalogError, JobCatalog};
 pub use launcher::EmbeddedLauncher;
@@ -68,7 +69,7 @@ pub struct Submission {
 #[derive(Debug, thiserror::Error)]
 pub enum JobsError {
     #[error("job.{0}")]
-    Invalid(JobError),
+    Invalid(ConfigError),
     #[error("no job '{0}'")]
     NotFound(String),
     #[error("job '{0}' is defined by the config file: change the file and restart the process to change it")]
@@ -280,7 +281,7 @@ impl JobManager {
         if job.event != self.configured.job().event {
             // Events are parsed once, at ingest, with the configured job's field names; the log
             // holds them parsed, so another mapping could never apply.
-            return Err(JobsError::Invalid(JobError {
+            return Err(JobsError::Invalid(ConfigError {
                 key: "event".into(),
                 reason: "events are parsed once, at ingest, with the field names of the config \
                          file's job: omit `event` (or repeat the config file's)"
