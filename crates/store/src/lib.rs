@@ -31,6 +31,7 @@ mod error;
 pub mod glob;
 mod keys;
 mod retention;
+mod schema;
 
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;

@@ -44,13 +44,13 @@ use streampulse_core::detect::{Alert, AlertState};
 use streampulse_core::time::Millis;
 
 use crate::codec::{decode_alert, decode_result};
-use crate::embedded::{
+use crate::error::StoreError;
+use crate::keys::{self, KeyReader};
+use crate::schema::{
     Bytes, ALERTS, ALERTS_BY_METRIC, ALERTS_BY_TIME, ALERTS_BY_TIME_NAME, LATE_BY_TS,
     LATE_BY_TS_NAME, LATE_EVENTS, RAW_EVENTS, RAW_EVENTS_NAME, RESULTS_BY_METRIC, RESULTS_BY_TIME,
     RESULTS_BY_TIME_NAME,
 };
-use crate::error::StoreError;
-use crate::keys::{self, KeyReader};
 
 /// How long each kind of stored row is kept, by event time; `None` keeps it forever.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -433,5 +433,4 @@ fn job_of(table: &'static str, key: &[u8]) -> Result<String, StoreError> {
 }
 
 #[cfg(test)]
-#[path = "retention_tests.rs"]
 mod tests;
