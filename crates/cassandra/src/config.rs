@@ -130,13 +130,7 @@ impl CassandraConfig {
                 ));
             }
         }
-        let name_ok = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 48
-                && s.starts_with(|c: char| c.is_ascii_alphabetic())
-                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        };
-        if !name_ok(&self.keyspace) {
+        if !streampulse_core::name::CASSANDRA_KEYSPACE.allows(&self.keyspace) {
             return Err(bad(
                 "keyspace",
                 "1 to 48 letters, digits or '_', starting with a letter",
@@ -192,11 +186,7 @@ impl CassandraConfig {
                 .as_u64()
                 .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
                 .filter(|f| (1..=32).contains(f));
-            let key_ok = !key.is_empty()
-                && key.len() <= 64
-                && key
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            let key_ok = streampulse_core::name::CASSANDRA_DATACENTER.allows(key);
             match factor {
                 Some(f) if key_ok => parts.push(format!("'{key}': '{f}'")),
                 _ => {

@@ -55,8 +55,6 @@ pub struct JobSpec {
     pub max_future: Option<Duration>,
 }
 
-/// Longest name of a job, window or detector: names become store keys, label values and paths.
-pub const MAX_NAME_BYTES: usize = 64;
 /// Longest `idle_timeout`.
 pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Shortest and longest `early_firing` interval.
@@ -64,20 +62,6 @@ pub const MIN_EARLY_FIRING: Duration = Duration::from_millis(10);
 pub const MAX_EARLY_FIRING: Duration = Duration::from_secs(3600);
 /// Default of `max_future`.
 pub const DEFAULT_MAX_FUTURE: Duration = Duration::from_secs(3600);
-
-/// Checks a user-given name: 1 to [`MAX_NAME_BYTES`] ASCII letters, digits and `extra`
-/// punctuation. The one rule for job, window and detector names; `Err` says what is allowed.
-pub fn check_name(name: &str, extra: &[char]) -> Result<(), String> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || extra.contains(&c);
-    if name.is_empty() || name.len() > MAX_NAME_BYTES || !name.chars().all(allowed) {
-        let extra: Vec<String> = extra.iter().map(|c| format!("'{c}'")).collect();
-        return Err(format!(
-            "must be 1 to {MAX_NAME_BYTES} letters, digits or {}",
-            extra.join(", ")
-        ));
-    }
-    Ok(())
-}
 
 impl Default for JobSpec {
     fn default() -> Self {
@@ -152,7 +136,9 @@ impl Job {
 
 impl JobSpec {
     pub fn validate(&self) -> Result<Job, ConfigError> {
-        check_name(&self.name, &['_', '-']).map_err(|reason| ConfigError::new("name", reason))?;
+        crate::name::JOB
+            .check(&self.name)
+            .map_err(|reason| ConfigError::new("name", reason))?;
         self.event.validate().map_err(|e| e.within("event"))?;
         let ms = |key: &str, d: Duration| {
             if d > MAX_WINDOW {
@@ -309,7 +295,7 @@ mod tests {
 
     #[test]
     fn every_duration_and_name_is_bounded() {
-        let long = "x".repeat(MAX_NAME_BYTES + 1);
+        let long = "x".repeat(crate::name::MAX_NAME_BYTES + 1);
         let cases: Vec<(&str, JobSpec)> = vec![
             (
                 "name",

@@ -23,6 +23,7 @@ pub mod config;
 pub mod detect;
 pub mod event;
 pub mod job;
+pub mod name;
 pub mod output;
 pub mod pipeline;
 pub mod time;

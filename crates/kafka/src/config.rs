@@ -100,10 +100,9 @@ impl KafkaConfig {
             ("results_topic", &self.results_topic),
             ("alerts_topic", &self.alerts_topic),
         ] {
-            let legal = topic
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-            if !legal || topic.len() > 249 {
+            // An empty results or alerts topic means "not produced" (the empty events and
+            // dead-letter topics were refused above).
+            if !topic.is_empty() && !streampulse_core::name::KAFKA_TOPIC.allows(topic) {
                 return fail(
                     key,
                     "a topic name is at most 249 letters, digits, '.', '_' and '-'",

@@ -154,7 +154,9 @@ fn forbid<T>(field: &str, value: &Option<T>, kind: &str) -> Result<(), FieldErro
 impl DetectorSpec {
     /// Validates against the job's windows. On error the key is relative to this detector.
     pub fn validate(&self, windows: &[WindowDef]) -> Result<DetectorDef, FieldError> {
-        crate::job::check_name(&self.name, &['_', '-', '.']).map_err(|r| err("name", r))?;
+        crate::name::DETECTOR
+            .check(&self.name)
+            .map_err(|r| err("name", r))?;
         let series = if self.series == "raw" {
             Series::Raw
         } else {

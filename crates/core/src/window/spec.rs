@@ -156,7 +156,8 @@ fn forbid(field: &str, d: Option<Duration>, kind: &str) -> Result<(), ConfigErro
 impl WindowSpec {
     /// Validates the spec. On error the key is relative to this window.
     pub fn validate(&self) -> Result<WindowDef, ConfigError> {
-        crate::job::check_name(&self.name, &['_', '-', '.'])
+        crate::name::WINDOW
+            .check(&self.name)
             .map_err(|reason| ConfigError::new("name", reason))?;
         let offset = match self.offset {
             None => 0,

@@ -53,7 +53,7 @@ pub enum CheckpointError {
     Corrupt { name: String, reason: String },
     #[error("savepoint '{0}' not found")]
     SavepointNotFound(String),
-    #[error("invalid savepoint name '{0}': use letters, digits, '_', '-' and '.'")]
+    #[error("invalid savepoint name '{0}': use letters, digits, '_', '-' and '.' (at most 128, not starting with '.')")]
     InvalidName(String),
 }
 

@@ -110,15 +110,6 @@ pub struct CheckpointStore {
     retain: usize,
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 128
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        && !name.starts_with('.')
-}
-
 impl CheckpointStore {
     pub fn new(storage: Box<dyn CheckpointStorage>, job: &str, retain: usize) -> Self {
         Self {
@@ -154,7 +145,7 @@ impl CheckpointStore {
         name: &str,
         checkpoint: &Checkpoint,
     ) -> Result<String, CheckpointError> {
-        if !valid_name(name) {
+        if !streampulse_core::name::SAVEPOINT.allows(name) {
             return Err(CheckpointError::InvalidName(name.to_string()));
         }
         let path = self.savepoint_name(name);
@@ -187,7 +178,7 @@ impl CheckpointStore {
     }
 
     pub fn savepoint(&self, name: &str) -> Result<Checkpoint, CheckpointError> {
-        if !valid_name(name) {
+        if !streampulse_core::name::SAVEPOINT.allows(name) {
             return Err(CheckpointError::InvalidName(name.to_string()));
         }
         let path = self.savepoint_name(name);
