@@ -31,6 +31,7 @@ pub mod runtime;
 pub mod shared_log;
 pub mod source;
 pub mod status;
+pub mod task;
 pub mod telemetry;
 pub mod webhook;
 

@@ -96,6 +96,8 @@ pub enum EngineError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("partition {partition} has no offset to checkpoint yet")]
+    NoOffset { partition: u32 },
     #[error("a partition did not answer the checkpoint request within {waited:?}")]
     SnapshotTimeout { waited: Duration },
     #[error("cannot start thread '{thread}': {source}")]
@@ -343,16 +345,14 @@ impl Runtime {
         let mut workers = Vec::with_capacity(partitions as usize);
         for (partition, (pipeline, next_offset)) in pipelines.into_iter().enumerate() {
             let (tx, rx) = mpsc::channel();
-            let worker = PartitionWorker {
-                partition: partition as u32,
-                source: source.clone(),
-                emitter: emitter.clone(),
-                pipeline,
-                next_offset,
-                commands: rx,
-                failure: failure.clone(),
-                rewind: std::cell::RefCell::new(None),
-            };
+            let worker = PartitionWorker::new(
+                partition as u32,
+                (pipeline, next_offset),
+                source.clone(),
+                emitter.clone(),
+                rx,
+                failure.clone(),
+            );
             counters.partitions[partition]
                 .next_offset
                 .store(next_offset, Relaxed);

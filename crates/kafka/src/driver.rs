@@ -227,7 +227,7 @@ impl KafkaDriver {
                 if now >= next_partials {
                     if let Ok(parts) = self.partitions.lock() {
                         for owned in parts.owned.values() {
-                            parts.emitter.publish_partials(&owned.pipeline);
+                            owned.task.publish_partials(&parts.emitter);
                         }
                     }
                     next_partials = now + every;
@@ -279,7 +279,8 @@ impl KafkaDriver {
             let Some(owned) = parts.owned.get_mut(&partition) else {
                 continue; // revoked since it was fetched
             };
-            if owned.next_offset.is_some_and(|next| offset < next) {
+            let task = &mut owned.task;
+            if !task.is_new(offset) {
                 continue; // already covered by the restored state
             }
             received += 1;
@@ -297,14 +298,7 @@ impl KafkaDriver {
                         value,
                         tags,
                     } = event;
-                    owned.pipeline.process_tagged(
-                        &metric_id,
-                        move || tags,
-                        ts,
-                        value,
-                        offset,
-                        &mut owned.outputs,
-                    );
+                    task.event(offset, &metric_id, move || tags, ts, value);
                 }
                 Err((reason, message)) => {
                     per_reason[reason as usize] += 1;
@@ -313,10 +307,10 @@ impl KafkaDriver {
                     parts
                         .topics
                         .dead_letter(msg.key(), msg.payload(), &message, &origin);
+                    task.step_over(offset);
                 }
             }
-            owned.next_offset = Some(offset + 1);
-            owned.last_arrival = now;
+            task.arrived(now);
             touched.insert(partition);
             if let Some(c) = self.counters.partitions.get(partition as usize) {
                 c.events.fetch_add(1, Relaxed);
@@ -343,17 +337,11 @@ impl KafkaDriver {
         let parts = &mut *guard;
         let mut flushed = Vec::new();
         for (&p, owned) in parts.owned.iter_mut() {
-            let caught_up = owned
-                .next_offset
+            let task = &mut owned.task;
+            let caught_up = task
+                .next_offset()
                 .is_some_and(|next| next >= self.log_end(p));
-            if caught_up
-                && owned.last_arrival.elapsed() >= self.idle_timeout
-                && owned.pipeline.idle_flush_pending()
-                && owned.pipeline.flush_idle(&mut owned.outputs)
-            {
-                if let Some(c) = self.counters.partitions.get(p as usize) {
-                    c.idle_flushes.fetch_add(1, Relaxed);
-                }
+            if caught_up && task.idle_due(self.idle_timeout) && task.flush_idle(&self.counters) {
                 flushed.push(p);
             }
         }

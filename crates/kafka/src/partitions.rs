@@ -13,11 +13,11 @@ use streampulse_core::clock::now_ms;
 
 use rdkafka::Offset;
 use streampulse_core::job::Job;
-use streampulse_core::output::Output;
 use streampulse_core::pipeline::PartitionPipeline;
-use streampulse_engine::checkpoint::{PartitionCheckpoint, PartitionCheckpointStore};
+use streampulse_engine::checkpoint::PartitionCheckpointStore;
 use streampulse_engine::emit::{Emitter, RetryDecision};
 use streampulse_engine::status::CheckpointInfo;
+use streampulse_engine::task::PartitionTask;
 use streampulse_engine::telemetry::OutputTally;
 use streampulse_engine::EngineError;
 
@@ -25,13 +25,7 @@ use crate::config::StartPosition;
 use crate::sink::OutputTopics;
 
 pub struct OwnedPartition {
-    pub pipeline: PartitionPipeline,
-    /// The next offset to process; `None` until the first record when the partition had no
-    /// checkpoint and starts at the latest offset.
-    pub next_offset: Option<u64>,
-    /// Outputs produced but not yet applied.
-    pub outputs: Vec<Output>,
-    pub last_arrival: Instant,
+    pub task: PartitionTask,
     /// Id of the partition's latest checkpoint (0: none yet).
     pub checkpoint_id: u64,
 }
@@ -80,16 +74,13 @@ impl Partitions {
         let offset = next_offset.map_or(Offset::End, |o| Offset::Offset(o as i64));
         if let Some(c) = self.emitter.counters.partitions.get(partition as usize) {
             c.owned.store(true, Relaxed);
-            c.next_offset.store(next_offset.unwrap_or(0), Relaxed);
-            c.watermark.store(pipeline.watermark(), Relaxed);
         }
+        let task = PartitionTask::new(partition, pipeline, next_offset);
+        task.publish(&self.emitter.counters);
         self.owned.insert(
             partition,
             OwnedPartition {
-                pipeline,
-                next_offset,
-                outputs: Vec::new(),
-                last_arrival: Instant::now(),
+                task,
                 checkpoint_id,
             },
         );
@@ -108,20 +99,11 @@ impl Partitions {
         let Some(p) = self.owned.get_mut(&partition) else {
             return;
         };
-        if !p.outputs.is_empty() {
-            self.topics.send(&p.outputs);
-            self.emitter
-                .apply(partition, &mut p.outputs, &mut self.tally, |_| {
-                    RetryDecision::Retry
-                });
-        }
-        // Published after every batch, outputs or not: status and lag follow the offsets read.
-        if let Some(c) = self.emitter.counters.partitions.get(partition as usize) {
-            c.watermark.store(p.pipeline.watermark(), Relaxed);
-            c.next_offset.store(p.next_offset.unwrap_or(0), Relaxed);
-            c.open_windows
-                .store(p.pipeline.open_windows() as u64, Relaxed);
-        }
+        self.topics.send(p.task.pending());
+        // Never gives up, so always applied; published after every batch, outputs or not:
+        // status and lag follow the offsets read.
+        p.task
+            .apply(&self.emitter, &mut self.tally, |_| RetryDecision::Retry);
     }
 
     /// Checkpoints the given owned partitions: applies their outputs, makes the store and the
@@ -182,13 +164,10 @@ impl Partitions {
             let Some(owned) = self.owned.get_mut(&p) else {
                 continue;
             };
-            let Some(next_offset) = owned.next_offset else {
+            let Some(snapshot) = owned.task.snapshot(&self.emitter.counters)? else {
                 continue;
             };
-            let snapshot = PartitionCheckpoint::of(p, next_offset, &owned.pipeline)?;
-            if let Some(c) = self.emitter.counters.partitions.get(p as usize) {
-                c.state_bytes.store(snapshot.state.len() as u64, Relaxed);
-            }
+            let next_offset = snapshot.next_offset;
             let id = owned.checkpoint_id + 1;
             bytes += self.checkpoints.write(id, created, snapshot)?;
             owned.checkpoint_id = id;
