@@ -32,6 +32,9 @@ pub mod shared_log;
 pub mod source;
 pub mod status;
 pub mod task;
+
+#[cfg(test)]
+mod fakes;
 pub mod telemetry;
 pub mod webhook;
 

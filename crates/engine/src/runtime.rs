@@ -223,113 +223,17 @@ impl Runtime {
         checkpoints: CheckpointStore,
         start_from: StartFrom,
     ) -> Result<Self, EngineError> {
+        let Restored {
+            partitions: restored,
+            next_id,
+        } = restore(
+            &job,
+            source.as_ref(),
+            &checkpoints,
+            &start_from,
+            &config.initial_position,
+        )?;
         let partitions = source.partitions();
-        let restore_span = tracing::info_span!(
-            "restore",
-            job = %job.name,
-            partitions = i64::from(partitions),
-            checkpoint.id = Empty,
-            from = ?start_from,
-        )
-        .entered();
-        let restored = match &start_from {
-            StartFrom::LatestCheckpoint => checkpoints.latest()?,
-            StartFrom::Savepoint(name) => Some(checkpoints.savepoint(name)?),
-        };
-        let mut pipelines: Vec<(PartitionPipeline, u64)> = Vec::with_capacity(partitions as usize);
-        let mut next_id = 1;
-        match restored {
-            None => {
-                let position = &config.initial_position;
-                tracing::info!(job = %job.name, ?position, "no checkpoint: starting from empty state");
-                if let InitialPosition::Offsets(offsets) = position {
-                    if offsets.len() != partitions as usize {
-                        return Err(EngineError::PartitionMismatch {
-                            id: 0,
-                            found: offsets.len(),
-                            expected: partitions,
-                        });
-                    }
-                }
-                for p in 0..partitions {
-                    let first = source.start_offset(p);
-                    let end = source.end_offset(p);
-                    let offset = match position {
-                        InitialPosition::Earliest => first,
-                        InitialPosition::Latest => end,
-                        InitialPosition::Offsets(offsets) => {
-                            let offset = offsets[p as usize];
-                            if offset < first {
-                                return Err(EngineError::OffsetTruncated {
-                                    partition: p,
-                                    offset,
-                                    first,
-                                });
-                            }
-                            if offset > end {
-                                return Err(EngineError::OffsetBeyondLog {
-                                    partition: p,
-                                    offset,
-                                    end,
-                                });
-                            }
-                            offset
-                        }
-                    };
-                    pipelines.push((PartitionPipeline::new(&job), offset));
-                }
-            }
-            Some(chk) => {
-                if chk.job != job.name {
-                    return Err(EngineError::JobMismatch {
-                        id: chk.id,
-                        found: chk.job,
-                        expected: job.name.clone(),
-                    });
-                }
-                if chk.partitions.len() != partitions as usize {
-                    return Err(EngineError::PartitionMismatch {
-                        id: chk.id,
-                        found: chk.partitions.len(),
-                        expected: partitions,
-                    });
-                }
-                restore_span.record("checkpoint.id", chk.id as i64);
-                next_id = chk.id.max(checkpoints.max_id()?) + 1;
-                // A restored savepoint becomes the latest checkpoint before anything runs, so a
-                // crash before the first checkpoint resumes from it, not from the state the
-                // savepoint was meant to replace.
-                let adopted = matches!(start_from, StartFrom::Savepoint(_))
-                    .then(|| Checkpoint::new(next_id, &job.name, now_ms(), chk.partitions.clone()));
-                for p in chk.partitions {
-                    let end = source.end_offset(p.partition);
-                    let first = source.start_offset(p.partition);
-                    if p.next_offset < first {
-                        return Err(EngineError::OffsetTruncated {
-                            partition: p.partition,
-                            offset: p.next_offset,
-                            first,
-                        });
-                    }
-                    if p.next_offset > end {
-                        return Err(EngineError::OffsetBeyondLog {
-                            partition: p.partition,
-                            offset: p.next_offset,
-                            end,
-                        });
-                    }
-                    let pipeline = p.restore(&job)?;
-                    pipelines.push((pipeline, p.next_offset));
-                }
-                if let Some(adopted) = adopted {
-                    checkpoints.write(&adopted)?;
-                    next_id += 1;
-                }
-                tracing::info!(job = %job.name, checkpoint = chk.id, from = ?start_from, "restored state; replaying the log from the checkpointed offsets");
-            }
-        }
-        drop(restore_span);
-
         let counters = Arc::new(JobCounters::new(&job, partitions));
         let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let feed = LiveFeed::new(LIVE_FEED_CAPACITY);
@@ -341,32 +245,8 @@ impl Runtime {
             webhooks: webhooks.clone(),
             feed: feed.clone(),
         };
-        let initial_offsets: Vec<u64> = pipelines.iter().map(|(_, offset)| *offset).collect();
-        let mut workers = Vec::with_capacity(partitions as usize);
-        for (partition, (pipeline, next_offset)) in pipelines.into_iter().enumerate() {
-            let (tx, rx) = mpsc::channel();
-            let worker = PartitionWorker::new(
-                partition as u32,
-                (pipeline, next_offset),
-                source.clone(),
-                emitter.clone(),
-                rx,
-                failure.clone(),
-            );
-            counters.partitions[partition]
-                .next_offset
-                .store(next_offset, Relaxed);
-            let handle = std::thread::Builder::new()
-                .name(format!("partition-{partition}"))
-                .spawn(move || worker.run())
-                .map_err(|source| EngineError::Spawn {
-                    thread: format!("partition-{partition}"),
-                    source,
-                })?;
-            workers.push((tx, handle));
-        }
-
-        let (req_tx, req_rx) = mpsc::channel();
+        let initial_offsets: Vec<u64> = restored.iter().map(|(_, offset)| *offset).collect();
+        let workers = spawn_workers(restored, &source, &emitter, &failure)?;
         let coordinator = Coordinator {
             job: job.name.clone(),
             definition: job.clone(),
@@ -380,6 +260,7 @@ impl Runtime {
             next_id,
             interval: config.checkpoint_interval,
         };
+        let (req_tx, req_rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("checkpoint-coordinator".into())
             .spawn(move || coordinator.run(req_rx))
@@ -541,6 +422,166 @@ impl Runtime {
     }
 }
 
+/// Each partition's pipeline and the offset it resumes at, and the id of the next checkpoint.
+struct Restored {
+    partitions: Vec<(PartitionPipeline, u64)>,
+    next_id: u64,
+}
+
+/// The state a starting job resumes from: the latest checkpoint, a savepoint, or empty state at
+/// `initial` when there is no checkpoint. Every offset is checked against what the source still
+/// holds. A restored savepoint is written as the latest checkpoint before anything runs, so a
+/// crash before the first checkpoint resumes from it, not from the state it was meant to replace.
+fn restore(
+    job: &Job,
+    source: &dyn EventSource,
+    checkpoints: &CheckpointStore,
+    start_from: &StartFrom,
+    initial: &InitialPosition,
+) -> Result<Restored, EngineError> {
+    let partitions = source.partitions();
+    let span = tracing::info_span!(
+        "restore",
+        job = %job.name,
+        partitions = i64::from(partitions),
+        checkpoint.id = Empty,
+        from = ?start_from,
+    )
+    .entered();
+    let restored = match start_from {
+        StartFrom::LatestCheckpoint => checkpoints.latest()?,
+        StartFrom::Savepoint(name) => Some(checkpoints.savepoint(name)?),
+    };
+    let Some(chk) = restored else {
+        tracing::info!(job = %job.name, position = ?initial, "no checkpoint: starting from empty state");
+        let offsets = initial_offsets(source, initial)?;
+        return Ok(Restored {
+            partitions: offsets
+                .into_iter()
+                .map(|offset| (PartitionPipeline::new(job), offset))
+                .collect(),
+            next_id: 1,
+        });
+    };
+    if chk.job != job.name {
+        return Err(EngineError::JobMismatch {
+            id: chk.id,
+            found: chk.job,
+            expected: job.name.clone(),
+        });
+    }
+    if chk.partitions.len() != partitions as usize {
+        return Err(EngineError::PartitionMismatch {
+            id: chk.id,
+            found: chk.partitions.len(),
+            expected: partitions,
+        });
+    }
+    span.record("checkpoint.id", chk.id as i64);
+    let mut next_id = chk.id.max(checkpoints.max_id()?) + 1;
+    let mut pipelines = Vec::with_capacity(chk.partitions.len());
+    for p in &chk.partitions {
+        check_offset(source, p.partition, p.next_offset)?;
+        pipelines.push((p.restore(job)?, p.next_offset));
+    }
+    if matches!(start_from, StartFrom::Savepoint(_)) {
+        checkpoints.write(&Checkpoint::new(
+            next_id,
+            &job.name,
+            now_ms(),
+            chk.partitions.clone(),
+        ))?;
+        next_id += 1;
+    }
+    tracing::info!(job = %job.name, checkpoint = chk.id, from = ?start_from, "restored state; replaying the log from the checkpointed offsets");
+    Ok(Restored {
+        partitions: pipelines,
+        next_id,
+    })
+}
+
+/// Where each partition starts when there is no checkpoint.
+fn initial_offsets(
+    source: &dyn EventSource,
+    initial: &InitialPosition,
+) -> Result<Vec<u64>, EngineError> {
+    let partitions = source.partitions();
+    match initial {
+        InitialPosition::Earliest => Ok((0..partitions).map(|p| source.start_offset(p)).collect()),
+        InitialPosition::Latest => Ok((0..partitions).map(|p| source.end_offset(p)).collect()),
+        InitialPosition::Offsets(offsets) => {
+            if offsets.len() != partitions as usize {
+                return Err(EngineError::PartitionMismatch {
+                    id: 0,
+                    found: offsets.len(),
+                    expected: partitions,
+                });
+            }
+            for (p, &offset) in (0..partitions).zip(offsets) {
+                check_offset(source, p, offset)?;
+            }
+            Ok(offsets.clone())
+        }
+    }
+}
+
+/// `offset` of `partition` is one the source can still be read from.
+fn check_offset(source: &dyn EventSource, partition: u32, offset: u64) -> Result<(), EngineError> {
+    let first = source.start_offset(partition);
+    if offset < first {
+        return Err(EngineError::OffsetTruncated {
+            partition,
+            offset,
+            first,
+        });
+    }
+    let end = source.end_offset(partition);
+    if offset > end {
+        return Err(EngineError::OffsetBeyondLog {
+            partition,
+            offset,
+            end,
+        });
+    }
+    Ok(())
+}
+
+/// A partition worker's command channel and thread.
+type Worker = (Sender<Command>, JoinHandle<()>);
+
+/// One worker thread per partition, each with its command channel.
+fn spawn_workers(
+    restored: Vec<(PartitionPipeline, u64)>,
+    source: &Arc<dyn EventSource>,
+    emitter: &Emitter,
+    failure: &Arc<Mutex<Option<String>>>,
+) -> Result<Vec<Worker>, EngineError> {
+    let mut workers = Vec::with_capacity(restored.len());
+    for (partition, (pipeline, next_offset)) in (0u32..).zip(restored) {
+        let (tx, rx) = mpsc::channel();
+        emitter.counters.partitions[partition as usize]
+            .next_offset
+            .store(next_offset, Relaxed);
+        let worker = PartitionWorker::new(
+            partition,
+            (pipeline, next_offset),
+            source.clone(),
+            emitter.clone(),
+            rx,
+            failure.clone(),
+        );
+        let handle = std::thread::Builder::new()
+            .name(format!("partition-{partition}"))
+            .spawn(move || worker.run())
+            .map_err(|source| EngineError::Spawn {
+                thread: format!("partition-{partition}"),
+                source,
+            })?;
+        workers.push((tx, handle));
+    }
+    Ok(workers)
+}
+
 struct Coordinator {
     job: String,
     definition: Job,
@@ -549,7 +590,7 @@ struct Coordinator {
     initial_offsets: Vec<u64>,
     /// The store's [`ResultStore::generation`] this job's applied outputs belong to.
     store_generation: u64,
-    workers: Vec<(Sender<Command>, JoinHandle<()>)>,
+    workers: Vec<Worker>,
     store: Arc<dyn ResultStore>,
     source: Arc<dyn EventSource>,
     checkpoints: CheckpointStore,
@@ -739,3 +780,6 @@ impl Coordinator {
         Ok(savepoint_path)
     }
 }
+
+#[cfg(test)]
+mod tests;

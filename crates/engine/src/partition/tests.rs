@@ -4,187 +4,22 @@
 //! brute-force oracle.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use streampulse_core::event::Event;
-use streampulse_core::job::{Job, JobSpec};
-use streampulse_core::output::Output;
+use streampulse_core::job::Job;
 use streampulse_core::pipeline::PartitionPipeline;
-use streampulse_core::time::Millis;
 use streampulse_store::conformance::all;
-use streampulse_store::{
-    AlertQuery, EmbeddedStore, ExpiryReport, LateQuery, RawQuery, RawRow, ResultPage, ResultQuery,
-    ResultStore, RetentionPolicy, StoreCounts, StoreError,
-};
+use streampulse_store::ResultStore;
 use streampulse_testkit::oracle;
 
 use super::*;
+use crate::fakes::{event, events, job, job_idle_after, FakeSource, FlakyStore};
 use crate::feed::LiveFeed;
-use crate::source::SourceError;
 use crate::status::JobCounters;
-
-/// An in-memory partition 0: offsets are positions in `records`; everything before `start` is
-/// deleted; the next `fail_reads` reads fail.
-#[derive(Default)]
-struct FakeSource {
-    records: Mutex<Vec<Vec<u8>>>,
-    start: AtomicU64,
-    fail_reads: AtomicUsize,
-}
-
-impl FakeSource {
-    fn push(&self, payload: Vec<u8>) {
-        self.records.lock().unwrap().push(payload);
-    }
-}
-
-impl EventSource for FakeSource {
-    fn partitions(&self) -> u32 {
-        1
-    }
-
-    fn start_offset(&self, _: u32) -> u64 {
-        self.start.load(SeqCst)
-    }
-
-    fn end_offset(&self, _: u32) -> u64 {
-        self.records.lock().unwrap().len() as u64
-    }
-
-    fn read(&self, _: u32, from: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>, SourceError> {
-        let unavailable = || {
-            SourceError::Log(streampulse_log::LogError::Unavailable(
-                "the fake source fails".into(),
-            ))
-        };
-        if self
-            .fail_reads
-            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-            || from < self.start.load(SeqCst)
-        {
-            return Err(unavailable());
-        }
-        let records = self.records.lock().unwrap();
-        Ok(records
-            .iter()
-            .enumerate()
-            .skip(from as usize)
-            .take(max)
-            .map(|(offset, payload)| (offset as u64, payload.clone()))
-            .collect())
-    }
-
-    fn wait_for(&self, partition: u32, offset: u64, timeout: Duration) -> bool {
-        std::thread::sleep(timeout.min(Duration::from_millis(2)));
-        offset < self.end_offset(partition)
-    }
-
-    fn append_idle_marker(&self, job: &str, _: u32, decided_at: u64) -> Result<(), SourceError> {
-        self.push(record::encode_idle_flush(job, decided_at)?);
-        Ok(())
-    }
-
-    fn release(&self, _: &[u64]) -> Result<(), SourceError> {
-        Ok(())
-    }
-}
-
-/// The real embedded store, failing every `apply` while `failing` is set.
-struct FlakyStore {
-    inner: EmbeddedStore,
-    failing: AtomicBool,
-    failed_applies: AtomicUsize,
-}
-
-impl ResultStore for FlakyStore {
-    fn apply(&self, job: &str, partition: u32, outputs: &[Output]) -> Result<(), StoreError> {
-        if self.failing.load(SeqCst) {
-            self.failed_applies.fetch_add(1, SeqCst);
-            return Err(StoreError::Backend {
-                backend: "flaky",
-                op: "apply".into(),
-                source: "timed out".into(),
-            });
-        }
-        self.inner.apply(job, partition, outputs)
-    }
-    fn flush(&self) -> Result<(), StoreError> {
-        self.inner.flush()
-    }
-    fn query_page(&self, q: &ResultQuery) -> Result<ResultPage, StoreError> {
-        self.inner.query_page(q)
-    }
-    fn query_late(
-        &self,
-        q: &LateQuery,
-    ) -> Result<Vec<streampulse_core::output::LateEvent>, StoreError> {
-        self.inner.query_late(q)
-    }
-    fn query_raw(&self, q: &RawQuery) -> Result<Vec<RawRow>, StoreError> {
-        self.inner.query_raw(q)
-    }
-    fn query_alerts(
-        &self,
-        q: &AlertQuery,
-    ) -> Result<Vec<streampulse_core::detect::Alert>, StoreError> {
-        self.inner.query_alerts(q)
-    }
-    fn get_alert(
-        &self,
-        job: &str,
-        id: &str,
-    ) -> Result<Option<streampulse_core::detect::Alert>, StoreError> {
-        self.inner.get_alert(job, id)
-    }
-    fn counts(&self) -> Result<StoreCounts, StoreError> {
-        self.inner.counts()
-    }
-    fn expire(&self, policy: &RetentionPolicy, now: Millis) -> Result<ExpiryReport, StoreError> {
-        self.inner.expire(policy, now)
-    }
-}
-
-/// One tumbling 10 s window, no disorder, idle after `idle_timeout`.
-fn job_idle_after(idle_timeout: &str) -> Job {
-    let spec: JobSpec = serde_json::from_value(serde_json::json!({
-        "name": "t",
-        "max_out_of_orderness": "0s",
-        "idle_timeout": idle_timeout,
-        "windows": [{"name": "w", "type": "tumbling", "size": "10s"}],
-        "detectors": [],
-    }))
-    .unwrap();
-    spec.validate().unwrap()
-}
-
-fn job() -> Job {
-    job_idle_after("1h")
-}
-
-fn event(ts: Millis, value: f64) -> Vec<u8> {
-    record::encode_event(&Event {
-        metric_id: "m".into(),
-        ts,
-        value,
-        tags: BTreeMap::new(),
-    })
-    .unwrap()
-}
-
-/// 100 events one second apart, then one far ahead that closes every window before it.
-fn events() -> (Vec<Vec<u8>>, Vec<oracle::Event>) {
-    let sent: Vec<oracle::Event> = (0..100)
-        .map(|i| ("m".into(), i * 1_000, i as f64))
-        .collect();
-    let mut payloads: Vec<Vec<u8>> = sent.iter().map(|(_, ts, v)| event(*ts, *v)).collect();
-    payloads.push(event(1_000_000, 0.0));
-    (payloads, sent)
-}
 
 struct Harness {
     source: Arc<FakeSource>,
@@ -203,11 +38,7 @@ impl Harness {
 
     fn start_job(job: Job, source: FakeSource, next_offset: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(FlakyStore {
-            inner: EmbeddedStore::open(dir.path()).unwrap(),
-            failing: AtomicBool::new(false),
-            failed_applies: AtomicUsize::new(0),
-        });
+        let store = Arc::new(FlakyStore::open(dir.path()));
         let counters = Arc::new(JobCounters::new(&job, 1));
         let emitter = Emitter {
             job_name: job.name.clone(),
