@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use streampulse_core::job::Job;
 use streampulse_engine::checkpoint::{open_storage_with, PartitionCheckpointStore};
 use streampulse_engine::jobs::{EmbeddedLauncher, JobCatalog, JobLauncher, JobManager};
 use streampulse_engine::shared_log::SharedLog;
@@ -61,47 +62,21 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
     if let Some(endpoint) = config.tracing.endpoint() {
         tracing::info!(%endpoint, service = %config.tracing.service_name, sample_ratio = config.tracing.sample_ratio, "exporting traces over OTLP/HTTP");
     }
-    if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
-    }
-    if let Some(listen) = args.listen {
-        config.server.listen = listen;
-    }
-    let listen: std::net::SocketAddr = config.server.listen.parse().with_context(|| {
-        format!(
-            "--listen: '{}' is not an address like 0.0.0.0:8080",
-            config.server.listen
-        )
-    })?;
-    if let Some(listen) = args.metrics_listen {
-        config.metrics.listen = listen;
-    }
-    let metrics_listen: Option<std::net::SocketAddr> = match config.metrics.enabled {
-        false => None,
-        true => Some(config.metrics.listen.parse().with_context(|| {
-            format!(
-                "--metrics-listen: '{}' is not an address like 0.0.0.0:9249",
-                config.metrics.listen
-            )
-        })?),
-    };
-
+    let (listen, metrics_listen) = apply_overrides(&mut config, &args)?;
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("api")
         .build()?;
-    let listener = tokio
-        .block_on(tokio::net::TcpListener::bind(listen))
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let metrics_listener = match metrics_listen {
-        None => None,
-        Some(addr) => Some(
-            tokio
-                .block_on(tokio::net::TcpListener::bind(addr))
-                .with_context(|| format!("cannot listen on {addr} (metrics.listen)"))?,
-        ),
+    // Both ports before anything is written: a busy port leaves nothing behind.
+    let bind = |addr: std::net::SocketAddr, key: &str| {
+        tokio
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .with_context(|| format!("cannot listen on {addr} ({key})"))
     };
-
+    let listener = bind(listen, "server.listen")?;
+    let metrics_listener = metrics_listen
+        .map(|addr| bind(addr, "metrics.listen"))
+        .transpose()?;
     warn_if_exposed(&config, listen, metrics_listen);
 
     let data_dir = config.data_dir.clone();
@@ -111,79 +86,11 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
     } else {
         config.checkpoint.storage.clone()
     };
-    let jobs = if config.kafka.enabled() {
-        if args.from_savepoint.is_some() {
-            anyhow::bail!("--from-savepoint: a job that reads Kafka resumes each partition from its own latest checkpoint; savepoints are not supported for it yet");
-        }
-        let checkpoints = PartitionCheckpointStore::new(
-            open_storage_with(&storage_url, &config.checkpoint.storage_options)?,
-            &job.name,
-            config.checkpoint.retain,
-        );
-        let runtime_config = RuntimeConfig {
-            checkpoint_interval: config.checkpoint.interval,
-            webhooks: config.alerts.webhook_configs(),
-            initial_position: InitialPosition::Earliest,
-        };
-        let runtime = streampulse_kafka::KafkaDriver::start(
-            job,
-            &config.kafka,
-            runtime_config,
-            store.clone(),
-            checkpoints,
-        )
-        .context("cannot start the Kafka consumer")?;
-        JobManager::single(
-            runtime,
-            "this process is a worker of a Kafka consumer group and runs only the job of its \
-             config file; run another job as another consumer group (its own config file and \
-             kafka.group_id)",
-        )
+    let jobs = Arc::new(if config.kafka.enabled() {
+        start_kafka_worker(&config, job, &store, &storage_url, args.from_savepoint)?
     } else {
-        let log = EmbeddedLog::open(
-            &data_dir.join("log"),
-            LogConfig {
-                partitions: config.log.partitions,
-                fsync: config.log.fsync,
-                retention_bytes: config.log.retention_bytes,
-                retention_age: config.log.retention_age,
-                cache_bytes: config.log.cache_bytes,
-                ..LogConfig::default()
-            },
-        )
-        .with_context(|| format!("cannot open the log under {}", data_dir.display()))?;
-        let shared = SharedLog::new(log);
-        // Until every job is attached, the first to checkpoint must not let retention delete
-        // what the others still need.
-        let starting = shared.hold("startup.hold");
-        let launcher = Arc::new(EmbeddedLauncher {
-            log: shared,
-            store: store.clone(),
-            storage_url: storage_url.clone(),
-            storage_options: config.checkpoint.storage_options.clone(),
-            retain: config.checkpoint.retain,
-            checkpoint_interval: config.checkpoint.interval,
-            webhooks: config.alerts.webhook_configs(),
-        });
-        let start_from = match args.from_savepoint {
-            Some(name) => StartFrom::Savepoint(name),
-            None => StartFrom::LatestCheckpoint,
-        };
-        let runtime = launcher.launch(job, start_from, InitialPosition::Earliest)?;
-        let catalog = JobCatalog::new(open_storage_with(
-            &storage_url,
-            &config.checkpoint.storage_options,
-        )?);
-        let jobs = JobManager::new(runtime, launcher, catalog);
-        if let Err(err) = jobs.resume() {
-            let _ = jobs.shutdown_all();
-            return Err(err)
-                .context("cannot read the job catalog (jobs.catalog/ in the checkpoint storage)");
-        }
-        drop(starting);
-        jobs
-    };
-    let jobs = Arc::new(jobs);
+        start_embedded(&config, job, &store, &storage_url, args.from_savepoint)?
+    });
     let runtime = jobs.configured().clone();
 
     let expiry = Arc::new(streampulse_store::ExpiryTotals::default());
@@ -198,34 +105,7 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
         );
     }
 
-    let state = streampulse_api::AppState {
-        jobs: jobs.clone(),
-        store,
-        max_query_rows: MAX_QUERY_ROWS,
-        max_query_range: config.server.max_query_range,
-        max_query_scan: config.server.max_query_scan,
-        max_body_bytes: config.server.max_body_bytes,
-        ingest: streampulse_api::body::BodyLimits {
-            max_bytes: config.server.max_body_bytes,
-            read_timeout: config.server.body_read_timeout,
-            budget: Arc::new(tokio::sync::Semaphore::new(
-                config.server.max_inflight_bytes,
-            )),
-        },
-        max_events_per_request: config.server.max_events_per_request,
-        ws_clients: Arc::new(tokio::sync::Semaphore::new(config.server.max_ws_clients)),
-        tokens: Arc::new(streampulse_api::auth::Tokens::new(
-            &config.server.auth.read_tokens,
-            &config.server.auth.write_tokens,
-            &config.server.auth.admin_tokens,
-        )),
-        cors_origins: config.server.cors_origins.clone(),
-        hosts: Arc::new(streampulse_api::host::Hosts::for_listen(
-            listen,
-            &config.server.allowed_hosts,
-        )),
-    };
-    let mut app = streampulse_api::router(state);
+    let mut app = streampulse_api::router(app_state(&config, &jobs, store, listen));
     if config.tracing.endpoint().is_some() {
         app = streampulse_api::telemetry::traced(app);
     }
@@ -233,25 +113,9 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
         let http = Arc::new(streampulse_api::telemetry::HttpMetrics::default());
         app = streampulse_api::telemetry::instrument(app, http.clone());
         let exposition = streampulse_api::telemetry::metrics_router(jobs.clone(), http, expiry);
-        let addr = listener.local_addr()?;
-        tracing::info!(%addr, "prometheus metrics at http://{addr}/metrics");
-        // Keeps serving through the final checkpoint; ends when the process does.
-        tokio.spawn(async move {
-            let limits = streampulse_api::serve::ConnLimits {
-                max_connections: 64,
-                header_read_timeout: std::time::Duration::from_secs(10),
-                write_timeout: config.server.write_timeout,
-            };
-            let never = std::future::pending::<()>();
-            if let Err(err) =
-                streampulse_api::serve::serve(listener, exposition, limits, never).await
-            {
-                tracing::error!(error = %err, "metrics server failed");
-            }
-        });
+        serve_metrics(&tokio, listener, exposition, config.server.write_timeout)?;
     }
     tracing::info!(%listen, data_dir = %data_dir.display(), checkpoints = %storage_url, job = %runtime.job().name, submitted_jobs = jobs.list().len() - 1, kafka = %config.kafka.brokers, webhooks = config.alerts.webhooks.len(), "streampulse is running");
-    let failed = jobs.clone();
     let limits = streampulse_api::serve::ConnLimits {
         max_connections: config.server.max_connections,
         header_read_timeout: config.server.header_read_timeout,
@@ -261,7 +125,7 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
         listener,
         app,
         limits,
-        shutdown_signal(failed),
+        shutdown_signal(jobs.clone()),
     ));
     if let Err(err) = &served {
         tracing::error!(error = %err, "http server failed");
@@ -276,6 +140,189 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
     let id = status.last_checkpoint.map(|c| c.id).unwrap_or(0);
     tracing::info!(checkpoint = id, "stopped cleanly");
     served.context("http server failed")
+}
+
+/// Applies the command-line overrides; returns the API's address and the metrics port's (if on).
+fn apply_overrides(
+    config: &mut AppConfig,
+    args: &RunArgs,
+) -> anyhow::Result<(std::net::SocketAddr, Option<std::net::SocketAddr>)> {
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
+    }
+    if let Some(listen) = &args.listen {
+        config.server.listen = listen.clone();
+    }
+    if let Some(listen) = &args.metrics_listen {
+        config.metrics.listen = listen.clone();
+    }
+    let listen = config.server.listen.parse().with_context(|| {
+        format!(
+            "--listen: '{}' is not an address like 0.0.0.0:8080",
+            config.server.listen
+        )
+    })?;
+    let metrics = match config.metrics.enabled {
+        false => None,
+        true => Some(config.metrics.listen.parse().with_context(|| {
+            format!(
+                "--metrics-listen: '{}' is not an address like 0.0.0.0:9249",
+                config.metrics.listen
+            )
+        })?),
+    };
+    Ok((listen, metrics))
+}
+
+/// The cluster topology: this process is one worker of a Kafka consumer group and runs only the
+/// job of its config file, each partition checkpointed on its own.
+fn start_kafka_worker(
+    config: &AppConfig,
+    job: Job,
+    store: &Arc<dyn ResultStore>,
+    storage_url: &str,
+    from_savepoint: Option<String>,
+) -> anyhow::Result<JobManager> {
+    if from_savepoint.is_some() {
+        anyhow::bail!("--from-savepoint: a job that reads Kafka resumes each partition from its own latest checkpoint; savepoints are not supported for it yet");
+    }
+    let checkpoints = PartitionCheckpointStore::new(
+        open_storage_with(storage_url, &config.checkpoint.storage_options)?,
+        &job.name,
+        config.checkpoint.retain,
+    );
+    let runtime_config = RuntimeConfig {
+        checkpoint_interval: config.checkpoint.interval,
+        webhooks: config.alerts.webhook_configs(),
+        initial_position: InitialPosition::Earliest,
+    };
+    let runtime = streampulse_kafka::KafkaDriver::start(
+        job,
+        &config.kafka,
+        runtime_config,
+        store.clone(),
+        checkpoints,
+    )
+    .context("cannot start the Kafka consumer")?;
+    Ok(JobManager::single(
+        runtime,
+        "this process is a worker of a Kafka consumer group and runs only the job of its \
+         config file; run another job as another consumer group (its own config file and \
+         kafka.group_id)",
+    ))
+}
+
+/// The single-process topology: the embedded log under the data directory, the config file's
+/// job, and the jobs of the catalog (submitted with `POST /jobs`) resumed over the same log.
+fn start_embedded(
+    config: &AppConfig,
+    job: Job,
+    store: &Arc<dyn ResultStore>,
+    storage_url: &str,
+    from_savepoint: Option<String>,
+) -> anyhow::Result<JobManager> {
+    let data_dir = &config.data_dir;
+    let log = EmbeddedLog::open(
+        &data_dir.join("log"),
+        LogConfig {
+            partitions: config.log.partitions,
+            fsync: config.log.fsync,
+            retention_bytes: config.log.retention_bytes,
+            retention_age: config.log.retention_age,
+            cache_bytes: config.log.cache_bytes,
+            ..LogConfig::default()
+        },
+    )
+    .with_context(|| format!("cannot open the log under {}", data_dir.display()))?;
+    let shared = SharedLog::new(log);
+    // Until every job is attached, the first to checkpoint must not let retention delete what
+    // the others still need.
+    let starting = shared.hold("startup.hold");
+    let launcher = Arc::new(EmbeddedLauncher {
+        log: shared,
+        store: store.clone(),
+        storage_url: storage_url.to_string(),
+        storage_options: config.checkpoint.storage_options.clone(),
+        retain: config.checkpoint.retain,
+        checkpoint_interval: config.checkpoint.interval,
+        webhooks: config.alerts.webhook_configs(),
+    });
+    let start_from = match from_savepoint {
+        Some(name) => StartFrom::Savepoint(name),
+        None => StartFrom::LatestCheckpoint,
+    };
+    let runtime = launcher.launch(job, start_from, InitialPosition::Earliest)?;
+    let catalog = JobCatalog::new(open_storage_with(
+        storage_url,
+        &config.checkpoint.storage_options,
+    )?);
+    let jobs = JobManager::new(runtime, launcher, catalog);
+    if let Err(err) = jobs.resume() {
+        let _ = jobs.shutdown_all();
+        return Err(err)
+            .context("cannot read the job catalog (jobs.catalog/ in the checkpoint storage)");
+    }
+    drop(starting);
+    Ok(jobs)
+}
+
+/// What every API route shares: the jobs, the store, and the server's limits.
+fn app_state(
+    config: &AppConfig,
+    jobs: &Arc<JobManager>,
+    store: Arc<dyn ResultStore>,
+    listen: std::net::SocketAddr,
+) -> streampulse_api::AppState {
+    let server = &config.server;
+    streampulse_api::AppState {
+        jobs: jobs.clone(),
+        store,
+        max_query_rows: MAX_QUERY_ROWS,
+        max_query_range: server.max_query_range,
+        max_query_scan: server.max_query_scan,
+        max_body_bytes: server.max_body_bytes,
+        ingest: streampulse_api::body::BodyLimits {
+            max_bytes: server.max_body_bytes,
+            read_timeout: server.body_read_timeout,
+            budget: Arc::new(tokio::sync::Semaphore::new(server.max_inflight_bytes)),
+        },
+        max_events_per_request: server.max_events_per_request,
+        ws_clients: Arc::new(tokio::sync::Semaphore::new(server.max_ws_clients)),
+        tokens: Arc::new(streampulse_api::auth::Tokens::new(
+            &server.auth.read_tokens,
+            &server.auth.write_tokens,
+            &server.auth.admin_tokens,
+        )),
+        cors_origins: server.cors_origins.clone(),
+        hosts: Arc::new(streampulse_api::host::Hosts::for_listen(
+            listen,
+            &server.allowed_hosts,
+        )),
+    }
+}
+
+/// Serves the Prometheus exposition on its own port; keeps serving through the final checkpoint
+/// and ends when the process does.
+fn serve_metrics(
+    tokio: &tokio::runtime::Runtime,
+    listener: tokio::net::TcpListener,
+    exposition: axum::Router,
+    write_timeout: std::time::Duration,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "prometheus metrics at http://{addr}/metrics");
+    tokio.spawn(async move {
+        let limits = streampulse_api::serve::ConnLimits {
+            max_connections: 64,
+            header_read_timeout: std::time::Duration::from_secs(10),
+            write_timeout,
+        };
+        let never = std::future::pending::<()>();
+        if let Err(err) = streampulse_api::serve::serve(listener, exposition, limits, never).await {
+            tracing::error!(error = %err, "metrics server failed");
+        }
+    });
+    Ok(())
 }
 
 /// A port on an address other hosts can reach, with no tokens, lets anyone on that network send
