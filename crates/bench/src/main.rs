@@ -25,9 +25,9 @@ use serde_json::{json, Value};
 use streampulse_core::event::{Event, EventFormat};
 use streampulse_core::job::{Job, JobSpec};
 use streampulse_core::window::{WindowSpec, WindowType};
-use streampulse_engine::checkpoint::{open_storage, CheckpointStore};
 use streampulse_engine::shared_log::SharedLog;
-use streampulse_engine::{record, Runtime, RuntimeConfig, StartFrom};
+use streampulse_engine::jobs::{EmbeddedLauncher, JobLauncher};
+use streampulse_engine::{record, InitialPosition, Runtime, StartFrom};
 use streampulse_log::{EmbeddedLog, FsyncPolicy, LogConfig};
 use streampulse_store::{EmbeddedStore, ResultStore};
 
@@ -336,7 +336,16 @@ fn bench_engine(args: &Args, events: &[Event]) -> anyhow::Result<()> {
         log.append_blocking(records, None)?;
     }
     let store: Arc<dyn ResultStore> = Arc::new(EmbeddedStore::open(&dir.path().join("store"))?);
-    let shared = SharedLog::new(log.clone());
+    // Started as `streampulse run` starts every job of an embedded process.
+    let launcher = EmbeddedLauncher {
+        log: SharedLog::new(log),
+        store,
+        storage_url: dir.path().join("chk").display().to_string(),
+        storage_options: Default::default(),
+        retain: 3,
+        checkpoint_interval: Duration::from_secs(5),
+        webhooks: Vec::new(),
+    };
     let jobs = args.jobs.max(1);
     let started = Instant::now();
     let mut runtimes = Vec::with_capacity(jobs);
@@ -345,24 +354,11 @@ fn bench_engine(args: &Args, events: &[Event]) -> anyhow::Result<()> {
         if jobs > 1 {
             spec.name = format!("{}_{i}", spec.name);
         }
-        let job: Job = spec.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-        let checkpoints = CheckpointStore::new(
-            open_storage(&dir.path().join("chk").display().to_string())?,
-            &job.name,
-            3,
-        );
-        runtimes.push(Runtime::start(
+        let job: Job = spec.validate()?;
+        runtimes.push(launcher.launch(
             job,
-            RuntimeConfig {
-                checkpoint_interval: Duration::from_secs(5),
-                webhooks: Vec::new(),
-                initial_position: Default::default(),
-            },
-            shared.reader(&spec.name),
-            Some(log.clone()),
-            store.clone(),
-            checkpoints,
             StartFrom::LatestCheckpoint,
+            InitialPosition::Earliest,
         )?);
     }
     let total = events.len() as u64;
