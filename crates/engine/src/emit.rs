@@ -64,7 +64,6 @@ impl Emitter {
             return true;
         }
         let mut backoff = Duration::from_millis(10);
-        let mut failed = false;
         while let Err(err) = self.store.apply(&self.job_name, partition, outputs) {
             let err = Arc::new(err);
             tracing::error!(error = %err, partition, "cannot write results; retrying");
@@ -72,17 +71,16 @@ impl Emitter {
             if let Ok(mut failing) = self.counters.store_failing.lock() {
                 failing.insert(partition, err.to_string());
             }
-            failed = true;
             if let RetryDecision::GiveUp = on_failure(&err) {
                 return false;
             }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-        if failed {
-            tracing::info!(partition, "the result store takes writes again");
-            if let Ok(mut failing) = self.counters.store_failing.lock() {
-                failing.remove(&partition);
+        // Also after an earlier call gave up (a stop, a rewind) while the store was failing.
+        if let Ok(mut failing) = self.counters.store_failing.lock() {
+            if failing.remove(&partition).is_some() {
+                tracing::info!(partition, "the result store takes writes again");
             }
         }
         let (mut results, mut late) = (0, 0);
@@ -116,3 +114,6 @@ impl Emitter {
         true
     }
 }
+
+#[cfg(test)]
+mod tests;
