@@ -157,3 +157,6 @@ fn content_hash(records: &[(u32, Vec<u8>)]) -> u64 {
     }
     hash
 }
+
+#[cfg(test)]
+mod tests;
