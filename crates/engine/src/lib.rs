@@ -33,8 +33,8 @@ pub mod source;
 pub mod status;
 pub mod task;
 
-#[cfg(test)]
-mod fakes;
+#[cfg(any(test, feature = "fakes"))]
+pub mod fakes;
 pub mod telemetry;
 pub mod webhook;
 

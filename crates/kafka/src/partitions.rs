@@ -198,3 +198,6 @@ impl Partitions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -86,10 +86,19 @@ fn a_failing_store_is_retried_and_nothing_is_published_until_it_takes_the_output
     });
     assert!(!applied);
     assert_eq!(attempts, 3);
-    assert_eq!(outputs.len(), 1, "outputs stay pending when the caller gives up");
+    assert_eq!(
+        outputs.len(),
+        1,
+        "outputs stay pending when the caller gives up"
+    );
     assert!(live.try_recv().is_err());
     assert_eq!(emitter.counters.store_errors.load(SeqCst), 3);
-    assert!(emitter.counters.store_failing.lock().unwrap().contains_key(&0));
+    assert!(emitter
+        .counters
+        .store_failing
+        .lock()
+        .unwrap()
+        .contains_key(&0));
     assert_eq!(emitter.counters.partitions[0].results.load(SeqCst), 0);
 
     // The store is back: the same outputs go through, and the partition is no longer failing.

@@ -73,7 +73,11 @@ fn invalid_lines_are_reported_by_line_and_the_valid_ones_are_appended() {
     assert_eq!(report.accepted, 2);
     let lines: Vec<usize> = report.rejected.iter().map(|r| r.line).collect();
     assert_eq!(lines, [2, 3]);
-    assert!(report.rejected[1].reason.contains("max_future"), "{:?}", report.rejected);
+    assert!(
+        report.rejected[1].reason.contains("max_future"),
+        "{:?}",
+        report.rejected
+    );
     let log = runtime.ingest_log().unwrap();
     assert_eq!(log.end_offset(0) + log.end_offset(1), 2);
     let c = runtime.counters();

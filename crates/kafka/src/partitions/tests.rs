@@ -1,0 +1,131 @@
+//! A worker's owned partitions without a broker: where an assigned partition starts, what a
+//! checkpoint writes and commits, and that a store that lost writes stops the worker rather than
+//! checkpointing past them.
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::Arc;
+
+use streampulse_core::event::Event;
+use streampulse_engine::checkpoint::{FileCheckpointStorage, PartitionCheckpoint};
+use streampulse_engine::fakes::{job, FlakyStore};
+use streampulse_engine::feed::LiveFeed;
+use streampulse_engine::status::JobCounters;
+use streampulse_store::ResultStore;
+
+use super::*;
+use crate::config::KafkaConfig;
+
+struct Setup {
+    parts: Partitions,
+    store: Arc<FlakyStore>,
+    _dir: tempfile::TempDir,
+}
+
+fn setup(start: StartPosition) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let job = job();
+    let store = Arc::new(FlakyStore::open(&dir.path().join("store")));
+    let counters = Arc::new(JobCounters::new(&job, 3));
+    let storage = FileCheckpointStorage::open(&dir.path().join("checkpoints")).unwrap();
+    // The producer connects lazily: nothing here sends a record, so no broker is needed.
+    let config = KafkaConfig {
+        brokers: "127.0.0.1:9".into(),
+        ..KafkaConfig::default()
+    };
+    let parts = Partitions {
+        job: job.clone(),
+        topic: "events".into(),
+        start,
+        owned: Default::default(),
+        tally: OutputTally::new(&counters.metrics),
+        emitter: Emitter {
+            job_name: job.name.clone(),
+            store: store.clone(),
+            counters,
+            webhooks: None,
+            feed: LiveFeed::new(16),
+        },
+        checkpoints: PartitionCheckpointStore::new(Box::new(storage), &job.name, 3),
+        topics: OutputTopics::new(&config).unwrap(),
+        fatal: None,
+        store_generation: 0,
+    };
+    Setup {
+        parts,
+        store,
+        _dir: dir,
+    }
+}
+
+fn feed(parts: &mut Partitions, partition: u32, offsets: std::ops::Range<u64>) {
+    let task = &mut parts.owned.get_mut(&partition).unwrap().task;
+    for offset in offsets {
+        let e = Event {
+            metric_id: "m".into(),
+            ts: offset as i64 * 1_000,
+            value: 1.0,
+            tags: Default::default(),
+        };
+        task.event(offset, &e.metric_id, Default::default, e.ts, e.value);
+    }
+}
+
+#[test]
+fn an_assigned_partition_resumes_at_its_checkpoint_or_at_the_configured_start() {
+    let mut s = setup(StartPosition::Earliest);
+    let snapshot = PartitionCheckpoint::of(1, 42, &PartitionPipeline::new(&s.parts.job)).unwrap();
+    s.parts.checkpoints.write(7, 0, snapshot).unwrap();
+    assert_eq!(s.parts.assign(1).unwrap(), Offset::Offset(42));
+    assert_eq!(s.parts.owned[&1].checkpoint_id, 7);
+    assert_eq!(s.parts.assign(0).unwrap(), Offset::Beginning);
+    let counters = &s.parts.emitter.counters.partitions;
+    assert!(counters[0].owned.load(SeqCst) && counters[1].owned.load(SeqCst));
+    assert_eq!(counters[1].next_offset.load(SeqCst), 42);
+
+    let mut latest = setup(StartPosition::Latest);
+    assert_eq!(latest.parts.assign(2).unwrap(), Offset::End);
+    assert_eq!(latest.parts.owned[&2].task.next_offset(), None);
+    latest.parts.release(2);
+    assert!(!latest.parts.emitter.counters.partitions[2]
+        .owned
+        .load(SeqCst));
+}
+
+#[test]
+fn a_checkpoint_stores_the_outputs_then_writes_and_commits_partitions_that_have_an_offset() {
+    let mut s = setup(StartPosition::Latest);
+    s.parts.assign(0).unwrap();
+    s.parts.assign(1).unwrap();
+    // Partition 0 read from offset 100 on; partition 1 has read nothing since a `latest` start.
+    feed(&mut s.parts, 0, 100..130);
+    let commits = s.parts.checkpoint(&[0, 1]).unwrap();
+    assert_eq!(commits, [(0, 130)]);
+    let (id, snapshot) = s.parts.checkpoints.latest(0).unwrap().unwrap();
+    assert_eq!((id, snapshot.next_offset), (1, 130));
+    assert!(s.parts.checkpoints.latest(1).unwrap().is_none());
+    // Windows closed by the events are in the store before the checkpoint that covers them.
+    let stored = s
+        .store
+        .query_results(&streampulse_store::conformance::all("t"))
+        .unwrap();
+    assert_eq!(stored.len(), 2, "[100 s, 110 s) and [110 s, 120 s)");
+    assert_eq!(
+        s.parts.emitter.counters.checkpoints_completed.load(SeqCst),
+        1
+    );
+}
+
+#[test]
+fn a_store_that_lost_writes_stops_the_worker_instead_of_checkpointing() {
+    let mut s = setup(StartPosition::Earliest);
+    s.parts.assign(0).unwrap();
+    feed(&mut s.parts, 0, 0..10);
+    s.store.generation.store(1, SeqCst);
+    match s.parts.checkpoint(&[0]) {
+        Err(EngineError::StoreReopened { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(s.parts.fatal.is_some());
+    assert!(s.parts.checkpoints.latest(0).unwrap().is_none());
+    assert_eq!(s.parts.emitter.counters.checkpoints_failed.load(SeqCst), 1);
+}
