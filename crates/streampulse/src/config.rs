@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use streampulse_core::config::ConfigError;
 use streampulse_core::job::{Job, JobSpec};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -589,7 +590,7 @@ impl AppConfig {
     }
 
     fn validate(self) -> anyhow::Result<Validated> {
-        let fail = |key: &str, reason: &str| Err(anyhow::anyhow!("{key}: {reason}"));
+        let fail = |key: &str, reason: &str| Err(ConfigError::new(key, reason).into());
         if self.log.partitions == 0 || self.log.partitions > 1024 {
             return fail("log.partitions", "must be between 1 and 1024");
         }
