@@ -121,7 +121,8 @@ fn start(dir: &Path, name: &str, config: &str) -> Platform {
     Platform::start(&dir.join(name), config, free_port())
 }
 
-/// Waits until the live workers own every partition, each exactly once; returns the owners.
+/// Waits until the live workers own every partition, each exactly once, and each worker owns
+/// some; returns the owners.
 fn wait_assigned(workers: &[&Platform], timeout: Duration) -> BTreeMap<u32, usize> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -132,7 +133,10 @@ fn wait_assigned(workers: &[&Platform], timeout: Duration) -> BTreeMap<u32, usiz
                 twice |= owners.insert(*p, i).is_some();
             }
         }
-        if !twice && owners.len() == PARTITIONS as usize {
+        // Settled: every partition owned once, and every worker in the group owns some (a worker
+        // that joined after the first assignment takes part only after the next rebalance).
+        let everyone = (0..workers.len()).all(|i| owners.values().any(|&o| o == i));
+        if !twice && owners.len() == PARTITIONS as usize && everyone {
             return owners;
         }
         assert!(

@@ -1,4 +1,4 @@
-//! What the tests against a real Kafka-protocol broker share (`kafka_*.rs`): the broker address
+//! What the tests against a real Apache Kafka broker share (`kafka_*.rs`): the broker address
 //! (`STREAMPULSE_TEST_KAFKA_BROKERS`; skip without it, fail without it under CI), fresh topic
 //! names, topics created through `streampulse topics create`, keyed production, reading a topic
 //! back to its end, and the window results every worker of a group stored.
@@ -24,7 +24,7 @@ pub const ENV: &str = "STREAMPULSE_TEST_KAFKA_BROKERS";
 pub fn brokers() -> Option<String> {
     streampulse_testkit::env::required(
         ENV,
-        "a Kafka-protocol broker (host:port; .ci/run starts one on 127.0.0.1:9092)",
+        "an Apache Kafka broker (host:port; deploy/local/services.sh start kafka prints it)",
     )
 }
 
@@ -198,16 +198,4 @@ pub fn owned(p: &Platform, job: &str) -> BTreeMap<u32, u64> {
             )
         })
         .collect()
-}
-
-pub const NISSHI_ENV: &str = "STREAMPULSE_TEST_NISSHI";
-
-/// The `nisshi` broker binary, for tests that start a broker of their own (one with TLS, say), or
-/// `None` (after saying so) when the test must be skipped; under CI its absence is a failure.
-pub fn nisshi() -> Option<std::path::PathBuf> {
-    streampulse_testkit::env::required(
-        NISSHI_ENV,
-        "the nisshi broker binary (cargo install nisshi)",
-    )
-    .map(Into::into)
 }
