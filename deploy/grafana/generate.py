@@ -206,6 +206,10 @@ b.ts("Watermark per partition", "The partition's event-time watermark.", [
 b.ts("Idle flushes", "Idle flushes that closed the windows of a silent partition, per second.", [
     q(f'sum by (instance, job_name, partition) (rate(streampulse_idle_flushes_total{{{J}}}[{RI}]))', "{{instance}} {{job_name}} p{{partition}}"),
 ], unit="ops")
+b.ts("Records skipped or lost", "Log records that could not be decoded and were stepped over, and records a Kafka partition no longer held when it resumed from its checkpoint (kafka.on_data_loss: skip), per partition, over the dashboard's range. Anything above zero deserves a look at the worker's log.", [
+    q(f'sum by (instance, job_name, partition) (increase(streampulse_skipped_records_total{{{J}}}[$__range]))', "skipped {{instance}} {{job_name}} p{{partition}}"),
+    q(f'sum by (instance, job_name, partition) (increase(streampulse_lost_records_total{{{J}}}[$__range]))', "lost {{instance}} {{job_name}} p{{partition}}"),
+], unit="short")
 
 b.row("Checkpoints")
 b.ts("Checkpoints completed and failed", "Checkpoints and savepoints per minute.", [

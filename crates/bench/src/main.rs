@@ -515,14 +515,14 @@ fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
             scrapes
         })
     });
-    let bodies: Vec<String> = events
+    let bodies = events
         .chunks(args.batch)
         .map(|c| {
             c.iter()
-                .map(|e| serde_json::to_string(e).unwrap_or_default() + "\n")
-                .collect()
+                .map(|e| Ok(serde_json::to_string(e)? + "\n"))
+                .collect::<Result<String, serde_json::Error>>()
         })
-        .collect();
+        .collect::<Result<Vec<String>, _>>()?;
     let bodies = Arc::new(bodies);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();

@@ -28,6 +28,9 @@ pub struct PartitionCounters {
     pub idle_flushes: AtomicU64,
     /// Log records that could not be decoded and were stepped over (a damaged or foreign record).
     pub skipped_records: AtomicU64,
+    /// Records the source no longer held when the partition resumed from its checkpoint, skipped
+    /// by `kafka.on_data_loss: skip`.
+    pub lost_records: AtomicU64,
     /// Encoded size of the pipeline state at the last snapshot.
     pub state_bytes: AtomicU64,
 }
@@ -76,6 +79,7 @@ pub struct PartitionStatus {
     pub open_windows: u64,
     pub idle_flushes: u64,
     pub skipped_records: u64,
+    pub lost_records: u64,
     pub state_bytes: u64,
 }
 
@@ -150,6 +154,7 @@ impl JobCounters {
                     open_windows: c.open_windows.load(Relaxed),
                     idle_flushes: c.idle_flushes.load(Relaxed),
                     skipped_records: c.skipped_records.load(Relaxed),
+                    lost_records: c.lost_records.load(Relaxed),
                     state_bytes: c.state_bytes.load(Relaxed),
                 }
             })

@@ -23,6 +23,9 @@ use rdkafka::{ClientContext, Offset};
 
 use crate::partitions::Partitions;
 
+/// How long the rebalance callback waits for a partition's earliest offset.
+const WATERMARK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct AssignmentContext {
     pub partitions: Arc<Mutex<Partitions>>,
     pub topic: String,
@@ -56,7 +59,7 @@ pub fn commit_list(topic: &str, commits: &[(u32, u64)]) -> TopicPartitionList {
 }
 
 impl AssignmentContext {
-    fn on_assign(&self, tpl: &mut TopicPartitionList) {
+    fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
         let Ok(mut parts) = self.partitions.lock() else {
             return;
         };
@@ -67,7 +70,14 @@ impl AssignmentContext {
             .map(|e| e.partition() as u32)
             .collect();
         for p in assigned {
-            match parts.assign(p) {
+            let earliest = || match consumer.fetch_watermarks(&topic, p as i32, WATERMARK_TIMEOUT) {
+                Ok((low, _)) => u64::try_from(low).ok(),
+                Err(err) => {
+                    tracing::warn!(partition = p, error = %err, "cannot read the partition's earliest offset; not checking for lost records");
+                    None
+                }
+            };
+            match parts.assign(p, earliest) {
                 Ok(offset) => {
                     let _ = tpl.set_partition_offset(&topic, p as i32, offset);
                 }
@@ -129,7 +139,7 @@ impl ConsumerContext for AssignmentContext {
         );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.on_assign(tpl);
+                self.on_assign(consumer, tpl);
                 let result = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {

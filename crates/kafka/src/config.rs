@@ -21,6 +21,19 @@ pub enum StartPosition {
     Latest,
 }
 
+/// What a partition does when its checkpoint resumes at an offset the topic no longer holds
+/// (retention deleted it, or `DeleteRecords`): the records in between are gone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDataLoss {
+    /// The worker stops, naming the topic, partition, the offset wanted and the earliest there.
+    #[default]
+    Fail,
+    /// The partition resumes at the earliest offset there; the records it never saw are counted
+    /// (`lost_records`) and logged.
+    Skip,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
@@ -32,6 +45,8 @@ pub struct KafkaConfig {
     pub group_id: String,
     /// Where a partition without a checkpoint starts.
     pub start: StartPosition,
+    /// What a partition does when its checkpointed offset is no longer in the topic.
+    pub on_data_loss: OnDataLoss,
     /// Records that are not valid events go here, with the reason in a header.
     pub dead_letter_topic: String,
     /// Window results as JSON keyed by metric id; empty: not written to Kafka.
@@ -49,6 +64,7 @@ impl Default for KafkaConfig {
             topic: "events".into(),
             group_id: String::new(),
             start: StartPosition::Earliest,
+            on_data_loss: OnDataLoss::Fail,
             dead_letter_topic: "events.dead-letter".into(),
             results_topic: String::new(),
             alerts_topic: String::new(),

@@ -115,6 +115,7 @@ impl KafkaDriver {
             job: job.clone(),
             topic: config.topic.clone(),
             start: config.start,
+            on_data_loss: config.on_data_loss,
             owned: Default::default(),
             tally: OutputTally::new(&counters.metrics),
             emitter,

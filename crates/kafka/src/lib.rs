@@ -32,7 +32,7 @@ pub mod partitions;
 pub mod producer;
 pub mod sink;
 
-pub use config::{KafkaConfig, StartPosition};
+pub use config::{KafkaConfig, OnDataLoss, StartPosition};
 pub use driver::KafkaDriver;
 
 /// Why a Kafka job or tool failed.
@@ -46,4 +46,13 @@ pub enum KafkaError {
     Engine(#[from] streampulse_engine::EngineError),
     #[error("cannot start the kafka driver: {0}")]
     Spawn(std::io::Error),
+    /// A checkpoint resumes at an offset the topic no longer holds (`kafka.on_data_loss: fail`).
+    #[error("partition {partition} of topic '{topic}': the checkpoint resumes at offset {wanted}, but the topic holds records from offset {earliest} on (retention or DeleteRecords removed {lost} records this job never processed); set kafka.on_data_loss: skip to resume at {earliest} and count them, or restore an older state")]
+    DataLoss {
+        topic: String,
+        partition: u32,
+        wanted: u64,
+        earliest: u64,
+        lost: u64,
+    },
 }

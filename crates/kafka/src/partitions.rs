@@ -21,8 +21,9 @@ use streampulse_engine::task::PartitionTask;
 use streampulse_engine::telemetry::OutputTally;
 use streampulse_engine::EngineError;
 
-use crate::config::StartPosition;
+use crate::config::{OnDataLoss, StartPosition};
 use crate::sink::OutputTopics;
+use crate::KafkaError;
 
 pub struct OwnedPartition {
     pub task: PartitionTask,
@@ -34,6 +35,7 @@ pub struct Partitions {
     pub job: Job,
     pub topic: String,
     pub start: StartPosition,
+    pub on_data_loss: OnDataLoss,
     pub owned: BTreeMap<u32, OwnedPartition>,
     pub emitter: Emitter,
     pub tally: OutputTally,
@@ -49,18 +51,28 @@ pub struct Partitions {
 impl Partitions {
     /// Takes `partition` over: restores its latest checkpoint (or starts empty) and says where
     /// the consumer must start reading it.
-    pub fn assign(&mut self, partition: u32) -> Result<Offset, EngineError> {
-        let restored = self.checkpoints.latest(partition)?;
+    /// `earliest` says, when asked, the first offset the topic still holds for the partition
+    /// (`None` when it cannot be known: the check is then left to the consumer).
+    pub fn assign(
+        &mut self,
+        partition: u32,
+        earliest: impl FnOnce() -> Option<u64>,
+    ) -> Result<Offset, KafkaError> {
+        let restored = self
+            .checkpoints
+            .latest(partition)
+            .map_err(EngineError::from)?;
         let (pipeline, next_offset, checkpoint_id) = match restored {
             Some((id, snapshot)) => {
-                let pipeline = snapshot.restore(&self.job)?;
+                let pipeline = snapshot.restore(&self.job).map_err(EngineError::from)?;
+                let next = self.resume_offset(partition, snapshot.next_offset, earliest())?;
                 tracing::info!(
                     partition,
                     checkpoint = id,
-                    offset = snapshot.next_offset,
+                    offset = next,
                     "partition assigned: restored from its checkpoint"
                 );
-                (pipeline, Some(snapshot.next_offset), id)
+                (pipeline, Some(next), id)
             }
             None => {
                 tracing::info!(partition, start = ?self.start, "partition assigned: no checkpoint, empty state");
@@ -90,6 +102,43 @@ impl Partitions {
         } else {
             offset
         })
+    }
+
+    /// Where a restored partition resumes: at its checkpoint's offset, unless the topic no longer
+    /// holds it (then per `kafka.on_data_loss`).
+    fn resume_offset(
+        &self,
+        partition: u32,
+        wanted: u64,
+        earliest: Option<u64>,
+    ) -> Result<u64, KafkaError> {
+        let Some(earliest) = earliest.filter(|&earliest| earliest > wanted) else {
+            return Ok(wanted);
+        };
+        let lost = earliest - wanted;
+        match self.on_data_loss {
+            OnDataLoss::Fail => Err(KafkaError::DataLoss {
+                topic: self.topic.clone(),
+                partition,
+                wanted,
+                earliest,
+                lost,
+            }),
+            OnDataLoss::Skip => {
+                tracing::warn!(
+                    topic = %self.topic,
+                    partition,
+                    wanted,
+                    earliest,
+                    lost,
+                    "the topic no longer holds the checkpointed offset: skipping the records it lost (kafka.on_data_loss: skip)"
+                );
+                if let Some(c) = self.emitter.counters.partitions.get(partition as usize) {
+                    c.lost_records.fetch_add(lost, Relaxed);
+                }
+                Ok(earliest)
+            }
+        }
     }
 
     /// Applies the pending outputs of `partition`: to the store (retried until it succeeds: the

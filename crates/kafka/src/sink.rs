@@ -1,5 +1,6 @@
 //! Outputs to Kafka: window results and alert transitions as JSON records keyed by metric id, and
-//! records that are not valid events to the dead-letter topic with the reason in a header.
+//! records that are not valid events to the dead-letter topic with the reason in a header (cut to
+//! a size any broker takes, so that one huge record cannot fail every checkpoint).
 //!
 //! One idempotent producer serves all three topics. Records are produced asynchronously; a
 //! checkpoint calls [`OutputTopics::flush`] and completes only if every record produced before it
@@ -26,6 +27,18 @@ use crate::KafkaError;
 pub const ERROR_HEADER: &str = "streampulse.error";
 /// Header carrying where the record came from: `topic/partition/offset`.
 pub const SOURCE_HEADER: &str = "streampulse.source";
+/// Header present when the dead-letter record holds only the start of the original: the
+/// original's size in bytes (payload, then key, as `payload_bytes/key_bytes`).
+pub const TRUNCATED_HEADER: &str = "streampulse.truncated";
+
+/// Most payload bytes a dead-letter record keeps: any broker takes it (the default
+/// `message.max.bytes` is 1 MiB), so one huge record cannot stop the worker; the coordinates in
+/// `streampulse.source` find the original.
+pub const MAX_DEAD_LETTER_PAYLOAD: usize = 64 * 1024;
+/// Most key bytes a dead-letter record keeps.
+pub const MAX_DEAD_LETTER_KEY: usize = 1024;
+/// Most bytes of the reason header.
+const MAX_REASON: usize = 1024;
 
 /// How long a checkpoint waits for outstanding deliveries.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -126,7 +139,15 @@ impl OutputTopics {
                     let Some(topic) = &self.alerts_topic else {
                         continue;
                     };
-                    let value = serde_json::to_value(a).unwrap_or_default();
+                    let value = match serde_json::to_value(a) {
+                        Ok(value) => value,
+                        Err(err) => {
+                            // Counted as a lost delivery: the checkpoint fails rather than
+                            // passing an alert that was never produced.
+                            self.lost(&format!("cannot encode alert {}: {err}", a.id), topic);
+                            continue;
+                        }
+                    };
                     (topic, a.metric_id.as_str(), value)
                 }
                 // Late events are stored and served by the API; they are not a stream of their own.
@@ -138,8 +159,9 @@ impl OutputTopics {
         }
     }
 
-    /// Sends a record that is not a valid event to the dead-letter topic, unchanged, with
-    /// `reason` and its origin in headers.
+    /// Sends a record that is not a valid event to the dead-letter topic, unchanged (or, past
+    /// [`MAX_DEAD_LETTER_PAYLOAD`] / [`MAX_DEAD_LETTER_KEY`], cut, with the original sizes in
+    /// [`TRUNCATED_HEADER`]), with `reason` and its origin in headers.
     pub fn dead_letter(
         &self,
         key: Option<&[u8]>,
@@ -147,15 +169,26 @@ impl OutputTopics {
         reason: &str,
         origin: &str,
     ) {
-        let headers = OwnedHeaders::new()
+        let (payload_len, key_len) = (payload.map_or(0, <[u8]>::len), key.map_or(0, <[u8]>::len));
+        let key = key.map(|k| &k[..k.len().min(MAX_DEAD_LETTER_KEY)]);
+        let payload = payload.map(|p| &p[..p.len().min(MAX_DEAD_LETTER_PAYLOAD)]);
+        let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: ERROR_HEADER,
-                value: Some(reason),
+                value: Some(cut_str(reason, MAX_REASON)),
             })
             .insert(Header {
                 key: SOURCE_HEADER,
                 value: Some(origin),
             });
+        if payload_len > MAX_DEAD_LETTER_PAYLOAD || key_len > MAX_DEAD_LETTER_KEY {
+            let sizes = format!("{payload_len}/{key_len}");
+            tracing::warn!(%origin, payload_len, key_len, "dead-letter record cut to its first bytes");
+            headers = headers.insert(Header {
+                key: TRUNCATED_HEADER,
+                value: Some(&sizes),
+            });
+        }
         let mut record: BaseRecord<'_, [u8], [u8]> =
             BaseRecord::to(&self.dead_letter_topic).headers(headers);
         if let Some(key) = key {
@@ -183,14 +216,19 @@ impl OutputTopics {
                 Err((err, r)) => {
                     // Not retryable here (e.g. a record over message.max.bytes): counted as a
                     // failed delivery, which fails the next checkpoint.
-                    tracing::error!(error = %err, topic = r.topic, "cannot produce a record");
-                    self.producer.context().failed.fetch_add(1, Relaxed);
-                    if let Ok(mut last) = self.producer.context().last_error.lock() {
-                        *last = Some(format!("{err} on topic {}", r.topic));
-                    }
+                    self.lost(&err.to_string(), r.topic);
                     return;
                 }
             }
+        }
+    }
+
+    /// Counts a record that will not reach `topic`; the next flush fails on it.
+    fn lost(&self, why: &str, topic: &str) {
+        tracing::error!(error = %why, topic, "cannot produce a record");
+        self.producer.context().failed.fetch_add(1, Relaxed);
+        if let Ok(mut last) = self.producer.context().last_error.lock() {
+            *last = Some(format!("{why} on topic {topic}"));
         }
     }
 
@@ -211,5 +249,27 @@ impl OutputTopics {
             return Err(SinkError::Undelivered { failed, last });
         }
         Ok(())
+    }
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+fn cut_str(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_cut_on_a_character_boundary() {
+        assert_eq!(cut_str("short", 1024), "short");
+        assert_eq!(cut_str("ab€", 3), "ab");
+        assert_eq!(cut_str("ab€", 5), "ab€");
+        assert_eq!(cut_str(&"é".repeat(600), MAX_REASON).len(), MAX_REASON);
     }
 }

@@ -197,3 +197,83 @@ fn kafka_poison_records_go_to_the_dead_letter_topic() {
     );
     p.interrupt();
 }
+
+#[test]
+fn kafka_oversized_poison_records_are_dead_lettered_cut_and_the_job_goes_on() {
+    let Some(brokers) = brokers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = fresh("huge");
+    let config = format!(
+        "{}job:\n  name: huge\n  idle_timeout: 1s\n  windows:\n    - name: tumble_10s\n      \
+         type: tumbling\n      size: 10s\n  detectors: []\n",
+        kafka_section(&brokers, &topic)
+    );
+    create_topics(&config, dir.path(), 1);
+    // Records close to the broker's 1 MiB limit: the worker's own producer could not forward
+    // them to the dead-letter topic as they are.
+    let big = streampulse_kafka::KafkaConfig {
+        brokers: brokers.clone(),
+        properties: [("message.max.bytes".to_string(), "2000000".to_string())].into(),
+        ..Default::default()
+    };
+    let events = streampulse_kafka::producer::EventProducer::new(&big, &topic).unwrap();
+    let not_json = vec![b'x'; 1_000_000];
+    let long_id = format!(
+        r#"{{"metric_id":"{}","ts":1700000001000,"value":1}}"#,
+        "a".repeat(900_000)
+    );
+    for i in 0..100i64 {
+        if i == 50 {
+            events.send("cpu", &not_json).unwrap();
+            events.send("cpu", long_id.as_bytes()).unwrap();
+        }
+        let line = format!(
+            r#"{{"metric_id":"cpu","ts":{},"value":{i}}}"#,
+            1_700_000_000_000i64 + i * 100
+        );
+        events.send("cpu", line.as_bytes()).unwrap();
+    }
+    events.flush(Duration::from_secs(30)).unwrap();
+
+    let p = Platform::start(&dir.path().join("worker"), &config, free_port());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = p.results(1_700_000_000_000, 1_700_000_100_000, Some("cpu"));
+        let counted: u64 = r.iter().map(|r| r["count"].as_u64().unwrap()).sum();
+        if counted == 100 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the events after the poison records were not all counted ({counted}):\n{}",
+            p.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let dead = read_all(&brokers, &format!("{topic}.dlq"));
+    assert_eq!(
+        dead.len(),
+        2,
+        "{:?}",
+        dead.iter().map(|d| &d.headers).collect::<Vec<_>>()
+    );
+    let cut = streampulse_kafka::sink::MAX_DEAD_LETTER_PAYLOAD;
+    for (record, original) in dead.iter().zip([not_json.len(), long_id.len()]) {
+        let value = record.value.as_deref().unwrap();
+        assert_eq!(value.len(), cut, "the payload is cut");
+        assert_eq!(
+            record.headers["streampulse.truncated"],
+            format!("{original}/3")
+        );
+        assert!(record.headers["streampulse.source"].starts_with(&topic));
+        assert!(!record.headers["streampulse.error"].is_empty());
+    }
+    assert_eq!(&dead[0].value.as_deref().unwrap()[..4], b"xxxx");
+    let (ready, body) = p.get("/readyz");
+    assert_eq!(ready, 200, "{body}");
+    assert!(
+        p.interrupt().success(),
+        "a clean stop: {}",
+        "checkpoints pass the poison records"
+    );
+}

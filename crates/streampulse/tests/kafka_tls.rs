@@ -13,16 +13,16 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use kafka_support::{create_topics, fresh};
+use kafka_support::{create_topics, fresh, refused_worker};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use streampulse_kafka::producer::EventProducer;
 use streampulse_kafka::KafkaConfig;
-use support::{agent, free_port, Platform};
+use support::{free_port, Platform};
 
 /// The TLS endpoints of the Kafka of `deploy/local/services.sh`, as `services.sh kafka-tls`
 /// prints them: `ssl=HOST:PORT sasl_ssl=HOST:PORT ca=FILE`.
@@ -113,63 +113,6 @@ fn read_results(client: &KafkaConfig, topic: &str, want: &Windows) -> Windows {
         );
     }
     got
-}
-
-/// Starts a worker with `config` that must not start: returns its log once it has exited (not
-/// successfully), and fails if it becomes ready or neither stops nor says why within 90 s.
-fn refused_worker(dir: &Path, config: &str) -> String {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("config.yaml"), config).unwrap();
-    let log_path = dir.join("platform.log");
-    let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_streampulse"))
-        .arg("run")
-        .arg("--config")
-        .arg(dir.join("config.yaml"))
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--metrics-listen")
-        .arg(format!("127.0.0.1:{}", free_port()))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .expect("spawn streampulse");
-    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    let http = agent();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        let ready = http
-            .get(&format!("http://127.0.0.1:{port}/readyz"))
-            .call()
-            .is_ok_and(|r| r.status() == 200);
-        if ready || Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "a worker that must be refused {}; log:\n{}",
-                if ready {
-                    "became ready"
-                } else {
-                    "neither stopped nor said why"
-                },
-                log()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let log = log();
-    assert!(!exit.success(), "{exit}; log:\n{log}");
-    assert!(
-        log.contains("cannot start the Kafka consumer"),
-        "the failure is in the log:\n{log}"
-    );
-    log
 }
 
 /// The window results of the job, polled from the worker's API until they equal `want` or 60 s
@@ -298,7 +241,9 @@ fn kafka_over_tls_and_sasl_gives_exact_windows_and_untrusted_or_unauthenticated_
     let log = refused_worker(
         &dir.path().join("wrong-password"),
         &config(&kafka.sasl_ssl, &topic, &fresh("sasl-wrong"), &sasl(wrong)),
+        false,
     );
+    assert!(log.contains("cannot start the Kafka consumer"), "{log}");
     assert!(
         log.contains("SASL authentication error: Authentication failed"),
         "the log names the cause, the refused credentials:\n{log}"
@@ -317,7 +262,9 @@ fn kafka_over_tls_and_sasl_gives_exact_windows_and_untrusted_or_unauthenticated_
             &fresh("tls-untrusted"),
             "    security.protocol: SSL\n",
         ),
+        false,
     );
+    assert!(log.contains("cannot start the Kafka consumer"), "{log}");
     assert!(
         log.contains("Meta data fetch error: BrokerTransportFailure")
             && log.contains("certificate verify failed"),

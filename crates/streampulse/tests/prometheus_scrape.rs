@@ -422,7 +422,7 @@ fn prometheus_scrapes_every_job_of_the_process() {
     .into();
     assert_eq!(running, expected);
     type Field = fn(&Value) -> Option<f64>;
-    let per_partition: [(&str, Field); 6] = [
+    let per_partition: [(&str, Field); 7] = [
         ("streampulse_records_processed_total", |p| {
             p["events"].as_f64()
         }),
@@ -435,6 +435,9 @@ fn prometheus_scrapes_every_job_of_the_process() {
         }),
         ("streampulse_skipped_records_total", |p| {
             p["skipped_records"].as_f64()
+        }),
+        ("streampulse_lost_records_total", |p| {
+            p["lost_records"].as_f64()
         }),
         ("streampulse_watermark_seconds", |p| {
             Some(p["watermark"].as_f64()? / 1000.0)

@@ -222,6 +222,9 @@ pub struct PartitionStatusDoc {
     /// Log records that could not be decoded and were stepped over (a damaged or foreign record;
     /// also counted by `streampulse_skipped_records_total`).
     skipped_records: u64,
+    /// Records the source no longer held when the partition resumed from its checkpoint, skipped
+    /// under `kafka.on_data_loss: skip` (also `streampulse_lost_records_total`).
+    lost_records: u64,
     /// Bytes of the partition's operator state (windows, detectors, watermark) as of its last
     /// snapshot; 0 before the first.
     state_bytes: u64,

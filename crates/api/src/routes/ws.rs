@@ -106,8 +106,10 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
     let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
 }
 
-fn emission_json(emission: &Emission) -> Value {
-    match emission {
+/// The message of one emission; `None` (logged) for an alert that does not encode, which cannot
+/// happen with serde_json's encoder for these fields but is never sent as a half-empty message.
+fn emission_json(emission: &Emission) -> Option<Value> {
+    Some(match emission {
         Emission::Result(r) => {
             let mut v = r.to_json();
             v["type"] = "result".into();
@@ -120,11 +122,17 @@ fn emission_json(emission: &Emission) -> Value {
             v
         }
         Emission::Alert(a) => {
-            let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
+            let mut v = match serde_json::to_value(a) {
+                Ok(v) => v,
+                Err(err) => {
+                    tracing::error!(error = %err, alert = %a.id, "cannot encode an alert for a live client");
+                    return None;
+                }
+            };
             v["type"] = "alert".into();
             v
         }
-    }
+    })
 }
 
 /// The browser origin of a request that is neither the API's own (`Host`) nor allowed by
@@ -171,7 +179,10 @@ async fn session(
         tokio::select! {
             received = feed.recv() => {
                 let delivered = match received {
-                    Ok(emission) if subscription.matches(&emission) => send(&mut socket, emission_json(&emission)).await,
+                    Ok(emission) if subscription.matches(&emission) => match emission_json(&emission) {
+                        Some(message) => send(&mut socket, message).await,
+                        None => true,
+                    },
                     Ok(_) => true,
                     Err(RecvError::Lagged(skipped)) => {
                         live.record_lagged(skipped);

@@ -165,7 +165,7 @@ fn partitions(e: &mut Encoder, live: &[Live<'_>]) {
         })
         .collect();
     type Value = fn(&streampulse_engine::status::PartitionStatus, f64) -> Option<f64>;
-    let families: [(&str, Kind, &str, Value); 8] = [
+    let families: [(&str, Kind, &str, Value); 9] = [
         (
             "streampulse_records_processed_total",
             Kind::Counter,
@@ -207,6 +207,12 @@ fn partitions(e: &mut Encoder, live: &[Live<'_>]) {
             Kind::Counter,
             "Log records that could not be decoded and were stepped over.",
             |p, _| Some(p.skipped_records as f64),
+        ),
+        (
+            "streampulse_lost_records_total",
+            Kind::Counter,
+            "Records the source no longer held when the partition resumed from its checkpoint (kafka.on_data_loss: skip).",
+            |p, _| Some(p.lost_records as f64),
         ),
         (
             "streampulse_state_bytes",

@@ -13,7 +13,7 @@ use streampulse_engine::status::JobCounters;
 use streampulse_store::ResultStore;
 
 use super::*;
-use crate::config::KafkaConfig;
+use crate::config::{KafkaConfig, OnDataLoss};
 
 struct Setup {
     parts: Partitions,
@@ -36,6 +36,7 @@ fn setup(start: StartPosition) -> Setup {
         job: job.clone(),
         topic: "events".into(),
         start,
+        on_data_loss: OnDataLoss::Fail,
         owned: Default::default(),
         tally: OutputTally::new(&counters.metrics),
         emitter: Emitter {
@@ -75,15 +76,15 @@ fn an_assigned_partition_resumes_at_its_checkpoint_or_at_the_configured_start() 
     let mut s = setup(StartPosition::Earliest);
     let snapshot = PartitionCheckpoint::of(1, 42, &PartitionPipeline::new(&s.parts.job)).unwrap();
     s.parts.checkpoints.write(7, 0, snapshot).unwrap();
-    assert_eq!(s.parts.assign(1).unwrap(), Offset::Offset(42));
+    assert_eq!(s.parts.assign(1, || Some(0)).unwrap(), Offset::Offset(42));
     assert_eq!(s.parts.owned[&1].checkpoint_id, 7);
-    assert_eq!(s.parts.assign(0).unwrap(), Offset::Beginning);
+    assert_eq!(s.parts.assign(0, || Some(0)).unwrap(), Offset::Beginning);
     let counters = &s.parts.emitter.counters.partitions;
     assert!(counters[0].owned.load(SeqCst) && counters[1].owned.load(SeqCst));
     assert_eq!(counters[1].next_offset.load(SeqCst), 42);
 
     let mut latest = setup(StartPosition::Latest);
-    assert_eq!(latest.parts.assign(2).unwrap(), Offset::End);
+    assert_eq!(latest.parts.assign(2, || None).unwrap(), Offset::End);
     assert_eq!(latest.parts.owned[&2].task.next_offset(), None);
     latest.parts.release(2);
     assert!(!latest.parts.emitter.counters.partitions[2]
@@ -94,8 +95,8 @@ fn an_assigned_partition_resumes_at_its_checkpoint_or_at_the_configured_start() 
 #[test]
 fn a_checkpoint_stores_the_outputs_then_writes_and_commits_partitions_that_have_an_offset() {
     let mut s = setup(StartPosition::Latest);
-    s.parts.assign(0).unwrap();
-    s.parts.assign(1).unwrap();
+    s.parts.assign(0, || Some(0)).unwrap();
+    s.parts.assign(1, || Some(0)).unwrap();
     // Partition 0 read from offset 100 on; partition 1 has read nothing since a `latest` start.
     feed(&mut s.parts, 0, 100..130);
     let commits = s.parts.checkpoint(&[0, 1]).unwrap();
@@ -118,7 +119,7 @@ fn a_checkpoint_stores_the_outputs_then_writes_and_commits_partitions_that_have_
 #[test]
 fn a_store_that_lost_writes_stops_the_worker_instead_of_checkpointing() {
     let mut s = setup(StartPosition::Earliest);
-    s.parts.assign(0).unwrap();
+    s.parts.assign(0, || Some(0)).unwrap();
     feed(&mut s.parts, 0, 0..10);
     s.store.generation.store(1, SeqCst);
     match s.parts.checkpoint(&[0]) {
@@ -128,4 +129,42 @@ fn a_store_that_lost_writes_stops_the_worker_instead_of_checkpointing() {
     assert!(s.parts.fatal.is_some());
     assert!(s.parts.checkpoints.latest(0).unwrap().is_none());
     assert_eq!(s.parts.emitter.counters.checkpoints_failed.load(SeqCst), 1);
+}
+
+#[test]
+fn a_checkpoint_past_what_the_topic_holds_fails_or_skips_as_configured() {
+    let mut s = setup(StartPosition::Earliest);
+    let snapshot = PartitionCheckpoint::of(0, 100, &PartitionPipeline::new(&s.parts.job)).unwrap();
+    s.parts.checkpoints.write(1, 0, snapshot).unwrap();
+    match s.parts.assign(0, || Some(150)) {
+        Err(err @ KafkaError::DataLoss { .. }) => {
+            let message = err.to_string();
+            for part in [
+                "partition 0",
+                "'events'",
+                "offset 100",
+                "offset 150 on",
+                "50 records",
+            ] {
+                assert!(message.contains(part), "{part}: {message}");
+            }
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!s.parts.owned.contains_key(&0));
+    // Still held: nothing lost.
+    assert_eq!(
+        s.parts.assign(0, || Some(100)).unwrap(),
+        Offset::Offset(100)
+    );
+
+    s.parts.release(0);
+    s.parts.on_data_loss = OnDataLoss::Skip;
+    assert_eq!(
+        s.parts.assign(0, || Some(150)).unwrap(),
+        Offset::Offset(150)
+    );
+    assert_eq!(s.parts.owned[&0].task.next_offset(), Some(150));
+    let c = &s.parts.emitter.counters.partitions[0];
+    assert_eq!(c.lost_records.load(SeqCst), 50);
 }

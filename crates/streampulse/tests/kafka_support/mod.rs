@@ -6,7 +6,8 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -16,7 +17,7 @@ use serde_json::Value;
 use streampulse_kafka::producer::EventProducer;
 use streampulse_kafka::KafkaConfig;
 
-use crate::support::Platform;
+use crate::support::{agent, free_port, Platform};
 
 pub const ENV: &str = "STREAMPULSE_TEST_KAFKA_BROKERS";
 
@@ -198,4 +199,58 @@ pub fn owned(p: &Platform, job: &str) -> BTreeMap<u32, u64> {
             )
         })
         .collect()
+}
+
+/// Starts a worker with `config` that must stop on its own: returns its log once it has exited
+/// (not successfully), and fails if it neither stops nor says why within 90 s, or if it becomes
+/// ready unless `may_be_ready` (a failure found after start-up, when partitions are assigned).
+pub fn refused_worker(dir: &Path, config: &str, may_be_ready: bool) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("config.yaml"), config).unwrap();
+    let log_path = dir.join("platform.log");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_streampulse"))
+        .arg("run")
+        .arg("--config")
+        .arg(dir.join("config.yaml"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--metrics-listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("spawn streampulse");
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let http = agent();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        let ready = http
+            .get(&format!("http://127.0.0.1:{port}/readyz"))
+            .call()
+            .is_ok_and(|r| r.status() == 200);
+        if (ready && !may_be_ready) || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "a worker that must be refused {}; log:\n{}",
+                if ready {
+                    "became ready"
+                } else {
+                    "neither stopped nor said why"
+                },
+                log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let log = log();
+    assert!(!exit.success(), "{exit}; log:\n{log}");
+    log
 }
