@@ -100,6 +100,32 @@ pub struct FlakyStore {
 }
 
 impl FlakyStore {
+    /// The stored window results of `job`, keyed and rowed as [`oracle::batch`] gives them.
+    pub fn windows(&self, job: &str) -> BTreeMap<oracle::Key, oracle::Row> {
+        let all = ResultQuery {
+            job: job.into(),
+            start: i64::MIN,
+            end: i64::MAX,
+            metric_id: None,
+            metric_match: None,
+            window: None,
+            tags: Vec::new(),
+            limit: usize::MAX,
+            after: None,
+            scan_limit: usize::MAX,
+        };
+        self.query_results(&all)
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                (
+                    (r.metric_id, r.window, r.window_start),
+                    (r.window_end, r.count, r.sum, r.min, r.max),
+                )
+            })
+            .collect()
+    }
+
     pub fn open(dir: &std::path::Path) -> Self {
         Self {
             inner: EmbeddedStore::open(dir).unwrap(),

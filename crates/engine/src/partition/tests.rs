@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 
 use streampulse_core::job::Job;
 use streampulse_core::pipeline::PartitionPipeline;
-use streampulse_store::conformance::all;
-use streampulse_store::ResultStore;
 use streampulse_testkit::oracle;
 
 use super::*;
@@ -90,17 +88,21 @@ impl Harness {
 
     /// The stored window results, as the oracle keys and rows them.
     fn stored(&self) -> BTreeMap<oracle::Key, oracle::Row> {
-        self.store
-            .query_results(&all("t"))
-            .unwrap()
-            .into_iter()
-            .map(|r| {
-                (
-                    (r.metric_id, r.window, r.window_start),
-                    (r.window_end, r.count, r.sum, r.min, r.max),
-                )
-            })
-            .collect()
+        self.store.windows("t")
+    }
+
+    /// A worker whose store fails from the start, once it has tried to store outputs of
+    /// `payloads`.
+    fn with_failing_store(payloads: Vec<Vec<u8>>) -> Self {
+        let h = Self::start(source_with(Vec::new()), 0);
+        h.store.failing.store(true, SeqCst);
+        for p in payloads {
+            h.source.push(p);
+        }
+        h.wait_until("the store is tried", |h| {
+            h.store.failed_applies.load(SeqCst) > 0
+        });
+        h
     }
 
     fn stop(mut self) {
@@ -163,15 +165,7 @@ fn an_offset_retention_deleted_stops_the_partition_with_the_reason() {
 #[test]
 fn a_checkpoint_while_the_store_fails_is_refused_and_nothing_is_skipped() {
     let (payloads, sent) = events();
-    let source = source_with(Vec::new());
-    let h = Harness::start(source, 0);
-    h.store.failing.store(true, SeqCst);
-    for p in payloads {
-        h.source.push(p);
-    }
-    h.wait_until("the store is tried", |h| {
-        h.store.failed_applies.load(SeqCst) > 0
-    });
+    let h = Harness::with_failing_store(payloads);
     match h.checkpoint() {
         Err(EngineError::PartitionStore {
             partition: 0,
@@ -192,28 +186,14 @@ fn a_checkpoint_while_the_store_fails_is_refused_and_nothing_is_skipped() {
 #[test]
 fn a_stop_ends_a_worker_whose_store_keeps_failing() {
     let (payloads, _) = events();
-    let h = Harness::start(source_with(Vec::new()), 0);
-    h.store.failing.store(true, SeqCst);
-    for p in payloads {
-        h.source.push(p);
-    }
-    h.wait_until("the store is tried", |h| {
-        h.store.failed_applies.load(SeqCst) > 0
-    });
+    let h = Harness::with_failing_store(payloads);
     h.stop();
 }
 
 #[test]
 fn a_rewind_while_the_store_fails_replays_from_the_given_offset() {
     let (payloads, sent) = events();
-    let h = Harness::start(source_with(Vec::new()), 0);
-    h.store.failing.store(true, SeqCst);
-    for p in payloads {
-        h.source.push(p);
-    }
-    h.wait_until("the store is tried", |h| {
-        h.store.failed_applies.load(SeqCst) > 0
-    });
+    let h = Harness::with_failing_store(payloads);
     // As the coordinator does after the store lost writes: back to where the job started.
     h.commands
         .send(Command::Rewind {

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use streampulse_store::conformance::all;
 use streampulse_testkit::oracle;
 
 use super::*;
@@ -50,17 +49,7 @@ impl Setup {
     }
 
     fn stored(&self) -> BTreeMap<oracle::Key, oracle::Row> {
-        self.store
-            .query_results(&all("t"))
-            .unwrap()
-            .into_iter()
-            .map(|r| {
-                (
-                    (r.metric_id, r.window, r.window_start),
-                    (r.window_end, r.count, r.sum, r.min, r.max),
-                )
-            })
-            .collect()
+        self.store.windows("t")
     }
 }
 
