@@ -102,19 +102,7 @@ pub struct FlakyStore {
 impl FlakyStore {
     /// The stored window results of `job`, keyed and rowed as [`oracle::batch`] gives them.
     pub fn windows(&self, job: &str) -> BTreeMap<oracle::Key, oracle::Row> {
-        let all = ResultQuery {
-            job: job.into(),
-            start: i64::MIN,
-            end: i64::MAX,
-            metric_id: None,
-            metric_match: None,
-            window: None,
-            tags: Vec::new(),
-            limit: usize::MAX,
-            after: None,
-            scan_limit: usize::MAX,
-        };
-        self.query_results(&all)
+        self.query_results(&streampulse_store::conformance::all(job))
             .unwrap()
             .into_iter()
             .map(|r| {
