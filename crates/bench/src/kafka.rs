@@ -122,6 +122,7 @@ fn worker_config(
             "topic": topics.events,
             "dead_letter_topic": topics.dead_letter,
             "results_topic": topics.results,
+            "exactly_once": args.exactly_once,
             "properties": properties,
         },
         "checkpoint": {
@@ -257,8 +258,15 @@ fn wait_assigned(workers: &[Worker], partitions: i32) -> anyhow::Result<()> {
 
 /// A consumer outside the job's group, reading from the start (the topics are fresh).
 fn reader(brokers: &str) -> anyhow::Result<BaseConsumer> {
+    reader_isolated(brokers, "read_uncommitted")
+}
+
+/// [`reader`] with an `isolation.level`: read_committed sees a transaction's records once it
+/// commits.
+fn reader_isolated(brokers: &str, isolation: &str) -> anyhow::Result<BaseConsumer> {
     Ok(ClientConfig::new()
         .set("bootstrap.servers", brokers)
+        .set("isolation.level", isolation)
         .set("group.id", fresh("reader"))
         .set("enable.auto.commit", "false")
         // The reader should add as little as it can to the latency it measures; the workers keep
@@ -359,7 +367,8 @@ pub fn throughput(args: &Args) -> anyhow::Result<()> {
     let from_first = (elapsed - first_event.unwrap_or_default()).as_secs_f64();
     let props = &args.worker_properties;
     println!(
-        "mode=kafka_throughput worker_properties={props:?} job={} events={n} workers={} partitions={partitions} seconds={secs:.3} events_per_sec={:.0} first_event_after_seconds={:.3} events_per_sec_from_first_event={:.0} worker_cpu_seconds={cpu:.2} events_per_cpu_second={:.0} per_worker_events={per_worker:?} owned_partition_events_sum={owned_sum} worker_peak_rss_mib=[{}] produce_seconds={produce_seconds:.2} (from starting the workers: includes process start and the group join; cores={}, shared by the workers and the bench)",
+        "mode=kafka_throughput exactly_once={} worker_properties={props:?} job={} events={n} workers={} partitions={partitions} seconds={secs:.3} events_per_sec={:.0} first_event_after_seconds={:.3} events_per_sec_from_first_event={:.0} worker_cpu_seconds={cpu:.2} events_per_cpu_second={:.0} per_worker_events={per_worker:?} owned_partition_events_sum={owned_sum} worker_peak_rss_mib=[{}] produce_seconds={produce_seconds:.2} (from starting the workers: includes process start and the group join; cores={}, shared by the workers and the bench)",
+        args.exactly_once,
         args.job.name(),
         args.workers,
         n as f64 / secs,
@@ -440,9 +449,10 @@ fn read_topic(
     topic: &str,
     partitions: i32,
     field: &'static str,
+    isolation: &str,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<JoinHandle<anyhow::Result<Vec<Receipt>>>> {
-    let consumer = reader(brokers)?;
+    let consumer = reader_isolated(brokers, isolation)?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p, Offset::Beginning)?;
@@ -483,6 +493,11 @@ pub fn latency(args: &Args) -> anyhow::Result<()> {
         &topics.results,
         partitions,
         "window_end",
+        if args.exactly_once {
+            "read_committed"
+        } else {
+            "read_uncommitted"
+        },
         stop_reading.clone(),
     )?;
     // The events themselves, read as the worker reads them: how much of the latency is the
@@ -492,6 +507,7 @@ pub fn latency(args: &Args) -> anyhow::Result<()> {
         &topics.events,
         partitions,
         "ts",
+        "read_uncommitted",
         stop_reading.clone(),
     )?;
     let duration = Duration::from_secs(args.duration.unwrap_or(30));
@@ -524,7 +540,8 @@ pub fn latency(args: &Args) -> anyhow::Result<()> {
     let windows: std::collections::BTreeSet<i64> = receipts.iter().map(|r| r.at).collect();
     let props = &args.worker_properties;
     println!(
-        "mode=kafka_latency worker_properties={props:?} workers={} partitions={partitions} rate={} metrics={STREAM_METRICS} seconds={} sent={sent} results={} windows={} p50_ms={:.1} p90_ms={:.1} p99_ms={:.1} max_ms={:.1} record_created_p50_ms={:.0} record_created_p99_ms={:.0} event_transport_p50_ms={:.1} event_transport_p99_ms={:.1} (from the window's end to the result's receipt by a reader of the results topic; record_created: to the result record's CreateTime, set by the worker's producer; event_transport: from an event's send to its receipt by a reader of the events topic; cores={}, shared by the broker, the workers and the bench)",
+        "mode=kafka_latency exactly_once={} worker_properties={props:?} workers={} partitions={partitions} rate={} metrics={STREAM_METRICS} seconds={} sent={sent} results={} windows={} p50_ms={:.1} p90_ms={:.1} p99_ms={:.1} max_ms={:.1} record_created_p50_ms={:.0} record_created_p99_ms={:.0} event_transport_p50_ms={:.1} event_transport_p99_ms={:.1} (from the window's end to the result's receipt by a reader of the results topic; record_created: to the result record's CreateTime, set by the worker's producer; event_transport: from an event's send to its receipt by a reader of the events topic; cores={}, shared by the broker, the workers and the bench)",
+        args.exactly_once,
         args.workers,
         args.rate,
         duration.as_secs(),

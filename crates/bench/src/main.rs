@@ -107,6 +107,10 @@ struct Args {
     /// KEY=VALUE; repeatable.
     #[arg(long = "worker-property")]
     worker_properties: Vec<String>,
+    /// Kafka modes: the workers run with `kafka.exactly_once: true`, and kafka-latency's reader
+    /// of the results topic is read_committed.
+    #[arg(long)]
+    exactly_once: bool,
 }
 
 impl Args {

@@ -48,7 +48,7 @@ pub fn create_topics(
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = block_on(admin.create_topics(&new, &options))?;
-    Ok(results
+    let outcomes: Vec<(String, TopicOutcome)> = results
         .into_iter()
         .map(|r| match r {
             Ok(name) => (name, TopicOutcome::Created),
@@ -57,7 +57,45 @@ pub fn create_topics(
             }
             Err((name, code)) => (name, TopicOutcome::Failed(code.to_string())),
         })
-        .collect())
+        .collect();
+    for (name, partitions) in topics {
+        let created = outcomes
+            .iter()
+            .any(|(n, o)| n == name && *o == TopicOutcome::Created);
+        if created && !visible(&admin, name, *partitions) {
+            tracing::warn!(topic = %name, "created, but not yet in the brokers' metadata after {VISIBLE_TIMEOUT:?}");
+        }
+    }
+    Ok(outcomes)
+}
+
+/// How long creating waits for new topics to show in the metadata.
+const VISIBLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Whether `topic` shows in the metadata with its `partitions`, waiting up to [`VISIBLE_TIMEOUT`]:
+/// the controller answers before every broker knows the topic, and a worker started right after
+/// `topics create` must find it.
+fn visible(admin: &AdminClient<DefaultClientContext>, topic: &str, partitions: i32) -> bool {
+    let deadline = std::time::Instant::now() + VISIBLE_TIMEOUT;
+    loop {
+        let found = admin
+            .inner()
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .is_ok_and(|m| {
+                m.topics().iter().any(|t| {
+                    t.name() == topic
+                        && t.error().is_none()
+                        && t.partitions().len() == partitions as usize
+                        && t.partitions()
+                            .iter()
+                            .all(|p| p.error().is_none() && p.leader() >= 0)
+                })
+            });
+        if found || std::time::Instant::now() >= deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The admin client's futures complete on librdkafka's own thread: a trivial executor suffices.

@@ -6,11 +6,18 @@
 //! - **Revoked**: checkpoint each partition (outputs durable, state saved, offset committed), then
 //!   drop it; whoever gets it next restores exactly that.
 //! - **Lost** (the session expired, another worker may already own it): drop without writing, so
-//!   as never to overwrite the new owner's checkpoint.
+//!   as never to overwrite the new owner's checkpoint. Under exactly-once the open transaction
+//!   holds outputs of the lost partitions, so the worker stops instead (it restarts from the
+//!   committed checkpoints).
+//!
+//! Under exactly-once the checkpoint to restore is the one the group's committed offset names
+//! (read with `committed_offsets`, which waits for transactions still committing), and a revoke
+//! commits a transaction for every owned partition.
 //!
 //! librdkafka calls this from inside `poll` on the driver thread, so it may take the time a
 //! checkpoint needs; the consumer's `max.poll.interval.ms` bounds it.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
@@ -21,10 +28,13 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset};
 
-use crate::partitions::Partitions;
+use crate::partitions::{committed_checkpoint, Partitions};
 
 /// How long the rebalance callback waits for a partition's earliest offset.
 const WATERMARK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the rebalance callback waits for the group's committed offsets (transactions still
+/// committing are waited for).
+const COMMITTED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub struct AssignmentContext {
     pub partitions: Arc<Mutex<Partitions>>,
@@ -58,6 +68,28 @@ pub fn commit_list(topic: &str, commits: &[(u32, u64)]) -> TopicPartitionList {
     tpl
 }
 
+/// The checkpoint references in the group's committed offsets of `partitions` (those that have
+/// one).
+fn committed_checkpoints(
+    consumer: &BaseConsumer<AssignmentContext>,
+    topic: &str,
+    partitions: &[u32],
+) -> KafkaResult<BTreeMap<u32, String>> {
+    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+    for &p in partitions {
+        tpl.add_partition(topic, p as i32);
+    }
+    let committed = consumer.committed_offsets(tpl, COMMITTED_TIMEOUT)?;
+    Ok(committed
+        .elements_for_topic(topic)
+        .iter()
+        .filter_map(|e| {
+            let reference = committed_checkpoint(e.metadata())?;
+            Some((e.partition() as u32, reference.to_string()))
+        })
+        .collect())
+}
+
 impl AssignmentContext {
     fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
         let Ok(mut parts) = self.partitions.lock() else {
@@ -69,6 +101,20 @@ impl AssignmentContext {
             .iter()
             .map(|e| e.partition() as u32)
             .collect();
+        let committed = if parts.tentative_writer.is_some() {
+            match committed_checkpoints(consumer, &topic, &assigned) {
+                Ok(committed) => committed,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot read the group's committed offsets");
+                    parts.fatal.get_or_insert(format!(
+                        "cannot read the consumer group's committed offsets: {err}"
+                    ));
+                    return;
+                }
+            }
+        } else {
+            BTreeMap::new()
+        };
         for p in assigned {
             let earliest = || match consumer.fetch_watermarks(&topic, p as i32, WATERMARK_TIMEOUT) {
                 Ok((low, _)) => u64::try_from(low).ok(),
@@ -77,7 +123,7 @@ impl AssignmentContext {
                     None
                 }
             };
-            match parts.assign(p, earliest) {
+            match parts.assign(p, committed.get(&p).map(String::as_str), earliest) {
                 Ok(offset) => {
                     let _ = tpl.set_partition_offset(&topic, p as i32, offset);
                 }
@@ -90,7 +136,12 @@ impl AssignmentContext {
     }
 
     /// Checkpoints and drops the revoked partitions; the offsets to commit, unless lost.
-    fn on_revoke(&self, tpl: &TopicPartitionList, lost: bool) -> Option<TopicPartitionList> {
+    fn on_revoke(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &TopicPartitionList,
+        lost: bool,
+    ) -> Option<TopicPartitionList> {
         let mut parts = self.partitions.lock().ok()?;
         let topic = parts.topic.clone();
         let revoked: Vec<u32> = tpl
@@ -101,9 +152,17 @@ impl AssignmentContext {
             .collect();
         let commits = if lost {
             tracing::warn!(partitions = ?revoked, "partitions lost: dropping them without a checkpoint");
+            if parts.tentative_writer.is_some() && !revoked.is_empty() {
+                parts.fatal.get_or_insert(
+                    "partitions were lost (the group moved them while this worker did not \
+                     answer): the open transaction is aborted and the worker restarts from the \
+                     committed checkpoints"
+                        .into(),
+                );
+            }
             None
         } else {
-            match parts.checkpoint(&revoked) {
+            match parts.checkpoint(&revoked, consumer.group_metadata().as_ref()) {
                 Ok(commits) => Some(commit_list(&topic, &commits)),
                 Err(err) => {
                     // The successor restores the previous checkpoint and replays from there.
@@ -149,7 +208,7 @@ impl ConsumerContext for AssignmentContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let lost = consumer.assignment_lost();
-                if let Some(commits) = self.on_revoke(tpl, lost) {
+                if let Some(commits) = self.on_revoke(consumer, tpl, lost) {
                     if commits.count() > 0 {
                         log_failure("offset commit", consumer.commit(&commits, CommitMode::Sync));
                     }
@@ -164,7 +223,7 @@ impl ConsumerContext for AssignmentContext {
             other => {
                 tracing::error!(error = ?other, "rebalance error: dropping every partition");
                 let all = consumer.assignment().unwrap_or_default();
-                let _ = self.on_revoke(&all, true);
+                let _ = self.on_revoke(consumer, &all, true);
                 log_failure("unassign", consumer.unassign());
             }
         }

@@ -53,9 +53,21 @@ pub struct KafkaConfig {
     pub results_topic: String,
     /// Alert transitions as JSON keyed by metric id; empty: not written to Kafka.
     pub alerts_topic: String,
+    /// Results, alerts and dead letters go out in Kafka transactions, committed with each
+    /// checkpoint together with the consumed offsets: a `read_committed` consumer of the output
+    /// topics sees each record exactly once, one checkpoint interval later.
+    pub exactly_once: bool,
+    /// The `transactional.id` of this worker's producer when `exactly_once`: unique per live
+    /// worker and, ideally, the same after a restart (a pod name), so that a restarted worker
+    /// aborts its predecessor's open transaction at once instead of after the transaction
+    /// timeout. `STREAMPULSE_KAFKA_TRANSACTIONAL_ID` wins over it; empty: `<group>-<host>-<pid>`.
+    pub transactional_id: String,
     /// librdkafka properties for the consumer and the producer (TLS, SASL, timeouts).
     pub properties: BTreeMap<String, String>,
 }
+
+/// The environment variable that sets [`KafkaConfig::transactional_id`] (e.g. from a pod's name).
+pub const TRANSACTIONAL_ID_ENV: &str = "STREAMPULSE_KAFKA_TRANSACTIONAL_ID";
 
 impl Default for KafkaConfig {
     fn default() -> Self {
@@ -68,6 +80,8 @@ impl Default for KafkaConfig {
             dead_letter_topic: "events.dead-letter".into(),
             results_topic: String::new(),
             alerts_topic: String::new(),
+            exactly_once: false,
+            transactional_id: String::new(),
             properties: BTreeMap::new(),
         }
     }
@@ -93,6 +107,23 @@ impl KafkaConfig {
         } else {
             self.group_id.clone()
         }
+    }
+
+    /// The producer's `transactional.id` under `exactly_once`: the environment variable, the
+    /// configured id, or one unique to this process.
+    pub fn transactional_id_for(&self, job: &str) -> String {
+        if let Ok(id) = std::env::var(TRANSACTIONAL_ID_ENV) {
+            if !id.trim().is_empty() {
+                return id.trim().to_string();
+            }
+        }
+        if !self.transactional_id.is_empty() {
+            return self.transactional_id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default();
+        format!("{}-{host}-{}", self.group_for(job), std::process::id())
     }
 
     /// Checks what a broker would only reject later, or never: names the offending key.
@@ -125,6 +156,14 @@ impl KafkaConfig {
                 );
             }
         }
+        if !self.transactional_id.is_empty()
+            && !streampulse_core::name::KAFKA_TOPIC.allows(&self.transactional_id)
+        {
+            return fail(
+                "transactional_id",
+                "at most 249 letters, digits, '.', '_' and '-'",
+            );
+        }
         if self.dead_letter_topic == self.topic {
             return fail("dead_letter_topic", "must differ from kafka.topic");
         }
@@ -132,7 +171,8 @@ impl KafkaConfig {
             if RESERVED.contains(&key.as_str()) {
                 return Err(ConfigError::new(
                     format!("properties.{key}"),
-                    "is set by StreamPulse itself (use kafka.brokers / kafka.group_id)",
+                    "is set by StreamPulse itself (use kafka.brokers, kafka.group_id, \
+                     kafka.exactly_once, kafka.transactional_id)",
                 ));
             }
         }

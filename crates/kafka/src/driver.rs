@@ -32,7 +32,7 @@ use streampulse_store::ResultStore;
 
 use crate::assignment::{commit_list, AssignmentContext};
 use crate::config::{KafkaConfig, StartPosition};
-use crate::partitions::Partitions;
+use crate::partitions::{writer_token, Partitions};
 use crate::sink::OutputTopics;
 use crate::KafkaError;
 
@@ -109,7 +109,16 @@ impl KafkaDriver {
             webhooks: webhooks.clone(),
             feed: feed.clone(),
         };
-        let topics = OutputTopics::new(config)?;
+        let topics = if config.exactly_once {
+            OutputTopics::transactional(
+                config,
+                &config.transactional_id_for(&job.name),
+                runtime.checkpoint_interval,
+            )?
+        } else {
+            OutputTopics::new(config)?
+        };
+        let tentative_writer = config.exactly_once.then(writer_token);
         let store_generation = emitter.store.generation();
         let shared = Arc::new(Mutex::new(Partitions {
             job: job.clone(),
@@ -123,6 +132,7 @@ impl KafkaDriver {
             topics,
             fatal: None,
             store_generation,
+            tentative_writer,
         }));
         let group = config.group_for(&job.name);
         let mut client = config.client_config();
@@ -137,6 +147,10 @@ impl KafkaDriver {
                     StartPosition::Latest => "latest",
                 },
             );
+        if config.exactly_once {
+            // Events written by transactional producers count once they commit, as outputs do.
+            client.set("isolation.level", "read_committed");
+        }
         if !config.properties.contains_key("statistics.interval.ms") {
             client.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
         }
@@ -210,9 +224,14 @@ impl KafkaDriver {
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {}
             }
-            let fatal = self.partitions.lock().ok().and_then(|p| p.fatal.clone());
-            if let Some(reason) = fatal {
+            let fatal = self
+                .partitions
+                .lock()
+                .ok()
+                .and_then(|p| p.fatal.clone().map(|f| (f, p.topics.clone())));
+            if let Some((reason, topics)) = fatal {
                 tracing::error!(%reason, "the worker cannot go on; its partitions will be replayed from their checkpoints");
+                topics.abort();
                 if let Ok(mut f) = self.failure.lock() {
                     *f = Some(reason);
                 }
@@ -350,7 +369,7 @@ impl KafkaDriver {
             return;
         }
         tracing::debug!(partitions = ?flushed, "idle partitions flushed");
-        match parts.checkpoint(&flushed) {
+        match parts.checkpoint(&flushed, self.consumer.group_metadata().as_ref()) {
             Ok(commits) => self.commit(&commits, CommitMode::Async),
             Err(err) => tracing::error!(error = %err, "checkpoint after an idle flush failed"),
         }
@@ -369,7 +388,7 @@ impl KafkaDriver {
                 .lock()
                 .map_err(|_| EngineError::Poisoned("the owned partitions"))?;
             let owned: Vec<u32> = parts.owned.keys().copied().collect();
-            parts.checkpoint(&owned)?
+            parts.checkpoint(&owned, self.consumer.group_metadata().as_ref())?
         };
         self.commit(&commits, mode);
         Ok(())

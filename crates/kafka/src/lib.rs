@@ -20,9 +20,11 @@
 //!
 //! Exactly-once rests on the same argument as the embedded runtime: state and offsets are
 //! checkpointed together, outputs are idempotent upserts (and deterministic Kafka records keyed
-//! by metric), and a partition resumes from its last checkpoint wherever it lands. Kafka
-//! transactions are not used: output topics are at least once, with records that repeat
-//! identically after a replay.
+//! by metric), and a partition resumes from its last checkpoint wherever it lands. The output
+//! topics are at least once by default, with records that repeat identically after a replay;
+//! with `kafka.exactly_once` they are written in Kafka transactions that commit the consumed
+//! offsets and name the checkpoints they belong to (see [`partitions`]), so read_committed
+//! consumers see each record once.
 
 pub mod admin;
 pub mod assignment;
@@ -46,6 +48,13 @@ pub enum KafkaError {
     Engine(#[from] streampulse_engine::EngineError),
     #[error("cannot start the kafka driver: {0}")]
     Spawn(std::io::Error),
+    /// The group's committed offset names a checkpoint the storage does not hold.
+    #[error("partition {partition}: the consumer group's committed offset belongs to checkpoint '{reference}', which {storage} does not hold (deleted, or another checkpoint.storage than the one the group ran with)")]
+    MissingCheckpoint {
+        partition: u32,
+        reference: String,
+        storage: String,
+    },
     /// A checkpoint resumes at an offset the topic no longer holds (`kafka.on_data_loss: fail`).
     #[error("partition {partition} of topic '{topic}': the checkpoint resumes at offset {wanted}, but the topic holds records from offset {earliest} on (retention or DeleteRecords removed {lost} records this job never processed); set kafka.on_data_loss: skip to resume at {earliest} and count them, or restore an older state")]
     DataLoss {

@@ -4,6 +4,15 @@
 //! Everything here runs on the driver thread (rebalance callbacks run inside its `poll`), so the
 //! state is never shared across threads while it is used; the mutex around it only lets the
 //! consumer context reach it.
+//!
+//! Under `kafka.exactly_once` a checkpoint is a two-step commit whose deciding step is Kafka's:
+//! every owned partition's state is written as a *tentative* checkpoint, then one transaction
+//! commits the outputs produced since the last checkpoint together with the offsets, each offset
+//! carrying the name of its partition's checkpoint in its metadata. Whatever happens between the
+//! two steps, the group's committed offsets name the state that belongs to them: a successor
+//! restores exactly that checkpoint ([`Partitions::assign`]), and the outputs of a transaction
+//! that did not commit are replayed into a new one. Because one transaction holds the outputs of
+//! every owned partition, a checkpoint always covers all of them.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -11,7 +20,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use streampulse_core::clock::now_ms;
 
-use rdkafka::Offset;
+use rdkafka::consumer::ConsumerGroupMetadata;
+use rdkafka::{Offset, TopicPartitionList};
 use streampulse_core::job::Job;
 use streampulse_core::pipeline::PartitionPipeline;
 use streampulse_engine::checkpoint::PartitionCheckpointStore;
@@ -46,22 +56,62 @@ pub struct Partitions {
     pub fatal: Option<String>,
     /// The store's [`streampulse_store::ResultStore::generation`] the applied outputs belong to.
     pub store_generation: u64,
+    /// Under `kafka.exactly_once`: the token, unique to this process, in the names of its
+    /// tentative checkpoints (see the module docs). `None`: at-least-once outputs.
+    pub tentative_writer: Option<String>,
+}
+
+/// What the metadata of an offset committed in a transaction starts with; the rest names the
+/// partition's checkpoint.
+const CHECKPOINT_METADATA: &str = "streampulse-checkpoint:";
+
+/// The checkpoint reference in the metadata of a committed offset, if it holds one.
+pub fn committed_checkpoint(metadata: &str) -> Option<&str> {
+    metadata
+        .strip_prefix(CHECKPOINT_METADATA)
+        .filter(|r| !r.is_empty())
+}
+
+/// A token no other process writing the same checkpoints uses: the process id and the start
+/// time in nanoseconds.
+pub fn writer_token() -> String {
+    format!(
+        "{:x}{:x}",
+        std::process::id(),
+        streampulse_core::clock::since_epoch().as_nanos()
+    )
 }
 
 impl Partitions {
-    /// Takes `partition` over: restores its latest checkpoint (or starts empty) and says where
-    /// the consumer must start reading it.
+    /// Takes `partition` over: restores its checkpoint (or starts empty) and says where the
+    /// consumer must start reading it. The checkpoint is the latest one, or under exactly-once
+    /// the one `committed` names (from the metadata of the group's committed offset; without
+    /// one, the latest written outside transactions).
     /// `earliest` says, when asked, the first offset the topic still holds for the partition
     /// (`None` when it cannot be known: the check is then left to the consumer).
     pub fn assign(
         &mut self,
         partition: u32,
+        committed: Option<&str>,
         earliest: impl FnOnce() -> Option<u64>,
     ) -> Result<Offset, KafkaError> {
-        let restored = self
-            .checkpoints
-            .latest(partition)
-            .map_err(EngineError::from)?;
+        let restored = match (&self.tentative_writer, committed) {
+            (None, _) => self.checkpoints.latest(partition),
+            (Some(_), Some(reference)) => match self.checkpoints.get(partition, reference) {
+                Ok(None) => {
+                    return Err(KafkaError::MissingCheckpoint {
+                        partition,
+                        reference: reference.to_string(),
+                        storage: self.checkpoints.describe(),
+                    })
+                }
+                other => other,
+            },
+            (Some(_), None) => self
+                .checkpoints
+                .latest_committed_outside_transactions(partition),
+        }
+        .map_err(EngineError::from)?;
         let (pipeline, next_offset, checkpoint_id) = match restored {
             Some((id, snapshot)) => {
                 let pipeline = snapshot.restore(&self.job).map_err(EngineError::from)?;
@@ -155,12 +205,25 @@ impl Partitions {
             .apply(&self.emitter, &mut self.tally, |_| RetryDecision::Retry);
     }
 
-    /// Checkpoints the given owned partitions: applies their outputs, makes the store and the
-    /// output topics durable, then writes one checkpoint per partition. Returns the offsets to
-    /// commit to the consumer group (only partitions that have an offset).
-    pub fn checkpoint(&mut self, partitions: &[u32]) -> Result<Vec<(u32, u64)>, EngineError> {
+    /// Checkpoints the given owned partitions (under exactly-once: every owned partition, as the
+    /// consumer group `group`): applies their outputs, makes the store and the output topics
+    /// durable, then writes one checkpoint per partition. Returns the offsets the caller commits
+    /// to the consumer group (only partitions that have an offset; none under exactly-once,
+    /// where the transaction committed them).
+    pub fn checkpoint(
+        &mut self,
+        partitions: &[u32],
+        group: Option<&ConsumerGroupMetadata>,
+    ) -> Result<Vec<(u32, u64)>, EngineError> {
         let started = Instant::now();
-        let result = self.try_checkpoint(partitions, started);
+        let all: Vec<u32>;
+        let partitions = if self.tentative_writer.is_some() {
+            all = self.owned.keys().copied().collect();
+            &all
+        } else {
+            partitions
+        };
+        let result = self.try_checkpoint(partitions, group, started);
         let counters = &self.emitter.counters;
         match &result {
             Ok(_) => {
@@ -181,6 +244,7 @@ impl Partitions {
     fn try_checkpoint(
         &mut self,
         partitions: &[u32],
+        group: Option<&ConsumerGroupMetadata>,
         started: Instant,
     ) -> Result<Vec<(u32, u64)>, EngineError> {
         let _span = tracing::info_span!("checkpoint", partitions = ?partitions).entered();
@@ -198,17 +262,15 @@ impl Partitions {
             self.fatal.get_or_insert_with(|| err.to_string());
             return Err(err);
         }
-        if let Err(source) = self.topics.flush() {
-            let err = EngineError::Sink {
-                sink: "output topics",
-                source: Box::new(source),
-            };
-            self.fatal.get_or_insert_with(|| err.to_string());
-            return Err(err);
+        if self.tentative_writer.is_none() {
+            if let Err(source) = self.topics.flush() {
+                return Err(self.sink_failed(source));
+            }
         }
         let created = now_ms();
         let mut bytes = 0;
         let mut commits = Vec::with_capacity(partitions.len());
+        let mut references = Vec::new();
         for &p in partitions {
             let Some(owned) = self.owned.get_mut(&p) else {
                 continue;
@@ -218,9 +280,22 @@ impl Partitions {
             };
             let next_offset = snapshot.next_offset;
             let id = owned.checkpoint_id + 1;
-            bytes += self.checkpoints.write(id, created, snapshot)?;
+            match &self.tentative_writer {
+                None => bytes += self.checkpoints.write(id, created, snapshot)?,
+                Some(writer) => {
+                    let (reference, size) = self
+                        .checkpoints
+                        .write_tentative(id, writer, created, snapshot)?;
+                    bytes += size;
+                    references.push((p, next_offset, reference));
+                }
+            }
             owned.checkpoint_id = id;
             commits.push((p, next_offset));
+        }
+        if self.tentative_writer.is_some() {
+            self.commit_transaction(&references, group)?;
+            commits.clear();
         }
         let info = CheckpointInfo {
             id: self
@@ -237,6 +312,48 @@ impl Partitions {
             *last = Some(info);
         }
         Ok(commits)
+    }
+
+    /// Commits the open transaction with each partition's offset and checkpoint reference, then
+    /// prunes the checkpoints it superseded. Any failure stops the worker.
+    fn commit_transaction(
+        &mut self,
+        references: &[(u32, u64, String)],
+        group: Option<&ConsumerGroupMetadata>,
+    ) -> Result<(), EngineError> {
+        let Some(group) = group else {
+            let err = EngineError::Unsupported(
+                "an exactly-once checkpoint without the consumer group's metadata",
+            );
+            self.fatal.get_or_insert_with(|| err.to_string());
+            return Err(err);
+        };
+        let mut offsets = TopicPartitionList::with_capacity(references.len());
+        for (p, next_offset, reference) in references {
+            let mut element = offsets.add_partition(&self.topic, *p as i32);
+            element.set_metadata(format!("{CHECKPOINT_METADATA}{reference}"));
+            // Only logical offsets (end, beginning, …) are refused; a stored offset is never one.
+            let _ = element.set_offset(Offset::Offset(*next_offset as i64));
+        }
+        if let Err(source) = self.topics.commit(&offsets, group) {
+            return Err(self.sink_failed(source));
+        }
+        for (p, _, reference) in references {
+            if let Err(err) = self.checkpoints.prune_before(*p, reference) {
+                tracing::warn!(partition = p, error = %err, "cannot prune superseded checkpoints");
+            }
+        }
+        Ok(())
+    }
+
+    /// The output topics lost a record or a transaction: the worker stops.
+    fn sink_failed(&mut self, source: crate::sink::SinkError) -> EngineError {
+        let err = EngineError::Sink {
+            sink: "output topics",
+            source: Box::new(source),
+        };
+        self.fatal.get_or_insert_with(|| err.to_string());
+        err
     }
 
     /// Lets `partition` go: its state is dropped (its successor restores the last checkpoint).

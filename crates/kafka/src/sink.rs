@@ -9,15 +9,23 @@
 //! stops so that its partitions are replayed from their last checkpoint (by it or by another
 //! worker). Records are deterministic, so a replay repeats them identically: consumers of these
 //! topics see each record at least once and can deduplicate by key and `revision`/`sequence`.
+//!
+//! Under `kafka.exactly_once` the producer is transactional ([`OutputTopics::transactional`]):
+//! everything produced between two checkpoints is one transaction, which the checkpoint commits
+//! together with the consumed offsets ([`OutputTopics::commit`], EOS v2: the consumer group's
+//! metadata fences a worker that lost its partitions). A transaction that cannot commit is never
+//! retried here either: the worker stops, the transaction is aborted (by the broker, or at once by
+//! a successor with the same `transactional.id`), and read_committed consumers never see it.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError as RdKafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::ClientContext;
+use rdkafka::{ClientContext, TopicPartitionList};
 use streampulse_core::output::Output;
 
 use crate::config::KafkaConfig;
@@ -40,8 +48,11 @@ pub const MAX_DEAD_LETTER_KEY: usize = 1024;
 /// Most bytes of the reason header.
 const MAX_REASON: usize = 1024;
 
-/// How long a checkpoint waits for outstanding deliveries.
+/// How long a checkpoint waits for outstanding deliveries (and a transaction to commit).
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long starting the transactional producer may take (it aborts a predecessor's open
+/// transaction with the same `transactional.id` first).
+const INIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why the output topics could not confirm every record produced so far.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +61,14 @@ pub enum SinkError {
     Flush(#[from] RdKafkaError),
     #[error("{failed} record(s) could not be delivered to Kafka (last: {last})")]
     Undelivered { failed: u64, last: String },
+    /// Committing the transaction failed; its records are aborted. Fenced (another worker owns
+    /// the partitions now, or took over the `transactional.id`) or a broker error.
+    #[error("kafka transaction ({step}): {source}")]
+    Transaction {
+        step: &'static str,
+        #[source]
+        source: RdKafkaError,
+    },
 }
 
 /// Counts deliveries that failed for good; checked by every flush.
@@ -83,11 +102,50 @@ pub struct OutputTopics {
     dead_letter_topic: String,
     /// Records sent to the dead-letter topic (for the counters).
     pub dead_lettered: AtomicU64,
+    /// Whether records go out in transactions (`kafka.exactly_once`).
+    transactional: bool,
 }
 
 impl OutputTopics {
+    /// At-least-once outputs: records are acknowledged at each checkpoint ([`Self::flush`]).
     pub fn new(config: &KafkaConfig) -> Result<Arc<Self>, KafkaError> {
+        Self::create(config, config.client_config(), false)
+    }
+
+    /// Exactly-once outputs: a transactional producer with `transactional_id`, its first
+    /// transaction open. `checkpoint_interval` sets `transaction.timeout.ms` (unless the
+    /// properties do): a transaction stays open one interval, and a worker that dies leaves one
+    /// open until a successor with the same id starts, or the timeout aborts it.
+    pub fn transactional(
+        config: &KafkaConfig,
+        transactional_id: &str,
+        checkpoint_interval: Duration,
+    ) -> Result<Arc<Self>, KafkaError> {
         let mut client = config.client_config();
+        client.set("transactional.id", transactional_id);
+        if !config.properties.contains_key("transaction.timeout.ms") {
+            client.set(
+                "transaction.timeout.ms",
+                transaction_timeout(checkpoint_interval)
+                    .as_millis()
+                    .to_string(),
+            );
+        }
+        let topics = Self::create(config, client, true)?;
+        topics.producer.init_transactions(INIT_TIMEOUT)?;
+        topics.producer.begin_transaction()?;
+        tracing::info!(
+            transactional_id,
+            "exactly-once outputs: transactional producer ready"
+        );
+        Ok(topics)
+    }
+
+    fn create(
+        config: &KafkaConfig,
+        mut client: rdkafka::ClientConfig,
+        transactional: bool,
+    ) -> Result<Arc<Self>, KafkaError> {
         // Idempotence makes librdkafka's own retries exact (no duplicates, order kept).
         client.set("enable.idempotence", "true");
         client.set("linger.ms", "5");
@@ -99,7 +157,13 @@ impl OutputTopics {
             alerts_topic: some(&config.alerts_topic),
             dead_letter_topic: config.dead_letter_topic.clone(),
             dead_lettered: AtomicU64::new(0),
+            transactional,
         }))
+    }
+
+    /// Whether records go out in transactions ([`Self::commit`] instead of [`Self::flush`]).
+    pub fn is_transactional(&self) -> bool {
+        self.transactional
     }
 
     /// Whether any output goes to Kafka (the dead-letter topic is always there).
@@ -236,6 +300,55 @@ impl OutputTopics {
     /// is lost: the caller must not checkpoint past it.
     pub fn flush(&self) -> Result<(), SinkError> {
         self.producer.flush(FLUSH_TIMEOUT)?;
+        self.undelivered()
+    }
+
+    /// Commits the open transaction with `offsets` (the consumed positions, each naming its
+    /// checkpoint in the metadata) as the consumer group `group`, then opens the next. An error
+    /// leaves nothing of this transaction visible to read_committed consumers; the caller must
+    /// stop (its partitions are replayed from the last committed checkpoints).
+    pub fn commit(
+        &self,
+        offsets: &TopicPartitionList,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<(), SinkError> {
+        let step = |step: &'static str| move |source| SinkError::Transaction { step, source };
+        let result = (|| {
+            self.undelivered()?;
+            if offsets.count() > 0 {
+                self.producer
+                    .send_offsets_to_transaction(offsets, group, FLUSH_TIMEOUT)
+                    .map_err(step("send offsets"))?;
+            }
+            self.producer
+                .commit_transaction(FLUSH_TIMEOUT)
+                .map_err(step("commit"))?;
+            // A record refused while committing (counted by the delivery report) was not in it.
+            self.undelivered()
+        })();
+        if let Err(err) = result {
+            if let Err(abort) = self.producer.abort_transaction(FLUSH_TIMEOUT) {
+                tracing::warn!(error = %abort, "aborting the failed transaction");
+            }
+            return Err(err);
+        }
+        self.producer
+            .begin_transaction()
+            .map_err(step("begin the next"))
+    }
+
+    /// Aborts the open transaction, when the worker stops without committing it, so that
+    /// read_committed consumers need not wait for the transaction timeout. Best effort: a
+    /// fenced producer cannot abort, and then the broker or the successor does.
+    pub fn abort(&self) {
+        if self.transactional {
+            if let Err(err) = self.producer.abort_transaction(FLUSH_TIMEOUT) {
+                tracing::warn!(error = %err, "aborting the open transaction");
+            }
+        }
+    }
+
+    fn undelivered(&self) -> Result<(), SinkError> {
         let failed = self.producer.context().failed.load(Relaxed);
         if failed > 0 {
             let last = self
@@ -250,6 +363,13 @@ impl OutputTopics {
         }
         Ok(())
     }
+}
+
+/// `transaction.timeout.ms` for a checkpoint interval: three intervals (a slow checkpoint must not
+/// time out the open transaction), at least one minute, and at most the brokers' default
+/// `transaction.max.timeout.ms` of 15 minutes.
+pub fn transaction_timeout(checkpoint_interval: Duration) -> Duration {
+    (checkpoint_interval * 3).clamp(Duration::from_secs(60), Duration::from_secs(15 * 60))
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
@@ -271,5 +391,13 @@ mod tests {
         assert_eq!(cut_str("ab€", 3), "ab");
         assert_eq!(cut_str("ab€", 5), "ab€");
         assert_eq!(cut_str(&"é".repeat(600), MAX_REASON).len(), MAX_REASON);
+    }
+
+    #[test]
+    fn the_transaction_timeout_covers_three_checkpoint_intervals_within_broker_limits() {
+        let secs = |s| transaction_timeout(Duration::from_secs(s)).as_secs();
+        assert_eq!(secs(1), 60);
+        assert_eq!(secs(60), 180);
+        assert_eq!(secs(3600), 900);
     }
 }

@@ -729,6 +729,17 @@ impl AppConfig {
             );
         }
         self.kafka.validate().map_err(|e| e.within("kafka"))?;
+        if self.kafka.enabled()
+            && self.kafka.exactly_once
+            && self.checkpoint.interval > Duration::from_secs(5 * 60)
+        {
+            return fail(
+                "checkpoint.interval",
+                "at most 5m with kafka.exactly_once: each transaction stays open one interval, \
+                 and brokers abort transactions older than transaction.max.timeout.ms (15m by \
+                 default)",
+            );
+        }
         let job = self.job.validate().map_err(|e| e.within("job"))?;
         Ok(Validated { config: self, job })
     }
@@ -750,6 +761,17 @@ mod tests {
         let v = AppConfig::parse("").unwrap().validate().unwrap();
         assert_eq!(v.job.windows.len(), 2);
         assert_eq!(v.config.log.partitions, 4);
+    }
+
+    #[test]
+    fn exactly_once_on_kafka_bounds_the_checkpoint_interval() {
+        let kafka = "kafka:\n  brokers: 127.0.0.1:9092\n  exactly_once: true\n";
+        let v = AppConfig::parse(kafka).unwrap().validate().unwrap();
+        assert!(v.config.kafka.exactly_once);
+        let e = error_of(&format!("{kafka}checkpoint:\n  interval: 10m\n"));
+        assert!(e.starts_with("checkpoint.interval:"), "{e}");
+        let e = error_of("kafka:\n  brokers: 127.0.0.1:9092\n  transactional_id: 'a b'\n");
+        assert!(e.starts_with("kafka.transactional_id:"), "{e}");
     }
 
     #[test]

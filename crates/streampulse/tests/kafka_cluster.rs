@@ -18,53 +18,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kafka_support::{
-    brokers, create_topics, end_offsets, fresh, owned, producer, stored_results, union,
+    batch, brokers, create_topics, differences, end_offsets, fresh, group_job_yaml, owned,
+    stored_results, stream, union, BASE_TS, TS_STEP,
 };
 use support::{free_port, Platform};
 
 const PARTITIONS: u32 = 12;
-const METRICS: u64 = 60;
-const BASE_TS: i64 = 1_700_000_000_000;
-/// Event time advances 5 ms per event, across all metrics: 200 events per second of event time.
-const TS_STEP: i64 = 5;
 const JOB: &str = "cluster";
-
-/// Event `seq` of the stream: metric, time, value. Times increase with `seq`, so nothing is late.
-fn event(seq: u64) -> (String, i64, f64) {
-    (
-        format!("m{:03}", seq % METRICS),
-        BASE_TS + seq as i64 * TS_STEP,
-        ((seq * 7919) % 1000) as f64 / 10.0,
-    )
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct Agg {
-    count: u64,
-    sum: f64,
-    min: f64,
-    max: f64,
-}
-
-/// The batch computation: 10 s tumbling windows over events `0..n`.
-fn batch(n: u64) -> BTreeMap<(String, i64), Agg> {
-    let mut out: BTreeMap<(String, i64), Agg> = BTreeMap::new();
-    for seq in 0..n {
-        let (metric, ts, value) = event(seq);
-        let a = out
-            .entry((metric, ts - ts.rem_euclid(10_000)))
-            .or_insert(Agg {
-                min: f64::INFINITY,
-                max: f64::NEG_INFINITY,
-                ..Agg::default()
-            });
-        a.count += 1;
-        a.sum += value;
-        a.min = a.min.min(value);
-        a.max = a.max.max(value);
-    }
-    out
-}
 
 fn config(brokers: &str, topic: &str, checkpoints: &Path) -> String {
     format!(
@@ -75,46 +35,9 @@ fn config(brokers: &str, topic: &str, checkpoints: &Path) -> String {
   properties:
     session.timeout.ms: "6000"
     heartbeat.interval.ms: "500"
-checkpoint:
-  interval: 1s
-  storage: "file://{}"
-job:
-  name: {JOB}
-  max_out_of_orderness: 2s
-  allowed_lateness: 0s
-  idle_timeout: 3s
-  windows:
-    - name: tumble_10s
-      type: tumbling
-      size: 10s
-  detectors: []
-"#,
-        checkpoints.display()
+{}"#,
+        group_job_yaml(JOB, checkpoints)
     )
-}
-
-/// Produces events `from..to` at about `rate` per second on its own thread.
-fn stream(
-    brokers: &str,
-    topic: &str,
-    from: u64,
-    to: u64,
-    rate: u64,
-) -> std::thread::JoinHandle<()> {
-    let p = producer(brokers, topic);
-    std::thread::spawn(move || {
-        let start = Instant::now();
-        for seq in from..to {
-            let (metric, ts, value) = event(seq);
-            let line = format!(r#"{{"metric_id":"{metric}","ts":{ts},"value":{value}}}"#);
-            p.send(&metric, line.as_bytes()).unwrap();
-            let due = start + Duration::from_secs_f64((seq - from) as f64 / rate as f64);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-        }
-        p.flush(Duration::from_secs(60)).unwrap();
-    })
 }
 
 fn start(dir: &Path, name: &str, config: &str) -> Platform {
@@ -159,29 +82,7 @@ fn wait_results(workers: &[&Platform], n: u64, timeout: Duration) {
             .map(|w| stored_results(w, BASE_TS, end))
             .collect();
         let got = union(&stores);
-        let mut diffs = Vec::new();
-        for ((metric, start), a) in &want {
-            match got.get(&(metric.clone(), "tumble_10s".to_string(), *start)) {
-                None => diffs.push(format!("{metric}@{start}: missing")),
-                Some(r) => {
-                    let ok = r["count"].as_u64() == Some(a.count)
-                        && r["min"].as_f64() == Some(a.min)
-                        && r["max"].as_f64() == Some(a.max)
-                        && (r["sum"].as_f64().unwrap() - a.sum).abs()
-                            <= 1e-6 * a.sum.abs().max(1.0);
-                    if !ok {
-                        diffs.push(format!("{metric}@{start}: stored {r}, batch {a:?}"));
-                    }
-                }
-            }
-        }
-        if got.len() > want.len() {
-            diffs.push(format!(
-                "{} windows stored, {} expected",
-                got.len(),
-                want.len()
-            ));
-        }
+        let diffs = differences(&want, &got, "tumble_10s");
         if diffs.is_empty() {
             return;
         }

@@ -9,6 +9,13 @@
 //!
 //! Only one worker may write a partition at a time; the consumer group guarantees it (a worker
 //! checkpoints a partition before it gives it up, and its successor reads it after).
+//!
+//! Exactly-once groups write *tentative* checkpoints instead: `chk-<id>-<writer>.ckpt`, where the
+//! writer token is unique to the process, so a worker that lost its partitions without knowing it
+//! (a zombie) can never overwrite its successor's blob. Such a checkpoint counts only once the
+//! Kafka transaction that names it (in its committed offset's metadata) has committed; it is
+//! read by that name ([`PartitionCheckpointStore::get`]) and older ones are pruned only then
+//! ([`PartitionCheckpointStore::prune_before`]), never on write.
 
 use streampulse_core::time::Millis;
 
@@ -55,6 +62,59 @@ impl PartitionCheckpointStore {
         Ok(bytes.len())
     }
 
+    /// Writes a tentative checkpoint `id` of one partition under a name no other writer uses
+    /// (see the module docs); nothing is pruned. Returns the reference that
+    /// [`PartitionCheckpointStore::get`] takes, and the size in bytes.
+    pub fn write_tentative(
+        &self,
+        id: u64,
+        writer: &str,
+        created_ms: Millis,
+        snapshot: PartitionCheckpoint,
+    ) -> Result<(String, usize), CheckpointError> {
+        let reference = format!("{id:020}-{writer}");
+        let name = format!("{}{reference}.ckpt", self.prefix(snapshot.partition));
+        let checkpoint = Checkpoint::new(id, &self.job, created_ms, vec![snapshot]);
+        let bytes = encode(&checkpoint)?;
+        self.storage.put(&name, &bytes)?;
+        Ok((reference, bytes.len()))
+    }
+
+    /// The checkpoint of `partition` that `reference` names (from
+    /// [`PartitionCheckpointStore::write_tentative`]) and its id, if the storage holds it.
+    pub fn get(
+        &self,
+        partition: u32,
+        reference: &str,
+    ) -> Result<Option<(u64, PartitionCheckpoint)>, CheckpointError> {
+        let name = format!("{}{reference}.ckpt", self.prefix(partition));
+        match self.storage.get(&name)? {
+            Some(bytes) => self.read(partition, &name, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes the checkpoints of `partition` older than the one `reference` names, but for the
+    /// `retain - 1` newest of them. Tentative checkpoints newer than it (left by a transaction
+    /// that never committed) go once a later committed one passes them.
+    pub fn prune_before(&self, partition: u32, reference: &str) -> Result<(), CheckpointError> {
+        let prefix = self.prefix(partition);
+        let committed = format!("{prefix}{reference}.ckpt");
+        let older: Vec<String> = self
+            .storage
+            .list(&prefix)?
+            .into_iter()
+            .filter(|name| *name < committed)
+            .collect();
+        let keep = self.retain.saturating_sub(1);
+        if older.len() > keep {
+            for name in &older[..older.len() - keep] {
+                self.storage.delete(name)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The latest checkpoint of `partition` and its id, if there is one.
     pub fn latest(
         &self,
@@ -62,22 +122,49 @@ impl PartitionCheckpointStore {
     ) -> Result<Option<(u64, PartitionCheckpoint)>, CheckpointError> {
         let names = self.storage.list(&self.prefix(partition))?;
         newest_readable(self.storage.as_ref(), &names, |name, bytes| {
-            let checkpoint = decode(name, bytes)?;
-            let corrupt = |reason: String| CheckpointError::Corrupt {
-                name: name.to_string(),
-                reason,
-            };
-            if checkpoint.job != self.job {
-                return Err(corrupt(format!("belongs to job '{}'", checkpoint.job)));
-            }
-            let id = checkpoint.id;
-            match <[PartitionCheckpoint; 1]>::try_from(checkpoint.partitions) {
-                Ok([p]) if p.partition == partition => Ok((id, p)),
-                _ => Err(corrupt(format!(
-                    "does not hold exactly partition {partition}"
-                ))),
-            }
+            self.read(partition, name, bytes)
         })
+    }
+
+    /// The latest checkpoint of `partition` that is not tentative (written outside transactions,
+    /// before the job turned `exactly_once` on), if there is one.
+    pub fn latest_committed_outside_transactions(
+        &self,
+        partition: u32,
+    ) -> Result<Option<(u64, PartitionCheckpoint)>, CheckpointError> {
+        let prefix = self.prefix(partition);
+        let names: Vec<String> = self
+            .storage
+            .list(&prefix)?
+            .into_iter()
+            .filter(|name| !name[prefix.len()..].contains('-'))
+            .collect();
+        newest_readable(self.storage.as_ref(), &names, |name, bytes| {
+            self.read(partition, name, bytes)
+        })
+    }
+
+    fn read(
+        &self,
+        partition: u32,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<(u64, PartitionCheckpoint), CheckpointError> {
+        let checkpoint = decode(name, bytes)?;
+        let corrupt = |reason: String| CheckpointError::Corrupt {
+            name: name.to_string(),
+            reason,
+        };
+        if checkpoint.job != self.job {
+            return Err(corrupt(format!("belongs to job '{}'", checkpoint.job)));
+        }
+        let id = checkpoint.id;
+        match <[PartitionCheckpoint; 1]>::try_from(checkpoint.partitions) {
+            Ok([p]) if p.partition == partition => Ok((id, p)),
+            _ => Err(corrupt(format!(
+                "does not hold exactly partition {partition}"
+            ))),
+        }
     }
 }
 
@@ -113,6 +200,44 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(kept, 2);
+    }
+
+    #[test]
+    fn tentative_checkpoints_never_collide_and_are_pruned_only_behind_a_committed_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = FileCheckpointStorage::open(dir.path()).unwrap();
+        let s = PartitionCheckpointStore::new(Box::new(storage), "job", 2);
+        s.write(1, 0, snapshot(3, 50)).unwrap();
+        let (a, _) = s.write_tentative(2, "aaaa", 0, snapshot(3, 100)).unwrap();
+        // A zombie writes the same id: its own name, the worker's blob untouched.
+        let (z, _) = s.write_tentative(2, "zzzz", 0, snapshot(3, 999)).unwrap();
+        assert_ne!(a, z);
+        let (id, got) = s.get(3, &a).unwrap().unwrap();
+        assert_eq!((id, got.next_offset), (2, 100));
+        assert_eq!(s.get(3, &z).unwrap().unwrap().1.next_offset, 999);
+        assert!(s.get(3, "00000000000000000009-none").unwrap().is_none());
+        // Writing does not prune; the latest outside transactions is the plain one.
+        let (b, _) = s.write_tentative(3, "aaaa", 0, snapshot(3, 150)).unwrap();
+        let (c, _) = s.write_tentative(4, "aaaa", 0, snapshot(3, 200)).unwrap();
+        let files = || {
+            let mut names: Vec<String> = std::fs::read_dir(dir.path().join("job/partitions/00003"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(files().len(), 5);
+        let (id, plain) = s.latest_committed_outside_transactions(3).unwrap().unwrap();
+        assert_eq!((id, plain.next_offset), (1, 50));
+        // Committing `b` keeps it and one older blob (retain 2), and what came after it.
+        s.prune_before(3, &b).unwrap();
+        assert_eq!(
+            files(),
+            [z.clone(), b.clone(), c.clone()].map(|r| format!("chk-{r}.ckpt"))
+        );
+        s.prune_before(3, &c).unwrap();
+        assert_eq!(files(), [b, c].map(|r| format!("chk-{r}.ckpt")));
     }
 
     #[test]

@@ -50,6 +50,7 @@ fn setup(start: StartPosition) -> Setup {
         topics: OutputTopics::new(&config).unwrap(),
         fatal: None,
         store_generation: 0,
+        tentative_writer: None,
     };
     Setup {
         parts,
@@ -76,15 +77,21 @@ fn an_assigned_partition_resumes_at_its_checkpoint_or_at_the_configured_start() 
     let mut s = setup(StartPosition::Earliest);
     let snapshot = PartitionCheckpoint::of(1, 42, &PartitionPipeline::new(&s.parts.job)).unwrap();
     s.parts.checkpoints.write(7, 0, snapshot).unwrap();
-    assert_eq!(s.parts.assign(1, || Some(0)).unwrap(), Offset::Offset(42));
+    assert_eq!(
+        s.parts.assign(1, None, || Some(0)).unwrap(),
+        Offset::Offset(42)
+    );
     assert_eq!(s.parts.owned[&1].checkpoint_id, 7);
-    assert_eq!(s.parts.assign(0, || Some(0)).unwrap(), Offset::Beginning);
+    assert_eq!(
+        s.parts.assign(0, None, || Some(0)).unwrap(),
+        Offset::Beginning
+    );
     let counters = &s.parts.emitter.counters.partitions;
     assert!(counters[0].owned.load(SeqCst) && counters[1].owned.load(SeqCst));
     assert_eq!(counters[1].next_offset.load(SeqCst), 42);
 
     let mut latest = setup(StartPosition::Latest);
-    assert_eq!(latest.parts.assign(2, || None).unwrap(), Offset::End);
+    assert_eq!(latest.parts.assign(2, None, || None).unwrap(), Offset::End);
     assert_eq!(latest.parts.owned[&2].task.next_offset(), None);
     latest.parts.release(2);
     assert!(!latest.parts.emitter.counters.partitions[2]
@@ -93,13 +100,63 @@ fn an_assigned_partition_resumes_at_its_checkpoint_or_at_the_configured_start() 
 }
 
 #[test]
+fn under_exactly_once_a_partition_restores_the_checkpoint_its_committed_offset_names() {
+    let mut s = setup(StartPosition::Earliest);
+    s.parts.tentative_writer = Some(writer_token());
+    let pipeline = PartitionPipeline::new(&s.parts.job);
+    let at = |offset| PartitionCheckpoint::of(1, offset, &pipeline).unwrap();
+    s.parts.checkpoints.write(3, 0, at(30)).unwrap();
+    let (committed, _) = s
+        .parts
+        .checkpoints
+        .write_tentative(4, "a", 0, at(40))
+        .unwrap();
+    // Newer, but its transaction never committed (a crash, or a zombie's).
+    s.parts
+        .checkpoints
+        .write_tentative(5, "b", 0, at(50))
+        .unwrap();
+    let metadata = format!("streampulse-checkpoint:{committed}");
+    let reference = committed_checkpoint(&metadata);
+    assert_eq!(reference, Some(committed.as_str()));
+    assert_eq!(
+        s.parts.assign(1, reference, || Some(0)).unwrap(),
+        Offset::Offset(40)
+    );
+    assert_eq!(s.parts.owned[&1].checkpoint_id, 4);
+    s.parts.release(1);
+    // No committed offset yet (the job ran at least once before): the latest plain checkpoint,
+    // never a tentative one.
+    assert_eq!(
+        s.parts.assign(1, None, || Some(0)).unwrap(),
+        Offset::Offset(30)
+    );
+    s.parts.release(1);
+    match s
+        .parts
+        .assign(1, Some("00000000000000000009-gone"), || Some(0))
+    {
+        Err(KafkaError::MissingCheckpoint {
+            partition: 1,
+            reference,
+            ..
+        }) => {
+            assert_eq!(reference, "00000000000000000009-gone");
+        }
+        other => panic!("expected MissingCheckpoint, got {other:?}"),
+    }
+    assert_eq!(committed_checkpoint(""), None);
+    assert_eq!(committed_checkpoint("streampulse-checkpoint:"), None);
+}
+
+#[test]
 fn a_checkpoint_stores_the_outputs_then_writes_and_commits_partitions_that_have_an_offset() {
     let mut s = setup(StartPosition::Latest);
-    s.parts.assign(0, || Some(0)).unwrap();
-    s.parts.assign(1, || Some(0)).unwrap();
+    s.parts.assign(0, None, || Some(0)).unwrap();
+    s.parts.assign(1, None, || Some(0)).unwrap();
     // Partition 0 read from offset 100 on; partition 1 has read nothing since a `latest` start.
     feed(&mut s.parts, 0, 100..130);
-    let commits = s.parts.checkpoint(&[0, 1]).unwrap();
+    let commits = s.parts.checkpoint(&[0, 1], None).unwrap();
     assert_eq!(commits, [(0, 130)]);
     let (id, snapshot) = s.parts.checkpoints.latest(0).unwrap().unwrap();
     assert_eq!((id, snapshot.next_offset), (1, 130));
@@ -119,10 +176,10 @@ fn a_checkpoint_stores_the_outputs_then_writes_and_commits_partitions_that_have_
 #[test]
 fn a_store_that_lost_writes_stops_the_worker_instead_of_checkpointing() {
     let mut s = setup(StartPosition::Earliest);
-    s.parts.assign(0, || Some(0)).unwrap();
+    s.parts.assign(0, None, || Some(0)).unwrap();
     feed(&mut s.parts, 0, 0..10);
     s.store.generation.store(1, SeqCst);
-    match s.parts.checkpoint(&[0]) {
+    match s.parts.checkpoint(&[0], None) {
         Err(EngineError::StoreReopened { .. }) => {}
         other => panic!("{other:?}"),
     }
@@ -136,7 +193,7 @@ fn a_checkpoint_past_what_the_topic_holds_fails_or_skips_as_configured() {
     let mut s = setup(StartPosition::Earliest);
     let snapshot = PartitionCheckpoint::of(0, 100, &PartitionPipeline::new(&s.parts.job)).unwrap();
     s.parts.checkpoints.write(1, 0, snapshot).unwrap();
-    match s.parts.assign(0, || Some(150)) {
+    match s.parts.assign(0, None, || Some(150)) {
         Err(err @ KafkaError::DataLoss { .. }) => {
             let message = err.to_string();
             for part in [
@@ -154,14 +211,14 @@ fn a_checkpoint_past_what_the_topic_holds_fails_or_skips_as_configured() {
     assert!(!s.parts.owned.contains_key(&0));
     // Still held: nothing lost.
     assert_eq!(
-        s.parts.assign(0, || Some(100)).unwrap(),
+        s.parts.assign(0, None, || Some(100)).unwrap(),
         Offset::Offset(100)
     );
 
     s.parts.release(0);
     s.parts.on_data_loss = OnDataLoss::Skip;
     assert_eq!(
-        s.parts.assign(0, || Some(150)).unwrap(),
+        s.parts.assign(0, None, || Some(150)).unwrap(),
         Offset::Offset(150)
     );
     assert_eq!(s.parts.owned[&0].task.next_offset(), Some(150));

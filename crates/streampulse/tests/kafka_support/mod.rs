@@ -1,7 +1,8 @@
 //! What the tests against a real Apache Kafka broker share (`kafka_*.rs`): the broker address
 //! (`STREAMPULSE_TEST_KAFKA_BROKERS`; skip without it, fail without it under CI), fresh topic
 //! names, topics created through `streampulse topics create`, keyed production, reading a topic
-//! back to its end, and the window results every worker of a group stored.
+//! back to its end, the window results every worker of a group stored, and the group tests'
+//! stream of events with its batch computation.
 
 #![allow(dead_code)]
 
@@ -98,6 +99,73 @@ pub fn end_offsets(brokers: &str, topic: &str) -> Vec<i64> {
         .collect()
 }
 
+/// Every record of `topic` a consumer with `isolation.level` `isolation` (`read_committed` or
+/// `read_uncommitted`) reads from the beginning until each partition reports its end. Under
+/// read_committed the end is the last stable offset: records of aborted transactions are never
+/// delivered and open transactions hold it back, so call it when no transaction is open.
+pub fn read_isolated(brokers: &str, topic: &str, isolation: &str) -> Vec<Record> {
+    let partitions = end_offsets(brokers, topic).len() as i32;
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", fresh("test-reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", isolation)
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    c.assign(&tpl).expect("assign");
+    let mut at_end = std::collections::BTreeSet::new();
+    let mut records = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while at_end.len() < partitions as usize {
+        assert!(
+            Instant::now() < deadline,
+            "{isolation}: {} of {partitions} partitions of {topic} read to their end",
+            at_end.len()
+        );
+        match c.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(err)) => panic!("consume {topic}: {err}"),
+            Some(Ok(msg)) => {
+                at_end.remove(&msg.partition());
+                records.push(record(&msg));
+            }
+        }
+    }
+    records
+}
+
+fn record(msg: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+    let headers = msg
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|h| {
+                    (
+                        h.key.to_string(),
+                        String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        partition: msg.partition(),
+        offset: msg.offset(),
+        key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        value: msg.payload().map(<[u8]>::to_vec),
+        headers,
+    }
+}
+
 /// Every record of `topic`, from the beginning to the end offsets seen when called.
 pub fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
     let ends = end_offsets(brokers, topic);
@@ -127,26 +195,7 @@ pub fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
             continue;
         }
         seen[p] = seen[p].max(msg.offset() + 1);
-        let headers = msg
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_string(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        records.push(Record {
-            partition: msg.partition(),
-            offset: msg.offset(),
-            key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-            value: msg.payload().map(<[u8]>::to_vec),
-            headers,
-        });
+        records.push(record(&msg));
     }
     records
 }
@@ -253,4 +302,130 @@ pub fn refused_worker(dir: &Path, config: &str, may_be_ready: bool) -> String {
     let log = log();
     assert!(!exit.success(), "{exit}; log:\n{log}");
     log
+}
+
+// The group tests' stream: events keyed by metric, produced at a steady rate, and the batch
+// computation their 10 s tumbling windows must equal.
+
+pub const METRICS: u64 = 60;
+pub const BASE_TS: i64 = 1_700_000_000_000;
+/// Event time advances 5 ms per event, across all metrics: 200 events per second of event time.
+pub const TS_STEP: i64 = 5;
+
+/// Event `seq` of the stream: metric, time, value. Times increase with `seq`, so nothing is late.
+pub fn event(seq: u64) -> (String, i64, f64) {
+    (
+        format!("m{:03}", seq % METRICS),
+        BASE_TS + seq as i64 * TS_STEP,
+        ((seq * 7919) % 1000) as f64 / 10.0,
+    )
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Agg {
+    pub count: u64,
+    pub sum: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// The batch computation: 10 s tumbling windows over events `0..n`, by (metric, window start).
+pub fn batch(n: u64) -> BTreeMap<(String, i64), Agg> {
+    let mut out: BTreeMap<(String, i64), Agg> = BTreeMap::new();
+    for seq in 0..n {
+        let (metric, ts, value) = event(seq);
+        let a = out
+            .entry((metric, ts - ts.rem_euclid(10_000)))
+            .or_insert(Agg {
+                min: f64::INFINITY,
+                max: f64::NEG_INFINITY,
+                ..Agg::default()
+            });
+        a.count += 1;
+        a.sum += value;
+        a.min = a.min.min(value);
+        a.max = a.max.max(value);
+    }
+    out
+}
+
+/// Produces events `from..to` at about `rate` per second on its own thread.
+pub fn stream(
+    brokers: &str,
+    topic: &str,
+    from: u64,
+    to: u64,
+    rate: u64,
+) -> std::thread::JoinHandle<()> {
+    let p = producer(brokers, topic);
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        for seq in from..to {
+            let (metric, ts, value) = event(seq);
+            let line = format!(r#"{{"metric_id":"{metric}","ts":{ts},"value":{value}}}"#);
+            p.send(&metric, line.as_bytes()).unwrap();
+            let due = start + Duration::from_secs_f64((seq - from) as f64 / rate as f64);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        p.flush(Duration::from_secs(60)).unwrap();
+    })
+}
+
+/// The part of a group test's configuration after its `kafka:` section: checkpoints every second
+/// to `checkpoints` (shared by the workers), and job `job` with the 10 s tumbling window `batch`
+/// computes, no detectors, idle partitions flushed after 3 s.
+pub fn group_job_yaml(job: &str, checkpoints: &Path) -> String {
+    format!(
+        r#"checkpoint:
+  interval: 1s
+  storage: "file://{}"
+job:
+  name: {job}
+  max_out_of_orderness: 2s
+  allowed_lateness: 0s
+  idle_timeout: 3s
+  windows:
+    - name: tumble_10s
+      type: tumbling
+      size: 10s
+  detectors: []
+"#,
+        checkpoints.display()
+    )
+}
+
+/// Where `got` (rows by metric, window name and start) differs from the batch computation `want`
+/// for window `window`: missing rows, different aggregates, extra rows.
+pub fn differences(
+    want: &BTreeMap<(String, i64), Agg>,
+    got: &BTreeMap<(String, String, i64), Value>,
+    window: &str,
+) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for ((metric, start), a) in want {
+        match got.get(&(metric.clone(), window.to_string(), *start)) {
+            None => diffs.push(format!("{metric}@{start}: missing")),
+            Some(r) => {
+                let ok = r["count"].as_u64() == Some(a.count)
+                    && r["min"].as_f64() == Some(a.min)
+                    && r["max"].as_f64() == Some(a.max)
+                    && r["sum"]
+                        .as_f64()
+                        .is_some_and(|sum| (sum - a.sum).abs() <= 1e-6 * a.sum.abs().max(1.0));
+                if !ok {
+                    diffs.push(format!("{metric}@{start}: stored {r}, batch {a:?}"));
+                }
+            }
+        }
+    }
+    if got.len() > want.len() {
+        diffs.push(format!(
+            "{} windows stored, {} expected",
+            got.len(),
+            want.len()
+        ));
+    }
+    diffs
 }

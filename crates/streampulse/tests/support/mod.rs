@@ -145,6 +145,21 @@ impl Platform {
         let _ = self.child.wait();
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, …) to the process and leaves it running.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// The exit status, once the process has exited on its own.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().expect("wait for streampulse")
+    }
+
     /// SIGINT (Ctrl-C): a clean stop with a final checkpoint.
     pub fn interrupt(mut self) -> ExitStatus {
         let _ = Command::new("kill")
