@@ -90,8 +90,9 @@ struct Args {
     /// (`<id>~<ts / churn>`), as short-lived containers or per-request ids do (default: off).
     #[arg(long)]
     churn_secs: Option<u64>,
-    /// Kafka modes: bootstrap servers of the Kafka-protocol broker.
-    #[arg(long, default_value = "127.0.0.1:19092")]
+    /// Kafka modes: bootstrap servers of the broker (`deploy/local/services.sh start kafka`
+    /// starts one on this address).
+    #[arg(long, default_value = "127.0.0.1:9092")]
     brokers: String,
     /// Kafka modes: partitions of the fresh events topic (and of its output topics).
     #[arg(long, default_value_t = 12)]
