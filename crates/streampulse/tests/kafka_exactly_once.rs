@@ -34,6 +34,7 @@ fn config(brokers: &str, topic: &str, checkpoints: &Path, worker: &str) -> Strin
   topic: {topic}
   dead_letter_topic: {topic}.dlq
   results_topic: {topic}.results
+  group_id: {topic}
   exactly_once: true
   transactional_id: {topic}-{worker}
   properties:
