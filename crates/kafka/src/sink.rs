@@ -161,11 +161,6 @@ impl OutputTopics {
         }))
     }
 
-    /// Whether records go out in transactions ([`Self::commit`] instead of [`Self::flush`]).
-    pub fn is_transactional(&self) -> bool {
-        self.transactional
-    }
-
     /// Whether any output goes to Kafka (the dead-letter topic is always there).
     pub fn writes_outputs(&self) -> bool {
         self.results_topic.is_some() || self.alerts_topic.is_some()

@@ -120,10 +120,7 @@ impl PartitionCheckpointStore {
         &self,
         partition: u32,
     ) -> Result<Option<(u64, PartitionCheckpoint)>, CheckpointError> {
-        let names = self.storage.list(&self.prefix(partition))?;
-        newest_readable(self.storage.as_ref(), &names, |name, bytes| {
-            self.read(partition, name, bytes)
-        })
+        self.newest(partition, |_| true)
     }
 
     /// The latest checkpoint of `partition` that is not tentative (written outside transactions,
@@ -132,12 +129,23 @@ impl PartitionCheckpointStore {
         &self,
         partition: u32,
     ) -> Result<Option<(u64, PartitionCheckpoint)>, CheckpointError> {
+        // A tentative name has `-<writer>` after the id.
+        self.newest(partition, |id_and_writer| !id_and_writer.contains('-'))
+    }
+
+    /// The newest readable checkpoint of `partition` among those whose name after the prefix
+    /// passes `keep`.
+    fn newest(
+        &self,
+        partition: u32,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Option<(u64, PartitionCheckpoint)>, CheckpointError> {
         let prefix = self.prefix(partition);
         let names: Vec<String> = self
             .storage
             .list(&prefix)?
             .into_iter()
-            .filter(|name| !name[prefix.len()..].contains('-'))
+            .filter(|name| keep(&name[prefix.len()..]))
             .collect();
         newest_readable(self.storage.as_ref(), &names, |name, bytes| {
             self.read(partition, name, bytes)
