@@ -80,6 +80,35 @@ impl WindowResult {
         serde_json::Value::Object(obj)
     }
 
+    /// The result that [`Self::to_json`] wrote (e.g. a record of the results topic read back);
+    /// `None` for anything else, such as a retraction record. A `null` basic aggregate reads as
+    /// NaN, as it was before encoding.
+    pub fn from_json(value: &serde_json::Value) -> Option<Self> {
+        let obj = value.as_object()?;
+        let basic = |name: &str| match obj.get(name)? {
+            serde_json::Value::Null => Some(f64::NAN),
+            v => v.as_f64(),
+        };
+        let extra = AggregateKind::ALL
+            .iter()
+            .filter(|k| !k.is_basic())
+            .filter_map(|&k| Some((k, obj.get(k.name())?.as_f64())))
+            .collect();
+        Some(Self {
+            metric_id: obj.get("metric_id")?.as_str()?.to_string(),
+            window: obj.get("window")?.as_str()?.to_string(),
+            window_start: obj.get("window_start")?.as_i64()?,
+            window_end: obj.get("window_end")?.as_i64()?,
+            count: obj.get("count")?.as_u64()?,
+            sum: basic("sum")?,
+            min: basic("min")?,
+            max: basic("max")?,
+            mean: basic("mean")?,
+            extra,
+            revision: u32::try_from(obj.get("revision")?.as_u64()?).ok()?,
+        })
+    }
+
     /// The value of any aggregate this result carries.
     pub fn get(&self, kind: AggregateKind) -> Option<f64> {
         match kind {
@@ -156,4 +185,26 @@ pub enum Output {
     /// An event as it was processed (only when the job keeps raw events): upsert by
     /// (metric, ts, partition, offset), so a replay rewrites the same row.
     Raw(RawEvent),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_json_reads_back_what_to_json_wrote() {
+        let mut acc = Accumulator::new(true);
+        for (ts, v) in [(1, 2.0), (2, 4.0), (3, 9.0)] {
+            acc.add(ts, v);
+        }
+        let extra = [AggregateKind::Stddev, AggregateKind::P99];
+        let r = WindowResult::from_accumulator("cpu", "tumble_10s", (0, 10_000), &acc, &extra, 2);
+        assert_eq!(WindowResult::from_json(&r.to_json()), Some(r));
+        let empty =
+            WindowResult::from_accumulator("m", "w", (0, 1), &Accumulator::new(false), &[], 0);
+        let back = WindowResult::from_json(&empty.to_json()).unwrap();
+        assert!(back.min.is_nan() && back.count == 0);
+        let retraction = serde_json::json!({"metric_id": "m", "window": "w", "window_start": 0, "retracted": true});
+        assert_eq!(WindowResult::from_json(&retraction), None);
+    }
 }

@@ -6,6 +6,11 @@
 //! told how many (tokio's `broadcast` lag), so a slow client can neither slow the engine nor grow
 //! memory. The feed is a live view, not a record: after a crash, replayed outputs are published
 //! again (with the same values), and the store remains the source of truth.
+//!
+//! In a consumer group each worker runs only some partitions, so a feed fed by its own outputs
+//! would show a client a fraction of the metrics. There the results and alerts reach the feed
+//! from the output topics instead ([`FromElsewhere`], filled by the Kafka crate's follower),
+//! and the worker's own copies are not published twice.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -25,20 +30,41 @@ pub enum Emission {
     Alert(Alert),
 }
 
+/// Which outputs reach a feed from elsewhere ([`LiveFeed::publish_remote`]) rather than from
+/// this process's partitions ([`LiveFeed::publish`], which then skips them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FromElsewhere {
+    pub results: bool,
+    pub alerts: bool,
+}
+
 #[derive(Clone)]
 pub struct LiveFeed {
     tx: broadcast::Sender<Arc<Emission>>,
     /// Messages that subscribers missed by lagging, all subscribers together.
     lagged: Arc<AtomicU64>,
+    elsewhere: FromElsewhere,
 }
 
 impl LiveFeed {
     pub fn new(capacity: usize) -> Self {
+        Self::fed_from(capacity, FromElsewhere::default())
+    }
+
+    /// A feed whose results and/or alerts (per `elsewhere`) come through
+    /// [`Self::publish_remote`].
+    pub fn fed_from(capacity: usize, elsewhere: FromElsewhere) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(1));
         Self {
             tx,
             lagged: Arc::default(),
+            elsewhere,
         }
+    }
+
+    /// Which outputs this feed takes from elsewhere.
+    pub fn elsewhere(&self) -> FromElsewhere {
+        self.elsewhere
     }
 
     /// Subscribers now (WebSocket clients).
@@ -74,8 +100,9 @@ impl LiveFeed {
         }
         for output in outputs {
             let emission = match output {
-                Output::Result(r) => Emission::Result(r.clone()),
-                Output::Alert(a) => Emission::Alert(a.clone()),
+                Output::Result(r) if !self.elsewhere.results => Emission::Result(r.clone()),
+                Output::Alert(a) if !self.elsewhere.alerts => Emission::Alert(a.clone()),
+                Output::Result(_) | Output::Alert(_) => continue,
                 Output::Retract { .. }
                 | Output::Late(_)
                 | Output::Metric { .. }
@@ -84,6 +111,11 @@ impl LiveFeed {
             // An error only means every subscriber left in the meantime.
             let _ = self.tx.send(Arc::new(emission));
         }
+    }
+
+    /// Publishes a result or alert that some other process stored (read from an output topic).
+    pub fn publish_remote(&self, emission: Emission) {
+        let _ = self.tx.send(Arc::new(emission));
     }
 }
 
@@ -119,6 +151,28 @@ mod tests {
             panic!("the newest 4 are kept")
         };
         assert!(matches!(&*next, Emission::Result(r) if r.window_start == 6));
+    }
+
+    #[test]
+    fn outputs_fed_from_elsewhere_are_not_published_twice() {
+        let feed = LiveFeed::fed_from(
+            8,
+            FromElsewhere {
+                results: true,
+                alerts: false,
+            },
+        );
+        let mut rx = feed.subscribe();
+        feed.publish(&[result(1)]);
+        assert!(
+            rx.try_recv().is_err(),
+            "the topic's copy is the one published"
+        );
+        let Output::Result(r) = result(2) else {
+            unreachable!()
+        };
+        feed.publish_remote(Emission::Result(r));
+        assert!(matches!(rx.try_recv().as_deref(), Ok(Emission::Result(r)) if r.window_start == 2));
     }
 
     #[test]

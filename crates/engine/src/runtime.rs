@@ -202,7 +202,14 @@ struct Inner {
     feed: LiveFeed,
     requests: Mutex<Option<Sender<Control>>>,
     coordinator: Mutex<Option<JoinHandle<()>>>,
+    /// The job runs in other processes; this one only serves its results.
+    remote: bool,
 }
+
+/// Why a process that serves a job's results cannot control the job.
+const REMOTE: &str =
+    "this process only serves the job's results (streampulse serve); the job runs \
+                      in its workers, which take its checkpoints and stop with them";
 
 impl Runtime {
     /// Restores state and starts the workers and the checkpoint coordinator. `ingest_log` is the
@@ -290,8 +297,67 @@ impl Runtime {
                 feed: parts.feed,
                 requests: Mutex::new(Some(parts.control)),
                 coordinator: Mutex::new(Some(parts.driver)),
+                remote: false,
             }),
         }
+    }
+
+    /// A job that runs in other processes (the workers of a consumer group), as seen by a
+    /// process that only serves its results from the shared store (`streampulse serve`): it has
+    /// no partitions and no counters, `feed` is filled by someone else, savepoints and stops are
+    /// refused, and it reports the state `remote`.
+    pub fn remote(job: Job, feed: LiveFeed) -> Result<Self, EngineError> {
+        let (control, requests) = mpsc::channel::<Control>();
+        let driver = std::thread::Builder::new()
+            .name("remote-job".into())
+            .spawn(move || {
+                while let Ok(request) = requests.recv() {
+                    match request {
+                        Control::Savepoint { reply, .. } => {
+                            let _ = reply.send(Err(EngineError::Unsupported(REMOTE)));
+                        }
+                        Control::Stop {
+                            savepoint: Some(_),
+                            reply,
+                        } => {
+                            let _ = reply.send(Err(EngineError::Unsupported(REMOTE)));
+                        }
+                        // This process exits: nothing of the job's is here to checkpoint.
+                        Control::Stop {
+                            savepoint: None,
+                            reply,
+                        } => {
+                            let _ = reply.send(Ok(None));
+                            return;
+                        }
+                    }
+                }
+            })
+            .map_err(|source| EngineError::Spawn {
+                thread: "remote-job".into(),
+                source,
+            })?;
+        let counters = Arc::new(JobCounters::new(&job, 0));
+        let mut runtime = Self::from_parts(RuntimeParts {
+            job,
+            ingest_log: None,
+            counters,
+            webhooks: None,
+            feed,
+            control,
+            driver,
+            log_end: Arc::new(|_| 0),
+            failure: Arc::default(),
+        });
+        if let Some(inner) = Arc::get_mut(&mut runtime.inner) {
+            inner.remote = true;
+        }
+        Ok(runtime)
+    }
+
+    /// Whether the job runs in other processes (see [`Self::remote`]).
+    pub fn is_remote(&self) -> bool {
+        self.inner.remote
     }
 
     /// Why the job stopped processing on its own, if it did; the process should exit (and be
@@ -329,11 +395,15 @@ impl Runtime {
 
     pub fn status(&self) -> JobStatus {
         let running = self.is_running();
-        let mut status = self.inner.counters.snapshot(
-            &self.inner.job.name,
-            if running { "running" } else { "stopped" },
-            |p| (self.inner.log_end)(p),
-        );
+        let state = match (self.inner.remote, running) {
+            (true, _) => "remote",
+            (false, true) => "running",
+            (false, false) => "stopped",
+        };
+        let mut status = self
+            .inner
+            .counters
+            .snapshot(&self.inner.job.name, state, |p| (self.inner.log_end)(p));
         if let Some(webhooks) = &self.inner.webhooks {
             status.webhooks = webhooks.status();
         }

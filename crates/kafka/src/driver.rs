@@ -32,6 +32,7 @@ use streampulse_store::ResultStore;
 
 use crate::assignment::{commit_list, AssignmentContext};
 use crate::config::{KafkaConfig, StartPosition};
+use crate::follow::{cluster_feed, OutputFollower};
 use crate::partitions::{writer_token, Partitions};
 use crate::sink::OutputTopics;
 use crate::KafkaError;
@@ -58,6 +59,22 @@ pub struct KafkaDriver {
     idle_timeout: Duration,
     early_firing: Option<Duration>,
     failure: Arc<Mutex<Option<String>>>,
+    /// Fills the live feed from the output topics; stops with the driver.
+    _follower: Option<OutputFollower>,
+}
+
+/// The feed of this worker's WebSocket clients: every partition's results and alerts, followed
+/// from the output topics. A worker whose topics cannot be followed serves its own partitions'
+/// outputs only, and says so.
+fn live_feed(config: &KafkaConfig) -> (LiveFeed, Option<OutputFollower>) {
+    let feed = cluster_feed(config);
+    match OutputFollower::start(config, feed.clone()) {
+        Ok(follower) => (feed, follower),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot follow the output topics: WebSocket clients of this worker see the results and alerts of its own partitions only");
+            (LiveFeed::new(LIVE_FEED_CAPACITY), None)
+        }
+    }
 }
 
 /// The number of partitions of `topic`, or why it cannot be known.
@@ -100,7 +117,7 @@ impl KafkaDriver {
         for c in &counters.partitions {
             c.owned.store(false, Relaxed);
         }
-        let feed = LiveFeed::new(LIVE_FEED_CAPACITY);
+        let (feed, follower) = live_feed(config);
         let webhooks = start_webhooks(&job.name, &runtime.webhooks)?;
         let emitter = Emitter {
             job_name: job.name.clone(),
@@ -178,6 +195,7 @@ impl KafkaDriver {
             idle_timeout: job.idle_timeout,
             early_firing: job.early_firing,
             failure: failure.clone(),
+            _follower: follower,
         };
         let (control, requests) = mpsc::channel();
         let handle = std::thread::Builder::new()

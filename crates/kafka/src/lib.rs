@@ -15,6 +15,8 @@
 //! - [`assignment`]: what happens when partitions arrive and leave (restore, checkpoint, commit);
 //! - [`partitions`]: the owned partitions and their checkpoints;
 //! - [`sink`]: results and alerts to Kafka topics, bad records to the dead-letter topic;
+//! - [`follow`]: the output topics followed back into the live feed, so that every worker's
+//!   WebSocket clients see every partition;
 //! - [`admin`]: creating the topics a job needs;
 //! - [`producer`]: keyed event production for load and tests.
 //!
@@ -30,6 +32,7 @@ pub mod admin;
 pub mod assignment;
 pub mod config;
 pub mod driver;
+pub mod follow;
 pub mod partitions;
 pub mod producer;
 pub mod sink;

@@ -35,6 +35,8 @@ enum LogFormat {
 enum Command {
     /// Run the platform: HTTP ingest and API, embedded log, engine, embedded store.
     Run(commands::run::RunArgs),
+    /// Serve the API alone over the shared Cassandra store, for the jobs that Kafka workers run.
+    Serve(commands::serve::ServeArgs),
     /// Run a job over a file as a bounded stream and write its window results.
     Replay(commands::replay::ReplayArgs),
     /// Send synthetic events (noise, spikes, out-of-order and late events) to a running platform.
@@ -65,11 +67,12 @@ fn main() -> anyhow::Result<()> {
     let command = match cli.command {
         // `run` installs the subscriber itself, once its config says whether traces are exported.
         Command::Run(args) => return commands::run::run(args, json),
+        Command::Serve(args) => return commands::serve::run(args, json),
         other => other,
     };
     let _guard = otel::init(json.unwrap_or(false), "info", None);
     match command {
-        Command::Run(_) => unreachable!("handled above"),
+        Command::Run(_) | Command::Serve(_) => unreachable!("handled above"),
         Command::Replay(args) => commands::replay::run(args),
         Command::Produce(args) => commands::produce::run(args),
         Command::Savepoint(args) => commands::savepoint::run(args),

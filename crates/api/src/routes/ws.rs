@@ -10,6 +10,10 @@
 //!
 //! `?job=NAME` follows one of the process's jobs (default: the configured one).
 //!
+//! In a Kafka consumer group (and in `streampulse serve`) the feed of results and alerts is
+//! followed from the job's output topics, so a client of any process sees every partition, not
+//! only those its worker owns (`streampulse_kafka::follow`).
+//!
 //! With auth on, the upgrade request carries a token like any query, either as a header or, for
 //! browsers, as `?access_token=<token>` ([`crate::auth::require_ws`]).
 //!

@@ -351,6 +351,13 @@ impl JobManager {
         let _change = self.changes.lock().unwrap_or_else(|e| e.into_inner());
         let entry = self.get(Some(name))?;
         let engine = |source| JobsError::engine(name, source);
+        if entry.runtime().is_some_and(Runtime::is_remote) {
+            return Err(JobsError::Unsupported(
+                "this process only serves the job's results (streampulse serve); stop the job's \
+                 workers to stop it"
+                    .into(),
+            ));
+        }
         let was_running = entry.is_running();
         let failed = matches!(entry, JobEntry::Failed(..));
         match (entry.runtime(), savepoint) {

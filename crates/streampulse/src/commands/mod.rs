@@ -8,6 +8,7 @@ pub mod query;
 pub mod replay;
 pub mod run;
 pub mod savepoint;
+pub mod serve;
 pub mod store;
 mod table;
 pub mod tail;

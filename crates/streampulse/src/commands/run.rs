@@ -52,32 +52,21 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
     let mut config = validated.config;
     let job = validated.job;
     // Dropped last: flushes the spans of the final checkpoint to the OTLP receiver.
-    let json_logs =
-        json_logs.unwrap_or(config.logging.format == crate::config::LogFormatName::Json);
-    let _tracing = crate::otel::init(
-        json_logs,
-        &config.logging.level,
-        crate::otel::provider(&config.tracing)?,
-    );
-    if let Some(endpoint) = config.tracing.endpoint() {
-        tracing::info!(%endpoint, service = %config.tracing.service_name, sample_ratio = config.tracing.sample_ratio, "exporting traces over OTLP/HTTP");
+    let _tracing = init_logging(&config, json_logs)?;
+    if let Some(dir) = &args.data_dir {
+        config.data_dir = dir.clone();
     }
-    let (listen, metrics_listen) = apply_overrides(&mut config, &args)?;
-    let tokio = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("api")
-        .build()?;
     // Both ports before anything is written: a busy port leaves nothing behind.
-    let bind = |addr: std::net::SocketAddr, key: &str| {
-        tokio
-            .block_on(tokio::net::TcpListener::bind(addr))
-            .with_context(|| format!("cannot listen on {addr} ({key})"))
-    };
-    let listener = bind(listen, "server.listen")?;
-    let metrics_listener = metrics_listen
-        .map(|addr| bind(addr, "metrics.listen"))
-        .transpose()?;
-    warn_if_exposed(&config, listen, metrics_listen);
+    let Listening {
+        tokio,
+        listen,
+        listener,
+        metrics: metrics_listener,
+    } = Listening::bind(
+        &mut config,
+        args.listen.as_deref(),
+        args.metrics_listen.as_deref(),
+    )?;
 
     let data_dir = config.data_dir.clone();
     let store: Arc<dyn ResultStore> = crate::result_store::open(&config, &data_dir)?;
@@ -105,17 +94,121 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
         );
     }
 
-    let mut app = streampulse_api::router(app_state(&config, &jobs, store, listen));
+    let app = api_app(
+        &tokio,
+        &config,
+        &jobs,
+        store,
+        (listen, metrics_listener),
+        expiry,
+    )?;
+    tracing::info!(%listen, data_dir = %data_dir.display(), checkpoints = %storage_url, job = %runtime.job().name, submitted_jobs = jobs.list().len() - 1, kafka = %config.kafka.brokers, webhooks = config.alerts.webhooks.len(), "streampulse is running");
+    let served = serve_api(&tokio, &config, listener, app, &jobs);
+    tracing::info!("stopping: taking a final checkpoint");
+    if let Some(reason) = jobs.failure() {
+        anyhow::bail!("{reason}; the next start resumes from the last checkpoint");
+    }
+    jobs.shutdown_all()
+        .context("final checkpoint failed; the next start replays from the previous one")?;
+    let status = runtime.status();
+    let id = status.last_checkpoint.map(|c| c.id).unwrap_or(0);
+    tracing::info!(checkpoint = id, "stopped cleanly");
+    served.context("http server failed")
+}
+
+/// Installs the log (and trace) subscriber `config` asks for; `json_logs` (the `--log-format`
+/// flag) wins over `logging.format`. The guard flushes pending spans when dropped.
+pub(crate) fn init_logging(
+    config: &AppConfig,
+    json_logs: Option<bool>,
+) -> anyhow::Result<crate::otel::TracingGuard> {
+    let json_logs =
+        json_logs.unwrap_or(config.logging.format == crate::config::LogFormatName::Json);
+    let guard = crate::otel::init(
+        json_logs,
+        &config.logging.level,
+        crate::otel::provider(&config.tracing)?,
+    );
+    if let Some(endpoint) = config.tracing.endpoint() {
+        tracing::info!(%endpoint, service = %config.tracing.service_name, sample_ratio = config.tracing.sample_ratio, "exporting traces over OTLP/HTTP");
+    }
+    Ok(guard)
+}
+
+/// The API's runtime and bound ports.
+pub(crate) struct Listening {
+    pub tokio: tokio::runtime::Runtime,
+    pub listen: std::net::SocketAddr,
+    pub listener: tokio::net::TcpListener,
+    /// The Prometheus port, when `metrics.enabled`.
+    pub metrics: Option<tokio::net::TcpListener>,
+}
+
+impl Listening {
+    /// Applies the command line's port overrides to `config`, starts the API's runtime and binds
+    /// both ports (naming the key of a port that is busy); warns when the API is reachable from
+    /// other hosts without tokens.
+    pub(crate) fn bind(
+        config: &mut AppConfig,
+        listen: Option<&str>,
+        metrics_listen: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let (listen, metrics_listen) = apply_overrides(config, listen, metrics_listen)?;
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("api")
+            .build()?;
+        let bind = |addr: std::net::SocketAddr, key: &str| {
+            tokio
+                .block_on(tokio::net::TcpListener::bind(addr))
+                .with_context(|| format!("cannot listen on {addr} ({key})"))
+        };
+        let listener = bind(listen, "server.listen")?;
+        let metrics = metrics_listen
+            .map(|addr| bind(addr, "metrics.listen"))
+            .transpose()?;
+        warn_if_exposed(config, listen, metrics_listen);
+        Ok(Self {
+            tokio,
+            listen,
+            listener,
+            metrics,
+        })
+    }
+}
+
+/// The API's router over `jobs` and `store`, traced when traces are exported, and timed with its
+/// exposition served on `metrics` when that port is on.
+pub(crate) fn api_app(
+    tokio: &tokio::runtime::Runtime,
+    config: &AppConfig,
+    jobs: &Arc<JobManager>,
+    store: Arc<dyn ResultStore>,
+    (listen, metrics): (std::net::SocketAddr, Option<tokio::net::TcpListener>),
+    expiry: Arc<streampulse_store::ExpiryTotals>,
+) -> anyhow::Result<axum::Router> {
+    let mut app = streampulse_api::router(app_state(config, jobs, store, listen));
     if config.tracing.endpoint().is_some() {
         app = streampulse_api::telemetry::traced(app);
     }
-    if let Some(listener) = metrics_listener {
+    if let Some(listener) = metrics {
         let http = Arc::new(streampulse_api::telemetry::HttpMetrics::default());
         app = streampulse_api::telemetry::instrument(app, http.clone());
         let exposition = streampulse_api::telemetry::metrics_router(jobs.clone(), http, expiry);
-        serve_metrics(&tokio, listener, exposition, config.server.write_timeout)?;
+        serve_metrics(tokio, listener, exposition, config.server.write_timeout)?;
     }
-    tracing::info!(%listen, data_dir = %data_dir.display(), checkpoints = %storage_url, job = %runtime.job().name, submitted_jobs = jobs.list().len() - 1, kafka = %config.kafka.brokers, webhooks = config.alerts.webhooks.len(), "streampulse is running");
+    Ok(app)
+}
+
+/// Serves `app` on `listener` within the server's connection limits until Ctrl-C, SIGTERM or a
+/// job's failure; the error is logged here as well.
+pub(crate) fn serve_api(
+    tokio: &tokio::runtime::Runtime,
+    config: &AppConfig,
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    jobs: &Arc<JobManager>,
+) -> std::io::Result<()> {
     let limits = streampulse_api::serve::ConnLimits {
         max_connections: config.server.max_connections,
         header_read_timeout: config.server.header_read_timeout,
@@ -130,31 +223,21 @@ pub fn run(args: RunArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
     if let Err(err) = &served {
         tracing::error!(error = %err, "http server failed");
     }
-    tracing::info!("stopping: taking a final checkpoint");
-    if let Some(reason) = jobs.failure() {
-        anyhow::bail!("{reason}; the next start resumes from the last checkpoint");
-    }
-    jobs.shutdown_all()
-        .context("final checkpoint failed; the next start replays from the previous one")?;
-    let status = runtime.status();
-    let id = status.last_checkpoint.map(|c| c.id).unwrap_or(0);
-    tracing::info!(checkpoint = id, "stopped cleanly");
-    served.context("http server failed")
+    served
 }
 
-/// Applies the command-line overrides; returns the API's address and the metrics port's (if on).
+/// Applies the command-line overrides of the ports; returns the API's address and the metrics
+/// port's (if on).
 fn apply_overrides(
     config: &mut AppConfig,
-    args: &RunArgs,
+    listen: Option<&str>,
+    metrics_listen: Option<&str>,
 ) -> anyhow::Result<(std::net::SocketAddr, Option<std::net::SocketAddr>)> {
-    if let Some(dir) = &args.data_dir {
-        config.data_dir = dir.clone();
+    if let Some(listen) = listen {
+        config.server.listen = listen.to_string();
     }
-    if let Some(listen) = &args.listen {
-        config.server.listen = listen.clone();
-    }
-    if let Some(listen) = &args.metrics_listen {
-        config.metrics.listen = listen.clone();
+    if let Some(listen) = metrics_listen {
+        config.metrics.listen = listen.to_string();
     }
     let listen = config.server.listen.parse().with_context(|| {
         format!(

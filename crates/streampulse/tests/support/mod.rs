@@ -71,6 +71,26 @@ impl Platform {
         extra: &[&str],
         metrics_port: Option<u16>,
     ) -> Platform {
+        let data_dir = dir.join("data");
+        let mut args = vec!["--data-dir", data_dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Self::launch("run", dir, config, port, metrics_port, &args)
+    }
+
+    /// Starts `streampulse serve` (the API alone over the shared store) with `config` in `dir`
+    /// and waits until it answers.
+    pub fn serve(dir: &Path, config: &str, port: u16) -> Platform {
+        Self::launch("serve", dir, config, port, None, &[])
+    }
+
+    fn launch(
+        command: &str,
+        dir: &Path,
+        config: &str,
+        port: u16,
+        metrics_port: Option<u16>,
+        extra: &[&str],
+    ) -> Platform {
         let metrics_port = metrics_port.unwrap_or_else(free_port);
         std::fs::create_dir_all(dir).unwrap();
         let config_path = dir.join("config.yaml");
@@ -81,15 +101,13 @@ impl Platform {
             .open(dir.join("platform.log"))
             .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_streampulse"))
-            .arg("run")
+            .arg(command)
             .arg("--config")
             .arg(&config_path)
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--metrics-listen")
             .arg(format!("127.0.0.1:{metrics_port}"))
-            .arg("--data-dir")
-            .arg(dir.join("data"))
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
