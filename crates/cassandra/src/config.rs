@@ -82,6 +82,20 @@ pub struct CassandraConfig {
     /// Fixed once the schema exists.
     #[serde(with = "humantime_serde")]
     pub time_bucket: Duration,
+    /// TLS to the nodes (their `client_encryption_options`).
+    pub tls: TlsConfig,
+}
+
+/// `store.cassandra.tls`: encrypt every connection and verify the nodes' certificates.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    pub enabled: bool,
+    /// PEM file of the CA certificate(s) that signed the nodes' certificates (for a public CA,
+    /// the system bundle, e.g. /etc/ssl/certs/ca-certificates.crt). Each node is verified
+    /// against the IP address the driver connects to, so node certificates must name their
+    /// addresses (`subjectAltName = IP:...`).
+    pub ca_file: String,
 }
 
 impl Default for CassandraConfig {
@@ -104,6 +118,7 @@ impl Default for CassandraConfig {
             max_in_flight: 256,
             metric_bucket: Duration::from_secs(24 * 3600),
             time_bucket: Duration::from_secs(60),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -161,7 +176,17 @@ impl CassandraConfig {
         if self.time_bucket < Duration::from_secs(1) || self.time_bucket > hour {
             return Err(bad("time_bucket", "must be between 1s and 1h"));
         }
-        Ok(())
+        match (self.tls.enabled, self.tls.ca_file.is_empty()) {
+            (true, true) => Err(bad(
+                "tls.ca_file",
+                "name the PEM file of the CA that signed the nodes' certificates",
+            )),
+            (false, false) => Err(bad(
+                "tls.enabled",
+                "a CA file is set but TLS is off: set tls.enabled: true (or remove tls.ca_file)",
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The replication map as a CQL map literal.

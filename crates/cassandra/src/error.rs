@@ -15,6 +15,13 @@ pub enum CassandraError {
         source: Box<scylla::errors::NewSessionError>,
     },
 
+    #[error("store.cassandra.tls.ca_file {ca_file}: {source}")]
+    Tls {
+        ca_file: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
     #[error("Cassandra schema: {what}: {source}")]
     Schema {
         what: String,

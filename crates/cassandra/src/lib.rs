@@ -25,8 +25,9 @@ mod error;
 mod read;
 pub mod schema;
 mod store;
+mod tls;
 mod write;
 
-pub use config::{CassandraConfig, Consistency, PASSWORD_ENV, USERNAME_ENV};
+pub use config::{CassandraConfig, Consistency, TlsConfig, PASSWORD_ENV, USERNAME_ENV};
 pub use error::CassandraError;
 pub use store::CassandraStore;

@@ -156,6 +156,7 @@ async fn open(config: &CassandraConfig) -> Result<Session, CassandraError> {
         builder = builder.user(user, pass);
     }
     builder
+        .tls_context(crate::tls::client_config(&config.tls)?)
         .build()
         .await
         .map_err(|source| CassandraError::Connect {

@@ -137,3 +137,90 @@ fn the_example_config_checks_and_initialises_a_local_node() {
         "{text}"
     );
 }
+
+/// The node's TLS port and the CA that signed its certificate, from `STREAMPULSE_TEST_CASSANDRA_TLS`
+/// (`tls=HOST:PORT ca=FILE`, as `deploy/local/services.sh cassandra-tls` prints it).
+fn cassandra_tls() -> Option<(String, String)> {
+    let spec = streampulse_testkit::env::required(
+        "STREAMPULSE_TEST_CASSANDRA_TLS",
+        "a Cassandra node's TLS port and CA (deploy/local/services.sh cassandra-tls prints them)",
+    )?;
+    let field = |name: &str| {
+        spec.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name))
+            .unwrap_or_else(|| panic!("STREAMPULSE_TEST_CASSANDRA_TLS has no {name}: {spec}"))
+            .to_string()
+    };
+    Some((field("tls="), field("ca=")))
+}
+
+/// `store init` with `store` (a `store:` section); its exit status and stderr.
+fn store_init(dir: &std::path::Path, store: &str) -> (bool, String) {
+    let path = dir.join("init.yaml");
+    std::fs::write(&path, store).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_streampulse"))
+        .args(["store", "init", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn tls_to_the_cluster_verifies_the_nodes_certificate() {
+    let Some((node, ca)) = cassandra_tls() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tls = |ca_file: &str| {
+        format!(
+            "{}    tls:\n      enabled: true\n      ca_file: {ca_file}\n",
+            cassandra_store_yaml(&node, "tls")
+        )
+    };
+    // A CA that did not sign the node's certificate: no connection, whatever else would work.
+    let (ok, err) = store_init(dir.path(), &tls("/etc/ssl/certs/ca-certificates.crt"));
+    assert!(
+        !ok,
+        "a node whose certificate no trusted CA signed was accepted"
+    );
+    assert!(
+        err.contains(&format!("cannot connect to Cassandra at {node}")),
+        "{err}"
+    );
+
+    // The right CA: events in, window results back out, over TLS.
+    let store = tls(&ca);
+    let config = format!(
+        "log:\n  partitions: 1\n{store}job:\n  max_out_of_orderness: 0s\n  windows:\n    \
+         - {{name: tumble_1s, type: tumbling, size: 1s}}\n  detectors: []\n"
+    );
+    let p = Platform::start(&dir.path().join("p"), &config, free_port());
+    let base = 1_700_000_000_000_i64;
+    let events: Vec<_> = (0..50)
+        .map(|i| ("m".to_string(), base + i * 100, i as f64))
+        .collect();
+    let (status, body) = p
+        .post(&support::ndjson(&events), "application/x-ndjson", None)
+        .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = p.results(base, base + 10_000, Some("m"));
+        let counts: Vec<u64> = rows.iter().map(|r| r["count"].as_u64().unwrap()).collect();
+        // Windows [0,1s) to [3s,4s) have fired (the watermark is at 4.9 s): 10 events each.
+        if counts.len() >= 4 {
+            assert_eq!(&counts[..4], &[10, 10, 10, 10], "{rows:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no results over TLS: {rows:?}\n{}",
+            p.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
