@@ -7,7 +7,9 @@
 //! (e) the serving API under load: `wrk` against `GET /metrics` while ingest runs, and WebSocket
 //!     delivery latency to many clients ([`serving`]), and
 //! (g) a job on Kafka: consuming throughput, end-to-end latency and failover time of real
-//!     `streampulse run` workers in one consumer group ([`kafka`]).
+//!     `streampulse run` workers in one consumer group ([`kafka`]), and
+//! (k) the result stores side by side, embedded and Cassandra: writes per second and per
+//!     CPU-second, and query latency ([`store`]; the engine mode takes `--store cassandra` too).
 //!
 //! Inputs are the reference events (testdata/public.jsonl.gz) repeated with event time shifted by
 //! the file's span per copy, so every copy has the same disorder and lateness as the original.
@@ -29,11 +31,11 @@ use streampulse_engine::jobs::{EmbeddedLauncher, JobLauncher};
 use streampulse_engine::shared_log::SharedLog;
 use streampulse_engine::{record, InitialPosition, Runtime, StartFrom};
 use streampulse_log::{EmbeddedLog, FsyncPolicy, LogConfig};
-use streampulse_store::{EmbeddedStore, ResultStore};
 
 mod alert_latency;
 mod kafka;
 mod serving;
+mod store;
 
 #[derive(Parser)]
 struct Args {
@@ -112,6 +114,22 @@ struct Args {
     /// of the results topic is read_committed.
     #[arg(long)]
     exactly_once: bool,
+    /// Engine and store modes: the result store written.
+    #[arg(long, value_enum, default_value_t = StoreKind::Embedded)]
+    store: StoreKind,
+    /// `--store cassandra`: a contact point (`deploy/local/services.sh start cassandra` starts a
+    /// node here); each run writes a fresh keyspace.
+    #[arg(long, default_value = "127.0.0.1:9042")]
+    cassandra: String,
+    /// Store mode: metrics written, each with one day of 10 s windows (8,640 rows).
+    #[arg(long, default_value_t = 100)]
+    store_metrics: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum StoreKind {
+    Embedded,
+    Cassandra,
 }
 
 impl Args {
@@ -155,6 +173,8 @@ enum Mode {
     KafkaLatency,
     /// Time until the survivor of 2 workers runs the partitions of one that was SIGKILLed.
     KafkaFailover,
+    /// Rows written per second into `--store`, then query latency against them.
+    Store,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -260,6 +280,7 @@ fn main() -> anyhow::Result<()> {
         Mode::KafkaThroughput => return kafka::throughput(&args),
         Mode::KafkaLatency => return kafka::latency(&args),
         Mode::KafkaFailover => return kafka::failover(&args),
+        Mode::Store => return store::run(&args),
         Mode::Engine | Mode::Http => {}
     }
     let mut events = load_events(&args.input, args.events_or(2_000_000))?;
@@ -340,7 +361,10 @@ fn bench_engine(args: &Args, events: &[Event]) -> anyhow::Result<()> {
             .collect::<Result<Vec<_>, record::RecordError>>()?;
         log.append_blocking(records, None)?;
     }
-    let store: Arc<dyn ResultStore> = Arc::new(EmbeddedStore::open(&dir.path().join("store"))?);
+    let (store, store_name) = store::open(args, dir.path())?;
+    let node = store::cassandra_pid().filter(|_| args.store == StoreKind::Cassandra);
+    let node_cpu = node.map_or(0.0, serving::cpu_seconds);
+    let self_cpu = serving::cpu_seconds(std::process::id());
     // Started as `streampulse run` starts every job of an embedded process.
     let launcher = EmbeddedLauncher {
         log: SharedLog::new(log),
@@ -384,7 +408,7 @@ fn bench_engine(args: &Args, events: &[Event]) -> anyhow::Result<()> {
     let state_bytes = status.last_checkpoint.as_ref().map_or(0, |c| c.bytes);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "mode=engine job={} state_ttl_secs={} churn_secs={} jobs={jobs} events={} seconds={:.3} events_per_sec_per_job={:.0} events_per_sec_per_core={:.0} results_per_job={} late={} checkpoint_state_bytes={state_bytes} bench_process_peak_rss_mib={:.1} (includes the input held in memory)",
+        "mode=engine store={store_name} job={} state_ttl_secs={} churn_secs={} jobs={jobs} events={} seconds={:.3} events_per_sec_per_job={:.0} events_per_sec_per_core={:.0} results_per_job={} late={} checkpoint_state_bytes={state_bytes} bench_process_cpu_sec={:.1} store_node_cpu_sec={:.1} bench_process_peak_rss_mib={:.1} (includes the input held in memory)",
         args.job.name(),
         args.state_ttl_secs
             .map_or("off".to_string(), |s| s.to_string()),
@@ -395,6 +419,8 @@ fn bench_engine(args: &Args, events: &[Event]) -> anyhow::Result<()> {
         (total * jobs as u64) as f64 / elapsed.as_secs_f64() / jobs.min(cores) as f64,
         status.partitions[0].results,
         status.partitions[0].late_events,
+        serving::cpu_seconds(std::process::id()) - self_cpu,
+        node.map_or(0.0, serving::cpu_seconds) - node_cpu,
         peak_rss_kib("self").unwrap_or(0) as f64 / 1024.0,
     );
     Ok(())

@@ -1,12 +1,14 @@
 //! Writing one batch of outputs: every row with its TTL (from `store.retention`, by event time)
-//! and its output-derived timestamp, at most `max_in_flight` requests at once; the batch succeeds
+//! and its output-derived timestamp, at most `max_in_flight` requests at once (rows of one
+//! `results_by_time` partition as unlogged batches); the batch of outputs succeeds
 //! only when every write was acknowledged.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use scylla::serialize::row::SerializeRow;
+use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use streampulse_core::detect::{Alert, AlertState};
 use streampulse_core::output::{Output, WindowResult};
@@ -112,6 +114,9 @@ pub(crate) async fn apply(
     let metric_bucket = inner.config.metric_bucket_ms();
     let time_bucket = inner.config.time_bucket_ms();
     let mut writes: Vec<scylla::statement::bound::BoundStatement> = Vec::new();
+    // Result rows by their partition in each table: sent as one batch per partition.
+    let mut by_metric: BTreeMap<(String, String, i64), Vec<MetricRow>> = BTreeMap::new();
+    let mut by_time: BTreeMap<i64, Vec<TimeRow>> = BTreeMap::new();
     // (kind, key, bucket, ttl) of the bucket index.
     let mut new_buckets: Vec<(&'static str, String, i64, i32)> = Vec::new();
     let mut new_series: Vec<(String, String)> = Vec::new();
@@ -135,48 +140,45 @@ pub(crate) async fn apply(
                     extra,
                     i64::from(r.revision),
                 );
-                writes.push(bind(
-                    &st.ins_result_metric,
-                    (
-                        j,
-                        &r.metric_id,
-                        &r.window,
-                        bucket(r.window_start, metric_bucket),
-                        r.window_start,
-                        row.0,
-                        row.1,
-                        row.2,
-                        row.3,
-                        row.4,
-                        row.5,
-                        &row.6,
-                        row.7,
-                        ttl,
-                        ts,
-                    ),
-                )?);
-                let tb = bucket(r.window_start, time_bucket);
-                writes.push(bind(
-                    &st.ins_result_time,
-                    (
-                        j,
-                        tb,
-                        r.window_start,
-                        &r.metric_id,
-                        &r.window,
-                        row.0,
-                        row.1,
-                        row.2,
-                        row.3,
-                        row.4,
-                        row.5,
-                        &row.6,
-                        row.7,
-                        ttl,
-                        ts,
-                    ),
-                )?);
                 let mb = bucket(r.window_start, metric_bucket);
+                by_metric
+                    .entry((r.metric_id.clone(), r.window.clone(), mb))
+                    .or_default()
+                    .push((
+                        job.clone(),
+                        r.metric_id.clone(),
+                        r.window.clone(),
+                        mb,
+                        r.window_start,
+                        row.0,
+                        row.1,
+                        row.2,
+                        row.3,
+                        row.4,
+                        row.5,
+                        row.6.clone(),
+                        row.7,
+                        ttl,
+                        ts,
+                    ));
+                let tb = bucket(r.window_start, time_bucket);
+                by_time.entry(tb).or_default().push((
+                    job.clone(),
+                    tb,
+                    r.window_start,
+                    r.metric_id.clone(),
+                    r.window.clone(),
+                    row.0,
+                    row.1,
+                    row.2,
+                    row.3,
+                    row.4,
+                    row.5,
+                    row.6,
+                    row.7,
+                    ttl,
+                    ts,
+                ));
                 let ittl = index_ttl(ttl, RESULT_MARGIN_SECS);
                 new_buckets.push(("time", String::new(), tb, ittl));
                 new_buckets.push(("series", series_key(&r.metric_id, &r.window), mb, ittl));
@@ -289,7 +291,20 @@ pub(crate) async fn apply(
         }
     }
     let new = index_rows(&inner, &mut writes, j, new_buckets, new_series, new_span)?;
-    run_all(&inner, writes).await?;
+    let mut all: Vec<Write> = writes.into_iter().map(Write::One).collect();
+    all.extend(batches(
+        &inner,
+        &inner.st.ins_result_metric,
+        by_metric,
+        Write::ByMetric,
+    ));
+    all.extend(batches(
+        &inner,
+        &inner.st.ins_result_time,
+        by_time,
+        Write::ByTime,
+    ));
+    run_all(&inner, all).await?;
     remember(&inner, new);
     Ok(())
 }
@@ -395,12 +410,85 @@ fn remember(inner: &Inner, new: NewIndex) {
     }
 }
 
+/// The values of one `results_by_metric` row, owned (a batch outlives the outputs it came from).
+type MetricRow = (
+    String,
+    String,
+    String,
+    i64,
+    Millis,
+    Millis,
+    i64,
+    f64,
+    f64,
+    f64,
+    f64,
+    Vec<u8>,
+    i64,
+    i32,
+    i64,
+);
+/// The values of one `results_by_time` row, owned.
+type TimeRow = (
+    String,
+    i64,
+    Millis,
+    String,
+    String,
+    Millis,
+    i64,
+    f64,
+    f64,
+    f64,
+    f64,
+    Vec<u8>,
+    i64,
+    i32,
+    i64,
+);
+
+/// Rows per batch: a few KiB, under the node's batch size warning (5 KiB by default).
+const PARTITION_BATCH: usize = 32;
+
+/// One request: a single statement, or rows of one partition as an unlogged batch.
+enum Write {
+    One(scylla::statement::bound::BoundStatement),
+    ByMetric(Batch, Vec<MetricRow>),
+    ByTime(Batch, Vec<TimeRow>),
+}
+
+/// Result rows that share a partition go out as unlogged batches of `statement`: one mutation of
+/// one partition for the node instead of a request per row. That is every metric's results of
+/// one time bucket in `results_by_time` (the engine emits them together when the watermark
+/// passes), and a metric's consecutive windows in `results_by_metric` (a replay, a catch-up).
+/// Each row keeps its own TTL and timestamp, so rows converge as single writes do.
+fn batches<K, R>(
+    inner: &Inner,
+    statement: &PreparedStatement,
+    by_partition: BTreeMap<K, Vec<R>>,
+    wrap: fn(Batch, Vec<R>) -> Write,
+) -> Vec<Write> {
+    let mut out = Vec::new();
+    for rows in by_partition.into_values() {
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
+            let chunk: Vec<R> = rows.by_ref().take(PARTITION_BATCH).collect();
+            let mut batch = Batch::new(BatchType::Unlogged);
+            for _ in &chunk {
+                batch.append_statement(statement.clone());
+            }
+            batch.set_consistency(inner.config.write_consistency.to_driver());
+            batch.set_request_timeout(Some(inner.config.request_timeout));
+            batch.set_is_idempotent(true);
+            out.push(wrap(batch, chunk));
+        }
+    }
+    out
+}
+
 /// Runs every write, at most `max_in_flight` at once; the first failure is returned once all
 /// have finished (none is left running behind the caller's back).
-async fn run_all(
-    inner: &Arc<Inner>,
-    writes: Vec<scylla::statement::bound::BoundStatement>,
-) -> Result<(), StoreError> {
+async fn run_all(inner: &Arc<Inner>, writes: Vec<Write>) -> Result<(), StoreError> {
     let permits = Arc::new(Semaphore::new(inner.config.max_in_flight));
     let mut tasks = JoinSet::new();
     for bound in writes {
@@ -412,7 +500,11 @@ async fn run_all(
         let inner = inner.clone();
         tasks.spawn(async move {
             let _permit = permit;
-            inner.session.execute_bound_unpaged(&bound).await
+            match bound {
+                Write::One(one) => inner.session.execute_bound_unpaged(&one).await.map(drop),
+                Write::ByMetric(batch, rows) => inner.session.batch(&batch, &rows).await.map(drop),
+                Write::ByTime(batch, rows) => inner.session.batch(&batch, &rows).await.map(drop),
+            }
         });
     }
     let mut first = None;
