@@ -71,7 +71,7 @@ pub struct CassandraConfig {
     /// Create the keyspace and tables (if missing) at start; otherwise `streampulse store init`
     /// must have run.
     pub create_schema: bool,
-    /// Writes of one batch of outputs in flight at once.
+    /// Write requests in flight at once, all partitions together.
     pub max_in_flight: usize,
     /// Time span of one partition of `results_by_metric` (one metric, one window): small enough
     /// that a partition stays well under 100 MB for the job's shortest window. Fixed once the

@@ -63,6 +63,9 @@ pub(crate) struct Inner {
     /// written per job: each is written once, not once per row; remembered only once the batch
     /// that wrote it succeeded. Cleared when large.
     pub written: Mutex<Written>,
+    /// Requests in flight, all partitions' batches together (`max_in_flight`): more only queue
+    /// up in the nodes and cost them CPU.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 #[derive(Default)]
@@ -105,6 +108,7 @@ impl CassandraStore {
                 config: config.clone(),
                 retention,
                 written: Mutex::new(Written::default()),
+                in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
             })
         })?;
         Ok(Self {

@@ -14,7 +14,6 @@ use streampulse_core::detect::{Alert, AlertState};
 use streampulse_core::output::{Output, WindowResult};
 use streampulse_core::time::Millis;
 use streampulse_store::StoreError;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::error::request;
@@ -489,10 +488,10 @@ fn batches<K, R>(
 /// Runs every write, at most `max_in_flight` at once; the first failure is returned once all
 /// have finished (none is left running behind the caller's back).
 async fn run_all(inner: &Arc<Inner>, writes: Vec<Write>) -> Result<(), StoreError> {
-    let permits = Arc::new(Semaphore::new(inner.config.max_in_flight));
     let mut tasks = JoinSet::new();
     for bound in writes {
-        let permit = permits
+        let permit = inner
+            .in_flight
             .clone()
             .acquire_owned()
             .await
