@@ -574,7 +574,7 @@ fn check_config_names_the_bad_key_and_starts_nothing() {
         stdout.starts_with("ok: ")
             && stdout.contains("job default")
             && stdout.contains(
-                "kafka on (brokers 127.0.0.1:1, topic events, group streampulse-default)"
+                "kafka on (brokers 127.0.0.1:1, topic events, group streampulse-default, outputs at least once)"
             )
             && stdout.contains(&format!(
                 "checkpoints {}",
@@ -585,6 +585,19 @@ fn check_config_names_the_bad_key_and_starts_nothing() {
     assert!(
         !data_dir.exists(),
         "check-config created the data directory"
+    );
+    // The summary says which output guarantee the job runs with.
+    std::fs::write(
+        &path,
+        "kafka:\n  brokers: 127.0.0.1:1\n  results_topic: results\n  exactly_once: true\n",
+    )
+    .unwrap();
+    let out = check_config(&path, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("outputs exactly once, in transactions"),
+        "{}",
+        text(&out.stdout)
     );
 }
 

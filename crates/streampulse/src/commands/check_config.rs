@@ -41,10 +41,15 @@ pub fn run(args: CheckConfigArgs) -> anyhow::Result<()> {
 
     let kafka_summary = if kafka.enabled() {
         format!(
-            "kafka on (brokers {}, topic {}, group {})",
+            "kafka on (brokers {}, topic {}, group {}, outputs {})",
             kafka.brokers.trim(),
             kafka.topic,
-            kafka.group_for(&job.name)
+            kafka.group_for(&job.name),
+            if kafka.exactly_once {
+                "exactly once, in transactions"
+            } else {
+                "at least once"
+            }
         )
     } else {
         "kafka off (HTTP ingest into the embedded log)".to_string()
