@@ -164,6 +164,21 @@ impl KafkaConfig {
                 "at most 249 letters, digits, '.', '_' and '-'",
             );
         }
+        // The environment's id wins over the file's: it must pass the same rule, or the
+        // producer would fail only once partitions are assigned.
+        if let Ok(id) = std::env::var(TRANSACTIONAL_ID_ENV) {
+            let id = id.trim();
+            if !id.is_empty() && !streampulse_core::name::KAFKA_TOPIC.allows(id) {
+                return Err(ConfigError::new(
+                    "transactional_id",
+                    format!(
+                        "{TRANSACTIONAL_ID_ENV} '{}' must be at most 249 letters, digits, '.', \
+                         '_' and '-'",
+                        id.chars().take(64).collect::<String>()
+                    ),
+                ));
+            }
+        }
         if self.dead_letter_topic == self.topic {
             return fail("dead_letter_topic", "must differ from kafka.topic");
         }

@@ -599,6 +599,18 @@ fn check_config_names_the_bad_key_and_starts_nothing() {
         "{}",
         text(&out.stdout)
     );
+    // The transactional id from the environment is held to the config key's rule.
+    let env = [(
+        "STREAMPULSE_KAFKA_TRANSACTIONAL_ID",
+        "pod 0/with spaces".to_string(),
+    )];
+    let out = check_config(&path, &env);
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("kafka.transactional_id"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
