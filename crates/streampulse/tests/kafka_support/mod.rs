@@ -92,9 +92,19 @@ pub fn end_offsets(brokers: &str, topic: &str) -> Vec<i64> {
     let partitions = meta.topics()[0].partitions().len() as i32;
     (0..partitions)
         .map(|p| {
-            c.fetch_watermarks(topic, p, Duration::from_secs(10))
-                .expect("watermarks")
-                .1
+            // A topic created a moment ago may not have its leaders everywhere yet
+            // (NotLeaderForPartition, LeaderNotAvailable): ask again for a while.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match c.fetch_watermarks(topic, p, Duration::from_secs(10)) {
+                    Ok((_, high)) => break high,
+                    Err(err) if Instant::now() < deadline => {
+                        eprintln!("watermarks of {topic}/{p}: {err}; asking again");
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    Err(err) => panic!("watermarks of {topic}/{p}: {err}"),
+                }
+            }
         })
         .collect()
 }
