@@ -286,6 +286,10 @@ impl Runtime {
     /// thread answers [`Control`] requests, and the API sees the same handle as for the embedded
     /// log.
     pub fn from_parts(parts: RuntimeParts) -> Self {
+        Self::assemble(parts, false)
+    }
+
+    fn assemble(parts: RuntimeParts, remote: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
                 job: parts.job,
@@ -297,7 +301,7 @@ impl Runtime {
                 feed: parts.feed,
                 requests: Mutex::new(Some(parts.control)),
                 coordinator: Mutex::new(Some(parts.driver)),
-                remote: false,
+                remote,
             }),
         }
     }
@@ -338,21 +342,20 @@ impl Runtime {
                 source,
             })?;
         let counters = Arc::new(JobCounters::new(&job, 0));
-        let mut runtime = Self::from_parts(RuntimeParts {
-            job,
-            ingest_log: None,
-            counters,
-            webhooks: None,
-            feed,
-            control,
-            driver,
-            log_end: Arc::new(|_| 0),
-            failure: Arc::default(),
-        });
-        if let Some(inner) = Arc::get_mut(&mut runtime.inner) {
-            inner.remote = true;
-        }
-        Ok(runtime)
+        Ok(Self::assemble(
+            RuntimeParts {
+                job,
+                ingest_log: None,
+                counters,
+                webhooks: None,
+                feed,
+                control,
+                driver,
+                log_end: Arc::new(|_| 0),
+                failure: Arc::default(),
+            },
+            true,
+        ))
     }
 
     /// Whether the job runs in other processes (see [`Self::remote`]).

@@ -8,7 +8,7 @@
 //! `kafka.exactly_once` it reads `read_committed`, so a client sees only committed outputs (one
 //! checkpoint interval later), never a record of a transaction that is then aborted.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -30,7 +30,6 @@ const POLL: Duration = Duration::from_millis(100);
 /// A thread that follows the output topics into a feed; stops when dropped.
 pub struct OutputFollower {
     stop: Arc<AtomicBool>,
-    undecodable: Arc<AtomicU64>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -84,11 +83,10 @@ impl OutputFollower {
         let consumer: BaseConsumer = client.create()?;
         consumer.assign(&assignment)?;
         let stop = Arc::new(AtomicBool::new(false));
-        let undecodable = Arc::new(AtomicU64::new(0));
         let (results_topic, alerts_topic) =
             (config.results_topic.clone(), config.alerts_topic.clone());
         let thread = {
-            let (stop, undecodable) = (stop.clone(), undecodable.clone());
+            let stop = stop.clone();
             std::thread::Builder::new()
                 .name("output-follower".into())
                 .spawn(move || {
@@ -103,6 +101,10 @@ impl OutputFollower {
                                 continue;
                             }
                         };
+                        // Nobody listens: nothing to decode (the offsets move on regardless).
+                        if feed.subscribers() == 0 {
+                            continue;
+                        }
                         let emission = msg.payload().and_then(|payload| {
                             decode(
                                 msg.topic() == results_topic,
@@ -115,7 +117,6 @@ impl OutputFollower {
                             // A retraction: the feed carries results and alerts only.
                             Some(None) => {}
                             None => {
-                                undecodable.fetch_add(1, Relaxed);
                                 tracing::debug!(
                                     topic = msg.topic(),
                                     offset = msg.offset(),
@@ -129,14 +130,8 @@ impl OutputFollower {
         };
         Ok(Some(Self {
             stop,
-            undecodable,
             thread: Some(thread),
         }))
-    }
-
-    /// Records of the output topics that were neither a result, a retraction nor an alert.
-    pub fn undecodable(&self) -> u64 {
-        self.undecodable.load(Relaxed)
     }
 }
 
