@@ -155,6 +155,13 @@ impl ResultStore for FlakyStore {
         self.inner.query_alerts(q)
     }
     fn get_alert(&self, job: &str, id: &str) -> Result<Option<Alert>, StoreError> {
+        if self.failing.load(SeqCst) {
+            return Err(StoreError::Backend {
+                backend: "flaky",
+                op: "get_alert".into(),
+                source: "timed out".into(),
+            });
+        }
         self.inner.get_alert(job, id)
     }
     fn counts(&self) -> Result<StoreCounts, StoreError> {

@@ -206,11 +206,6 @@ struct Inner {
     remote: bool,
 }
 
-/// Why a process that serves a job's results cannot control the job.
-const REMOTE: &str =
-    "this process only serves the job's results (streampulse serve); the job runs \
-                      in its workers, which take its checkpoints and stop with them";
-
 impl Runtime {
     /// Restores state and starts the workers and the checkpoint coordinator. `ingest_log` is the
     /// log that HTTP ingest appends to (the embedded log, which is then also the source).
@@ -289,7 +284,7 @@ impl Runtime {
         Self::assemble(parts, false)
     }
 
-    fn assemble(parts: RuntimeParts, remote: bool) -> Self {
+    pub(crate) fn assemble(parts: RuntimeParts, remote: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
                 job: parts.job,
@@ -304,58 +299,6 @@ impl Runtime {
                 remote,
             }),
         }
-    }
-
-    /// A job that runs in other processes (the workers of a consumer group), as seen by a
-    /// process that only serves its results from the shared store (`streampulse serve`): it has
-    /// no partitions and no counters, `feed` is filled by someone else, savepoints and stops are
-    /// refused, and it reports the state `remote`.
-    pub fn remote(job: Job, feed: LiveFeed) -> Result<Self, EngineError> {
-        let (control, requests) = mpsc::channel::<Control>();
-        let driver = std::thread::Builder::new()
-            .name("remote-job".into())
-            .spawn(move || {
-                while let Ok(request) = requests.recv() {
-                    match request {
-                        Control::Savepoint { reply, .. } => {
-                            let _ = reply.send(Err(EngineError::Unsupported(REMOTE)));
-                        }
-                        Control::Stop {
-                            savepoint: Some(_),
-                            reply,
-                        } => {
-                            let _ = reply.send(Err(EngineError::Unsupported(REMOTE)));
-                        }
-                        // This process exits: nothing of the job's is here to checkpoint.
-                        Control::Stop {
-                            savepoint: None,
-                            reply,
-                        } => {
-                            let _ = reply.send(Ok(None));
-                            return;
-                        }
-                    }
-                }
-            })
-            .map_err(|source| EngineError::Spawn {
-                thread: "remote-job".into(),
-                source,
-            })?;
-        let counters = Arc::new(JobCounters::new(&job, 0));
-        Ok(Self::assemble(
-            RuntimeParts {
-                job,
-                ingest_log: None,
-                counters,
-                webhooks: None,
-                feed,
-                control,
-                driver,
-                log_end: Arc::new(|_| 0),
-                failure: Arc::default(),
-            },
-            true,
-        ))
     }
 
     /// Whether the job runs in other processes (see [`Self::remote`]).
@@ -489,6 +432,7 @@ impl Runtime {
 }
 
 mod coordinator;
+mod remote;
 mod restore;
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Cassandra stopped for 20 s while events keep coming, then started again: ingest goes on (the
 //! embedded log takes the events), `/readyz` answers 503 naming the store while writes fail, the
 //! worker retries, and once the node is back every window equals a brute-force computation:
-//! nothing lost, nothing doubled.
+//! nothing lost, nothing doubled. A `serve` process over the same keyspace follows the outage
+//! too: unready while the node is away, ready again after, and its answers are the worker's.
 //!
 //! This stops and starts the node of `deploy/local/services.sh` (the one CI runs), so it lives in
 //! a test binary of its own: no other test uses the node meanwhile. Skipped (a failure under
@@ -74,6 +75,8 @@ fn a_cassandra_outage_loses_nothing_and_readiness_follows_it() {
     );
     let dir = tempfile::tempdir().unwrap();
     let p = Platform::start(dir.path(), &config, free_port());
+    let api = Platform::serve(&dir.path().join("serve"), &config, free_port());
+    assert_eq!(api.get("/readyz").0, 200);
     let post = |body: &str| {
         let (status, answer) = p.post(body, "application/x-ndjson", None).unwrap();
         assert_eq!(status, 200, "{answer}");
@@ -89,31 +92,35 @@ fn a_cassandra_outage_loses_nothing_and_readiness_follows_it() {
         post(&batch(2_000 + k * 500, 2_500 + k * 500));
         std::thread::sleep(Duration::from_millis(500));
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let unready = loop {
-        let (status, body) = p.get("/readyz");
-        if status == 503 {
-            break body;
-        }
-        assert!(Instant::now() < deadline, "/readyz never went 503: {body}");
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    assert_eq!(unready["status"], "store_unavailable", "{unready}");
-    assert_eq!(unready["failing"][0]["component"], "store", "{unready}");
+    for platform in [&p, &api] {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let unready = loop {
+            let (status, body) = platform.get("/readyz");
+            if status == 503 {
+                break body;
+            }
+            assert!(Instant::now() < deadline, "/readyz never went 503: {body}");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        assert_eq!(unready["status"], "store_unavailable", "{unready}");
+        assert_eq!(unready["failing"][0]["component"], "store", "{unready}");
+    }
     assert!(p.status()["store_errors"].as_u64().unwrap() > 0);
     if let Some(left) = Duration::from_secs(20).checked_sub(outage.elapsed()) {
         std::thread::sleep(left);
     }
     let (started, _) = service("start");
     assert!(started, "services.sh start cassandra failed");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (status, body) = p.get("/readyz");
-        if status == 200 {
-            break;
+    for platform in [&p, &api] {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (status, body) = platform.get("/readyz");
+            if status == 200 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "/readyz never came back: {body}");
+            std::thread::sleep(Duration::from_millis(200));
         }
-        assert!(Instant::now() < deadline, "/readyz never came back: {body}");
-        std::thread::sleep(Duration::from_millis(200));
     }
     // A last event closes every window before it.
     post(&batch(100_000, 100_001));
@@ -142,6 +149,8 @@ fn a_cassandra_outage_loses_nothing_and_readiness_follows_it() {
             })
             .collect();
         if got == want {
+            let served = api.walk_results(&format!("start={BASE}&end={}", BASE + 400_000));
+            assert_eq!(served, rows, "serve answers what the worker does");
             break;
         }
         assert!(

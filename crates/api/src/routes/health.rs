@@ -16,8 +16,8 @@ pub async fn healthz() -> Json<Value> {
 
 /// Ready while some job runs (state restored, workers started): this server only listens after
 /// that, and stopping every job with `DELETE /jobs/{id}` makes it unready. Unready, naming the
-/// component, while the log's file or the result store fails (a full disk): both recover by
-/// themselves once the cause is gone.
+/// component, while the log's file or the result store fails (a full disk; for `serve`, a read
+/// of the shared store): both recover by themselves once the cause is gone.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
         (status = 200, description = "A job runs", body = HealthDoc),

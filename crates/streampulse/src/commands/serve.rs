@@ -64,7 +64,7 @@ pub fn run(args: ServeArgs, json_logs: Option<bool>) -> anyhow::Result<()> {
     }
     let job = validated.job;
     let name = job.name.clone();
-    let runtime = Runtime::remote(job, feed)?;
+    let runtime = Runtime::remote(job, feed, store.clone())?;
     let jobs = Arc::new(JobManager::single(
         runtime,
         "this process only serves results (streampulse serve); submit jobs to a `streampulse \
