@@ -1,6 +1,6 @@
 //! Writing one batch of outputs: every row with its TTL (from `store.retention`, by event time)
-//! and its output-derived timestamp, at most `max_in_flight` requests at once (rows of one
-//! `results_by_time` partition as unlogged batches); the batch of outputs succeeds
+//! and its output-derived timestamp, at most `max_in_flight` requests at once (rows that share a
+//! partition as unlogged batches); the batch of outputs succeeds
 //! only when every write was acknowledged.
 
 use std::collections::{BTreeMap, HashSet};
@@ -116,6 +116,8 @@ pub(crate) async fn apply(
     // Result rows by their partition in each table: sent as one batch per partition.
     let mut by_metric: BTreeMap<(String, String, i64), Vec<MetricRow>> = BTreeMap::new();
     let mut by_time: BTreeMap<i64, Vec<TimeRow>> = BTreeMap::new();
+    let mut late: BTreeMap<i64, Vec<LateRow>> = BTreeMap::new();
+    let mut raw: BTreeMap<(String, i64), Vec<RawEventRow>> = BTreeMap::new();
     // (kind, key, bucket, ttl) of the bucket index.
     let mut new_buckets: Vec<(&'static str, String, i64, i32)> = Vec::new();
     let mut new_series: Vec<(String, String)> = Vec::new();
@@ -223,22 +225,20 @@ pub(crate) async fn apply(
                     bucket(e.ts, DAY_MS),
                     index_ttl(ttl, DAY_SECS),
                 ));
-                writes.push(bind(
-                    &st.ins_late,
-                    (
-                        j,
-                        bucket(e.ts, DAY_MS),
-                        e.ts,
-                        partition as i32,
-                        &e.window,
-                        e.offset as i64,
-                        &e.metric_id,
-                        e.value,
-                        e.watermark,
-                        ttl,
-                        micros(e.ts, 0),
-                    ),
-                )?);
+                let day = bucket(e.ts, DAY_MS);
+                late.entry(day).or_default().push((
+                    job.clone(),
+                    day,
+                    e.ts,
+                    partition as i32,
+                    e.window.clone(),
+                    e.offset as i64,
+                    e.metric_id.clone(),
+                    e.value,
+                    e.watermark,
+                    ttl,
+                    micros(e.ts, 0),
+                ));
             }
             Output::Alert(a) => {
                 let retained_from = match a.state {
@@ -271,21 +271,19 @@ pub(crate) async fn apply(
                     bucket(e.ts, DAY_MS),
                     index_ttl(ttl, DAY_SECS),
                 ));
-                writes.push(bind(
-                    &st.ins_raw,
-                    (
-                        j,
-                        &e.metric_id,
-                        bucket(e.ts, DAY_MS),
-                        e.ts,
-                        partition as i32,
-                        e.offset as i64,
-                        e.value,
-                        &e.tags,
-                        ttl,
-                        micros(e.ts, 0),
-                    ),
-                )?);
+                let day = bucket(e.ts, DAY_MS);
+                raw.entry((e.metric_id.clone(), day)).or_default().push((
+                    job.clone(),
+                    e.metric_id.clone(),
+                    day,
+                    e.ts,
+                    partition as i32,
+                    e.offset as i64,
+                    e.value,
+                    e.tags.clone(),
+                    ttl,
+                    micros(e.ts, 0),
+                ));
             }
         }
     }
@@ -303,6 +301,8 @@ pub(crate) async fn apply(
         by_time,
         Write::ByTime,
     ));
+    all.extend(batches(&inner, &inner.st.ins_late, late, Write::Late));
+    all.extend(batches(&inner, &inner.st.ins_raw, raw, Write::Raw));
     run_all(&inner, all).await?;
     remember(&inner, new);
     Ok(())
@@ -446,22 +446,88 @@ type TimeRow = (
     i64,
 );
 
-/// Rows per batch: a few KiB, under the node's batch size warning (5 KiB by default).
+/// The values of one `late_events` row, owned.
+type LateRow = (
+    String,
+    i64,
+    Millis,
+    i32,
+    String,
+    i64,
+    String,
+    f64,
+    Millis,
+    i32,
+    i64,
+);
+/// The values of one `raw_events` row, owned.
+type RawEventRow = (
+    String,
+    String,
+    i64,
+    Millis,
+    i32,
+    i64,
+    f64,
+    BTreeMap<String, String>,
+    i32,
+    i64,
+);
+
+/// Rows per batch.
 const PARTITION_BATCH: usize = 32;
+/// Bytes per batch, about (a batch closes before a row takes it past this). The node's batch size
+/// thresholds apply only to batches of several partitions, which these are not; the bound that
+/// counts is the largest mutation the commit log takes (half a segment, 16 MiB by default), which
+/// 32 raw events of 1 MiB of tags each would pass.
+const PARTITION_BATCH_BYTES: usize = 256 * 1024;
+
+/// Bytes of the values of a row of each kind, about: its text and blobs, plus its numbers.
+trait RowBytes {
+    fn bytes(&self) -> usize;
+}
+
+impl RowBytes for MetricRow {
+    fn bytes(&self) -> usize {
+        self.0.len() + self.1.len() + self.2.len() + self.11.len() + 96
+    }
+}
+
+impl RowBytes for TimeRow {
+    fn bytes(&self) -> usize {
+        self.0.len() + self.3.len() + self.4.len() + self.11.len() + 96
+    }
+}
+
+impl RowBytes for LateRow {
+    fn bytes(&self) -> usize {
+        self.0.len() + self.4.len() + self.6.len() + 64
+    }
+}
+
+impl RowBytes for RawEventRow {
+    fn bytes(&self) -> usize {
+        let tags: usize = self.7.iter().map(|(k, v)| k.len() + v.len() + 8).sum();
+        self.0.len() + self.1.len() + tags + 64
+    }
+}
 
 /// One request: a single statement, or rows of one partition as an unlogged batch.
 enum Write {
     One(scylla::statement::bound::BoundStatement),
     ByMetric(Batch, Vec<MetricRow>),
     ByTime(Batch, Vec<TimeRow>),
+    Late(Batch, Vec<LateRow>),
+    Raw(Batch, Vec<RawEventRow>),
 }
 
-/// Result rows that share a partition go out as unlogged batches of `statement`: one mutation of
-/// one partition for the node instead of a request per row. That is every metric's results of
-/// one time bucket in `results_by_time` (the engine emits them together when the watermark
-/// passes), and a metric's consecutive windows in `results_by_metric` (a replay, a catch-up).
+/// Rows that share a partition go out as unlogged batches of `statement`: one mutation of one
+/// partition for the node instead of a request per row. That is every metric's results of one
+/// time bucket in `results_by_time` (the engine emits them together when the watermark passes),
+/// a metric's consecutive windows in `results_by_metric` (a replay, a catch-up), the late events
+/// of a day, and a metric's raw events of a day.
 /// Each row keeps its own TTL and timestamp, so rows converge as single writes do.
-fn batches<K, R>(
+fn batches<K, R: RowBytes>(
     inner: &Inner,
     statement: &PreparedStatement,
     by_partition: BTreeMap<K, Vec<R>>,
@@ -469,9 +535,7 @@ fn batches<K, R>(
 ) -> Vec<Write> {
     let mut out = Vec::new();
     for rows in by_partition.into_values() {
-        let mut rows = rows.into_iter().peekable();
-        while rows.peek().is_some() {
-            let chunk: Vec<R> = rows.by_ref().take(PARTITION_BATCH).collect();
+        for chunk in chunks(rows) {
             let mut batch = Batch::new(BatchType::Unlogged);
             for _ in &chunk {
                 batch.append_statement(statement.clone());
@@ -480,6 +544,28 @@ fn batches<K, R>(
             batch.set_request_timeout(Some(inner.config.request_timeout));
             batch.set_is_idempotent(true);
             out.push(wrap(batch, chunk));
+        }
+    }
+    out
+}
+
+/// `rows` cut into chunks of at most [`PARTITION_BATCH`] rows and, but for a row larger than
+/// that alone, [`PARTITION_BATCH_BYTES`].
+fn chunks<R: RowBytes>(rows: Vec<R>) -> Vec<Vec<R>> {
+    let mut out: Vec<Vec<R>> = Vec::new();
+    let mut bytes = 0;
+    for row in rows {
+        let size = row.bytes();
+        let full = out.last().is_none_or(|last| {
+            last.len() >= PARTITION_BATCH || bytes + size > PARTITION_BATCH_BYTES
+        });
+        if full {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += size;
+        if let Some(last) = out.last_mut() {
+            last.push(row);
         }
     }
     out
@@ -503,6 +589,8 @@ async fn run_all(inner: &Arc<Inner>, writes: Vec<Write>) -> Result<(), StoreErro
                 Write::One(one) => inner.session.execute_bound_unpaged(&one).await.map(drop),
                 Write::ByMetric(batch, rows) => inner.session.batch(&batch, &rows).await.map(drop),
                 Write::ByTime(batch, rows) => inner.session.batch(&batch, &rows).await.map(drop),
+                Write::Late(batch, rows) => inner.session.batch(&batch, &rows).await.map(drop),
+                Write::Raw(batch, rows) => inner.session.batch(&batch, &rows).await.map(drop),
             }
         });
     }
@@ -523,6 +611,29 @@ async fn run_all(inner: &Arc<Inner>, writes: Vec<Write>) -> Result<(), StoreErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn raw_row(tag_bytes: usize) -> RawEventRow {
+        let tags = BTreeMap::from([("k".to_string(), "v".repeat(tag_bytes))]);
+        ("job".into(), "m".into(), 0, 0, 0, 0, 0.0, tags, 0, 0)
+    }
+
+    #[test]
+    fn batches_are_bounded_in_rows_and_in_bytes() {
+        let sizes =
+            |rows: Vec<RawEventRow>| -> Vec<usize> { chunks(rows).iter().map(Vec::len).collect() };
+        assert_eq!(sizes((0..70).map(|_| raw_row(10)).collect()), [32, 32, 6]);
+        // 100 KiB rows: two fit under the byte bound, the third starts a new batch.
+        assert_eq!(
+            sizes((0..5).map(|_| raw_row(100 * 1024)).collect()),
+            [2, 2, 1]
+        );
+        // A row larger than the bound goes alone, never in an empty batch before it.
+        assert_eq!(
+            sizes(vec![raw_row(10), raw_row(1 << 20), raw_row(10)]),
+            [1, 1, 1]
+        );
+        assert!(chunks(Vec::<RawEventRow>::new()).is_empty());
+    }
 
     #[test]
     fn ttls_follow_event_time_and_past_rows_are_not_written() {
