@@ -101,19 +101,22 @@ impl AssignmentContext {
             .iter()
             .map(|e| e.partition() as u32)
             .collect();
-        let committed = if parts.tentative_writer.is_some() {
-            match committed_checkpoints(consumer, &topic, &assigned) {
-                Ok(committed) => committed,
-                Err(err) => {
-                    tracing::error!(error = %err, "cannot read the group's committed offsets");
-                    parts.fatal.get_or_insert(format!(
-                        "cannot read the consumer group's committed offsets: {err}"
-                    ));
-                    return;
-                }
+        // Read in both modes: right after a job turns `exactly_once` off, the offsets its last
+        // transaction committed still name the checkpoint that belongs to them.
+        let committed = match committed_checkpoints(consumer, &topic, &assigned) {
+            Ok(committed) => committed,
+            Err(err) if parts.tentative_writer.is_some() => {
+                tracing::error!(error = %err, "cannot read the group's committed offsets");
+                parts.fatal.get_or_insert(format!(
+                    "cannot read the consumer group's committed offsets: {err}"
+                ));
+                return;
             }
-        } else {
-            BTreeMap::new()
+            Err(err) => {
+                // At least once, an older plain checkpoint is as good a place to resume.
+                tracing::warn!(error = %err, "cannot read the group's committed offsets; restoring the latest plain checkpoints");
+                BTreeMap::new()
+            }
         };
         for p in assigned {
             let earliest = || match consumer.fetch_watermarks(&topic, p as i32, WATERMARK_TIMEOUT) {

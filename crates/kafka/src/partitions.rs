@@ -84,9 +84,10 @@ pub fn writer_token() -> String {
 
 impl Partitions {
     /// Takes `partition` over: restores its checkpoint (or starts empty) and says where the
-    /// consumer must start reading it. The checkpoint is the latest one, or under exactly-once
-    /// the one `committed` names (from the metadata of the group's committed offset; without
-    /// one, the latest written outside transactions).
+    /// consumer must start reading it. The checkpoint is the one `committed` names (from the
+    /// metadata of the group's committed offset, set by exactly-once transactions), or without
+    /// one the latest written outside transactions: never a tentative checkpoint whose
+    /// transaction may not have committed, also once a job has turned `exactly_once` off.
     /// `earliest` says, when asked, the first offset the topic still holds for the partition
     /// (`None` when it cannot be known: the check is then left to the consumer).
     pub fn assign(
@@ -95,21 +96,27 @@ impl Partitions {
         committed: Option<&str>,
         earliest: impl FnOnce() -> Option<u64>,
     ) -> Result<Offset, KafkaError> {
-        let restored = match (&self.tentative_writer, committed) {
-            (None, _) => self.checkpoints.latest(partition),
-            (Some(_), Some(reference)) => match self.checkpoints.get(partition, reference) {
-                Ok(None) => {
+        let latest_plain = || {
+            self.checkpoints
+                .latest_committed_outside_transactions(partition)
+        };
+        let restored = match committed {
+            Some(reference) => match self.checkpoints.get(partition, reference) {
+                Ok(None) if self.tentative_writer.is_some() => {
                     return Err(KafkaError::MissingCheckpoint {
                         partition,
                         reference: reference.to_string(),
                         storage: self.checkpoints.describe(),
                     })
                 }
+                Ok(None) => {
+                    // At least once, an older consistent state is as good a place to resume.
+                    tracing::warn!(partition, reference, "the checkpoint the group's committed offset names is gone; restoring the latest plain one");
+                    latest_plain()
+                }
                 other => other,
             },
-            (Some(_), None) => self
-                .checkpoints
-                .latest_committed_outside_transactions(partition),
+            None => latest_plain(),
         }
         .map_err(EngineError::from)?;
         let (pipeline, next_offset, checkpoint_id) = match restored {

@@ -100,6 +100,44 @@ fn an_assigned_partition_resumes_at_its_checkpoint_or_at_the_configured_start() 
 }
 
 #[test]
+fn after_exactly_once_is_turned_off_no_uncommitted_tentative_checkpoint_is_restored() {
+    let mut s = setup(StartPosition::Earliest);
+    let pipeline = PartitionPipeline::new(&s.parts.job);
+    let at = |offset| PartitionCheckpoint::of(1, offset, &pipeline).unwrap();
+    s.parts.checkpoints.write(3, 0, at(30)).unwrap();
+    let (committed, _) = s
+        .parts
+        .checkpoints
+        .write_tentative(4, "a", 0, at(40))
+        .unwrap();
+    // Its transaction never committed: its outputs never reached the output topics.
+    s.parts
+        .checkpoints
+        .write_tentative(5, "b", 0, at(50))
+        .unwrap();
+    assert_eq!(s.parts.tentative_writer, None, "at least once");
+    // The last transaction's offsets name checkpoint 4.
+    assert_eq!(
+        s.parts.assign(1, Some(&committed), || Some(0)).unwrap(),
+        Offset::Offset(40)
+    );
+    s.parts.release(1);
+    // Once the job committed plainly (no reference): the latest plain checkpoint.
+    assert_eq!(
+        s.parts.assign(1, None, || Some(0)).unwrap(),
+        Offset::Offset(30)
+    );
+    s.parts.release(1);
+    // A named checkpoint that is gone: at least once, the latest plain one instead.
+    assert_eq!(
+        s.parts
+            .assign(1, Some("00000000000000000009-gone"), || Some(0))
+            .unwrap(),
+        Offset::Offset(30)
+    );
+}
+
+#[test]
 fn under_exactly_once_a_partition_restores_the_checkpoint_its_committed_offset_names() {
     let mut s = setup(StartPosition::Earliest);
     s.parts.tentative_writer = Some(writer_token());
