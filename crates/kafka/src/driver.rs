@@ -9,14 +9,17 @@
 //! partition's resume offset: after a rebalance the consumer may hand over records already
 //! covered by the restored state, and those must not count twice.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, RebalanceProtocol};
+use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
 use streampulse_core::event::{check_future, Event, EventFormat};
 use streampulse_core::job::Job;
 use streampulse_core::time::Millis;
@@ -31,7 +34,7 @@ use streampulse_engine::{
 use streampulse_store::ResultStore;
 
 use crate::assignment::{commit_list, AssignmentContext};
-use crate::config::{KafkaConfig, StartPosition};
+use crate::config::KafkaConfig;
 use crate::follow::{cluster_feed, OutputFollower};
 use crate::partitions::{writer_token, Partitions};
 use crate::sink::OutputTopics;
@@ -45,6 +48,8 @@ const BATCH: usize = 8192;
 const STATISTICS_INTERVAL_MS: &str = "1000";
 /// How long metadata and the final commit may take.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long reading a partition's offsets, or moving its position, may take.
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct KafkaDriver {
     consumer: BaseConsumer<AssignmentContext>,
@@ -157,13 +162,11 @@ impl KafkaDriver {
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set(
-                "auto.offset.reset",
-                match config.start {
-                    StartPosition::Earliest => "earliest",
-                    StartPosition::Latest => "latest",
-                },
-            );
+            // Every assigned partition starts at an explicit position (its checkpoint's offset,
+            // or the beginning or end per `kafka.start`), so this only decides what happens when
+            // a fetch finds the position outside the topic: stop and report, instead of jumping
+            // silently past records retention removed before this worker read them.
+            .set("auto.offset.reset", "error");
         if config.exactly_once {
             // Events written by transactional producers count once they commit, as outputs do.
             client.set("isolation.level", "read_committed");
@@ -255,11 +258,15 @@ impl KafkaDriver {
                 }
                 return;
             }
-            let batch = self.poll_batch();
+            let (batch, out_of_range) = self.poll_batch();
             if !batch.is_empty() {
                 self.process(&batch);
             }
             drop(batch);
+            if out_of_range {
+                // After the batch: its records were fetched before the position fell behind.
+                self.out_of_range();
+            }
             let now = Instant::now();
             if let Some(every) = self.early_firing {
                 if now >= next_partials {
@@ -283,15 +290,19 @@ impl KafkaDriver {
         drop(self.consumer);
     }
 
-    /// Up to [`BATCH`] records, waiting at most [`POLL`] for the first. Never holds the
-    /// partitions' lock: a rebalance may run inside `poll`.
-    fn poll_batch(&self) -> Vec<BorrowedMessage<'_>> {
+    /// Up to [`BATCH`] records, waiting at most [`POLL`] for the first, and whether a fetch
+    /// found a partition's position outside the topic. Never holds the partitions' lock: a
+    /// rebalance may run inside `poll`.
+    fn poll_batch(&self) -> (Vec<BorrowedMessage<'_>>, bool) {
         let mut batch = Vec::new();
         let mut wait = POLL;
         while batch.len() < BATCH {
             match self.consumer.poll(wait) {
                 None => break,
                 Some(Ok(msg)) => batch.push(msg),
+                Some(Err(rdkafka::error::KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::AutoOffsetReset,
+                ))) => return (batch, true),
                 Some(Err(err)) => {
                     tracing::warn!(error = %err, "kafka consumer error");
                     break;
@@ -299,7 +310,81 @@ impl KafkaDriver {
             }
             wait = Duration::ZERO;
         }
-        batch
+        (batch, false)
+    }
+
+    /// Fetches `partition` from `offset` on. A seek is refused once the fetcher stopped at an
+    /// offset out of range; assigning the partition again at `offset` is not (it stays this
+    /// worker's: the group is not involved). Under the eager protocol the whole assignment is
+    /// set again, every other partition at the next offset its task wants (`positions`).
+    fn restart_fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        positions: &BTreeMap<u32, Option<u64>>,
+    ) -> KafkaResult<()> {
+        let at = |next: Option<u64>| next.map_or(Offset::End, |o| Offset::Offset(o as i64));
+        if matches!(
+            self.consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        ) {
+            let mut one = TopicPartitionList::new();
+            one.add_partition(topic, partition as i32);
+            self.consumer.incremental_unassign(&one)?;
+            one.set_partition_offset(topic, partition as i32, at(Some(offset)))?;
+            return self.consumer.incremental_assign(&one);
+        }
+        let mut all = TopicPartitionList::with_capacity(positions.len());
+        for (&p, &next) in positions {
+            let next = if p == partition { Some(offset) } else { next };
+            all.add_partition_offset(topic, p as i32, at(next))?;
+        }
+        self.consumer.assign(&all)
+    }
+
+    /// A fetch found a partition's position outside the offsets the topic holds (the error does
+    /// not say which partition): every owned partition is checked against the topic's offsets,
+    /// and one behind them goes on per `kafka.on_data_loss` (seek past the gap, counted) or
+    /// stops the worker.
+    fn out_of_range(&self) {
+        let Ok(mut parts) = self.partitions.lock() else {
+            return;
+        };
+        let topic = parts.topic.clone();
+        let owned: Vec<u32> = parts.owned.keys().copied().collect();
+        for p in owned {
+            let positions: BTreeMap<u32, Option<u64>> = parts
+                .owned
+                .iter()
+                .map(|(&q, o)| (q, o.task.next_offset()))
+                .collect();
+            let (earliest, end) = match self.consumer.fetch_watermarks(
+                &topic,
+                p as i32,
+                WATERMARK_TIMEOUT,
+            ) {
+                Ok((low, high)) => (low.max(0) as u64, high.max(0) as u64),
+                Err(err) => {
+                    tracing::warn!(partition = p, error = %err, "cannot read the partition's offsets after a fetch fell outside them");
+                    continue;
+                }
+            };
+            match parts.out_of_range(p, earliest, end) {
+                Ok(None) => {}
+                Ok(Some(to)) => {
+                    if let Err(err) = self.restart_fetch(&topic, p, to, &positions) {
+                        parts.fatal.get_or_insert(format!(
+                            "cannot move partition {p} past the records the topic lost: {err}"
+                        ));
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "stopping");
+                    parts.fatal.get_or_insert(err.to_string());
+                }
+            }
+        }
     }
 
     fn process(&self, batch: &[BorrowedMessage<'_>]) {

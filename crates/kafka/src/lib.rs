@@ -58,13 +58,25 @@ pub enum KafkaError {
         reference: String,
         storage: String,
     },
-    /// A checkpoint resumes at an offset the topic no longer holds (`kafka.on_data_loss: fail`).
-    #[error("partition {partition} of topic '{topic}': the checkpoint resumes at offset {wanted}, but the topic holds records from offset {earliest} on (retention or DeleteRecords removed {lost} records this job never processed); set kafka.on_data_loss: skip to resume at {earliest} and count them, or restore an older state")]
+    /// A checkpoint resumes, or a running worker reads, at an offset the topic no longer holds
+    /// (`kafka.on_data_loss: fail`).
+    #[error("partition {partition} of topic '{topic}': {whence} offset {wanted}, but the topic holds records from offset {earliest} on (retention or DeleteRecords removed {lost} records this job never processed); set kafka.on_data_loss: skip to resume at {earliest} and count them, or restore an older state")]
     DataLoss {
         topic: String,
         partition: u32,
+        /// "the checkpoint resumes at" or "the worker reads at".
+        whence: &'static str,
         wanted: u64,
         earliest: u64,
         lost: u64,
+    },
+    /// A running worker reads past the end of what the topic holds: it was deleted and created
+    /// again, or truncated.
+    #[error("partition {partition} of topic '{topic}': the worker reads at offset {wanted}, but the topic's records end before offset {end} (the topic was deleted and created again, or truncated): the job's state belongs to records that are gone; restore an older state or start the job under a new name")]
+    TopicRewound {
+        topic: String,
+        partition: u32,
+        wanted: u64,
+        end: u64,
     },
 }

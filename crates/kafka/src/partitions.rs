@@ -161,6 +161,44 @@ impl Partitions {
         })
     }
 
+    /// Where an owned partition goes on after a fetch found its position outside the offsets
+    /// the topic holds, `earliest..end` (the consumer stops there rather than jump: see
+    /// `auto.offset.reset` in the driver): `Some(offset)` to seek to, when records it never
+    /// processed were removed and `kafka.on_data_loss` is `skip` (counted as lost); `None` when
+    /// this partition is not the one (its position is inside the range, or it has read nothing).
+    pub fn out_of_range(
+        &mut self,
+        partition: u32,
+        earliest: u64,
+        end: u64,
+    ) -> Result<Option<u64>, KafkaError> {
+        let Some(next) = self
+            .owned
+            .get(&partition)
+            .and_then(|p| p.task.next_offset())
+        else {
+            return Ok(None);
+        };
+        if next > end {
+            return Err(KafkaError::TopicRewound {
+                topic: self.topic.clone(),
+                partition,
+                wanted: next,
+                end,
+            });
+        }
+        if next >= earliest {
+            return Ok(None);
+        }
+        let to = self.lost_from(partition, next, earliest, "the worker reads at")?;
+        if let Some(owned) = self.owned.get_mut(&partition) {
+            // The next checkpoint resumes past the gap: it is counted once.
+            owned.task.step_over(to - 1);
+            owned.task.publish(&self.emitter.counters);
+        }
+        Ok(Some(to))
+    }
+
     /// Where a restored partition resumes: at its checkpoint's offset, unless the topic no longer
     /// holds it (then per `kafka.on_data_loss`).
     fn resume_offset(
@@ -172,11 +210,24 @@ impl Partitions {
         let Some(earliest) = earliest.filter(|&earliest| earliest > wanted) else {
             return Ok(wanted);
         };
+        self.lost_from(partition, wanted, earliest, "the checkpoint resumes at")
+    }
+
+    /// Records `wanted..earliest` of `partition` are gone: an error, or (`skip`) counted, and
+    /// reading goes on at `earliest`.
+    fn lost_from(
+        &self,
+        partition: u32,
+        wanted: u64,
+        earliest: u64,
+        whence: &'static str,
+    ) -> Result<u64, KafkaError> {
         let lost = earliest - wanted;
         match self.on_data_loss {
             OnDataLoss::Fail => Err(KafkaError::DataLoss {
                 topic: self.topic.clone(),
                 partition,
+                whence,
                 wanted,
                 earliest,
                 lost,

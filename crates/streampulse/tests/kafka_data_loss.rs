@@ -3,6 +3,11 @@
 //! DeleteRecords admin call. Under `kafka.on_data_loss: fail` the next worker stops at start-up
 //! naming the topic, partition, the offset wanted and the earliest one there; under `skip` it
 //! resumes at 150, counts the 50 lost records, and its windows are those of what it did see.
+//!
+//! The same while a worker runs: paused (SIGSTOP) at offset 200, records 200..300 are produced
+//! and those below 250 deleted before it reads them; resumed, under `skip` it goes on at 250 and
+//! counts 50 more lost, and under `fail` (another worker, paused at 300 the same way) it stops
+//! naming the offsets, instead of the consumer jumping silently past the gap.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod kafka_support;
@@ -40,9 +45,18 @@ fn produce(brokers: &str, topic: &str, range: std::ops::Range<i64>) {
     p.flush(Duration::from_secs(30)).unwrap();
 }
 
-fn wait_offset(p: &Platform, offset: u64) {
+fn wait_offset(p: &mut Platform, offset: u64) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while owned(p, JOB).get(&0) != Some(&offset) {
+    loop {
+        if let Some(exit) = p.exited() {
+            panic!(
+                "the worker exited ({exit}) before offset {offset}:\n{}",
+                p.log()
+            );
+        }
+        if owned(p, JOB).get(&0) == Some(&offset) {
+            break;
+        }
         assert!(
             Instant::now() < deadline,
             "partition 0 never reached offset {offset}: {:?}\n{}",
@@ -83,8 +97,8 @@ fn a_checkpoint_past_what_kafka_still_holds_fails_or_is_skipped_and_counted() {
     create_topics(&failing, &dir.path().join("topics"), 1);
 
     produce(&brokers, &topic, 0..100);
-    let p = Platform::start(&dir.path().join("w1"), &failing, free_port());
-    wait_offset(&p, 100);
+    let mut p = Platform::start(&dir.path().join("w1"), &failing, free_port());
+    wait_offset(&mut p, 100);
     assert!(p.interrupt().success(), "a clean stop checkpoints at 100");
 
     produce(&brokers, &topic, 100..200);
@@ -100,8 +114,8 @@ fn a_checkpoint_past_what_kafka_still_holds_fails_or_is_skipped_and_counted() {
     );
 
     let skipping = config(&brokers, &topic, &checkpoints, "skip");
-    let p = Platform::start(&dir.path().join("w3"), &skipping, free_port());
-    wait_offset(&p, 200);
+    let mut p = Platform::start(&dir.path().join("w3"), &skipping, free_port());
+    wait_offset(&mut p, 200);
     let (_, status) = p.get(&format!("/jobs/{JOB}"));
     assert_eq!(status["partitions"][0]["lost_records"], 50, "{status}");
     // This worker's own store holds the windows it fired: [90 s, 100 s) from the restored state
@@ -119,5 +133,34 @@ fn a_checkpoint_past_what_kafka_still_holds_fails_or_is_skipped_and_counted() {
         .collect();
     let want: Vec<(i64, u64)> = [9, 15, 16, 17, 18].iter().map(|w| (w * 10, 10)).collect();
     assert_eq!(counts, want, "{}", p.log());
-    assert!(p.interrupt().success());
+
+    // While running (well within the 6 s session timeout, so the group keeps it).
+    p.signal("STOP");
+    produce(&brokers, &topic, 200..300);
+    delete_records_below(&brokers, &topic, 250);
+    p.signal("CONT");
+    wait_offset(&mut p, 300);
+    let (_, status) = p.get(&format!("/jobs/{JOB}"));
+    assert_eq!(status["partitions"][0]["lost_records"], 100, "{status}");
+    assert!(p.interrupt().success(), "a clean stop checkpoints at 300");
+
+    let mut p = Platform::start(&dir.path().join("w4"), &failing, free_port());
+    wait_offset(&mut p, 300);
+    p.signal("STOP");
+    produce(&brokers, &topic, 300..400);
+    delete_records_below(&brokers, &topic, 350);
+    p.signal("CONT");
+    let exit = p.wait_exit(
+        Duration::from_secs(60),
+        "the worker went on past lost records",
+    );
+    assert!(!exit.success(), "{}", p.log());
+    let log = p.log();
+    assert!(
+        log.contains(&format!(
+            "partition 0 of topic '{topic}': the worker reads at offset 300, but the topic holds \
+             records from offset 350 on"
+        )),
+        "the error names topic, partition and both offsets:\n{log}"
+    );
 }

@@ -268,18 +268,7 @@ fn a_paused_worker_that_lost_its_partitions_cannot_commit_them() {
     std::thread::sleep(Duration::from_secs(2));
     zombie.signal("CONT");
     // Resumed, it finds itself fenced: whatever it held open is aborted, and it stops.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let exit = loop {
-        if let Some(exit) = zombie.exited() {
-            break exit;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the resumed worker kept running; log:\n{}",
-            zombie.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let exit = zombie.wait_exit(Duration::from_secs(60), "the resumed worker kept running");
     assert!(!exit.success(), "{exit}");
     let log = zombie.log();
     assert!(

@@ -263,3 +263,41 @@ fn a_checkpoint_past_what_the_topic_holds_fails_or_skips_as_configured() {
     let c = &s.parts.emitter.counters.partitions[0];
     assert_eq!(c.lost_records.load(SeqCst), 50);
 }
+
+#[test]
+fn records_removed_ahead_of_a_running_partition_fail_or_are_skipped_as_configured() {
+    let mut s = setup(StartPosition::Earliest);
+    s.parts.assign(0, None, || Some(0)).unwrap();
+    feed(&mut s.parts, 0, 0..200);
+    assert_eq!(s.parts.owned[&0].task.next_offset(), Some(200));
+    // Not this partition: its position is inside what the topic holds; not owned.
+    assert_eq!(s.parts.out_of_range(0, 100, 300).unwrap(), None);
+    assert_eq!(s.parts.out_of_range(1, 500, 600).unwrap(), None);
+
+    let message = s.parts.out_of_range(0, 250, 300).unwrap_err().to_string();
+    for part in [
+        "partition 0",
+        "the worker reads at offset 200",
+        "offset 250 on",
+        "50 records",
+    ] {
+        assert!(message.contains(part), "{part}: {message}");
+    }
+    let rewound = s.parts.out_of_range(0, 0, 120).unwrap_err().to_string();
+    assert!(rewound.contains("deleted and created again"), "{rewound}");
+
+    s.parts.on_data_loss = OnDataLoss::Skip;
+    assert_eq!(s.parts.out_of_range(0, 250, 300).unwrap(), Some(250));
+    assert_eq!(
+        s.parts.owned[&0].task.next_offset(),
+        Some(250),
+        "checkpoints resume past the gap"
+    );
+    let c = &s.parts.emitter.counters.partitions[0];
+    assert_eq!(c.lost_records.load(SeqCst), 50);
+    assert_eq!(
+        s.parts.out_of_range(0, 250, 300).unwrap(),
+        None,
+        "counted once"
+    );
+}

@@ -178,6 +178,19 @@ impl Platform {
         self.child.try_wait().expect("wait for streampulse")
     }
 
+    /// Waits up to `timeout` for the process to exit on its own (`what` it should have done
+    /// says why, if it does not); returns its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration, what: &str) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(exit) = self.exited() {
+                return exit;
+            }
+            assert!(Instant::now() < deadline, "{what}; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// SIGINT (Ctrl-C): a clean stop with a final checkpoint.
     pub fn interrupt(mut self) -> ExitStatus {
         let _ = Command::new("kill")
