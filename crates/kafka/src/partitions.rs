@@ -87,7 +87,8 @@ impl Partitions {
     /// consumer must start reading it. The checkpoint is the one `committed` names (from the
     /// metadata of the group's committed offset, set by exactly-once transactions), or without
     /// one the latest written outside transactions: never a tentative checkpoint whose
-    /// transaction may not have committed, also once a job has turned `exactly_once` off.
+    /// transaction may not have committed, also once a job has turned `exactly_once` off. A
+    /// plain checkpoint newer than the named one (an imported savepoint) wins over it.
     /// `earliest` says, when asked, the first offset the topic still holds for the partition
     /// (`None` when it cannot be known: the check is then left to the consumer).
     pub fn assign(
@@ -100,7 +101,7 @@ impl Partitions {
             self.checkpoints
                 .latest_committed_outside_transactions(partition)
         };
-        let restored = match committed {
+        let named = match committed {
             Some(reference) => match self.checkpoints.get(partition, reference) {
                 Ok(None) if self.tentative_writer.is_some() => {
                     return Err(KafkaError::MissingCheckpoint {
@@ -119,6 +120,16 @@ impl Partitions {
             None => latest_plain(),
         }
         .map_err(EngineError::from)?;
+        // A plain checkpoint numbered above the named one is a savepoint the group was started
+        // from (see `PartitionCheckpointStore::import_savepoint`), or one written at least once
+        // after it: either is where the group goes on.
+        let restored = match (named, committed) {
+            (Some(named), Some(_)) => match latest_plain().map_err(EngineError::from)? {
+                Some(plain) if plain.0 > named.0 => Some(plain),
+                _ => Some(named),
+            },
+            (named, _) => named,
+        };
         let (pipeline, next_offset, checkpoint_id) = match restored {
             Some((id, snapshot)) => {
                 let pipeline = snapshot.restore(&self.job).map_err(EngineError::from)?;

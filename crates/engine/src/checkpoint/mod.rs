@@ -21,7 +21,7 @@ mod store;
 
 pub use file::FileCheckpointStorage;
 pub use object::ObjectStoreCheckpointStorage;
-pub use partitioned::PartitionCheckpointStore;
+pub use partitioned::{PartitionCheckpointStore, SavepointRequest};
 pub use store::{Checkpoint, CheckpointStore, PartitionCheckpoint, SnapshotError};
 
 /// Why checkpoint storage failed.
@@ -53,6 +53,12 @@ pub enum CheckpointError {
     Corrupt { name: String, reason: String },
     #[error("savepoint '{0}' not found")]
     SavepointNotFound(String),
+    #[error("savepoint '{name}' holds {held} partitions, but the topic has {wanted}: a group's state cannot move to another partition count (metrics are spread over partitions by key)")]
+    SavepointPartitions {
+        name: String,
+        held: usize,
+        wanted: u32,
+    },
     #[error("invalid savepoint name '{0}': use letters, digits, '_', '-' and '.' (at most 128, not starting with '.')")]
     InvalidName(String),
 }

@@ -22,6 +22,9 @@ use streampulse_core::time::Millis;
 use super::store::{decode, encode, newest_readable, prune};
 use super::{Checkpoint, CheckpointError, CheckpointStorage, PartitionCheckpoint};
 
+mod savepoint;
+pub use savepoint::SavepointRequest;
+
 pub struct PartitionCheckpointStore {
     storage: Box<dyn CheckpointStorage>,
     job: String,
@@ -113,6 +116,18 @@ impl PartitionCheckpointStore {
             }
         }
         Ok(())
+    }
+
+    /// The highest id among the checkpoints of `partition`, tentative ones included (0: none).
+    pub fn max_id(&self, partition: u32) -> Result<u64, CheckpointError> {
+        let prefix = self.prefix(partition);
+        Ok(self
+            .storage
+            .list(&prefix)?
+            .iter()
+            .filter_map(|name| name.get(prefix.len()..prefix.len() + 20)?.parse().ok())
+            .max()
+            .unwrap_or(0))
     }
 
     /// The latest checkpoint of `partition` and its id, if there is one.

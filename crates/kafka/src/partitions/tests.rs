@@ -301,3 +301,36 @@ fn records_removed_ahead_of_a_running_partition_fail_or_are_skipped_as_configure
         "counted once"
     );
 }
+
+#[test]
+fn a_savepoint_the_group_was_started_from_wins_over_the_checkpoint_its_offsets_name() {
+    let mut s = setup(StartPosition::Earliest);
+    s.parts.tentative_writer = Some(writer_token());
+    let pipeline = PartitionPipeline::new(&s.parts.job);
+    let at = |offset| PartitionCheckpoint::of(1, offset, &pipeline).unwrap();
+    let (committed, _) = s
+        .parts
+        .checkpoints
+        .write_tentative(4, "a", 0, at(40))
+        .unwrap();
+    s.parts
+        .checkpoints
+        .write_savepoint_part("sp", 0, at(25))
+        .unwrap();
+    let one = PartitionCheckpoint::of(0, 5, &pipeline).unwrap();
+    s.parts
+        .checkpoints
+        .write_savepoint_part("sp", 0, one)
+        .unwrap();
+    s.parts
+        .checkpoints
+        .assemble_savepoint("sp", 2, 0)
+        .unwrap()
+        .unwrap();
+    assert!(s.parts.checkpoints.import_savepoint("sp", 2).unwrap());
+    assert_eq!(
+        s.parts.assign(1, Some(&committed), || Some(0)).unwrap(),
+        Offset::Offset(25)
+    );
+    assert_eq!(s.parts.owned[&1].checkpoint_id, 5);
+}
