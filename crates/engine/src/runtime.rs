@@ -108,6 +108,13 @@ pub enum EngineError {
     Webhooks(#[source] std::io::Error),
     #[error("{0}")]
     Unsupported(&'static str),
+    /// A group savepoint missing the parts of some partitions when its time ran out.
+    #[error("savepoint '{name}' was not taken: after {waited:?} partitions {missing:?} still had no part (is every worker of the group running and reaching the checkpoint storage?); the group goes on")]
+    SavepointIncomplete {
+        name: String,
+        waited: Duration,
+        missing: Vec<u32>,
+    },
 }
 
 /// Where a starting job takes its state from.
@@ -330,13 +337,16 @@ impl Runtime {
         &self.inner.counters
     }
 
-    /// False once `shutdown` has begun: the job takes no more input.
+    /// False once `shutdown` has begun, or the driver stopped on its own (a Kafka worker whose
+    /// group stopped at a savepoint another worker was asked for): the job takes no more input.
     pub fn is_running(&self) -> bool {
-        self.inner
-            .requests
+        let asked_to_stop = self.inner.requests.lock().map_or(true, |r| r.is_none());
+        let driver_ended = self
+            .inner
+            .coordinator
             .lock()
-            .map(|r| r.is_some())
-            .unwrap_or(false)
+            .map_or(true, |d| d.as_ref().is_none_or(JoinHandle::is_finished));
+        !asked_to_stop && !driver_ended
     }
 
     pub fn status(&self) -> JobStatus {

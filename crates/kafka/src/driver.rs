@@ -64,9 +64,14 @@ pub struct KafkaDriver {
     idle_timeout: Duration,
     early_firing: Option<Duration>,
     failure: Arc<Mutex<Option<String>>>,
+    /// Partitions of the topic.
+    topic_partitions: u32,
     /// Fills the live feed from the output topics; stops with the driver.
     _follower: Option<OutputFollower>,
 }
+
+mod savepoints;
+use savepoints::{After, GroupSavepoints, Reply};
 
 /// The feed of this worker's WebSocket clients: every partition's results and alerts, followed
 /// from the output topics. A worker whose topics cannot be followed serves its own partitions'
@@ -198,6 +203,7 @@ impl KafkaDriver {
             idle_timeout: job.idle_timeout,
             early_firing: job.early_firing,
             failure: failure.clone(),
+            topic_partitions: partitions,
             _follower: follower,
         };
         let (control, requests) = mpsc::channel();
@@ -223,6 +229,7 @@ impl KafkaDriver {
         let _span = tracing::info_span!("kafka", topic = %self.topic).entered();
         let mut next_checkpoint = Instant::now() + self.interval;
         let mut next_partials = Instant::now();
+        let mut savepoints = GroupSavepoints::new(self.topic_partitions, self.interval);
         loop {
             match requests.try_recv() {
                 Ok(Control::Stop {
@@ -234,16 +241,17 @@ impl KafkaDriver {
                     break;
                 }
                 Ok(Control::Stop {
-                    savepoint: Some(_),
+                    savepoint: Some(name),
                     reply,
-                }) => {
-                    let _ = reply.send(Err(savepoints_unsupported()));
-                }
-                Ok(Control::Savepoint { reply, .. }) => {
-                    let _ = reply.send(Err(savepoints_unsupported()));
+                }) => savepoints.ask(&self, name, Reply::Stop(reply)),
+                Ok(Control::Savepoint { name, reply }) => {
+                    savepoints.ask(&self, name, Reply::Savepoint(reply))
                 }
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {}
+            }
+            if savepoints.look(&self) == After::Stop {
+                break;
             }
             let fatal = self
                 .partitions
@@ -259,6 +267,11 @@ impl KafkaDriver {
                 return;
             }
             let (batch, out_of_range) = self.poll_batch();
+            if savepoints.holding() {
+                // Held at the group's savepoint: what arrives is past it, for whoever resumes
+                // from it (polling keeps this worker in the group, its partitions paused).
+                continue;
+            }
             if !batch.is_empty() {
                 self.process(&batch);
             }
@@ -286,6 +299,7 @@ impl KafkaDriver {
                 next_checkpoint = Instant::now() + self.interval;
             }
         }
+        savepoints.abandon();
         // Dropping the consumer leaves the group (the revoke callback checkpoints once more).
         drop(self.consumer);
     }
@@ -539,14 +553,6 @@ fn parse(
             .map_err(|e| (RejectReason::of(&e), e.to_string()))?;
     }
     Ok(event)
-}
-
-/// Why a savepoint of a Kafka job is refused (the job keeps running).
-fn savepoints_unsupported() -> EngineError {
-    EngineError::Unsupported(
-        "savepoints of a job that reads Kafka are not supported yet: each partition is \
-         checkpointed on its own (checkpoint.interval)",
-    )
 }
 
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub mod producer;
 pub mod sink;
 
 pub use config::{KafkaConfig, OnDataLoss, StartPosition};
-pub use driver::KafkaDriver;
+pub use driver::{topic_partitions, KafkaDriver};
 
 /// Why a Kafka job or tool failed.
 #[derive(Debug, thiserror::Error)]

@@ -266,14 +266,23 @@ fn start_kafka_worker(
     storage_url: &str,
     from_savepoint: Option<String>,
 ) -> anyhow::Result<JobManager> {
-    if from_savepoint.is_some() {
-        anyhow::bail!("--from-savepoint: a job that reads Kafka resumes each partition from its own latest checkpoint; savepoints are not supported for it yet");
-    }
     let checkpoints = PartitionCheckpointStore::new(
         open_storage_with(storage_url, &config.checkpoint.storage_options)?,
         &job.name,
         config.checkpoint.retain,
     );
+    if let Some(name) = from_savepoint {
+        let partitions = streampulse_kafka::topic_partitions(&config.kafka, &config.kafka.topic)
+            .context("cannot read the topic's partitions")?;
+        let imported = checkpoints
+            .import_savepoint(&name, partitions)
+            .with_context(|| format!("cannot start the group from savepoint '{name}'"))?;
+        if imported {
+            tracing::info!(savepoint = %name, partitions, "the group starts from the savepoint: every partition resumes from it");
+        } else {
+            tracing::info!(savepoint = %name, "the group was started from this savepoint before: its partitions resume from their own checkpoints since");
+        }
+    }
     let runtime_config = RuntimeConfig {
         checkpoint_interval: config.checkpoint.interval,
         webhooks: config.alerts.webhook_configs(),

@@ -229,6 +229,19 @@ impl Platform {
         (status, body)
     }
 
+    /// `DELETE` (e.g. `/jobs/{id}?savepoint=NAME`): status and JSON body.
+    pub fn delete(&self, path_and_query: &str) -> (u16, Value) {
+        let mut resp = agent()
+            .delete(&format!("{}{path_and_query}", self.base))
+            .call()
+            .expect("DELETE");
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        (
+            resp.status().as_u16(),
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
     /// As [`Self::get`], with the answer's `Content-Type` between status and body.
     pub fn get_typed(&self, path_and_query: &str) -> (u16, String, Value) {
         let mut resp = agent()
