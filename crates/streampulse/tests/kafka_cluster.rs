@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kafka_support::{
-    batch, brokers, create_topics, differences, end_offsets, fresh, group_job_yaml, owned,
+    batch, brokers, create_topics, differences, end_offsets, fresh, group_config, owned,
     stored_results, stream, union, BASE_TS, TS_STEP,
 };
 use support::{free_port, Platform};
@@ -27,17 +27,7 @@ const PARTITIONS: u32 = 12;
 const JOB: &str = "cluster";
 
 fn config(brokers: &str, topic: &str, checkpoints: &Path) -> String {
-    format!(
-        r#"kafka:
-  brokers: "{brokers}"
-  topic: {topic}
-  dead_letter_topic: {topic}.dlq
-  properties:
-    session.timeout.ms: "6000"
-    heartbeat.interval.ms: "500"
-{}"#,
-        group_job_yaml(JOB, checkpoints)
-    )
+    group_config(brokers, topic, &[], JOB, checkpoints)
 }
 
 fn start(dir: &Path, name: &str, config: &str) -> Platform {

@@ -18,32 +18,24 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kafka_support::{
-    batch, brokers, create_topics, differences, fresh, group_job_yaml, owned, read_isolated,
-    stream, Record, Stored,
+    batch, brokers, create_topics, differences, fresh, group_config, owned, read_isolated, stream,
+    Record, Stored,
 };
 use serde_json::Value;
 use support::{free_port, Platform};
 
 const JOB: &str = "eos";
-/// The window of [`group_job_yaml`].
+/// The window of [`kafka_support::group_job_yaml`].
 const WINDOW: &str = "tumble_10s";
 
 fn config(brokers: &str, topic: &str, checkpoints: &Path, worker: &str) -> String {
-    format!(
-        r#"kafka:
-  brokers: "{brokers}"
-  topic: {topic}
-  dead_letter_topic: {topic}.dlq
-  results_topic: {topic}.results
-  group_id: {topic}
-  exactly_once: true
-  transactional_id: {topic}-{worker}
-  properties:
-    session.timeout.ms: "6000"
-    heartbeat.interval.ms: "500"
-{}"#,
-        group_job_yaml(JOB, checkpoints)
-    )
+    let extra = [
+        format!("results_topic: {topic}.results"),
+        format!("group_id: {topic}"),
+        "exactly_once: true".to_string(),
+        format!("transactional_id: {topic}-{worker}"),
+    ];
+    group_config(brokers, topic, &extra, JOB, checkpoints)
 }
 
 struct Group {

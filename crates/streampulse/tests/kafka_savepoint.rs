@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kafka_support::{
-    batch, brokers, create_topics, differences, end_offsets, fresh, group_job_yaml, owned,
+    batch, brokers, create_topics, differences, end_offsets, fresh, group_config, owned,
     stored_results, stream, union, Stored, BASE_TS, TS_STEP,
 };
 use support::{free_port, Platform};
@@ -26,17 +26,12 @@ const PARTITIONS: u32 = 4;
 const JOB: &str = "sp";
 
 fn config(brokers: &str, topic: &str, group: &str, checkpoints: &Path) -> String {
-    format!(
-        r#"kafka:
-  brokers: "{brokers}"
-  topic: {topic}
-  group_id: {group}
-  dead_letter_topic: {topic}.dlq
-  properties:
-    session.timeout.ms: "6000"
-    heartbeat.interval.ms: "500"
-{}"#,
-        group_job_yaml(JOB, checkpoints)
+    group_config(
+        brokers,
+        topic,
+        &[format!("group_id: {group}")],
+        JOB,
+        checkpoints,
     )
 }
 

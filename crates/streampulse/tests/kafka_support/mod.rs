@@ -383,6 +383,24 @@ pub fn stream(
     })
 }
 
+/// A group test's worker configuration: `kafka:` with `brokers`, `topic`, its dead-letter topic,
+/// the `extra` keys (e.g. `group_id: g`), a 6 s session timeout; then [`group_job_yaml`].
+pub fn group_config(
+    brokers: &str,
+    topic: &str,
+    extra: &[String],
+    job: &str,
+    checkpoints: &Path,
+) -> String {
+    let extra: String = extra.iter().map(|line| format!("  {line}\n")).collect();
+    format!(
+        "kafka:\n  brokers: \"{brokers}\"\n  topic: {topic}\n  dead_letter_topic: {topic}.dlq\n\
+         {extra}  properties:\n    session.timeout.ms: \"6000\"\n    \
+         heartbeat.interval.ms: \"500\"\n{}",
+        group_job_yaml(job, checkpoints)
+    )
+}
+
 /// The part of a group test's configuration after its `kafka:` section: checkpoints every second
 /// to `checkpoints` (shared by the workers), and job `job` with the 10 s tumbling window `batch`
 /// computes, no detectors, idle partitions flushed after 3 s.
