@@ -137,8 +137,12 @@ pub struct AlertRow {
     score: f64,
     peak_score: f64,
     threshold: f64,
+    /// Event time of the first anomalous point of the episode.
     first_ts: i64,
+    /// Event time of the latest anomalous point (never before `first_ts`).
     last_ts: i64,
+    /// Once resolved: the later of the resolving point's event time and `last_ts` (never before
+    /// either).
     resolved_ts: Option<i64>,
     sequence: u32,
     tags: BTreeMap<String, String>,

@@ -73,7 +73,9 @@ pub struct Alert {
     /// Event time of the first and the latest anomalous point.
     pub first_ts: Millis,
     pub last_ts: Millis,
-    /// Event time of the point that resolved the alert.
+    /// When the alert resolved, in event time: the later of the resolving point's time and
+    /// `last_ts` (points arrive out of order, so the point that completes the run of normal
+    /// points may be older than the last anomalous one). Never before `first_ts` or `last_ts`.
     pub resolved_ts: Option<Millis>,
     /// Increases with every transition of this alert, so a consumer can order and deduplicate.
     pub sequence: u32,
@@ -194,7 +196,7 @@ impl AlertTracker {
                     return None;
                 }
                 alert.state = AlertState::Resolved;
-                alert.resolved_ts = Some(verdict.ts);
+                alert.resolved_ts = Some(verdict.ts.max(alert.last_ts));
                 alert.sequence += 1;
                 Some(alert.clone())
             }
@@ -278,6 +280,35 @@ mod tests {
         };
         t.observe(&LIFE, v, ID, &BTreeMap::new())
             .map(|a| (a.state, a.severity, a.sequence, a.peak_score))
+    }
+
+    #[test]
+    fn a_resolution_is_never_before_the_episode_it_ends() {
+        let mut t = AlertTracker::default();
+        let v = |ts, score| Verdict {
+            ts,
+            observed: score,
+            expected: 0.0,
+            score,
+        };
+        let tags = BTreeMap::new();
+        let opened = t.observe(&LIFE, v(5_000, 4.0), ID, &tags).unwrap();
+        assert_eq!((opened.first_ts, opened.last_ts), (5_000, 5_000));
+        // The normal points that resolve it arrived out of order: older than the anomaly.
+        assert!(t.observe(&LIFE, v(4_100, 0.5), ID, &tags).is_none());
+        let resolved = t.observe(&LIFE, v(4_200, 0.5), ID, &tags).unwrap();
+        assert_eq!(resolved.state, AlertState::Resolved);
+        assert_eq!(
+            resolved.resolved_ts,
+            Some(5_000),
+            "not 4,200: before first_ts"
+        );
+        // In order, the resolving point's own time.
+        let mut t = AlertTracker::default();
+        t.observe(&LIFE, v(5_000, 4.0), ID, &tags).unwrap();
+        t.observe(&LIFE, v(6_000, 0.5), ID, &tags);
+        let resolved = t.observe(&LIFE, v(7_000, 0.5), ID, &tags).unwrap();
+        assert_eq!(resolved.resolved_ts, Some(7_000));
     }
 
     #[test]
