@@ -300,6 +300,7 @@ fn main() -> anyhow::Result<()> {
 /// Scores `points` points of one noisy series with each detector at its default parameters.
 fn bench_detectors(points: usize) {
     use streampulse_core::detect::ewma::{Ewma, EwmaParams};
+    use streampulse_core::detect::mad::{Mad, MadParams};
     use streampulse_core::detect::zscore::{ZScore, ZScoreParams};
     // A deterministic noisy series (xorshift), so runs are comparable.
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -333,7 +334,18 @@ fn bench_detectors(points: usize) {
         anomalies += e.observe(&ep, x).is_some_and(|(s, _)| s >= 10.0) as usize;
     }
     let ewma_ns = started.elapsed().as_nanos() as f64 / points as f64;
-    println!("mode=detectors points={points} zscore_n120_ns_per_point={zscore_ns:.1} ewma_ns_per_point={ewma_ns:.1} anomalies={anomalies}");
+    let mp = MadParams {
+        n: 60,
+        min_points: 10,
+        min_std: 0.0,
+    };
+    let mut m = Mad::default();
+    let started = Instant::now();
+    for &x in &series {
+        anomalies += m.observe(&mp, x).is_some_and(|(s, _)| s >= 10.0) as usize;
+    }
+    let mad_ns = started.elapsed().as_nanos() as f64 / points as f64;
+    println!("mode=detectors points={points} zscore_n120_ns_per_point={zscore_ns:.1} ewma_ns_per_point={ewma_ns:.1} mad_n60_ns_per_point={mad_ns:.1} anomalies={anomalies}");
 }
 
 /// (a) One partition, one worker thread per job: events are appended first (not timed), then

@@ -79,7 +79,7 @@ fn defaults_catch_every_injected_episode_and_stay_quiet_elsewhere() {
             && a["first_ts"].as_i64().unwrap() < e["end_ms"].as_i64().unwrap()
             && a["last_ts"].as_i64().unwrap() >= e["start_ms"].as_i64().unwrap()
     };
-    for detector in ["raw_zscore", "raw_ewma"] {
+    for detector in ["raw_zscore", "raw_ewma", "raw_mad"] {
         for e in episodes {
             assert!(
                 alerts

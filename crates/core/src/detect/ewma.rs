@@ -29,14 +29,7 @@ impl Ewma {
             return None;
         }
         let d = x - self.mean;
-        let sigma = self.variance.sqrt();
-        let score = if sigma > 0.0 {
-            d.abs() / sigma
-        } else if d == 0.0 {
-            0.0
-        } else {
-            f64::INFINITY
-        };
+        let score = super::standard_score(x, self.mean, self.variance.sqrt());
         let expected = self.mean;
         self.mean += params.alpha * d;
         self.variance = (1.0 - params.alpha) * (self.variance + params.alpha * d * d);

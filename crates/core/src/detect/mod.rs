@@ -10,6 +10,7 @@
 
 pub mod alert;
 pub mod ewma;
+pub mod mad;
 mod operator;
 mod spec;
 pub mod zscore;
@@ -17,3 +18,16 @@ pub mod zscore;
 pub use alert::{Alert, AlertState, Severity};
 pub use operator::DetectorOperator;
 pub use spec::{DetectorDef, DetectorKind, DetectorSpec, DetectorType, Series};
+
+/// How many `sigma` the point `x` lies from `center`: 0 at the center, infinite off it when
+/// `sigma` is 0 (a history of one value).
+pub(crate) fn standard_score(x: f64, center: f64, sigma: f64) -> f64 {
+    let deviation = (x - center).abs();
+    if sigma > 0.0 {
+        deviation / sigma
+    } else if deviation == 0.0 {
+        0.0
+    } else {
+        f64::INFINITY
+    }
+}

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::alert::{AlertTracker, Verdict};
 use super::ewma::Ewma;
+use super::mad::Mad;
 use super::spec::{DetectorDef, DetectorKind};
 use super::zscore::ZScore;
 use crate::output::Output;
@@ -17,6 +18,7 @@ use crate::time::Millis;
 enum Model {
     ZScore(ZScore),
     Ewma(Ewma),
+    Mad(Mad),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,12 +78,14 @@ impl DetectorOperator {
             model: match self.def.kind {
                 DetectorKind::ZScore(_) => Model::ZScore(ZScore::default()),
                 DetectorKind::Ewma(_) => Model::Ewma(Ewma::default()),
+                DetectorKind::Mad(_) => Model::Mad(Mad::default()),
             },
             tracker: AlertTracker::default(),
         });
         let scored = match (&mut state.model, &self.def.kind) {
             (Model::ZScore(m), DetectorKind::ZScore(p)) => m.observe(p, x),
             (Model::Ewma(m), DetectorKind::Ewma(p)) => m.observe(p, x),
+            (Model::Mad(m), DetectorKind::Mad(p)) => m.observe(p, x),
             // Restore refuses a changed detector, so model and parameters always agree.
             _ => None,
         };

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::alert::Lifecycle;
 use super::ewma::EwmaParams;
+use super::mad::MadParams;
 use super::zscore::ZScoreParams;
 use crate::aggregate::AggregateKind;
 use crate::window::WindowDef;
@@ -16,6 +17,8 @@ use crate::window::WindowDef;
 pub enum DetectorType {
     Zscore,
     Ewma,
+    /// Median and median absolute deviation of the last `n` points.
+    Mad,
 }
 
 /// One detector as written in a job config. Every parameter has a default chosen by measurement
@@ -38,13 +41,13 @@ pub struct DetectorSpec {
     /// `raw` (each event's value) or `<window>.<aggregate>` (each first emission of a window).
     #[serde(default = "default_series")]
     pub series: String,
-    /// zscore: points of history.
+    /// zscore, mad: points of history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub n: Option<usize>,
-    /// zscore: silent until the history holds this many points.
+    /// zscore, mad: silent until the history holds this many points.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_points: Option<usize>,
-    /// zscore: floor on σ.
+    /// zscore, mad: floor on σ (mad: on its robust estimate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_std: Option<f64>,
     /// ewma: weight of the newest point, in (0, 1].
@@ -77,6 +80,10 @@ fn default_series() -> String {
 
 pub const DEFAULT_ZSCORE_N: usize = 120;
 pub const DEFAULT_ZSCORE_MIN_POINTS: usize = 30;
+pub const DEFAULT_MAD_N: usize = 60;
+pub const DEFAULT_MAD_MIN_POINTS: usize = 10;
+/// Each point sorts its history (O(n)): a longer one is `zscore`'s job.
+pub const MAX_MAD_N: usize = 10_000;
 pub const DEFAULT_EWMA_ALPHA: f64 = 0.1;
 pub const DEFAULT_EWMA_WARMUP: u64 = 30;
 pub const DEFAULT_WARNING: f64 = 10.0;
@@ -110,6 +117,7 @@ impl DetectorSpec {
 pub enum DetectorKind {
     ZScore(ZScoreParams),
     Ewma(EwmaParams),
+    Mad(MadParams),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -222,6 +230,27 @@ impl DetectorSpec {
                     return Err(err("warmup", "must be at most 100000"));
                 }
                 DetectorKind::Ewma(EwmaParams { alpha, warmup })
+            }
+            DetectorType::Mad => {
+                forbid("alpha", &self.alpha, "mad")?;
+                forbid("warmup", &self.warmup, "mad")?;
+                let n = self.n.unwrap_or(DEFAULT_MAD_N);
+                let min_points = self.min_points.unwrap_or(DEFAULT_MAD_MIN_POINTS.min(n));
+                let min_std = self.min_std.unwrap_or(0.0);
+                if !(3..=MAX_MAD_N).contains(&n) {
+                    return Err(err("n", "must be between 3 and 10000 for a mad detector"));
+                }
+                if min_points < 3 || min_points > n {
+                    return Err(err("min_points", "must be at least 3 and at most n"));
+                }
+                if !(min_std.is_finite() && min_std >= 0.0) {
+                    return Err(err("min_std", "must be a finite number >= 0"));
+                }
+                DetectorKind::Mad(MadParams {
+                    n,
+                    min_points,
+                    min_std,
+                })
             }
         };
         let warning = self.warning.unwrap_or(DEFAULT_WARNING);

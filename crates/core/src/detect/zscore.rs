@@ -76,15 +76,7 @@ impl ZScore {
         let len = self.history.len() as f64;
         let mean = self.mean;
         let sigma = (self.m2 / len).max(0.0).sqrt().max(params.min_std);
-        let deviation = (x - mean).abs();
-        let score = if sigma > 0.0 {
-            deviation / sigma
-        } else if deviation == 0.0 {
-            0.0
-        } else {
-            f64::INFINITY
-        };
-        (score, mean)
+        (super::standard_score(x, mean, sigma), mean)
     }
 }
 
