@@ -160,6 +160,39 @@ fn forbid<T>(field: &str, value: &Option<T>, kind: &str) -> Result<(), FieldErro
 }
 
 impl DetectorSpec {
+    /// `n`, `min_points` and `min_std` of a detector over a history of points (`kind`), checked:
+    /// `least <= min_points <= n <= most`.
+    fn history(
+        &self,
+        kind: &str,
+        default_n: usize,
+        default_min_points: usize,
+        least: usize,
+        most: usize,
+    ) -> Result<(usize, usize, f64), FieldError> {
+        forbid("alpha", &self.alpha, kind)?;
+        forbid("warmup", &self.warmup, kind)?;
+        let n = self.n.unwrap_or(default_n);
+        let min_points = self.min_points.unwrap_or(default_min_points.min(n));
+        let min_std = self.min_std.unwrap_or(0.0);
+        if !(least..=most).contains(&n) {
+            return Err(err(
+                "n",
+                format!("must be between {least} and {most} for a {kind} detector"),
+            ));
+        }
+        if min_points < least || min_points > n {
+            return Err(err(
+                "min_points",
+                format!("must be at least {least} and at most n"),
+            ));
+        }
+        if !(min_std.is_finite() && min_std >= 0.0) {
+            return Err(err("min_std", "must be a finite number >= 0"));
+        }
+        Ok((n, min_points, min_std))
+    }
+
     /// Validates against the job's windows. On error the key is relative to this detector.
     pub fn validate(&self, windows: &[WindowDef]) -> Result<DetectorDef, FieldError> {
         crate::name::DETECTOR
@@ -197,20 +230,13 @@ impl DetectorSpec {
         };
         let kind = match self.detector_type {
             DetectorType::Zscore => {
-                forbid("alpha", &self.alpha, "zscore")?;
-                forbid("warmup", &self.warmup, "zscore")?;
-                let n = self.n.unwrap_or(DEFAULT_ZSCORE_N);
-                let min_points = self.min_points.unwrap_or(DEFAULT_ZSCORE_MIN_POINTS.min(n));
-                let min_std = self.min_std.unwrap_or(0.0);
-                if !(2..=100_000).contains(&n) {
-                    return Err(err("n", "must be between 2 and 100000"));
-                }
-                if min_points < 2 || min_points > n {
-                    return Err(err("min_points", "must be at least 2 and at most n"));
-                }
-                if !(min_std.is_finite() && min_std >= 0.0) {
-                    return Err(err("min_std", "must be a finite number >= 0"));
-                }
+                let (n, min_points, min_std) = self.history(
+                    "zscore",
+                    DEFAULT_ZSCORE_N,
+                    DEFAULT_ZSCORE_MIN_POINTS,
+                    2,
+                    100_000,
+                )?;
                 DetectorKind::ZScore(ZScoreParams {
                     n,
                     min_points,
@@ -232,20 +258,8 @@ impl DetectorSpec {
                 DetectorKind::Ewma(EwmaParams { alpha, warmup })
             }
             DetectorType::Mad => {
-                forbid("alpha", &self.alpha, "mad")?;
-                forbid("warmup", &self.warmup, "mad")?;
-                let n = self.n.unwrap_or(DEFAULT_MAD_N);
-                let min_points = self.min_points.unwrap_or(DEFAULT_MAD_MIN_POINTS.min(n));
-                let min_std = self.min_std.unwrap_or(0.0);
-                if !(3..=MAX_MAD_N).contains(&n) {
-                    return Err(err("n", "must be between 3 and 10000 for a mad detector"));
-                }
-                if min_points < 3 || min_points > n {
-                    return Err(err("min_points", "must be at least 3 and at most n"));
-                }
-                if !(min_std.is_finite() && min_std >= 0.0) {
-                    return Err(err("min_std", "must be a finite number >= 0"));
-                }
+                let (n, min_points, min_std) =
+                    self.history("mad", DEFAULT_MAD_N, DEFAULT_MAD_MIN_POINTS, 3, MAX_MAD_N)?;
                 DetectorKind::Mad(MadParams {
                     n,
                     min_points,
