@@ -329,8 +329,7 @@ impl KafkaDriver {
 
     /// Fetches `partition` from `offset` on. A seek is refused once the fetcher stopped at an
     /// offset out of range; assigning the partition again at `offset` is not (it stays this
-    /// worker's: the group is not involved). Under the eager protocol the whole assignment is
-    /// set again, every other partition at the next offset its task wants (`positions`).
+    /// worker's: the group is not involved).
     fn restart_fetch(
         &self,
         topic: &str,
@@ -338,23 +337,60 @@ impl KafkaDriver {
         offset: u64,
         positions: &BTreeMap<u32, Option<u64>>,
     ) -> KafkaResult<()> {
+        let mut positions = positions.clone();
+        positions.insert(partition, Some(offset));
+        self.refetch(topic, &positions, &[partition])
+    }
+
+    /// Assigns `partitions` again, each at its position in `positions` (the next offset its
+    /// task wants; `None`: the end), so that what the consumer fetched and nobody processed is
+    /// fetched again. Under the eager protocol the whole assignment (every partition of
+    /// `positions`) is set again.
+    fn refetch(
+        &self,
+        topic: &str,
+        positions: &BTreeMap<u32, Option<u64>>,
+        partitions: &[u32],
+    ) -> KafkaResult<()> {
         let at = |next: Option<u64>| next.map_or(Offset::End, |o| Offset::Offset(o as i64));
         if matches!(
             self.consumer.rebalance_protocol(),
             RebalanceProtocol::Cooperative
         ) {
-            let mut one = TopicPartitionList::new();
-            one.add_partition(topic, partition as i32);
-            self.consumer.incremental_unassign(&one)?;
-            one.set_partition_offset(topic, partition as i32, at(Some(offset)))?;
-            return self.consumer.incremental_assign(&one);
+            let mut some = TopicPartitionList::new();
+            for &p in partitions {
+                some.add_partition(topic, p as i32);
+            }
+            self.consumer.incremental_unassign(&some)?;
+            for &p in partitions {
+                let next = positions.get(&p).copied().flatten();
+                some.set_partition_offset(topic, p as i32, at(next))?;
+            }
+            return self.consumer.incremental_assign(&some);
         }
         let mut all = TopicPartitionList::with_capacity(positions.len());
         for (&p, &next) in positions {
-            let next = if p == partition { Some(offset) } else { next };
             all.add_partition_offset(topic, p as i32, at(next))?;
         }
         self.consumer.assign(&all)
+    }
+
+    /// Fetches every owned partition again from the next offset its task wants (after records
+    /// were polled and not processed).
+    fn refetch_owned(&self) -> KafkaResult<()> {
+        let (topic, positions) = match self.partitions.lock() {
+            Ok(parts) => (
+                parts.topic.clone(),
+                parts
+                    .owned
+                    .iter()
+                    .map(|(&p, o)| (p, o.task.next_offset()))
+                    .collect::<BTreeMap<u32, Option<u64>>>(),
+            ),
+            Err(_) => return Ok(()),
+        };
+        let owned: Vec<u32> = positions.keys().copied().collect();
+        self.refetch(&topic, &positions, &owned)
     }
 
     /// A fetch found a partition's position outside the offsets the topic holds (the error does

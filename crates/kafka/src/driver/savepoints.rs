@@ -9,7 +9,8 @@
 //! Stop-with-savepoint stops the whole group at the savepoint: a worker that has written its
 //! parts of a `stop` request processes nothing more (it stays in the group, paused, so that no
 //! partition moves to a worker that would process past the savepoint), and stops once the
-//! savepoint exists; if it was given up, it resumes.
+//! savepoint exists; if it was given up, it fetches again from its partitions' offsets what it
+//! polled and dropped meanwhile, and goes on.
 //!
 //! Never writes a part for a partition this worker does not own, nor one taken before the
 //! partition's outputs up to it were durable (parts follow a synchronous checkpoint).
@@ -155,6 +156,12 @@ impl GroupSavepoints {
                 }
                 tracing::warn!(savepoint = %name, "the savepoint was given up: processing again");
                 self.stopping = None;
+                // What was polled while held was not processed: fetch it again.
+                if let Err(err) = driver.refetch_owned() {
+                    lock(driver)?.fatal.get_or_insert(format!(
+                        "cannot read again what arrived while held at savepoint '{name}': {err}"
+                    ));
+                }
                 if let Ok(assigned) = driver.consumer.assignment() {
                     let _ = driver.consumer.resume(&assigned);
                 }
