@@ -4,7 +4,8 @@
 //! worker, looking every [`LOOK_EVERY`], checkpoints the partitions it owns and writes their
 //! parts. The asking worker assembles the savepoint once every partition of the topic has its
 //! part, and answers; past its deadline it gives up, says which partitions were missing, and the
-//! group goes on.
+//! group goes on. A request still there at twice that age lost the worker that asked (killed
+//! meanwhile): any worker removes it, so that no one holds at it for good.
 //!
 //! Stop-with-savepoint stops the whole group at the savepoint: a worker that has written its
 //! parts of a `stop` request processes nothing more (it stays in the group, paused, so that no
@@ -25,8 +26,9 @@ use streampulse_engine::EngineError;
 
 use super::KafkaDriver;
 
-/// How often every worker looks for requests.
-const LOOK_EVERY: Duration = Duration::from_millis(500);
+/// How often every worker looks for requests (a listing of the checkpoint storage: on an object
+/// store, a request that is billed).
+const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// The least time a group savepoint may take before it is given up.
 const MIN_WAIT: Duration = Duration::from_secs(60);
 
@@ -85,7 +87,7 @@ impl GroupSavepoints {
             .partitions
             .lock()
             .map_err(|_| EngineError::Poisoned("the owned partitions"))
-            .and_then(|p| Ok(p.checkpoints.request_savepoint(&name, stop)?));
+            .and_then(|p| Ok(p.checkpoints.request_savepoint(&name, stop, now_ms())?));
         match requested {
             Ok(()) => {
                 tracing::info!(savepoint = %name, stop, "savepoint of the group requested");
@@ -121,7 +123,15 @@ impl GroupSavepoints {
             let parts = lock(driver)?;
             parts.checkpoints.savepoint_requests()?
         };
+        let abandoned_before = now_ms().saturating_sub(2 * self.wait.as_millis() as i64);
         for request in &requests {
+            if request.requested_ms < abandoned_before
+                && !self.asked.iter().any(|a| a.name == request.name)
+            {
+                tracing::warn!(savepoint = %request.name, "a savepoint request outlived the worker that asked for it: removed");
+                lock(driver)?.checkpoints.finish_savepoint(&request.name)?;
+                continue;
+            }
             self.write_parts(driver, &request.name)?;
             if request.stop && self.stopping.is_none() {
                 tracing::info!(savepoint = %request.name, "the group stops at a savepoint: processing nothing more");

@@ -3,8 +3,8 @@
 //! partition it owns (its state right after a checkpoint), and the asking worker assembles the
 //! parts into one savepoint once every partition of the topic has one. Layout:
 //!
-//! - `<job>/savepoint-requests/<name>`: a savepoint is wanted (body `stop`: the group stops once
-//!   it is taken, `keep`: it goes on);
+//! - `<job>/savepoint-requests/<name>`: a savepoint is wanted (body `stop <ms>`: the group stops
+//!   once it is taken, `keep <ms>`: it goes on; `<ms>`: when it was asked for, epoch ms);
 //! - `<job>/savepoint-parts/<name>/<partition, 5 digits>.ckpt`: one partition's state, written
 //!   by its owner (a checkpoint holding that partition alone);
 //! - `<job>/savepoints/<name>.ckpt`: the savepoint, a checkpoint holding every partition, as an
@@ -32,6 +32,8 @@ pub struct SavepointRequest {
     pub name: String,
     /// The group stops once the savepoint is taken.
     pub stop: bool,
+    /// When it was asked for (epoch ms, the asking worker's clock; 0 if unknown).
+    pub requested_ms: Millis,
 }
 
 fn check_name(name: &str) -> Result<(), CheckpointError> {
@@ -55,12 +57,19 @@ impl PartitionCheckpointStore {
         format!("{}/savepoints/{name}.{suffix}", self.job)
     }
 
-    /// Asks every worker of the group for its part of savepoint `name`.
-    pub fn request_savepoint(&self, name: &str, stop: bool) -> Result<(), CheckpointError> {
+    /// Asks every worker of the group for its part of savepoint `name`, at `now_ms`.
+    pub fn request_savepoint(
+        &self,
+        name: &str,
+        stop: bool,
+        now_ms: Millis,
+    ) -> Result<(), CheckpointError> {
         check_name(name)?;
-        let body: &[u8] = if stop { b"stop" } else { b"keep" };
-        self.storage
-            .put(&format!("{}{name}", self.requests_prefix()), body)
+        let body = format!("{} {now_ms}", if stop { "stop" } else { "keep" });
+        self.storage.put(
+            &format!("{}{name}", self.requests_prefix()),
+            body.as_bytes(),
+        )
     }
 
     /// The savepoints asked for and not finished yet.
@@ -73,9 +82,12 @@ impl PartitionCheckpointStore {
             let Some(body) = self.storage.get(&path)? else {
                 continue;
             };
+            let body = String::from_utf8_lossy(&body);
+            let mut words = body.split_whitespace();
             out.push(SavepointRequest {
                 name,
-                stop: body == b"stop",
+                stop: words.next() == Some("stop"),
+                requested_ms: words.next().and_then(|w| w.parse().ok()).unwrap_or(0),
             });
         }
         Ok(out)
@@ -211,10 +223,11 @@ mod tests {
     fn parts_from_several_writers_become_one_savepoint_once_every_partition_has_one() {
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (store(dir.path()), store(dir.path()));
-        a.request_savepoint("sp1", true).unwrap();
+        a.request_savepoint("sp1", true, 42).unwrap();
         let wanted = vec![SavepointRequest {
             name: "sp1".into(),
             stop: true,
+            requested_ms: 42,
         }];
         assert_eq!(b.savepoint_requests().unwrap(), wanted);
         a.write_savepoint_part("sp1", 5, state(0, 10)).unwrap();
@@ -229,7 +242,7 @@ mod tests {
         assert!(b.savepoint_parts("sp1").unwrap().is_empty());
         assert!(b.savepoint_exists("sp1").unwrap());
         assert!(matches!(
-            a.request_savepoint("../x", false),
+            a.request_savepoint("../x", false, 0),
             Err(CheckpointError::InvalidName(_))
         ));
     }
