@@ -405,7 +405,8 @@ fn brute_force_z(acknowledged: &[Event]) -> Vec<Episode> {
                     (None, Some(e)) if firing => {
                         normal_run += 1;
                         if normal_run >= resolve_after {
-                            e.resolved_ts = Some(ts);
+                            // Never before the episode's last anomalous point.
+                            e.resolved_ts = Some(ts.max(e.last_ts));
                             e.sequence += 1;
                         }
                     }
