@@ -6,8 +6,8 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use streampulse_core::detect::Severity;
+use streampulse_core::glob::glob_match;
 use streampulse_engine::feed::Emission;
-use streampulse_store::glob::glob_match;
 
 use crate::Problem;
 

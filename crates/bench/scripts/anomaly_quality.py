@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Recall and false alerts of each detector of a replay, against the spike episodes a generated
-dataset injected (the `--stats` JSON of ../shared/data/gen_events.py).
+dataset injected (the `--stats` JSON of testdata/gen_events.py).
 
     streampulse replay --config JOB.yaml --input EVENTS --output /dev/null --alerts ALERTS
     python3 crates/bench/scripts/anomaly_quality.py STATS EVENTS ALERTS

@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::AggregateKind;
-use crate::detect::{DetectorDef, DetectorSpec, DetectorType};
+use crate::detect::rules::MAX_RULES;
+use crate::detect::{DetectorDef, DetectorSpec, DetectorType, RuleSpec, Selector};
 use crate::event::EventFormat;
 use crate::time::Millis;
 use crate::window::{WindowDef, WindowSpec, WindowType, MAX_WINDOW};
@@ -40,8 +41,12 @@ pub struct JobSpec {
     /// default: it costs one store write per event, on top of the window results.
     pub keep_raw_events: bool,
     pub windows: Vec<WindowSpec>,
-    /// Anomaly detectors over raw values or window aggregates.
+    /// Anomaly detectors over raw values or window aggregates: those of every metric that no
+    /// rule of `detector_rules` matches.
     pub detectors: Vec<DetectorSpec>,
+    /// Per-metric detectors: the first rule whose `match` a metric satisfies gives its detectors
+    /// instead of `detectors` (see [`crate::detect::rules`]).
+    pub detector_rules: Vec<RuleSpec>,
     /// State TTL, in event time: a metric whose latest event is older than watermark − this has
     /// its per-metric state (detector history, window bookkeeping) dropped, and starts afresh if
     /// it reports again. At least the longest window plus `allowed_lateness`. `null`: off, every
@@ -55,6 +60,9 @@ pub struct JobSpec {
     pub max_future: Option<Duration>,
 }
 
+/// Most detectors in a job, the defaults and every rule's together: each event is offered to
+/// each of them.
+pub const MAX_DETECTORS: usize = 256;
 /// Longest `idle_timeout`.
 pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Shortest and longest `early_firing` interval.
@@ -96,6 +104,7 @@ impl Default for JobSpec {
                 DetectorSpec::raw("raw_zscore", DetectorType::Zscore),
                 DetectorSpec::raw("raw_ewma", DetectorType::Ewma),
             ],
+            detector_rules: Vec::new(),
             state_ttl: None,
             max_future: Some(DEFAULT_MAX_FUTURE),
         }
@@ -114,7 +123,10 @@ pub struct Job {
     /// See [`JobSpec::keep_raw_events`].
     pub keep_raw_events: bool,
     pub windows: Vec<WindowDef>,
+    /// Every detector: the defaults, then each rule's (each knows its rule, `DetectorDef::rule`).
     pub detectors: Vec<DetectorDef>,
+    /// The selectors of the detector rules, in order.
+    pub rules: Vec<Selector>,
     /// See [`JobSpec::state_ttl`]; validated to be at least
     /// `max_extent() + allowed_lateness`.
     pub state_ttl: Option<Millis>,
@@ -187,18 +199,55 @@ impl JobSpec {
             }
             windows.push(def);
         }
-        let mut detectors: Vec<DetectorDef> = Vec::with_capacity(self.detectors.len());
-        for (i, spec) in self.detectors.iter().enumerate() {
-            let def = spec
-                .validate(&windows)
-                .map_err(|e| e.within(format_args!("detectors[{i}]")))?;
-            if detectors.iter().any(|d| d.name == def.name) {
-                return Err(ConfigError::new(
-                    format!("detectors[{i}].name"),
-                    format!("'{}' is used twice", def.name),
-                ));
+        if self.detector_rules.len() > MAX_RULES {
+            return Err(ConfigError::new(
+                "detector_rules",
+                format!("at most {MAX_RULES} rules"),
+            ));
+        }
+        let mut detectors: Vec<DetectorDef> = Vec::new();
+        let mut rules = Vec::with_capacity(self.detector_rules.len());
+        let sets = std::iter::once((None, "detectors".to_string(), &self.detectors)).chain(
+            self.detector_rules.iter().enumerate().map(|(r, rule)| {
+                // MAX_RULES fits in a u16.
+                let index = u16::try_from(r).ok();
+                (
+                    index,
+                    format!("detector_rules[{r}].detectors"),
+                    &rule.detectors,
+                )
+            }),
+        );
+        for (rule, key, specs) in sets {
+            for (i, spec) in specs.iter().enumerate() {
+                let mut def = spec
+                    .validate(&windows)
+                    .map_err(|e| e.within(format_args!("{key}[{i}]")))?;
+                if detectors.iter().any(|d| d.name == def.name) {
+                    return Err(ConfigError::new(
+                        format!("{key}[{i}].name"),
+                        format!(
+                            "'{}' is used twice (detector names are unique across all rules: alerts are identified by them)",
+                            def.name
+                        ),
+                    ));
+                }
+                if detectors.len() >= MAX_DETECTORS {
+                    return Err(ConfigError::new(
+                        key,
+                        format!("at most {MAX_DETECTORS} detectors in a job, all rules together"),
+                    ));
+                }
+                def.rule = rule;
+                detectors.push(def);
             }
-            detectors.push(def);
+        }
+        for (r, rule) in self.detector_rules.iter().enumerate() {
+            rules.push(
+                rule.selector
+                    .validate()
+                    .map_err(|e| e.within(format_args!("detector_rules[{r}].match")))?,
+            );
         }
         let state_ttl = match self.state_ttl {
             None => None,
@@ -206,6 +255,7 @@ impl JobSpec {
         };
         Ok(Job {
             detectors,
+            rules,
             state_ttl,
             max_future,
             name: self.name.clone(),
@@ -370,5 +420,57 @@ mod tests {
         assert_eq!(spec.state_ttl, None);
         let spec: JobSpec = serde_json::from_str("{}").unwrap();
         assert_eq!(spec.state_ttl, None);
+    }
+
+    #[test]
+    fn detector_rules_are_validated_with_their_full_keys_and_bounded() {
+        let rules = |json: &str| -> Result<Job, ConfigError> {
+            let spec: JobSpec = serde_json::from_str(json).unwrap();
+            spec.validate()
+        };
+        let job = rules(
+            r#"{"detectors": [{"name": "z", "type": "zscore"}],
+                "detector_rules": [
+                  {"match": {"metric": "cpu.*"}, "detectors": [{"name": "m", "type": "mad"}]},
+                  {"match": {"tags": {"env": "dev"}}, "detectors": []}]}"#,
+        )
+        .unwrap();
+        let scopes: Vec<_> = job
+            .detectors
+            .iter()
+            .map(|d| (d.name.as_str(), d.rule))
+            .collect();
+        assert_eq!(scopes, vec![("z", None), ("m", Some(0))]);
+        assert_eq!(job.rules.len(), 2);
+        let err = rules(
+            r#"{"detectors": [{"name": "z", "type": "zscore"}],
+                "detector_rules": [{"match": {"metric": "a*"}, "detectors": [{"name": "z", "type": "mad"}]}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "detector_rules[0].detectors[0].name");
+        let err = rules(r#"{"detector_rules": [{"match": {}, "detectors": []}]}"#).unwrap_err();
+        assert_eq!(err.key, "detector_rules[0].match.metric");
+        let err = rules(
+            r#"{"detector_rules": [{"match": {"metric": "a"}, "detectors": [{"name": "x", "type": "zscore", "n": 1}]}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.key, "detector_rules[0].detectors[0].n");
+        assert!(
+            serde_json::from_str::<JobSpec>(
+                r#"{"detector_rules": [{"match": {"metric": "a", "host": "b"}}]}"#
+            )
+            .is_err(),
+            "unknown keys of a match are refused"
+        );
+        let many = format!(
+            r#"{{"detector_rules": [{}]}}"#,
+            vec![r#"{"match": {"metric": "a"}}"#; MAX_RULES + 1].join(",")
+        );
+        assert_eq!(rules(&many).unwrap_err().key, "detector_rules");
+        let detectors: Vec<String> = (0..=MAX_DETECTORS)
+            .map(|i| format!(r#"{{"name": "d{i}", "type": "ewma"}}"#))
+            .collect();
+        let too_many = format!(r#"{{"detectors": [{}]}}"#, detectors.join(","));
+        assert_eq!(rules(&too_many).unwrap_err().key, "detectors");
     }
 }

@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod detect;
 pub mod event;
+pub mod glob;
 pub mod job;
 pub mod name;
 pub mod output;

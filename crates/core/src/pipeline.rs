@@ -156,6 +156,9 @@ pub struct PartitionPipeline {
     expiry: BTreeSet<(Millis, u32)>,
     /// Whether any detector reads a window series (skips a scan of outputs when none does).
     has_window_detectors: bool,
+    /// Key id → the detector rule of the key (`None`: the job's default detectors). Derived from
+    /// the key's metric id and tags, so not checkpointed.
+    key_rules: Vec<Option<u16>>,
 }
 
 fn has_window_detectors(job: &Job) -> bool {
@@ -185,6 +188,7 @@ impl PartitionPipeline {
             index: HashMap::new(),
             expiry: BTreeSet::new(),
             has_window_detectors: has_window_detectors(job),
+            key_rules: Vec::new(),
         }
     }
 
@@ -225,10 +229,13 @@ impl PartitionPipeline {
             .collect();
         for def in &job.detectors {
             let op = match saved.remove(&def.name) {
-                Some(op) if op.def() != def => {
+                Some(op) if !op.def().same_model(def) => {
                     return Err(RestoreError::DetectorChanged(def.name.clone()))
                 }
-                Some(op) => op,
+                Some(mut op) => {
+                    op.configure(def);
+                    op
+                }
                 None => DetectorOperator::new(def),
             };
             state.detectors.push(op);
@@ -255,6 +262,10 @@ impl PartitionPipeline {
             .filter(live)
             .map(|i| (state.names[i].clone(), i as u32))
             .collect();
+        // Free keys get a rule when handed out again.
+        let key_rules = (0..keys)
+            .map(|i| crate::detect::rules::rule_of(&job.rules, &state.names[i], &state.tags[i]))
+            .collect();
         let expiry = match job.state_ttl {
             Some(ttl) => (0..keys)
                 .filter(live)
@@ -268,6 +279,7 @@ impl PartitionPipeline {
             index,
             expiry,
             has_window_detectors: has_window_detectors(job),
+            key_rules,
         })
     }
 
@@ -307,16 +319,20 @@ impl PartitionPipeline {
         if let Some(&id) = self.index.get(metric_id) {
             return (id, false);
         }
+        let tags = tags();
+        let rule = crate::detect::rules::rule_of(&self.job.rules, metric_id, &tags);
         let id = match self.state.free.pop_first() {
             Some(id) => {
                 self.state.names[id as usize] = metric_id.to_string();
-                self.state.tags[id as usize] = tags();
+                self.state.tags[id as usize] = tags;
+                self.key_rules[id as usize] = rule;
                 id
             }
             None => {
                 let id = self.state.names.len() as u32;
                 self.state.names.push(metric_id.to_string());
-                self.state.tags.push(tags());
+                self.state.tags.push(tags);
+                self.key_rules.push(rule);
                 if self.job.state_ttl.is_some() {
                     self.state.last_seen.push(Millis::MIN);
                 }
@@ -435,8 +451,9 @@ impl PartitionPipeline {
         // Events behind the watermark are not scored: the recent points they would be compared
         // with are from a later time, so a late value reads as an anomaly it is not.
         let in_order = ts > watermark;
+        let rule = self.key_rules.get(key as usize).copied().flatten();
         for detector in &mut self.state.detectors {
-            if in_order && detector.def().series == Series::Raw {
+            if in_order && detector.def().series == Series::Raw && detector.def().rule == rule {
                 let tags = &self.state.tags[key as usize];
                 detector.observe(&self.job.name, key, metric_id, tags, ts, value, out);
             }
@@ -526,12 +543,14 @@ impl PartitionPipeline {
             if r.revision != 0 {
                 continue;
             }
+            let Some(&key) = self.index.get(&r.metric_id) else {
+                continue;
+            };
+            let rule = self.key_rules.get(key as usize).copied().flatten();
             for (i, detector) in self.state.detectors.iter().enumerate() {
                 if let Series::Window { window, aggregate } = &detector.def().series {
-                    if *window == r.window {
-                        if let (Some(&key), Some(x)) =
-                            (self.index.get(&r.metric_id), r.get(*aggregate))
-                        {
+                    if *window == r.window && detector.def().rule == rule {
+                        if let Some(x) = r.get(*aggregate) {
                             points.push((i, key, r.metric_id.clone(), r.window_start, x));
                         }
                     }
@@ -842,6 +861,138 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    /// A default detector `z`, a rule for `cpu.*` in `env: prod` with its own `cz`, and a rule
+    /// that silences `quiet.*`. Every detector alerts easily.
+    fn rules_job() -> Job {
+        let z = |name: &str| crate::detect::DetectorSpec {
+            n: Some(5),
+            min_points: Some(5),
+            warning: Some(4.0),
+            ..crate::detect::DetectorSpec::raw(name, crate::detect::DetectorType::Zscore)
+        };
+        let rule = |metric: &str, tags: &[(&str, &str)], detectors| crate::detect::RuleSpec {
+            selector: crate::detect::SelectorSpec {
+                metric: Some(metric.into()),
+                tags: tags
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            },
+            detectors,
+        };
+        JobSpec {
+            max_out_of_orderness: Duration::from_secs(1),
+            windows: vec![spec(WindowType::Tumbling, Some(1_000), None)],
+            detectors: vec![z("z")],
+            detector_rules: vec![
+                rule("cpu.*", &[("env", "prod")], vec![z("cz")]),
+                rule("quiet.*", &[], vec![]),
+            ],
+            ..JobSpec::default()
+        }
+        .validate()
+        .unwrap()
+    }
+
+    /// Feeds each metric 8 normal points, then a spike, then (after a checkpoint round trip when
+    /// `restart`) one more spike; returns (metric, detector) of every alert transition.
+    fn rule_alerts(restart: bool) -> BTreeSet<(String, String)> {
+        let metrics = [
+            ("cpu.a", "prod"),
+            ("cpu.b", "dev"),
+            ("mem.a", "prod"),
+            ("quiet.a", "prod"),
+        ];
+        let job = rules_job();
+        let mut p = PartitionPipeline::new(&job);
+        let mut out = Vec::new();
+        let mut offset = 0;
+        let mut feed = |p: &mut PartitionPipeline, out: &mut Vec<Output>, step: i64, v: f64| {
+            for (metric, env) in metrics {
+                let tags = || BTreeMap::from([("env".to_string(), env.to_string())]);
+                p.process_tagged(metric, tags, step * 100, v, offset, out);
+                offset += 1;
+            }
+        };
+        for step in 0..8 {
+            feed(&mut p, &mut out, step, 10.0 + (step % 2) as f64);
+        }
+        if restart {
+            let bytes = postcard::to_allocvec(p.state()).unwrap();
+            p = PartitionPipeline::restore(&job, postcard::from_bytes(&bytes).unwrap()).unwrap();
+        }
+        feed(&mut p, &mut out, 8, 1_000.0);
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Alert(a) => Some((a.metric_id.clone(), a.detector.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn each_metric_is_scored_by_the_detectors_of_the_first_rule_it_matches() {
+        let expected: BTreeSet<(String, String)> =
+            [("cpu.a", "cz"), ("cpu.b", "z"), ("mem.a", "z")]
+                .iter()
+                .map(|(m, d)| (m.to_string(), d.to_string()))
+                .collect();
+        assert_eq!(rule_alerts(false), expected);
+        assert_eq!(rule_alerts(true), expected, "the same after a restore");
+    }
+
+    #[test]
+    fn a_spike_in_the_first_points_is_caught_by_the_robust_warmup_unless_it_is_off() {
+        let job = |robust_warmup| {
+            JobSpec {
+                max_out_of_orderness: Duration::from_secs(1),
+                windows: vec![spec(WindowType::Tumbling, Some(1_000), None)],
+                detectors: vec![crate::detect::DetectorSpec {
+                    robust_warmup,
+                    ..crate::detect::DetectorSpec::raw("z", crate::detect::DetectorType::Zscore)
+                }],
+                ..JobSpec::default()
+            }
+            .validate()
+            .unwrap()
+        };
+        // 7 points of noise around 100 (zscore's default model waits for 30), then 13x.
+        let points = [100.0, 102.0, 99.0, 101.0, 98.0, 100.5, 99.5, 1_300.0];
+        for (robust_warmup, restart, caught) in [
+            (None, false, true),
+            (None, true, true),
+            (Some(false), false, false),
+        ] {
+            let job = job(robust_warmup);
+            let mut p = PartitionPipeline::new(&job);
+            let mut out = Vec::new();
+            for (i, v) in points.iter().enumerate() {
+                if restart && i == 6 {
+                    let bytes = postcard::to_allocvec(p.state()).unwrap();
+                    let state = postcard::from_bytes(&bytes).unwrap();
+                    p = PartitionPipeline::restore(&job, state).unwrap();
+                }
+                p.process("m", i as i64 * 100, *v, i as u64, &mut out);
+            }
+            let alerts: Vec<_> = out
+                .iter()
+                .filter_map(|o| match o {
+                    Output::Alert(a) => Some((a.first_ts, a.expected)),
+                    _ => None,
+                })
+                .collect();
+            if caught {
+                assert_eq!(
+                    alerts,
+                    vec![(700, 100.0)],
+                    "opened at the spike, median 100"
+                );
+            } else {
+                assert!(alerts.is_empty(), "silent during warm-up: {alerts:?}");
+            }
+        }
     }
 
     fn state_bytes(p: &PartitionPipeline) -> usize {

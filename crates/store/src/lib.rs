@@ -28,7 +28,6 @@ pub mod conformance;
 mod crash_test;
 mod embedded;
 mod error;
-pub mod glob;
 mod keys;
 mod retention;
 mod schema;
@@ -36,6 +35,7 @@ mod schema;
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
 pub use retention::{cutoff, ExpiryReport, ExpiryTotals, RetentionPolicy};
+use streampulse_core::glob;
 
 use std::collections::HashSet;
 

@@ -338,7 +338,8 @@ struct Episode {
 
 /// The `z` detector of CONFIG by brute force, from the README's definition: each point of a
 /// metric (in log order) scores |x - mean| / σ over the last n = 50 points before it (population
-/// σ, both recomputed from scratch), once 20 points are there; a score of 10 opens (or, within
+/// σ, both recomputed from scratch), once 20 points are there, and before that, from 5 points on,
+/// the robust warm-up score; a score of 10 opens (or, within
 /// the 1 s cooldown after a resolution, re-opens) an alert, 30 makes it critical, 5 normal points
 /// in a row resolve it. Every transition adds one to the sequence.
 fn brute_force_z(acknowledged: &[Event]) -> Vec<Episode> {
@@ -353,17 +354,45 @@ fn brute_force_z(acknowledged: &[Event]) -> Vec<Episode> {
         let mut normal_run = 0;
         for (_, ts, x) in acknowledged.iter().filter(|e| e.0 == metric) {
             let (ts, x) = (*ts, *x);
-            if history.len() >= 20 {
-                let last = &history[history.len().saturating_sub(50)..];
-                let mean = last.iter().sum::<f64>() / last.len() as f64;
-                let var = last.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / last.len() as f64;
-                let sigma = var.sqrt();
-                let score = if sigma > 0.0 {
-                    (x - mean).abs() / sigma
-                } else if x == mean {
-                    0.0
+            if history.len() >= 5 {
+                let standard = |deviation: f64, sigma: f64| {
+                    if sigma > 0.0 {
+                        deviation / sigma
+                    } else if deviation == 0.0 {
+                        0.0
+                    } else {
+                        f64::INFINITY
+                    }
+                };
+                let score = if history.len() >= 20 {
+                    let last = &history[history.len().saturating_sub(50)..];
+                    let mean = last.iter().sum::<f64>() / last.len() as f64;
+                    let var =
+                        last.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / last.len() as f64;
+                    standard((x - mean).abs(), var.sqrt())
                 } else {
-                    f64::INFINITY
+                    // The robust warm-up: median and MAD of the points so far, the score divided
+                    // by a factor falling from 8 (after 5 points) to 1 (at min_points 20).
+                    let median = |v: &mut Vec<f64>| {
+                        v.sort_by(f64::total_cmp);
+                        let n = v.len();
+                        if n % 2 == 1 {
+                            v[n / 2]
+                        } else {
+                            (v[n / 2 - 1] + v[n / 2]) / 2.0
+                        }
+                    };
+                    let center = median(&mut history.clone());
+                    let mut deviations: Vec<f64> =
+                        history.iter().map(|v| (v - center).abs()).collect();
+                    let mad = median(&mut deviations);
+                    let sigma = if mad > 0.0 {
+                        1.4826 * mad
+                    } else {
+                        1.2533 * deviations.iter().sum::<f64>() / deviations.len() as f64
+                    };
+                    let factor = 1.0 + 7.0 * (20 - history.len()) as f64 / 15.0;
+                    standard((x - center).abs(), sigma) / factor
                 };
                 let severity = if score >= critical {
                     Some("critical")

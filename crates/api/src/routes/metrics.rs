@@ -18,8 +18,8 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::Value;
+use streampulse_core::glob::is_glob;
 use streampulse_core::job::Job;
-use streampulse_store::glob::is_glob;
 use streampulse_store::{MetricMatch, ResultKey, ResultQuery};
 
 use super::blocking;

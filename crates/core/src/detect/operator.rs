@@ -1,6 +1,10 @@
 //! The state of one detector over every metric of a partition: a model and an alert tracker per
 //! key. Points come in as (key, metric, event time, value); transitions go out as
 //! [`Output::Alert`](crate::output::Output::Alert).
+//!
+//! A new key's model starts warming up ([`Model::Warming`]) when the detector scores its warm-up
+//! robustly: the plain model is fed as usual and, until it is ready, the warm-up scores; from the
+//! first point the model scores itself, the warm-up's points are dropped.
 
 use std::collections::BTreeMap;
 
@@ -10,15 +14,59 @@ use super::alert::{AlertTracker, Verdict};
 use super::ewma::Ewma;
 use super::mad::Mad;
 use super::spec::{DetectorDef, DetectorKind};
+use super::warmup::{self, Early};
 use super::zscore::ZScore;
 use crate::output::Output;
 use crate::time::Millis;
 
+/// Checkpointed: variants are only ever appended.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 enum Model {
     ZScore(ZScore),
     Ewma(Ewma),
     Mad(Mad),
+    /// A model that is not ready yet, beside the warm-up that scores for it meanwhile. The boxed
+    /// model is never itself `Warming`.
+    Warming(Early, Box<Model>),
+}
+
+impl Model {
+    fn new(def: &DetectorDef) -> Self {
+        let plain = match def.kind {
+            DetectorKind::ZScore(_) => Model::ZScore(ZScore::default()),
+            DetectorKind::Ewma(_) => Model::Ewma(Ewma::default()),
+            DetectorKind::Mad(_) => Model::Mad(Mad::default()),
+        };
+        if def.robust_warmup && warmup::applies(def.kind.ready_at()) {
+            Model::Warming(Early::default(), Box::new(plain))
+        } else {
+            plain
+        }
+    }
+
+    /// Scores `x` and learns it; (score, expected value), or `None` while silent.
+    fn observe(&mut self, def: &DetectorDef, x: f64) -> Option<(f64, f64)> {
+        let kind = &def.kind;
+        if let Model::Warming(early, model) = self {
+            let early_verdict = early.observe(kind.ready_at(), kind.min_std(), x);
+            let verdict = model.observe(def, x);
+            if verdict.is_none() {
+                // Off since the key started warming up (a restore with robust_warmup: false).
+                return early_verdict.filter(|_| def.robust_warmup);
+            }
+            // Ready: the warm-up's points are of no further use.
+            let ready = std::mem::replace(model.as_mut(), Model::Ewma(Ewma::default()));
+            *self = ready;
+            return verdict;
+        }
+        match (self, kind) {
+            (Model::ZScore(m), DetectorKind::ZScore(p)) => m.observe(p, x),
+            (Model::Ewma(m), DetectorKind::Ewma(p)) => m.observe(p, x),
+            (Model::Mad(m), DetectorKind::Mad(p)) => m.observe(p, x),
+            // Restore refuses a changed detector, so model and parameters always agree.
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +93,12 @@ impl DetectorOperator {
 
     pub fn def(&self) -> &DetectorDef {
         &self.def
+    }
+
+    /// Takes the job's definition after a restore: the same model (checked by the caller with
+    /// [`DetectorDef::same_model`]), with the job's current rule and warm-up choice.
+    pub fn configure(&mut self, def: &DetectorDef) {
+        self.def = def.clone();
     }
 
     /// Forgets the model and alert tracker of `key`, whose state TTL has passed: its next point
@@ -74,22 +128,12 @@ impl DetectorOperator {
         if self.keys.len() <= idx {
             self.keys.resize_with(idx + 1, || None);
         }
+        let def = &self.def;
         let state = self.keys[idx].get_or_insert_with(|| KeyState {
-            model: match self.def.kind {
-                DetectorKind::ZScore(_) => Model::ZScore(ZScore::default()),
-                DetectorKind::Ewma(_) => Model::Ewma(Ewma::default()),
-                DetectorKind::Mad(_) => Model::Mad(Mad::default()),
-            },
+            model: Model::new(def),
             tracker: AlertTracker::default(),
         });
-        let scored = match (&mut state.model, &self.def.kind) {
-            (Model::ZScore(m), DetectorKind::ZScore(p)) => m.observe(p, x),
-            (Model::Ewma(m), DetectorKind::Ewma(p)) => m.observe(p, x),
-            (Model::Mad(m), DetectorKind::Mad(p)) => m.observe(p, x),
-            // Restore refuses a changed detector, so model and parameters always agree.
-            _ => None,
-        };
-        let Some((score, expected)) = scored else {
+        let Some((score, expected)) = state.model.observe(def, x) else {
             return;
         };
         let verdict = Verdict {

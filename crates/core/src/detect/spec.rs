@@ -72,6 +72,10 @@ pub struct DetectorSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub cooldown: Option<Duration>,
+    /// Score the points before the model is ready against a robust estimate and a raised
+    /// threshold (see [`super::warmup`]); `false`: silent until then. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robust_warmup: Option<bool>,
 }
 
 fn default_series() -> String {
@@ -109,6 +113,7 @@ impl DetectorSpec {
             critical: None,
             resolve_after: None,
             cooldown: None,
+            robust_warmup: None,
         }
     }
 }
@@ -118,6 +123,26 @@ pub enum DetectorKind {
     ZScore(ZScoreParams),
     Ewma(EwmaParams),
     Mad(MadParams),
+}
+
+impl DetectorKind {
+    /// How many points of a series the model needs before it scores the next one.
+    pub fn ready_at(&self) -> usize {
+        match self {
+            Self::ZScore(p) => p.min_points.max(1),
+            Self::Ewma(p) => usize::try_from(p.warmup).unwrap_or(usize::MAX).max(1),
+            Self::Mad(p) => p.min_points.max(1),
+        }
+    }
+
+    /// The floor on σ the model applies, which its warm-up applies too.
+    pub fn min_std(&self) -> f64 {
+        match self {
+            Self::ZScore(p) => p.min_std,
+            Self::Ewma(_) => 0.0,
+            Self::Mad(p) => p.min_std,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -138,12 +163,32 @@ impl Series {
     }
 }
 
+/// A validated detector. Checkpoints hold it, so that a restore can refuse a changed model; the
+/// fields after `lifecycle` only choose which points are scored, never what a model holds, so
+/// they are not checkpointed (a restore takes them from the job) and may change across restarts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DetectorDef {
     pub name: String,
     pub kind: DetectorKind,
     pub series: Series,
     pub lifecycle: Lifecycle,
+    /// The detector rule it belongs to (`None`: the job's default detectors).
+    #[serde(skip)]
+    pub rule: Option<u16>,
+    /// See [`DetectorSpec::robust_warmup`].
+    #[serde(skip)]
+    pub robust_warmup: bool,
+}
+
+impl DetectorDef {
+    /// Whether state saved under `self` is valid under `other`: the same model, series and
+    /// alert lifecycle.
+    pub fn same_model(&self, other: &DetectorDef) -> bool {
+        self.name == other.name
+            && self.kind == other.kind
+            && self.series == other.series
+            && self.lifecycle == other.lifecycle
+    }
 }
 
 type FieldError = ConfigError;
@@ -293,6 +338,8 @@ impl DetectorSpec {
                 resolve_after,
                 cooldown: cooldown.as_millis() as i64,
             },
+            rule: None,
+            robust_warmup: self.robust_warmup.unwrap_or(true),
         })
     }
 }

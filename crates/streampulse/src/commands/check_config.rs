@@ -85,12 +85,13 @@ pub fn run(args: CheckConfigArgs) -> anyhow::Result<()> {
         ),
     };
     println!(
-        "ok: {}: job {} ({} windows, {} detectors), {kafka_summary}, {store}, checkpoints \
+        "ok: {}: job {} ({} windows, {} detectors, {} detector rules), {kafka_summary}, {store}, checkpoints \
          {checkpoints}, data_dir {}, api {}, metrics {metrics}, {auth_summary}",
         args.config.display(),
         job.name,
         job.windows.len(),
         job.detectors.len(),
+        job.rules.len(),
         config.data_dir.display(),
         config.server.listen,
     );

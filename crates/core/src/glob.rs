@@ -1,5 +1,6 @@
 //! Metric id globs: `*` matches any run of characters, `?` exactly one, everything else itself.
-//! Shared by the store (result queries by glob) and the API (WebSocket subscriptions).
+//! Shared by the store (result queries by glob), the API (WebSocket subscriptions) and the
+//! detector rules (which metrics a rule's detectors score).
 
 /// Whether `text` matches the glob `pattern` (bytewise; `?` is one byte).
 pub fn glob_match(pattern: &str, text: &str) -> bool {
