@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use streampulse_store::glob::{glob_match, literal_prefix};
+use streampulse_core::glob::{glob_match, literal_prefix};
 
 /// `*` any run of bytes, `?` one byte: the O(|p|·|t|) table.
 fn reference(pattern: &[u8], text: &[u8]) -> bool {
