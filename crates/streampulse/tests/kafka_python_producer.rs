@@ -19,6 +19,7 @@ use streampulse_core::clock::now_ms;
 
 use kafka_support::{brokers, create_topics, end_offsets, fresh, read_all};
 use serde_json::Value;
+use support::describe;
 
 const ENV: &str = "STREAMPULSE_TEST_KAFKA_PYTHON";
 const PARTITIONS: u32 = 3;
@@ -50,15 +51,6 @@ fn summary_count(summary: &str, label: &str) -> u64 {
     digits
         .parse()
         .unwrap_or_else(|_| panic!("no count after {label:?} in {summary:?}"))
-}
-
-fn describe(out: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

@@ -457,3 +457,13 @@ pub fn oracle_rows(
         serde_yaml_ng::from_value(config["job"].clone()).unwrap();
     streampulse_testkit::oracle::batch(&spec.validate().unwrap(), events)
 }
+
+/// A finished process's status and output, for an assertion message.
+pub fn describe(out: &std::process::Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
