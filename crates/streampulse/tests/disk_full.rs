@@ -143,8 +143,29 @@ fn a_full_disk_refuses_ingest_then_everything_recovers_without_a_restart() {
             p.log()
         );
     };
-    let (status, ready) = p.get("/readyz");
-    assert_eq!(status, 503, "{ready}");
+    // Readiness reports the closed log file. A reader may reopen the file (reading works on a full
+    // disk) between a failed append and this probe, so the probe follows another failing append
+    // until it sees the failure: what a readiness check polling a failing process sees.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        let (status, ready) = p.get("/readyz");
+        if status == 503 {
+            break ready;
+        }
+        assert_eq!(status, 200, "{ready}");
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never reported the full disk: {ready}\n{}",
+            p.log()
+        );
+        let batch = producer.next();
+        let (status, reply) = post(&p, &batch);
+        match status {
+            200 => acknowledged.extend(batch.1),
+            503 => {}
+            other => panic!("ingest answered {other} on a full disk: {reply}"),
+        }
+    };
     let component = ready["failing"][0]["component"]
         .as_str()
         .unwrap_or_default();
