@@ -73,7 +73,6 @@ type Options struct {
 	Count            int64         // 0: no limit
 	BatchSize        int
 	Seed             uint64
-	SeedGiven        bool
 	LateFraction     float64
 	SpikeProbability float64
 	OutOfOrderMs     int64
@@ -149,7 +148,7 @@ func ParseOptions(args []string) (Options, error) {
 		return o, fmt.Errorf("--seed must be >= 0")
 	}
 	if seed >= 0 {
-		o.Seed, o.SeedGiven = uint64(seed), true
+		o.Seed = uint64(seed)
 	} else {
 		o.Seed = rand.Uint64() >> 1
 	}

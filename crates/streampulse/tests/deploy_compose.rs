@@ -99,6 +99,13 @@ fn dockerfile() -> (String, BTreeSet<u16>, Vec<String>, Vec<String>) {
     (user, ports, volumes, entrypoint)
 }
 
+/// Whether a Compose service runs a StreamPulse job (the workers, the embedded process), not a
+/// one-shot command of the image.
+fn runs_job(service: &Value) -> bool {
+    service["image"] == "streampulse:local"
+        && service["environment"]["STREAMPULSE_CONFIG"].is_string()
+}
+
 #[test]
 fn compose_files_agree_with_the_repository() {
     let Some(go) = streampulse_testkit::env::required_file(
@@ -204,11 +211,10 @@ fn compose_files_agree_with_the_repository() {
                     "{at}: {key}.listen port {port} is not EXPOSEd"
                 );
             }
-            let runs_job = service["environment"]["STREAMPULSE_CONFIG"].is_string();
             if let Some(dir) = config["checkpoint"]["storage"]
                 .as_str()
                 .and_then(|s| s.strip_prefix("file://"))
-                .filter(|_| runs_job)
+                .filter(|_| runs_job(service))
             {
                 // Per-partition checkpoints move between workers: one named volume for all.
                 let volume = service["volumes"]
@@ -217,10 +223,7 @@ fn compose_files_agree_with_the_repository() {
                     .iter()
                     .find(|v| v["target"] == dir && v["type"] == "volume")
                     .unwrap_or_else(|| panic!("{at}: no named volume at the checkpoints {dir}"));
-                for (other, s) in services.iter().filter(|(_, s)| {
-                    s["image"] == "streampulse:local"
-                        && s["environment"]["STREAMPULSE_CONFIG"].is_string()
-                }) {
+                for (other, s) in services.iter().filter(|(_, s)| runs_job(s)) {
                     assert!(
                         s["volumes"]
                             .as_array()
@@ -270,10 +273,7 @@ fn compose_files_agree_with_the_repository() {
         }
         let runs: BTreeSet<String> = services
             .iter()
-            .filter(|(_, s)| {
-                s["image"] == "streampulse:local"
-                    && s["environment"]["STREAMPULSE_CONFIG"].is_string()
-            })
+            .filter(|(_, s)| runs_job(s))
             .map(|(n, _)| n.clone())
             .collect();
         assert_eq!(
