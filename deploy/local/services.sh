@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# deploy/local/services.sh: real Apache Cassandra and Apache Kafka servers on this machine's loopback,
-# for local development, CI (.ci/run) and benchmarks, without Docker or the projects' download sites.
+# deploy/local/services.sh: real Apache Cassandra, Apache Kafka and Jaeger servers on this machine's
+# loopback, for local development, CI (.ci/run) and benchmarks, without Docker or the projects'
+# download sites.
 #
-# Each server is fetched once with Maven from the Maven registry (the published jars and their
-# runtime dependencies) into a per-user cache, configured as a small single-node test server in a
-# state directory, and started as a background JVM bound to 127.0.0.1. `start` waits until the
-# server answers its own protocol (a CQL OPTIONS request, a Kafka ApiVersions request) and then
-# prints its address, `127.0.0.1:<port>`, alone on stdout; everything else goes to stderr.
+# Cassandra and Kafka are fetched once with Maven from the Maven registry (the published jars and
+# their runtime dependencies) into a per-user cache; Jaeger (v2, all-in-one, in-memory storage) is
+# built once with Go from its Go module, pinned by deploy/local/jaeger/go.mod and go.sum. Each is
+# configured as a small single-node test server in a state directory and started in the
+# background bound to 127.0.0.1. `start` waits until the server answers its own protocol (a CQL
+# OPTIONS request, a Kafka ApiVersions request, Jaeger's query API) and then prints its address,
+# `127.0.0.1:<port>`, alone on stdout; everything else goes to stderr.
 #
 #   deploy/local/services.sh start cassandra     # -> 127.0.0.1:9042
 #   deploy/local/services.sh start kafka         # -> 127.0.0.1:9092
+#   deploy/local/services.sh start jaeger        # -> 127.0.0.1:4318 (OTLP/HTTP; UI on :16686)
 #   deploy/local/services.sh stop all
 #
 # Run `deploy/local/services.sh help` for the commands and environment variables.
-# Needs: java 17, mvn (3.6.3 or later), python3 (standard library only), util-linux (setsid, flock),
-# openssl (the certificates of Kafka's TLS listeners and Cassandra's TLS port).
+# Needs: java 17, mvn (3.6.3 or later), go (1.24 or later, for Jaeger), python3 (standard library
+# only), util-linux (setsid, flock), openssl (the certificates of Kafka's TLS listeners and
+# Cassandra's TLS port).
 set -euo pipefail
 
 # ---- Versions: the one place to change them ------------------------------------------------------
@@ -24,6 +29,9 @@ KAFKA_VERSION="${STREAMPULSE_KAFKA_VERSION:-4.4.0}"
 # binding; log4j-slf4j-impl is log4j's binding for SLF4J 1.x, at the log4j version Kafka uses.
 KAFKA_LOG4J_VERSION="${STREAMPULSE_KAFKA_LOG4J_VERSION:-2.25.5}"
 MAVEN_DEPENDENCY_PLUGIN_VERSION=3.8.1
+# Jaeger's version is the one its Go module pins (the v1.x module tag of a v2 release).
+JAEGER_MODULE_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/jaeger"
+JAEGER_VERSION="$(awk '$1 == "github.com/jaegertracing/jaeger" { print $2 }' "$JAEGER_MODULE_DIR/go.mod")"
 
 # ---- Settings (documented in usage) --------------------------------------------------------------
 CACHE_BASE="${XDG_CACHE_HOME:-$HOME/.cache}/streampulse"
@@ -53,17 +61,25 @@ KAFKA_SASL_PORT="${STREAMPULSE_KAFKA_SASL_PORT:-9095}"
 KAFKA_HEAP="${STREAMPULSE_KAFKA_HEAP:-512m}"
 KAFKA_JVM_OPTS="${STREAMPULSE_KAFKA_JVM_OPTS:-}"
 
+JAEGER_OTLP_HTTP_PORT="${STREAMPULSE_JAEGER_OTLP_HTTP_PORT:-4318}"
+JAEGER_OTLP_GRPC_PORT="${STREAMPULSE_JAEGER_OTLP_GRPC_PORT:-4317}"
+JAEGER_QUERY_PORT="${STREAMPULSE_JAEGER_QUERY_PORT:-16686}"
+JAEGER_QUERY_GRPC_PORT="${STREAMPULSE_JAEGER_QUERY_GRPC_PORT:-16685}"
+JAEGER_MAX_TRACES="${STREAMPULSE_JAEGER_MAX_TRACES:-100000}"
+GO="${STREAMPULSE_GO:-go}"
+
 HOST=127.0.0.1
-SERVICES=(cassandra kafka)
+SERVICES=(cassandra kafka jaeger)
 
 usage() {
   cat <<EOF
 Usage: $(basename "$0") COMMAND [NAME]
 
 Real single-node Apache Cassandra $CASSANDRA_VERSION and Apache Kafka $KAFKA_VERSION (KRaft) servers on
-$HOST, fetched with Maven (first use only) into a per-user cache.
+$HOST, fetched with Maven (first use only) into a per-user cache, and Jaeger $JAEGER_VERSION
+(v2 all-in-one, traces in memory), built with Go (first use only) into the same cache.
 
-Commands (NAME is cassandra or kafka; "all" where noted):
+Commands (NAME is cassandra, kafka or jaeger; "all" where noted):
   start NAME     fetch if needed, configure, start in the background, wait until the server answers
                  its protocol, then print "$HOST:<port>" on stdout. Already running: just print it.
                  On failure (JVM exit, timeout) prints the end of the server log on stderr, exits 1.
@@ -73,12 +89,17 @@ Commands (NAME is cassandra or kafka; "all" where noted):
   status NAME|all  print "running", "starting" or "stopped" (with "all": "NAME: state" lines);
                  exit 0 only when every named server is running, otherwise 3.
   reset NAME|all stop, then delete the server's state directory (config, data, logs).
-  fetch NAME|all download only (for CI caching); prints the lib directory.
+  fetch NAME|all download (Jaeger: build) only, for CI caching; prints the lib directory
+                 (Jaeger: the binary).
   log NAME       print the path of the server's log file.
   kafka-tls      print the running Kafka's TLS endpoints and the CA that signed its certificate,
                  as shell assignments: ssl=HOST:PORT sasl_ssl=HOST:PORT ca=FILE.
   cassandra-tls  print the running Cassandra's CQL port (which takes TLS and plaintext clients
                  alike) and the CA that signed its certificate: tls=HOST:PORT ca=FILE.
+  jaeger-endpoints
+                 print the running Jaeger's endpoints as shell assignments:
+                 otlp_http=HOST:PORT otlp_grpc=HOST:PORT query=HOST:PORT (the UI and
+                 /api/traces, /api/v3/traces).
   kafka-user NAME PASSWORD
                  create (or update) a SCRAM-SHA-512 user on the running Kafka, through Kafka's
                  admin API (its ConfigCommand tool), for its SASL_SSL port.
@@ -107,6 +128,12 @@ Environment (defaults in brackets):
   STREAMPULSE_KAFKA_SASL_PORT    broker port speaking TLS with SASL SCRAM-SHA-512 (SASL_SSL) [9095]
   STREAMPULSE_KAFKA_HEAP         -Xms/-Xmx [512m]
   STREAMPULSE_KAFKA_JVM_OPTS     extra JVM options, split on spaces []
+  STREAMPULSE_GO                 go executable, for building Jaeger [go]; Go uses its usual caches
+  STREAMPULSE_JAEGER_OTLP_HTTP_PORT  OTLP/HTTP receiver (what start prints) [4318]
+  STREAMPULSE_JAEGER_OTLP_GRPC_PORT  OTLP/gRPC receiver [4317]
+  STREAMPULSE_JAEGER_QUERY_PORT  UI and HTTP query API [16686]
+  STREAMPULSE_JAEGER_QUERY_GRPC_PORT  gRPC query API [16685]
+  STREAMPULSE_JAEGER_MAX_TRACES  traces kept in memory; the oldest go first [100000]
 
 Kafka's command-line tools come with it: java -cp "\$(services.sh fetch kafka)/*" \\
   org.apache.kafka.tools.TopicCommand --bootstrap-server $HOST:9092 --list
@@ -118,9 +145,9 @@ die() { log "error: $*"; exit 1; }
 
 check_service() {
   case "${1:-}" in
-    cassandra | kafka) ;;
-    "") die "missing server name (cassandra or kafka); see '$0 help'" ;;
-    *) die "unknown server '$1' (cassandra or kafka)" ;;
+    cassandra | kafka | jaeger) ;;
+    "") die "missing server name (cassandra, kafka or jaeger); see '$0 help'" ;;
+    *) die "unknown server '$1' (cassandra, kafka or jaeger)" ;;
   esac
 }
 
@@ -132,6 +159,7 @@ version_of() {
   case "$1" in
     cassandra) echo "$CASSANDRA_VERSION" ;;
     kafka) echo "$KAFKA_VERSION" ;;
+    jaeger) echo "$JAEGER_VERSION" ;;
   esac
 }
 
@@ -212,8 +240,41 @@ EOF
 }
 
 # Prints the lib directory of NAME, downloading it first if needed.
+# Jaeger: `go build` of the module's pinned Jaeger (deploy/local/jaeger: go.mod's `tool` line and
+# go.sum's checksums), into the cache; Go's own module and build caches make a rebuild quick.
+fetch_jaeger() {
+  local dir lock_fd
+  dir="$(cache_dir jaeger)"
+  if [[ -f "$dir/.complete" ]]; then
+    echo "$dir/jaeger"
+    return
+  fi
+  command -v "$GO" >/dev/null || die "Go ('$GO') not found: install it (Debian: apt-get install golang)"
+  mkdir -p "$dir"
+  exec {lock_fd}>"$dir/.lock"
+  flock -w 3600 "$lock_fd" || die "timed out waiting for another build of jaeger"
+  if [[ ! -f "$dir/.complete" ]]; then
+    local started=$SECONDS
+    log "building jaeger $JAEGER_VERSION with Go into $dir (first use, a few minutes; log: $dir/fetch.log)"
+    if ! (cd "$JAEGER_MODULE_DIR" && "$GO" build -mod=readonly -trimpath -o "$dir/jaeger.tmp" \
+      github.com/jaegertracing/jaeger/cmd/jaeger) >"$dir/fetch.log" 2>&1; then
+      tail -n 30 "$dir/fetch.log" >&2
+      die "Go could not build jaeger $JAEGER_VERSION (full log: $dir/fetch.log)"
+    fi
+    mv "$dir/jaeger.tmp" "$dir/jaeger"
+    touch "$dir/.complete"
+    log "built jaeger: $(du -sh "$dir/jaeger" | cut -f1) in $((SECONDS - started)) s"
+  fi
+  exec {lock_fd}>&-
+  echo "$dir/jaeger"
+}
+
 fetch() {
   local name=$1 dir lock_fd
+  if [[ "$name" == jaeger ]]; then
+    fetch_jaeger
+    return
+  fi
   dir="$(cache_dir "$name")"
   if [[ -f "$dir/.complete" ]]; then
     echo "$dir/lib"
@@ -252,10 +313,19 @@ log_file() {
   case "$1" in
     cassandra) echo "$(state_dir "$1")/logs/system.log" ;;
     kafka) echo "$(state_dir "$1")/logs/server.log" ;;
+    jaeger) echo "$(state_dir "$1")/logs/console.log" ;;
   esac
 }
 
-# Prints the pid of NAME's JVM if it is alive (and is ours: its command line carries our marker).
+# The argument that marks NAME's process as ours (a JVM system property; Jaeger's config file).
+marker_of() {
+  case "$1" in
+    jaeger) echo "--config=file:$(state_dir "$1")/conf/config.yaml" ;;
+    *) echo "-Dstreampulse.service.dir=$(state_dir "$1")" ;;
+  esac
+}
+
+# Prints the pid of NAME's process if it is alive (and is ours: its command line carries our marker).
 live_pid() {
   local name=$1 pidf pid
   pidf="$(pid_file "$name")"
@@ -264,7 +334,7 @@ live_pid() {
   [[ "$pid" =~ ^[0-9]+$ ]] || return 1
   kill -0 "$pid" 2>/dev/null || return 1
   if [[ -r "/proc/$pid/cmdline" ]]; then
-    tr '\0' '\n' <"/proc/$pid/cmdline" | grep -qxF -- "-Dstreampulse.service.dir=$(state_dir "$name")" || return 1
+    tr '\0' '\n' <"/proc/$pid/cmdline" | grep -qxF -- "$(marker_of "$name")" || return 1
   fi
   echo "$pid"
 }
@@ -320,10 +390,33 @@ except (OSError, struct.error):
 EOF
 }
 
+# Exit 0 when Jaeger's query API on port $1 answers (its list of services, as JSON), which it
+# does once the whole collector, receivers included, has started.
+probe_jaeger() {
+  python3 - "$HOST" "$1" <<'EOF'
+import json, sys, urllib.request
+try:
+    with urllib.request.urlopen("http://%s:%s/api/services" % (sys.argv[1], sys.argv[2]), timeout=3) as r:
+        json.load(r)
+    sys.exit(0)
+except Exception:
+    sys.exit(1)
+EOF
+}
+
 service_port() {
   case "$1" in
     cassandra) echo "$CASSANDRA_PORT" ;;
     kafka) echo "$KAFKA_PORT" ;;
+    jaeger) echo "$JAEGER_OTLP_HTTP_PORT" ;;
+  esac
+}
+
+# The port the protocol probe asks, when it is not the printed one.
+probe_port() {
+  case "$1" in
+    jaeger) echo "$JAEGER_QUERY_PORT" ;;
+    *) service_port "$1" ;;
   esac
 }
 
@@ -332,6 +425,7 @@ service_ports() {
   case "$1" in
     cassandra) echo "$CASSANDRA_PORT $CASSANDRA_STORAGE_PORT $CASSANDRA_JMX_PORT" ;;
     kafka) echo "$KAFKA_PORT $KAFKA_CONTROLLER_PORT $KAFKA_TLS_PORT $KAFKA_SASL_PORT" ;;
+    jaeger) echo "$JAEGER_OTLP_HTTP_PORT $JAEGER_OTLP_GRPC_PORT $JAEGER_QUERY_PORT $JAEGER_QUERY_GRPC_PORT" ;;
   esac
 }
 
@@ -687,12 +781,66 @@ kafka_command() {
   printf '%s\0' "${cmd[@]}"
 }
 
+# Jaeger v2 all-in-one, reduced to what the platform uses: OTLP in (gRPC and HTTP), traces kept in
+# memory (bounded), the query API and UI; every listener on loopback. No Jaeger/Zipkin receivers,
+# remote sampling, zpages or expvar; the collector's own metrics and traces are off.
+configure_jaeger() {
+  local dir=$1
+  mkdir -p "$dir/conf" "$dir/logs"
+  cat >"$dir/conf/config.yaml" <<EOF
+# Generated by deploy/local/services.sh: Jaeger $JAEGER_VERSION, single node, in memory.
+service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+    logs:
+      level: info
+extensions:
+  jaeger_storage:
+    backends:
+      memory_store:
+        memory:
+          max_traces: $JAEGER_MAX_TRACES
+  jaeger_query:
+    storage:
+      traces: memory_store
+    enable_tracing: false
+    http:
+      endpoint: $HOST:$JAEGER_QUERY_PORT
+    grpc:
+      endpoint: $HOST:$JAEGER_QUERY_GRPC_PORT
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: $HOST:$JAEGER_OTLP_GRPC_PORT
+      http:
+        endpoint: $HOST:$JAEGER_OTLP_HTTP_PORT
+processors:
+  batch:
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memory_store
+EOF
+}
+
+jaeger_command() {
+  local dir=$1 bin=$2
+  printf '%s\0' "$bin" "$(marker_of jaeger)"
+}
+
 # ---- Commands ------------------------------------------------------------------------------------
 
 state_of() {
   local name=$1 pid
   if pid="$(live_pid "$name")"; then
-    if [[ -f "$(state_dir "$name")/address" ]] && probe "$name" "$(cut -d: -f2 "$(state_dir "$name")/address")"; then
+    if [[ -f "$(state_dir "$name")/probe_port" ]] && probe "$name" "$(<"$(state_dir "$name")/probe_port")"; then
       echo running
     else
       echo starting
@@ -714,7 +862,7 @@ fail_start() {
     tail -n 40 "$f" | cut -c1-400 >&2
   fi
   f="$(log_file "$name")"
-  if [[ -s "$f" ]]; then
+  if [[ -s "$f" && "$f" != "$(state_dir "$name")/logs/console.log" ]]; then
     log "---- last lines of $f"
     tail -c "+$((LOG_OFFSET + 1))" "$f" | tail -n 40 | cut -c1-400 >&2
   fi
@@ -726,9 +874,10 @@ fail_start() {
 }
 
 start() {
-  local name=$1 dir port lib pid lock_fd
+  local name=$1 dir port pport lib pid lock_fd
   dir="$(state_dir "$name")"
   port="$(service_port "$name")"
+  pport="$(probe_port "$name")"
   local p
   for p in $(service_ports "$name"); do
     is_port "$p" || die "invalid port '$p' for $name"
@@ -743,7 +892,7 @@ start() {
     if [[ -n "$running_at" && "$running_at" != "$HOST:$port" ]]; then
       die "$name is already running at $running_at (pid $pid), not at $HOST:$port: stop it first"
     fi
-    if probe "$name" "$port"; then
+    if probe "$name" "$pport"; then
       log "$name already running (pid $pid)"
       echo "$HOST:$port"
       return 0
@@ -756,7 +905,7 @@ start() {
         die "port $p on $HOST is already in use by another process (set STREAMPULSE_${name^^}_*PORT)"
       fi
     done
-    check_java
+    [[ "$name" == jaeger ]] || check_java
     lib="$(fetch "$name")"
     "configure_$name" "$dir"
     if [[ "$name" == kafka ]]; then
@@ -770,6 +919,7 @@ start() {
       echo
     } >"$dir/command.sh"
     echo "$HOST:$port" >"$dir/address"
+    echo "$pport" >"$dir/probe_port"
     LOG_OFFSET="$(stat -c %s "$(log_file "$name")" 2>/dev/null || echo 0)"
     log "starting $name $(version_of "$name") on $HOST:$port (state: $dir)"
     (cd "$dir" && launch "$(pid_file "$name")" "$dir/logs/console.log" "${cmd[@]}" {lock_fd}>&-)
@@ -779,9 +929,9 @@ start() {
   local deadline=$((SECONDS + START_TIMEOUT)) started=$SECONDS
   while :; do
     if ! live_pid "$name" >/dev/null; then
-      fail_start "$name" "the JVM (pid $pid) exited"
+      fail_start "$name" "the server process (pid $pid) exited"
     fi
-    if probe "$name" "$port"; then
+    if probe "$name" "$pport"; then
       break
     fi
     if ((SECONDS >= deadline)); then
@@ -888,6 +1038,10 @@ main() {
     cassandra-tls)
       [[ "$(state_of cassandra)" == running ]] || die "cassandra is not running: 'services.sh start cassandra' first"
       echo "tls=$HOST:$CASSANDRA_PORT ca=$(state_dir cassandra)/tls/ca.pem"
+      ;;
+    jaeger-endpoints)
+      [[ "$(state_of jaeger)" == running ]] || die "jaeger is not running: 'services.sh start jaeger' first"
+      echo "otlp_http=$HOST:$JAEGER_OTLP_HTTP_PORT otlp_grpc=$HOST:$JAEGER_OTLP_GRPC_PORT query=$HOST:$JAEGER_QUERY_PORT"
       ;;
     kafka-user)
       [[ -n "${2:-}" && -n "${3:-}" ]] || die "usage: services.sh kafka-user NAME PASSWORD"
