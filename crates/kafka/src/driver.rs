@@ -38,7 +38,9 @@ use crate::config::KafkaConfig;
 use crate::follow::{cluster_feed, OutputFollower};
 use crate::partitions::{writer_token, Partitions};
 use crate::sink::OutputTopics;
+use crate::traces::{process_span, record_context, TraceWatch, MAX_SPANS_PER_BATCH};
 use crate::KafkaError;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// How long a poll waits for the first record of a batch.
 const POLL: Duration = Duration::from_millis(20);
@@ -160,6 +162,7 @@ impl KafkaDriver {
             fatal: None,
             store_generation,
             tentative_writer,
+            traces: TraceWatch::default(),
         }));
         let group = config.group_for(&job.name);
         let mut client = config.client_config();
@@ -446,6 +449,7 @@ impl KafkaDriver {
         let (mut received, mut accepted) = (0u64, 0u64);
         let mut per_reason = [0u64; RejectReason::ALL.len()];
         let now = Instant::now();
+        let mut traced = 0;
         for msg in batch {
             let partition = msg.partition() as u32;
             let offset = msg.offset().max(0) as u64;
@@ -457,6 +461,14 @@ impl KafkaDriver {
                 continue; // already covered by the restored state
             }
             received += 1;
+            let span = (traced < MAX_SPANS_PER_BATCH)
+                .then(|| record_context(msg))
+                .flatten()
+                .map(|cx| {
+                    traced += 1;
+                    process_span(cx, msg)
+                });
+            let _entered = span.as_ref().map(|s| s.enter());
             match parse(
                 &self.format,
                 self.max_future,
@@ -471,9 +483,19 @@ impl KafkaDriver {
                         value,
                         tags,
                     } = event;
+                    if let Some(span) = &span {
+                        span.record("metric_id", metric_id.as_str());
+                        span.record("event.ts", ts);
+                        span.record("outcome", "accepted");
+                        let context = span.context();
+                        parts.traces.watch(partition, &metric_id, ts, context, now);
+                    }
                     task.event(offset, &metric_id, move || tags, ts, value);
                 }
                 Err((reason, message)) => {
+                    if let Some(span) = &span {
+                        span.record("outcome", "dead_letter");
+                    }
                     per_reason[reason as usize] += 1;
                     let origin = format!("{}/{partition}/{offset}", msg.topic());
                     tracing::debug!(%origin, %message, "record sent to the dead-letter topic");

@@ -18,7 +18,8 @@
 //! - [`follow`]: the output topics followed back into the live feed, so that every worker's
 //!   WebSocket clients see every partition;
 //! - [`admin`]: creating the topics a job needs;
-//! - [`producer`]: keyed event production for load and tests.
+//! - [`producer`]: keyed event production for load and tests;
+//! - [`traces`]: a producer's trace continued through the records it sent (W3C `traceparent`).
 //!
 //! Exactly-once rests on the same argument as the embedded runtime: state and offsets are
 //! checkpointed together, outputs are idempotent upserts (and deterministic Kafka records keyed
@@ -36,6 +37,7 @@ pub mod follow;
 pub mod partitions;
 pub mod producer;
 pub mod sink;
+pub mod traces;
 
 pub use config::{KafkaConfig, OnDataLoss, StartPosition};
 pub use driver::{topic_partitions, KafkaDriver};

@@ -33,6 +33,7 @@ use streampulse_engine::EngineError;
 
 use crate::config::{OnDataLoss, StartPosition};
 use crate::sink::OutputTopics;
+use crate::traces::TraceWatch;
 use crate::KafkaError;
 
 pub struct OwnedPartition {
@@ -59,6 +60,8 @@ pub struct Partitions {
     /// Under `kafka.exactly_once`: the token, unique to this process, in the names of its
     /// tentative checkpoints (see the module docs). `None`: at-least-once outputs.
     pub tentative_writer: Option<String>,
+    /// Traced records waiting for their window results.
+    pub traces: TraceWatch,
 }
 
 /// What the metadata of an offset committed in a transaction starts with; the rest names the
@@ -268,6 +271,8 @@ impl Partitions {
             return;
         };
         self.topics.send(p.task.pending());
+        self.traces
+            .outputs(partition, p.task.pending(), Instant::now());
         // Never gives up, so always applied; published after every batch, outputs or not:
         // status and lag follow the offsets read.
         p.task

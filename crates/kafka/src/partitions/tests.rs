@@ -51,6 +51,7 @@ fn setup(start: StartPosition) -> Setup {
         fatal: None,
         store_generation: 0,
         tentative_writer: None,
+        traces: Default::default(),
     };
     Setup {
         parts,
