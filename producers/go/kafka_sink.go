@@ -32,6 +32,7 @@ type KafkaSink struct {
 	client   *kgo.Client
 	topic    string
 	problems *problems
+	tracer   *Tracer // nil: no traced sends
 
 	mu        sync.Mutex // the counters are updated from the client's goroutines
 	delivered int64
@@ -47,7 +48,7 @@ func RdkafkaHasher(key []byte, partitions int) int {
 
 // NewKafkaSink connects to the brokers and checks the topic; ErrUnreachable when no broker
 // answers.
-func NewKafkaSink(ctx context.Context, brokers []string, topic string, p *problems) (*KafkaSink, error) {
+func NewKafkaSink(ctx context.Context, brokers []string, topic string, p *problems, tracer *Tracer) (*KafkaSink, error) {
 	client, err := kgo.NewClient(
 		kgo.SeedBrokers(brokers...),
 		kgo.DefaultProduceTopic(topic),
@@ -58,7 +59,7 @@ func NewKafkaSink(ctx context.Context, brokers []string, topic string, p *proble
 	if err != nil {
 		return nil, fmt.Errorf("%w: kafka client for %v: %v", ErrUnreachable, brokers, err)
 	}
-	s := &KafkaSink{client: client, topic: topic, problems: p}
+	s := &KafkaSink{client: client, topic: topic, problems: p, tracer: tracer}
 	ctx, cancel := context.WithTimeout(ctx, kafkaConnectTimeout)
 	defer cancel()
 	topics, err := kadm.NewClient(client).ListTopics(ctx, topic)
@@ -86,7 +87,10 @@ func (s *KafkaSink) Name() string { return "kafka" }
 func (s *KafkaSink) Send(ctx context.Context, batch []Event) (SendResult, error) {
 	for i := range batch {
 		value, _ := json.Marshal(&batch[i]) // plain strings, numbers and maps cannot fail to encode
-		record := &kgo.Record{Key: []byte(batch[i].MetricID), Value: value}
+		record := &kgo.Record{Topic: s.topic, Key: []byte(batch[i].MetricID), Value: value}
+		if s.tracer.Sample() {
+			s.tracer.StartSend(ctx, record, &batch[i])
+		}
 		// Blocks while the client's buffer is full: the broker sets the pace.
 		s.client.Produce(ctx, record, s.onDelivery)
 	}
@@ -94,6 +98,7 @@ func (s *KafkaSink) Send(ctx context.Context, batch []Event) (SendResult, error)
 }
 
 func (s *KafkaSink) onDelivery(r *kgo.Record, err error) {
+	EndSend(r, err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err == nil {

@@ -48,7 +48,7 @@ func TestKafkaSinkKeysEveryEventByMetricAndCountsWhatWasProduced(t *testing.T) {
 		t.Fatalf("create %s: %v %v", topic, err, created.Err)
 	}
 
-	sink, err := NewKafkaSink(ctx, seeds, topic, &problems{})
+	sink, err := NewKafkaSink(ctx, seeds, topic, &problems{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,6 +77,8 @@ type Options struct {
 	SpikeProbability float64
 	OutOfOrderMs     int64
 	DryRun           bool
+	TraceRatio       float64 // Kafka only: fraction of events whose send is traced
+	OTLPEndpoint     string
 }
 
 var (
@@ -123,6 +125,8 @@ func ParseOptions(args []string) (Options, error) {
 	fs.Float64Var(&o.SpikeProbability, "spike-probability", 0.1, "chance per second that a spike episode starts")
 	fs.Int64Var(&o.OutOfOrderMs, "out-of-order-ms", 3000, "regular events trail the wall clock by up to this many ms")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "print NDJSON on stdout instead of sending")
+	fs.Float64Var(&o.TraceRatio, "trace-ratio", 0, "Kafka: fraction of events whose send starts a trace, exported to --otlp-endpoint and continued by StreamPulse through the record's traceparent header")
+	fs.StringVar(&o.OTLPEndpoint, "otlp-endpoint", "", "OTLP/HTTP endpoint for --trace-ratio (default $OTEL_EXPORTER_OTLP_ENDPOINT, else "+defaultOTLPEndpoint+")")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -146,6 +150,24 @@ func ParseOptions(args []string) (Options, error) {
 		return o, fmt.Errorf("--out-of-order-ms must be between 0 and 86400000")
 	case seed < -1:
 		return o, fmt.Errorf("--seed must be >= 0")
+	case !(o.TraceRatio >= 0 && o.TraceRatio <= 1):
+		return o, fmt.Errorf("--trace-ratio must be between 0 and 1, not %g", o.TraceRatio)
+	case o.TraceRatio > 0 && brokers == "":
+		return o, errors.New("--trace-ratio needs --bootstrap-servers (traces travel in Kafka record headers)")
+	case o.OTLPEndpoint != "" && o.TraceRatio == 0:
+		return o, errors.New("--otlp-endpoint only applies with --trace-ratio")
+	}
+	if o.TraceRatio > 0 {
+		if o.OTLPEndpoint == "" {
+			o.OTLPEndpoint = os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+		}
+		if o.OTLPEndpoint == "" {
+			o.OTLPEndpoint = defaultOTLPEndpoint
+		}
+		o.OTLPEndpoint = strings.TrimRight(o.OTLPEndpoint, "/")
+		if err := checkEndpoint(o.OTLPEndpoint); err != nil {
+			return o, err
+		}
 	}
 	if seed >= 0 {
 		o.Seed = uint64(seed)
@@ -353,7 +375,13 @@ func run(args []string) int {
 	case o.DryRun:
 		sink = &StdoutSink{out: bufio.NewWriterSize(os.Stdout, 1<<16)}
 	case o.Brokers != nil:
-		sink, err = NewKafkaSink(ctx, o.Brokers, o.Topic, p)
+		tracer, err := NewTracer(o.OTLPEndpoint, o.TraceRatio)
+		if err != nil {
+			logf("%v", err)
+			return 2
+		}
+		defer tracer.Close()
+		sink, err = NewKafkaSink(ctx, o.Brokers, o.Topic, p, tracer)
 		if err != nil {
 			logf("%v", err)
 			return 1

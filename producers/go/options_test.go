@@ -49,6 +49,11 @@ func TestFlagsAreCheckedNamingTheFlag(t *testing.T) {
 		"--bootstrap-servers h:1 --target http://x:1": "--target",
 		"--topic t":                                   "--topic",
 		"--target ftp://x":                            "--target",
+		"--bootstrap-servers h:1 --trace-ratio 2":     "--trace-ratio",
+		"--trace-ratio 0.5":                           "--trace-ratio",
+		"--otlp-endpoint http://x:1":                  "--otlp-endpoint",
+		"--bootstrap-servers h:1 --trace-ratio 1 --otlp-endpoint x:1":           "--otlp-endpoint",
+		"--bootstrap-servers h:1 --trace-ratio 1 --otlp-endpoint http://x/v1/t": "--otlp-endpoint",
 	} {
 		_, err := ParseOptions(strings.Fields(args))
 		if err == nil || !strings.Contains(err.Error(), flag) {

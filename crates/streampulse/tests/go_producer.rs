@@ -1,11 +1,14 @@
 //! The Go producer (`producers/go`), with the Go of `STREAMPULSE_TEST_GO` (`.ci/run` sets it to
 //! the machine's `go`): its own tests (`go vet`, `go test`, the Kafka one against the broker of
 //! `STREAMPULSE_TEST_KAFKA_BROKERS`), then the built binary against the real platform over HTTP
-//! and against the real broker beside librdkafka, whose partitioner it must agree with.
+//! and against the real broker beside librdkafka, whose partitioner it must agree with; with
+//! `--trace-ratio` and a Jaeger (`STREAMPULSE_TEST_JAEGER`), one trace holds the producer's send,
+//! the worker's processing of the record and the window result.
 //!
 //! Without the variables the tests print "skipped" and pass, unless `CI` is set: then they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
+mod jaeger_support;
 mod kafka_support;
 mod support;
 
@@ -14,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use kafka_support::{brokers, create_topics, fresh, producer, read_all};
+use jaeger_support::{dump, jaeger, tracing_yaml};
+use kafka_support::{brokers, create_topics, fresh, group_config, producer, read_all};
 use support::{describe, free_port, Platform};
 
 fn go() -> Option<PathBuf> {
@@ -188,4 +192,95 @@ fn go_producer_partitions_each_metric_where_librdkafka_does() {
         used.len() >= 3,
         "30 metrics over 5 partitions: {partitions:?}"
     );
+}
+
+#[test]
+fn a_traced_send_is_one_trace_with_the_workers_processing_and_the_window_result() {
+    let (Some(go), Some(brokers), Some(jaeger)) = (go(), brokers(), jaeger()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let binary = build(&go, dir.path());
+    let topic = fresh("go-traced");
+    let service = format!("streampulse-{topic}");
+    let config = format!(
+        "{}{}",
+        group_config(
+            &brokers,
+            &topic,
+            &[],
+            "traced",
+            &dir.path().join("checkpoints")
+        ),
+        tracing_yaml(&jaeger, &service)
+    );
+    create_topics(&config, dir.path(), 1);
+    let p = Platform::start(&dir.path().join("worker"), &config, free_port());
+
+    let out = Command::new(&binary)
+        .args(["--bootstrap-servers", &brokers, "--topic", &topic])
+        .args(["--count", "200", "--rate", "1000", "--metrics", "5"])
+        .args(["--late-fraction", "0", "--spike-probability", "0"])
+        .args(["--trace-ratio", "1", "--otlp-endpoint"])
+        .arg(format!("http://{}", jaeger.otlp_http))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let trace_id = stderr
+        .lines()
+        .find_map(|l| l.split("traced 200 events; the first in trace ").nth(1))
+        .unwrap_or_else(|| panic!("no traced summary\n{}", describe(&out)))
+        .trim()
+        .to_string();
+
+    // The worker closes the windows 3 s after the partition falls silent (idle_timeout).
+    let spans = jaeger.wait(
+        "the send, its processing and its window result",
+        || {
+            let spans = jaeger.trace(&trace_id);
+            let has = |prefix: &str| spans.iter().any(|s| s.name.starts_with(prefix));
+            (has("send ") && has("process ") && has("window_result")).then_some(spans)
+        },
+        || {
+            format!(
+                "{}\nworker log:\n{}",
+                dump(&jaeger.trace(&trace_id)),
+                p.log()
+            )
+        },
+    );
+    let all = dump(&spans);
+    let find = |prefix: &str| spans.iter().find(|s| s.name.starts_with(prefix)).unwrap();
+    let send = find("send ");
+    assert_eq!(send.name, format!("send {topic}"), "{all}");
+    assert_eq!(send.service, "streampulse-producer", "{all}");
+    assert_eq!(send.tags["span.kind"], "producer", "{all}");
+    assert_eq!(send.parent, None, "the send starts the trace: {all}");
+    let process = find("process ");
+    assert_eq!(process.service, service, "{all}");
+    assert_eq!(
+        process.parent.as_deref(),
+        Some(send.span_id.as_str()),
+        "{all}"
+    );
+    assert_eq!(
+        process.tags["messaging.kafka.offset"],
+        send.tags["messaging.kafka.offset"]
+    );
+    assert_eq!(process.tags["event.ts"], send.tags["event.ts"], "{all}");
+    let result = find("window_result");
+    assert_eq!(
+        result.parent.as_deref(),
+        Some(process.span_id.as_str()),
+        "{all}"
+    );
+    assert_eq!(result.tags["metric_id"], process.tags["metric_id"], "{all}");
+    let ts = process.tags["event.ts"].as_i64().unwrap();
+    let (start, end) = (
+        result.tags["window.start"].as_i64().unwrap(),
+        result.tags["window.end"].as_i64().unwrap(),
+    );
+    assert!(start <= ts && ts < end, "{all}");
+    p.interrupt();
 }

@@ -1,0 +1,175 @@
+//! What the tests against a real Jaeger share (`jaeger_traces.rs`, `go_producer.rs`): its
+//! endpoints (`STREAMPULSE_TEST_JAEGER`, as `deploy/local/services.sh jaeger-endpoints` prints
+//! them; skip without it, fail without it under CI), spans read back from its query API, and ids
+//! and service names no earlier run used.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::agent;
+
+/// Jaeger's endpoints, as `services.sh jaeger-endpoints` prints them.
+pub struct Jaeger {
+    pub otlp_http: String,
+    pub query: String,
+}
+
+pub fn jaeger() -> Option<Jaeger> {
+    let line = streampulse_testkit::env::required(
+        "STREAMPULSE_TEST_JAEGER",
+        "the endpoints of a Jaeger, as `deploy/local/services.sh jaeger-endpoints` prints them",
+    )?;
+    let field = |key: &str| {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("STREAMPULSE_TEST_JAEGER has no {key}=: {line}"))
+            .to_string()
+    };
+    Some(Jaeger {
+        otlp_http: field("otlp_http"),
+        query: field("query"),
+    })
+}
+
+/// One span as Jaeger's query API (`/api/traces`) returns it, flattened.
+#[derive(Debug)]
+pub struct Span {
+    pub trace_id: String,
+    pub span_id: String,
+    /// The span its `CHILD_OF` reference names.
+    pub parent: Option<String>,
+    pub name: String,
+    pub service: String,
+    pub tags: BTreeMap<String, Value>,
+}
+
+fn spans_of(trace: &Value) -> Vec<Span> {
+    let processes = &trace["processes"];
+    trace["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| Span {
+            trace_id: s["traceID"].as_str().unwrap().to_string(),
+            span_id: s["spanID"].as_str().unwrap().to_string(),
+            parent: s["references"].as_array().and_then(|refs| {
+                refs.iter()
+                    .find(|r| r["refType"] == "CHILD_OF")
+                    .map(|r| r["spanID"].as_str().unwrap().to_string())
+            }),
+            name: s["operationName"].as_str().unwrap().to_string(),
+            service: processes[s["processID"].as_str().unwrap()]["serviceName"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            tags: s["tags"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| (t["key"].as_str().unwrap().to_string(), t["value"].clone()))
+                .collect(),
+        })
+        .collect()
+}
+
+impl Jaeger {
+    fn get(&self, path_and_query: &str) -> Option<Value> {
+        let mut resp = agent()
+            .get(&format!("http://{}{path_and_query}", self.query))
+            .call()
+            .expect("Jaeger's query API answers");
+        let text = resp.body_mut().read_to_string().unwrap();
+        match resp.status().as_u16() {
+            200 => Some(serde_json::from_str(&text).expect("Jaeger answers JSON")),
+            404 => None,
+            other => panic!("Jaeger's query API: {other} {text}"),
+        }
+    }
+
+    /// The spans of trace `id` (none yet: empty).
+    pub fn trace(&self, id: &str) -> Vec<Span> {
+        self.get(&format!("/api/traces/{id}"))
+            .map(|v| {
+                v["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .flat_map(spans_of)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The spans named `operation` of `service` in the last hour.
+    pub fn operation(&self, service: &str, operation: &str) -> Vec<Span> {
+        let end = streampulse_core::clock::since_epoch().as_micros();
+        let start = end - 3_600_000_000;
+        self.get(&format!(
+            "/api/traces?service={service}&operation={operation}&start={start}&end={end}&limit=50"
+        ))
+        .map(|v| {
+            v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .flat_map(spans_of)
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| s.name == operation)
+        .collect()
+    }
+
+    /// Polls `look` until it finds what it wants (Jaeger stores spans shortly after receiving
+    /// them, in batches).
+    pub fn wait<T>(
+        &self,
+        what: &str,
+        mut look: impl FnMut() -> Option<T>,
+        dump: impl Fn() -> String,
+    ) -> T {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(found) = look() {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} never reached Jaeger; it has:\n{}",
+                dump()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// A trace id and a span id no earlier run used (Jaeger may outlive test runs), the trace id with
+/// a non-zero first digit (Jaeger's API prints ids without leading zeros).
+pub fn fresh_ids() -> (String, String) {
+    let nanos = streampulse_core::clock::since_epoch().as_nanos() as u64;
+    let pid = u64::from(std::process::id());
+    (
+        format!("{:016x}{:016x}", nanos | 1 << 60, pid << 32 | 0xfeed),
+        format!("{:016x}", (nanos ^ pid) | 1 << 60),
+    )
+}
+
+pub fn tracing_yaml(jaeger: &Jaeger, service: &str) -> String {
+    format!(
+        "tracing:\n  otlp_endpoint: http://{}\n  service_name: {service}\n  export_interval: 100ms\n",
+        jaeger.otlp_http
+    )
+}
+
+pub fn dump(spans: &[Span]) -> String {
+    spans
+        .iter()
+        .map(|s| format!("{s:?}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
