@@ -35,6 +35,13 @@ partition), through an idempotent producer. That mode needs confluent-kafka
 standard library. Delivery reports are counted: the summary says how many records the broker
 acknowledged (produced) and how many it did not (failed), after a final flush.
 
+With --trace-ratio R (Kafka only) a fraction R of the events each start a trace: a "send <topic>"
+span (producer kind) exported over OTLP/HTTP to --otlp-endpoint (default $OTEL_EXPORTER_OTLP_ENDPOINT,
+else http://127.0.0.1:4318, where `deploy/local/services.sh start jaeger` listens), its W3C context
+in the record's traceparent header, where a StreamPulse worker with tracing on continues the trace
+(its processing of the record, the window results of its event). Needs opentelemetry-sdk and
+opentelemetry-exporter-otlp-proto-http, imported only then. The summary names the first trace id.
+
 Sinks: HttpSink (default), StdoutSink (--dry-run) and KafkaSink (--bootstrap-servers); each has
 send(batch) -> SendResult and close() -> SendResult or None; see make_sink().
 """
@@ -65,6 +72,7 @@ KAFKA_FLUSH_TIMEOUT_S = 60.0     # the final flush; what is still queued after i
 TWO_PI = 2.0 * math.pi
 DEFAULT_TARGET = "http://127.0.0.1:8080"
 DEFAULT_TOPIC = "events"
+DEFAULT_OTLP_ENDPOINT = "http://127.0.0.1:4318"
 
 
 class SyntheticEvents:
@@ -324,6 +332,66 @@ class HttpSink:
         pass
 
 
+class SendTracer:
+    """--trace-ratio: samples events and traces their sends (see the module's docstring)."""
+
+    def __init__(self, endpoint, ratio):
+        try:   # only this option needs them
+            from opentelemetry import trace
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+            from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+        except ImportError as e:
+            raise MissingDependency(
+                "--trace-ratio needs the opentelemetry-sdk and opentelemetry-exporter-otlp-proto-http "
+                "packages (%s): pip install opentelemetry-sdk opentelemetry-exporter-otlp-proto-http" % e)
+        self.trace = trace
+        self.ratio = ratio
+        # Random, never derived from --seed.
+        self.rng = random.Random()
+        self.provider = TracerProvider(resource=Resource.create({"service.name": "streampulse-producer"}))
+        self.provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint + "/v1/traces")))
+        self.tracer = self.provider.get_tracer("streampulse.producers.python")
+        self.propagator = TraceContextTextMapPropagator()
+        self.traced = 0
+        self.first = None
+
+    def sample(self):
+        return self.rng.random() < self.ratio
+
+    def start_send(self, topic, event):
+        """Opens the send span of one event; returns it and the record headers carrying it."""
+        span = self.tracer.start_span("send " + topic, kind=self.trace.SpanKind.PRODUCER, attributes={
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": topic,
+            "messaging.kafka.message.key": event["metric_id"],
+            "event.ts": event["ts"],
+        })
+        carrier = {}
+        self.propagator.inject(carrier, context=self.trace.set_span_in_context(span))
+        self.traced += 1
+        if self.first is None:
+            self.first = format(span.get_span_context().trace_id, "032x")
+        return span, [(k, v.encode("ascii")) for k, v in carrier.items()]
+
+    def end_send(self, span, err, msg):
+        if err is not None:
+            span.set_status(self.trace.Status(self.trace.StatusCode.ERROR, str(err)))
+        else:
+            span.set_attribute("messaging.destination.partition.id", msg.partition())
+            span.set_attribute("messaging.kafka.offset", msg.offset())
+        span.end()
+
+    def close(self):
+        """Exports what is left and says what was traced."""
+        self.provider.shutdown()
+        if self.traced:
+            log("traced %d events; the first in trace %s" % (self.traced, self.first))
+
+
 class KafkaSink:
     """--bootstrap-servers: one record per event, JSON, keyed by metric_id, to --topic.
 
@@ -333,7 +401,7 @@ class KafkaSink:
 
     name = "kafka"
 
-    def __init__(self, bootstrap_servers, topic):
+    def __init__(self, bootstrap_servers, topic, tracer=None):
         try:
             import confluent_kafka   # only this mode needs it
         except ImportError as e:
@@ -344,6 +412,7 @@ class KafkaSink:
         self.kafka = confluent_kafka
         self.servers = bootstrap_servers
         self.topic = topic
+        self.tracer = tracer
         self.delivered = 0   # reports not yet returned by send() or close()
         self.failed = 0
         self.problems = 0
@@ -379,9 +448,17 @@ class KafkaSink:
         for event in batch:
             value = json.dumps(event, separators=(",", ":")).encode("utf-8")
             key = event["metric_id"].encode("utf-8")
+            on_delivery, headers = self._on_delivery, None
+            if self.tracer is not None and self.tracer.sample():
+                span, headers = self.tracer.start_send(self.topic, event)
+
+                def on_delivery(err, msg, span=span):
+                    self.tracer.end_send(span, err, msg)
+                    self._on_delivery(err, msg)
             while True:
                 try:
-                    self.producer.produce(self.topic, value=value, key=key, on_delivery=self._on_delivery)
+                    self.producer.produce(self.topic, value=value, key=key, headers=headers,
+                                          on_delivery=on_delivery)
                     break
                 except BufferError:
                     # The local queue is full: serve delivery reports while the broker catches up.
@@ -426,6 +503,8 @@ class KafkaSink:
         if left:
             log("%d records still unacknowledged after the final flush (counted neither produced "
                 "nor failed)" % left)
+        if self.tracer is not None:
+            self.tracer.close()
         return self._take_reports()
 
 
@@ -459,7 +538,8 @@ def make_sink(args):
     if args.dry_run:
         return StdoutSink()
     if args.bootstrap_servers:
-        return KafkaSink(args.bootstrap_servers, args.topic)
+        tracer = SendTracer(args.otlp_endpoint, args.trace_ratio) if args.trace_ratio else None
+        return KafkaSink(args.bootstrap_servers, args.topic, tracer)
     return HttpSink(args.target)
 
 
@@ -516,7 +596,25 @@ def parse_args(argv):
     p.add_argument("--out-of-order-ms", type=int, default=3000,
                    help="regular events trail the wall clock by up to this many ms")
     p.add_argument("--dry-run", action="store_true", help="print NDJSON on stdout instead of sending")
+    p.add_argument("--trace-ratio", type=probability, default=0.0,
+                   help="Kafka: fraction of events whose send starts a trace, exported to --otlp-endpoint "
+                        "and continued by StreamPulse through the record's traceparent header "
+                        "(needs: pip install opentelemetry-sdk opentelemetry-exporter-otlp-proto-http)")
+    p.add_argument("--otlp-endpoint", default=None,
+                   help="OTLP/HTTP endpoint for --trace-ratio (default: $OTEL_EXPORTER_OTLP_ENDPOINT, "
+                        "else %s)" % DEFAULT_OTLP_ENDPOINT)
     a = p.parse_args(argv)
+    if a.trace_ratio and a.bootstrap_servers is None:
+        p.error("--trace-ratio needs --bootstrap-servers (traces travel in Kafka record headers)")
+    if a.otlp_endpoint is not None and not a.trace_ratio:
+        p.error("--otlp-endpoint only applies with --trace-ratio")
+    if a.trace_ratio:
+        a.otlp_endpoint = (a.otlp_endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                           or DEFAULT_OTLP_ENDPOINT).rstrip("/")
+        m = re.fullmatch(r"https?://[^/\s]+", a.otlp_endpoint)
+        if not m:
+            p.error("--otlp-endpoint must be an http:// or https:// URL without a path (e.g. %s), not %r"
+                    % (DEFAULT_OTLP_ENDPOINT, a.otlp_endpoint))
     if not 0 <= a.out_of_order_ms <= 86400000:
         p.error("--out-of-order-ms must be between 0 and 86400000")
     if a.bootstrap_servers is not None:

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use jaeger_support::{dump, jaeger, tracing_yaml};
+use jaeger_support::{assert_send_processing_and_result, first_trace, jaeger, tracing_yaml};
 use kafka_support::{brokers, create_topics, fresh, group_config, producer, read_all};
 use support::{describe, free_port, Platform};
 
@@ -226,61 +226,8 @@ fn a_traced_send_is_one_trace_with_the_workers_processing_and_the_window_result(
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", describe(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let trace_id = stderr
-        .lines()
-        .find_map(|l| l.split("traced 200 events; the first in trace ").nth(1))
-        .unwrap_or_else(|| panic!("no traced summary\n{}", describe(&out)))
-        .trim()
-        .to_string();
-
+    let trace_id = first_trace(&out);
     // The worker closes the windows 3 s after the partition falls silent (idle_timeout).
-    let spans = jaeger.wait(
-        "the send, its processing and its window result",
-        || {
-            let spans = jaeger.trace(&trace_id);
-            let has = |prefix: &str| spans.iter().any(|s| s.name.starts_with(prefix));
-            (has("send ") && has("process ") && has("window_result")).then_some(spans)
-        },
-        || {
-            format!(
-                "{}\nworker log:\n{}",
-                dump(&jaeger.trace(&trace_id)),
-                p.log()
-            )
-        },
-    );
-    let all = dump(&spans);
-    let find = |prefix: &str| spans.iter().find(|s| s.name.starts_with(prefix)).unwrap();
-    let send = find("send ");
-    assert_eq!(send.name, format!("send {topic}"), "{all}");
-    assert_eq!(send.service, "streampulse-producer", "{all}");
-    assert_eq!(send.tags["span.kind"], "producer", "{all}");
-    assert_eq!(send.parent, None, "the send starts the trace: {all}");
-    let process = find("process ");
-    assert_eq!(process.service, service, "{all}");
-    assert_eq!(
-        process.parent.as_deref(),
-        Some(send.span_id.as_str()),
-        "{all}"
-    );
-    assert_eq!(
-        process.tags["messaging.kafka.offset"],
-        send.tags["messaging.kafka.offset"]
-    );
-    assert_eq!(process.tags["event.ts"], send.tags["event.ts"], "{all}");
-    let result = find("window_result");
-    assert_eq!(
-        result.parent.as_deref(),
-        Some(process.span_id.as_str()),
-        "{all}"
-    );
-    assert_eq!(result.tags["metric_id"], process.tags["metric_id"], "{all}");
-    let ts = process.tags["event.ts"].as_i64().unwrap();
-    let (start, end) = (
-        result.tags["window.start"].as_i64().unwrap(),
-        result.tags["window.end"].as_i64().unwrap(),
-    );
-    assert!(start <= ts && ts < end, "{all}");
+    assert_send_processing_and_result(&jaeger, &trace_id, &topic, &service, || p.log());
     p.interrupt();
 }

@@ -4,11 +4,15 @@
 //! topic; read back, the topic holds exactly as many records as the script says were produced,
 //! each keyed by its event's metric_id, each a valid event, every metric in one partition.
 //! Without confluent-kafka the Kafka mode fails with a message naming the package, while
-//! `--dry-run` (like the HTTP mode) still needs nothing but the standard library.
+//! `--dry-run` (like the HTTP mode) still needs nothing but the standard library. With
+//! `--trace-ratio` and a Jaeger (`STREAMPULSE_TEST_JAEGER`; the Python needs opentelemetry-sdk
+//! and opentelemetry-exporter-otlp-proto-http, which `.ci/run` installs too), one trace holds the
+//! script's send, the worker's processing of the record and the window result.
 //!
 //! Without the variables the tests print "skipped" and pass, unless `CI` is set: then they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
+mod jaeger_support;
 mod kafka_support;
 mod support;
 
@@ -17,9 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use streampulse_core::clock::now_ms;
 
-use kafka_support::{brokers, create_topics, end_offsets, fresh, read_all};
+use jaeger_support::{assert_send_processing_and_result, first_trace, jaeger, tracing_yaml};
+use kafka_support::{brokers, create_topics, end_offsets, fresh, group_config, read_all};
 use serde_json::Value;
-use support::describe;
+use support::{describe, free_port, Platform};
 
 const ENV: &str = "STREAMPULSE_TEST_KAFKA_PYTHON";
 const PARTITIONS: u32 = 3;
@@ -183,4 +188,42 @@ fn kafka_mode_without_confluent_kafka_names_the_package_and_dry_run_needs_nothin
         .map(|l| serde_json::from_str(l).expect("an NDJSON event"))
         .collect();
     assert_eq!(lines.len(), 5, "{}", describe(&out));
+}
+
+#[test]
+fn a_traced_send_is_one_trace_with_the_workers_processing_and_the_window_result() {
+    let (Some(python), Some(brokers), Some(jaeger)) = (python(), brokers(), jaeger()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = fresh("python-traced");
+    let service = format!("streampulse-{topic}");
+    let config = format!(
+        "{}{}",
+        group_config(
+            &brokers,
+            &topic,
+            &[],
+            "traced",
+            &dir.path().join("checkpoints")
+        ),
+        tracing_yaml(&jaeger, &service)
+    );
+    create_topics(&config, dir.path(), 1);
+    let p = Platform::start(&dir.path().join("worker"), &config, free_port());
+
+    let out = Command::new(&python)
+        .arg(script())
+        .args(["--bootstrap-servers", &brokers, "--topic", &topic])
+        .args(["--count", "200", "--rate", "1000", "--metrics", "5"])
+        .args(["--late-fraction", "0", "--spike-probability", "0"])
+        .args(["--trace-ratio", "1", "--otlp-endpoint"])
+        .arg(format!("http://{}", jaeger.otlp_http))
+        .output()
+        .expect("run send_events.py");
+    assert!(out.status.success(), "{}", describe(&out));
+    let trace_id = first_trace(&out);
+    // The worker closes the windows 3 s after the partition falls silent (idle_timeout).
+    assert_send_processing_and_result(&jaeger, &trace_id, &topic, &service, || p.log());
+    p.interrupt();
 }

@@ -173,3 +173,73 @@ pub fn dump(spans: &[Span]) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// The trace id the producers' summary names (`traced N events; the first in trace ID`).
+pub fn first_trace(out: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr
+        .lines()
+        .find_map(|l| l.split("; the first in trace ").nth(1))
+        .unwrap_or_else(|| panic!("no trace id in the summary\n{stderr}"))
+        .trim()
+        .to_string()
+}
+
+/// Waits until trace `trace_id` holds a producer's `send <topic>` span (the root), the
+/// `process <topic>` span of the worker (`service`) under it, and a `window_result` span under
+/// that one, for a window that holds the event's time.
+pub fn assert_send_processing_and_result(
+    jaeger: &Jaeger,
+    trace_id: &str,
+    topic: &str,
+    service: &str,
+    worker_log: impl Fn() -> String,
+) {
+    let spans = jaeger.wait(
+        "the send, its processing and its window result",
+        || {
+            let spans = jaeger.trace(trace_id);
+            let has = |prefix: &str| spans.iter().any(|s| s.name.starts_with(prefix));
+            (has("send ") && has("process ") && has("window_result")).then_some(spans)
+        },
+        || {
+            format!(
+                "{}\nworker log:\n{}",
+                dump(&jaeger.trace(trace_id)),
+                worker_log()
+            )
+        },
+    );
+    let all = dump(&spans);
+    let find = |prefix: &str| spans.iter().find(|s| s.name.starts_with(prefix)).unwrap();
+    let send = find("send ");
+    assert_eq!(send.name, format!("send {topic}"), "{all}");
+    assert_eq!(send.service, "streampulse-producer", "{all}");
+    assert_eq!(send.tags["span.kind"], "producer", "{all}");
+    assert_eq!(send.parent, None, "the send starts the trace: {all}");
+    let process = find("process ");
+    assert_eq!(process.service, service, "{all}");
+    assert_eq!(
+        process.parent.as_deref(),
+        Some(send.span_id.as_str()),
+        "{all}"
+    );
+    assert_eq!(
+        process.tags["messaging.kafka.offset"], send.tags["messaging.kafka.offset"],
+        "{all}"
+    );
+    assert_eq!(process.tags["event.ts"], send.tags["event.ts"], "{all}");
+    let result = find("window_result");
+    assert_eq!(
+        result.parent.as_deref(),
+        Some(process.span_id.as_str()),
+        "{all}"
+    );
+    assert_eq!(result.tags["metric_id"], process.tags["metric_id"], "{all}");
+    let ts = process.tags["event.ts"].as_i64().unwrap();
+    let (start, end) = (
+        result.tags["window.start"].as_i64().unwrap(),
+        result.tags["window.end"].as_i64().unwrap(),
+    );
+    assert!(start <= ts && ts < end, "{all}");
+}
