@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The `streampulse` binary in a small image: `docker build -t streampulse .`, then
 #   docker run --rm -p 8080:8080 -p 9249:9249 -v streampulse-data:/var/lib/streampulse streampulse
-# Kubernetes manifests that use it: deploy/kubernetes/.
+# Used by the Compose files (docker-compose*.yml) and the Helm chart (deploy/helm/streampulse).
 
 # Build: the Rust toolchain the project is tested with, on Debian bookworm (as the runtime).
 ARG RUST_VERSION=1.95
@@ -11,21 +11,21 @@ FROM rust:${RUST_VERSION}-bookworm AS builder
 # build-essential, below) and links statically: no OpenSSL headers here, no libssl at run time.
 # No Cyrus SASL (GSSAPI) or zstd. aws-lc-sys, under object_store's TLS, builds with the C compiler
 # or cmake. zlib is built from libz-sys's bundled source and linked statically, so the binary
-# needs only glibc and libgcc at run time.
+# needs only glibc and libgcc at run time. The build itself is deploy/image/build.sh, which CI
+# runs too (and checks that claim with ldd).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake \
  && rm -rf /var/lib/apt/lists/*
-ENV LIBZ_SYS_STATIC=1
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates
+COPY deploy/image/build.sh ./deploy/image/build.sh
 # The registry and target directory are cache mounts (BuildKit), so a rebuild after a source
 # change recompiles only the workspace; the binary is copied out of the cache in the same step.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p streampulse \
- && install -m 0755 target/release/streampulse /usr/local/bin/streampulse
+    deploy/image/build.sh /usr/local/bin/streampulse
 
 # Run: glibc, CA certificates (HTTPS to S3, GCS or Azure for checkpoints; Kafka over TLS with
 # `ssl.ca.location: probe`) and tini; nothing else.

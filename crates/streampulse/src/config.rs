@@ -152,7 +152,7 @@ impl AuthSection {
                 .find(|(_, k)| *k == key)
                 .map_or("", |(v, _)| *v);
             for t in list {
-                // The placeholder of shipped examples (deploy/kubernetes): a token anyone can
+                // A token copied unchanged from an example (`CHANGE_ME...`): a token anyone can
                 // read must never open the API.
                 if t.contains(PLACEHOLDER) {
                     anyhow::bail!(

@@ -13,6 +13,8 @@
 //! set: then it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
+mod image_support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -79,26 +81,6 @@ fn host_port(address: &str) -> (String, u16) {
     (host.to_string(), port.parse().unwrap())
 }
 
-/// The Dockerfile's runtime stage: (user, exposed ports, volumes, entrypoint).
-fn dockerfile() -> (String, BTreeSet<u16>, Vec<String>, Vec<String>) {
-    let text = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
-    let runtime = text.rsplit("\nFROM ").next().unwrap();
-    let (mut user, mut ports, mut volumes, mut entrypoint) =
-        (String::new(), BTreeSet::new(), Vec::new(), Vec::new());
-    for line in runtime.lines() {
-        if let Some(u) = line.strip_prefix("USER ") {
-            user = u.trim().to_string();
-        } else if let Some(p) = line.strip_prefix("EXPOSE ") {
-            ports.extend(p.split_whitespace().map(|p| p.parse::<u16>().unwrap()));
-        } else if let Some(v) = line.strip_prefix("VOLUME ") {
-            volumes = serde_json::from_str(v).unwrap();
-        } else if let Some(e) = line.strip_prefix("ENTRYPOINT ") {
-            entrypoint = serde_json::from_str(e).unwrap();
-        }
-    }
-    (user, ports, volumes, entrypoint)
-}
-
 /// Whether a Compose service runs a StreamPulse job (the workers, the embedded process), not a
 /// one-shot command of the image.
 fn runs_job(service: &Value) -> bool {
@@ -115,12 +97,15 @@ fn compose_files_agree_with_the_repository() {
         return;
     };
     let projects = load(&go);
-    let (user, exposed, image_volumes, entrypoint) = dockerfile();
+    let image = image_support::runtime_stage();
+    let (exposed, image_volumes) = (&image.exposed, &image.volumes);
     assert_eq!(
-        user, "10001:10001",
+        image.user, "10001:10001",
         "the image runs as a fixed non-root user"
     );
-    assert!(entrypoint.ends_with(&["/usr/local/bin/streampulse".to_string()]));
+    assert!(image
+        .entrypoint
+        .ends_with(&["/usr/local/bin/streampulse".to_string()]));
     for (file, project) in &projects {
         let services = project["services"].as_object().unwrap();
         let names: BTreeSet<&str> = services.keys().map(String::as_str).collect();

@@ -3,11 +3,14 @@
 //! chart's `ci/` (embedded mode, cluster mode on an object store with the Prometheus Operator
 //! objects, cluster mode on a shared volume with an existing token Secret); each rendered config
 //! passes `streampulse check-config`; the objects agree with each other and with the binary (ports,
-//! probes, mounts, Secrets, hooks, replicas, the alerting rules); with
+//! probes, mounts, Secrets, hooks, replicas, the alerting rules) and with the image the
+//! `Dockerfile` builds (its user and group, exposed ports, volume, entrypoint); with
 //! `STREAMPULSE_TEST_KUBERNETES_VALIDATE` every rendered object the Kubernetes API defines is
 //! checked against its schema in strict mode. Without the variables the test prints "skipped"
 //! and passes, unless `CI` is set: then it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
+
+mod image_support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -86,6 +89,7 @@ fn the_chart_renders_consistent_objects_for_every_mode() {
     );
     let chart = chart();
     let chart_arg = chart.to_str().unwrap();
+    let image = image_support::runtime_stage();
     let dir = tempfile::tempdir().unwrap();
     let alerts: Value = serde_yaml_ng::from_str(
         &std::fs::read_to_string(repo().join("deploy/prometheus/alerts.yml")).unwrap(),
@@ -174,6 +178,37 @@ fn the_chart_renders_consistent_objects_for_every_mode() {
         assert!(
             mounted(config["data_dir"].as_str().unwrap()),
             "{values}: data_dir is not on the volume"
+        );
+        // The image as the Dockerfile builds it: its user, ports, volume and entrypoint.
+        let (uid, gid) = image.uid_gid();
+        for job_pod in std::iter::once(pod).chain(
+            of_kind(&docs, "Job")
+                .into_iter()
+                .map(|j| &j["spec"]["template"]["spec"]),
+        ) {
+            let security = &job_pod["securityContext"];
+            assert_eq!(security["runAsUser"].as_u64(), Some(uid), "{values}");
+            assert_eq!(security["runAsGroup"].as_u64(), Some(gid), "{values}");
+            assert_eq!(security["fsGroup"].as_u64(), Some(gid), "{values}");
+            let containers = job_pod["containers"].as_array().unwrap().iter();
+            let init = job_pod["initContainers"].as_array().into_iter().flatten();
+            for c in containers.chain(init) {
+                // The image's entrypoint (tini, then the binary) runs the container's args.
+                assert!(c["command"].is_null(), "{values}: {c}");
+                assert!(c["args"][0].is_string(), "{values}: {c}");
+            }
+        }
+        for (_, port) in &ports {
+            assert!(
+                image.exposed.contains(&(*port as u16)),
+                "{values}: port {port} is not one the image exposes ({:?})",
+                image.exposed
+            );
+        }
+        assert!(
+            image.volumes.iter().any(|v| v == &config["data_dir"]),
+            "{values}: data_dir is not the image's volume {:?}",
+            image.volumes
         );
         let env = container["env"].as_array().unwrap();
         let env_value = |name: &str| env.iter().find(|e| e["name"] == name).cloned();

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use jaeger_support::{assert_send_processing_and_result, first_trace, jaeger, tracing_yaml};
-use kafka_support::{brokers, create_topics, fresh, group_config, producer, read_all};
+use jaeger_support::{assert_send_processing_and_result, first_trace, jaeger, traced_worker};
+use kafka_support::{brokers, create_topics, fresh, producer, read_all};
 use support::{describe, free_port, Platform};
 
 fn go() -> Option<PathBuf> {
@@ -201,21 +201,7 @@ fn a_traced_send_is_one_trace_with_the_workers_processing_and_the_window_result(
     };
     let dir = tempfile::tempdir().unwrap();
     let binary = build(&go, dir.path());
-    let topic = fresh("go-traced");
-    let service = format!("streampulse-{topic}");
-    let config = format!(
-        "{}{}",
-        group_config(
-            &brokers,
-            &topic,
-            &[],
-            "traced",
-            &dir.path().join("checkpoints")
-        ),
-        tracing_yaml(&jaeger, &service)
-    );
-    create_topics(&config, dir.path(), 1);
-    let p = Platform::start(&dir.path().join("worker"), &config, free_port());
+    let (topic, service, p) = traced_worker(&jaeger, &brokers, dir.path(), "go-traced");
 
     let out = Command::new(&binary)
         .args(["--bootstrap-servers", &brokers, "--topic", &topic])

@@ -17,8 +17,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use jaeger_support::{dump, fresh_ids, jaeger, tracing_yaml, Span};
-use kafka_support::{brokers, create_topics, fresh, group_config};
+use jaeger_support::{dump, fresh_ids, jaeger, traced_worker, tracing_yaml, Span};
+use kafka_support::brokers;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
@@ -133,22 +133,8 @@ fn a_traced_kafka_record_is_processed_and_its_window_result_emitted_in_the_produ
     let Some(jaeger) = jaeger() else { return };
     let Some(brokers) = brokers() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let topic = fresh("traced");
     let (trace_id, producer_span) = fresh_ids();
-    let service = format!("streampulse-test-{}", &trace_id[..12]);
-    let config = format!(
-        "{}{}",
-        group_config(
-            &brokers,
-            &topic,
-            &[],
-            "traced",
-            &dir.path().join("checkpoints")
-        ),
-        tracing_yaml(&jaeger, &service)
-    );
-    create_topics(&config, &dir.path().join("topics"), 1);
-    let p = Platform::start(&dir.path().join("worker"), &config, free_port());
+    let (topic, service, p) = traced_worker(&jaeger, &brokers, dir.path(), "traced");
 
     // The traced event opens window [0 s, 10 s) of metric "cpu"; an untraced one 20 s later
     // moves the watermark (out-of-orderness 2 s) past its end.

@@ -21,10 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use streampulse_core::clock::now_ms;
 
-use jaeger_support::{assert_send_processing_and_result, first_trace, jaeger, tracing_yaml};
-use kafka_support::{brokers, create_topics, end_offsets, fresh, group_config, read_all};
+use jaeger_support::{assert_send_processing_and_result, first_trace, jaeger, traced_worker};
+use kafka_support::{brokers, create_topics, end_offsets, fresh, read_all};
 use serde_json::Value;
-use support::{describe, free_port, Platform};
+use support::describe;
 
 const ENV: &str = "STREAMPULSE_TEST_KAFKA_PYTHON";
 const PARTITIONS: u32 = 3;
@@ -196,21 +196,7 @@ fn a_traced_send_is_one_trace_with_the_workers_processing_and_the_window_result(
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let topic = fresh("python-traced");
-    let service = format!("streampulse-{topic}");
-    let config = format!(
-        "{}{}",
-        group_config(
-            &brokers,
-            &topic,
-            &[],
-            "traced",
-            &dir.path().join("checkpoints")
-        ),
-        tracing_yaml(&jaeger, &service)
-    );
-    create_topics(&config, dir.path(), 1);
-    let p = Platform::start(&dir.path().join("worker"), &config, free_port());
+    let (topic, service, p) = traced_worker(&jaeger, &brokers, dir.path(), "python-traced");
 
     let out = Command::new(&python)
         .arg(script())

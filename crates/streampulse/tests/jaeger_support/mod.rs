@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::agent;
+use crate::kafka_support::{create_topics, fresh, group_config};
+use crate::support::{agent, free_port, Platform};
 
 /// Jaeger's endpoints, as `services.sh jaeger-endpoints` prints them.
 pub struct Jaeger {
@@ -242,4 +243,25 @@ pub fn assert_send_processing_and_result(
         result.tags["window.end"].as_i64().unwrap(),
     );
     assert!(start <= ts && ts < end, "{all}");
+}
+
+/// A Kafka worker exporting its traces to `jaeger`, on a fresh one-partition topic named after
+/// `name`, with the group tests' job (10 s tumbling windows, closed 3 s after the partition falls
+/// silent): its topic, its service name in Jaeger, the worker.
+pub fn traced_worker(
+    jaeger: &Jaeger,
+    brokers: &str,
+    dir: &std::path::Path,
+    name: &str,
+) -> (String, String, Platform) {
+    let topic = fresh(name);
+    let service = format!("streampulse-{topic}");
+    let config = format!(
+        "{}{}",
+        group_config(brokers, &topic, &[], "traced", &dir.join("checkpoints")),
+        tracing_yaml(jaeger, &service)
+    );
+    create_topics(&config, &dir.join("topics"), 1);
+    let p = Platform::start(&dir.join("worker"), &config, free_port());
+    (topic, service, p)
 }
