@@ -840,7 +840,15 @@ jaeger_command() {
 state_of() {
   local name=$1 pid
   if pid="$(live_pid "$name")"; then
-    if [[ -f "$(state_dir "$name")/probe_port" ]] && probe "$name" "$(<"$(state_dir "$name")/probe_port")"; then
+    local dir pport
+    dir="$(state_dir "$name")"
+    # The probe's port as started (a start before probe_port existed: the printed address's).
+    if [[ -f "$dir/probe_port" ]]; then
+      pport="$(<"$dir/probe_port")"
+    else
+      pport="$(cut -d: -f2 "$dir/address" 2>/dev/null || true)"
+    fi
+    if [[ -n "$pport" ]] && probe "$name" "$pport"; then
       echo running
     else
       echo starting

@@ -94,8 +94,6 @@ struct Watched {
 pub struct TraceWatch {
     by_metric: HashMap<String, Vec<Watched>>,
     len: usize,
-    /// Records that found the watch full.
-    pub overflowed: u64,
 }
 
 impl TraceWatch {
@@ -113,7 +111,6 @@ impl TraceWatch {
             self.expire(now);
         }
         if self.len >= MAX_WATCHED {
-            self.overflowed += 1;
             return false;
         }
         self.by_metric
@@ -237,7 +234,6 @@ mod tests {
             assert!(watch.watch(0, &format!("m{i}"), 0, Context::new(), start));
         }
         assert!(!watch.watch(0, "late", 0, Context::new(), start));
-        assert_eq!(watch.overflowed, 1);
         let later = start + WATCH_FOR;
         assert!(watch.watch(0, "late", 0, Context::new(), later));
         assert_eq!(watch.len(), 1);

@@ -4,31 +4,11 @@
 //! binding a port, and the environment's overrides are held to the same rules as the keys.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
+mod support;
+
 use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Command, Output};
 
-/// The variables that supply API tokens: unset for the check unless a test sets them.
-const TOKEN_VARS: [&str; 3] = [
-    "STREAMPULSE_READ_TOKENS",
-    "STREAMPULSE_WRITE_TOKENS",
-    "STREAMPULSE_ADMIN_TOKENS",
-];
-
-/// `streampulse check-config --config path` with no token variables but those of `env`.
-fn check_config(path: &Path, env: &[(&str, String)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_streampulse"));
-    cmd.args(["check-config", "--config"])
-        .arg(path)
-        .env_remove("STREAMPULSE_CONFIG")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT");
-    for var in TOKEN_VARS {
-        cmd.env_remove(var);
-    }
-    cmd.envs(env.iter().cloned())
-        .output()
-        .expect("run streampulse check-config")
-}
+use support::check_config;
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()

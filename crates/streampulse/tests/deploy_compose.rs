@@ -14,6 +14,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod image_support;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -151,11 +152,7 @@ fn compose_files_agree_with_the_repository() {
                 .unwrap_or_else(|| panic!("{at} names no config"));
             let source = bind_source(service, config_path)
                 .unwrap_or_else(|| panic!("{at}: nothing mounted at {config_path}"));
-            let check = Command::new(env!("CARGO_BIN_EXE_streampulse"))
-                .args(["check-config", "--config"])
-                .arg(&source)
-                .output()
-                .unwrap();
+            let check = support::check_config(&source, &[]);
             assert!(
                 check.status.success(),
                 "{at}: {} fails check-config: {}",

@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod image_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -62,11 +63,7 @@ fn port_of(listen: &str) -> u64 {
 fn check_config(dir: &Path, name: &str, text: &str) -> Value {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_streampulse"))
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = support::check_config(&path, &[]);
     assert!(
         out.status.success(),
         "{name} fails check-config: {}\n{text}",

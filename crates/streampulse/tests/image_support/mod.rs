@@ -14,9 +14,6 @@ pub struct Image {
     pub exposed: BTreeSet<u16>,
     pub volumes: Vec<String>,
     pub entrypoint: Vec<String>,
-    pub cmd: Vec<String>,
-    /// `ENV` assignments (`NAME=value`, one or several per line).
-    pub env: Vec<(String, String)>,
 }
 
 impl Image {
@@ -24,13 +21,6 @@ impl Image {
     pub fn uid_gid(&self) -> (u64, u64) {
         let (u, g) = self.user.split_once(':').expect("USER uid:gid");
         (u.parse().unwrap(), g.parse().unwrap())
-    }
-
-    pub fn env(&self, name: &str) -> Option<&str> {
-        self.env
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -44,8 +34,6 @@ pub fn runtime_stage() -> Image {
         exposed: BTreeSet::new(),
         volumes: Vec::new(),
         entrypoint: Vec::new(),
-        cmd: Vec::new(),
-        env: Vec::new(),
     };
     for line in runtime.lines() {
         if let Some(u) = line.strip_prefix("USER ") {
@@ -58,13 +46,6 @@ pub fn runtime_stage() -> Image {
             image.volumes = serde_json::from_str(v).unwrap();
         } else if let Some(e) = line.strip_prefix("ENTRYPOINT ") {
             image.entrypoint = serde_json::from_str(e).unwrap();
-        } else if let Some(c) = line.strip_prefix("CMD ") {
-            image.cmd = serde_json::from_str(c).unwrap();
-        } else if let Some(e) = line.strip_prefix("ENV ") {
-            image.env.extend(e.split_whitespace().map(|kv| {
-                let (k, v) = kv.split_once('=').expect("ENV NAME=value");
-                (k.to_string(), v.to_string())
-            }));
         }
     }
     image

@@ -91,9 +91,9 @@ impl Jaeger {
         }
     }
 
-    /// The spans of trace `id` (none yet: empty).
-    pub fn trace(&self, id: &str) -> Vec<Span> {
-        self.get(&format!("/api/traces/{id}"))
+    /// Every span of the traces an `/api/traces` answer holds (not found: none).
+    fn spans(&self, path_and_query: &str) -> Vec<Span> {
+        self.get(path_and_query)
             .map(|v| {
                 v["data"]
                     .as_array()
@@ -105,22 +105,18 @@ impl Jaeger {
             .unwrap_or_default()
     }
 
+    /// The spans of trace `id` (none yet: empty).
+    pub fn trace(&self, id: &str) -> Vec<Span> {
+        self.spans(&format!("/api/traces/{id}"))
+    }
+
     /// The spans named `operation` of `service` in the last hour.
     pub fn operation(&self, service: &str, operation: &str) -> Vec<Span> {
         let end = streampulse_core::clock::since_epoch().as_micros();
         let start = end - 3_600_000_000;
-        self.get(&format!(
+        self.spans(&format!(
             "/api/traces?service={service}&operation={operation}&start={start}&end={end}&limit=50"
         ))
-        .map(|v| {
-            v["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .flat_map(spans_of)
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default()
         .into_iter()
         .filter(|s| s.name == operation)
         .collect()

@@ -467,3 +467,23 @@ pub fn describe(out: &std::process::Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// `streampulse check-config --config path` as a deployment would run it: none of the
+/// variables that change what a config means (the config path, the API token lists, the OTLP
+/// endpoint) are inherited from the test's environment; `env` sets some.
+pub fn check_config(path: &Path, env: &[(&str, String)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_streampulse"));
+    cmd.args(["check-config", "--config"]).arg(path);
+    for var in [
+        "STREAMPULSE_CONFIG",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "STREAMPULSE_READ_TOKENS",
+        "STREAMPULSE_WRITE_TOKENS",
+        "STREAMPULSE_ADMIN_TOKENS",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().cloned())
+        .output()
+        .expect("run streampulse check-config")
+}
