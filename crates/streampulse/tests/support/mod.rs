@@ -27,19 +27,30 @@ pub struct Platform {
 /// the tests of one binary run in parallel, and two platforms given the same port would have
 /// one answer the other's requests (the second fails to bind, but the first answers its
 /// readiness check).
+///
+/// Taken below the kernel's ephemeral range (`ip_local_port_range`, 32768 and up by default):
+/// a port the kernel handed out for `bind(0)` is also what it hands out as the local port of
+/// outgoing connections, and under load one of those took a platform's port between this check
+/// and the platform's bind. The fixed ports of `deploy/local/services.sh` (9042, 9092-9095,
+/// 4317, 4318, 16686, 7000) lie below this range.
 pub fn free_port() -> u16 {
+    const FIRST: u16 = 20_000;
+    const END: u16 = 32_768;
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        if !given.contains(&port) {
+    // Where this process starts in the range, so that two test processes (a rerun while an
+    // earlier one is still tearing down) do not walk the same ports.
+    let span = u32::from(END - FIRST);
+    let start = (std::process::id().wrapping_mul(7919) % span) as u16;
+    for step in 0..END - FIRST {
+        let port = FIRST + (start + step) % (END - FIRST);
+        let free = |host: &str| TcpListener::bind((host, port)).is_ok();
+        if !given.contains(&port) && free("0.0.0.0") && free("127.0.0.1") {
             given.push(port);
             return port;
         }
     }
+    panic!("no free port in {FIRST}..{END}");
 }
 
 pub fn agent() -> ureq::Agent {
