@@ -33,10 +33,6 @@ impl TimerQueue {
         self.timers.insert(timer);
     }
 
-    pub fn remove(&mut self, timer: &Timer) {
-        self.timers.remove(timer);
-    }
-
     /// Removes and returns the earliest timer due at `watermark`.
     pub fn pop_due(&mut self, watermark: Millis) -> Option<Timer> {
         if self.timers.first()?.at <= watermark {
