@@ -15,6 +15,7 @@ mod session;
 mod sliced;
 mod spec;
 mod timer;
+mod vec_map;
 
 pub use session::SessionWindows;
 pub use sliced::SlicedWindows;

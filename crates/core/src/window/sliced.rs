@@ -10,12 +10,11 @@
 //! revision last emitted. Windows are registered when a slice is created, so a window fires only if
 //! it holds data, as in Flink.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::spec::gcd;
 use super::timer::{Timer, TimerKind, TimerQueue};
+use super::vec_map::VecMap;
 use super::{Arrival, WindowDef, WindowKind};
 use crate::aggregate::Accumulator;
 use crate::output::{Output, WindowResult};
@@ -24,9 +23,9 @@ use crate::time::{align_down, Millis};
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct KeyState {
     /// Slice start → accumulator.
-    slices: BTreeMap<Millis, Accumulator>,
+    slices: VecMap<Millis, Accumulator>,
     /// Window start → revision last emitted (None: registered, not yet emitted).
-    windows: BTreeMap<Millis, Option<u32>>,
+    windows: VecMap<Millis, Option<u32>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,24 +116,19 @@ impl SlicedWindows {
             self.keys.resize_with(idx + 1, KeyState::default);
         }
         let slice_start = align_down(ts, self.slice, self.offset);
-        let state = &mut self.keys[idx];
-        let new_slice = !state.slices.contains_key(&slice_start);
         let with_sketch = self.def.needs_sketch();
-        state
+        let (slice, new_slice) = self.keys[idx]
             .slices
-            .entry(slice_start)
-            .or_insert_with(|| Accumulator::new(with_sketch))
-            .add(ts, value);
+            .get_or_insert_with(slice_start, || Accumulator::new(with_sketch));
+        slice.add(ts, value);
 
         let mut start = last_start;
         while start + self.size > ts {
             if !self.expired(start, watermark) {
                 let end = start + self.size;
                 if new_slice {
-                    if let std::collections::btree_map::Entry::Vacant(slot) =
-                        self.keys[idx].windows.entry(start)
-                    {
-                        slot.insert(None);
+                    let (_, new_window) = self.keys[idx].windows.get_or_insert_with(start, || None);
+                    if new_window {
                         if end - 1 > watermark {
                             self.timers.insert(Timer {
                                 at: end - 1,
@@ -234,7 +228,7 @@ impl SlicedWindows {
             let Some(metric_id) = names.get(key) else {
                 continue;
             };
-            for (&start, revision) in &state.windows {
+            for (&start, revision) in state.windows.iter() {
                 if revision.is_none() {
                     out.extend(self.result(state, start, metric_id, 0));
                 }
@@ -247,7 +241,6 @@ impl SlicedWindows {
         state.windows.remove(&start);
         // Slices before `start + slide` belong only to windows starting at or before `start`,
         // all of which have expired by now (windows of one key expire in start order).
-        let keep = state.slices.split_off(&(start + self.slide));
-        state.slices = keep;
+        state.slices.remove_before(&(start + self.slide));
     }
 }
