@@ -183,6 +183,9 @@ enum JobKind {
     Sliding,
     /// The tumbling job plus the default raw-value detectors (z-score and EWMA).
     TumblingDetectors,
+    /// The job `streampulse run` runs without a config: tumble_10s and tumble_1m with stddev,
+    /// first, last and percentiles, and the raw z-score and EWMA detectors.
+    Default,
 }
 
 impl JobKind {
@@ -191,12 +194,20 @@ impl JobKind {
             Self::Tumbling => "tumbling_10s",
             Self::Sliding => "sliding_30s_10s",
             Self::TumblingDetectors => "tumbling_10s+raw_zscore+raw_ewma",
+            Self::Default => "default",
         }
     }
 }
 
 fn job_spec(kind: JobKind) -> JobSpec {
+    if kind == JobKind::Default {
+        return JobSpec {
+            name: "bench".into(),
+            ..JobSpec::default()
+        };
+    }
     let window = match kind {
+        JobKind::Default => unreachable!("returned above"),
         JobKind::Tumbling | JobKind::TumblingDetectors => WindowSpec {
             name: "tumble_10s".into(),
             window_type: WindowType::Tumbling,
@@ -256,6 +267,16 @@ fn load_events(path: &Path, n: usize) -> anyhow::Result<Vec<Event>> {
 }
 
 /// Peak resident memory of a process, from /proc (Linux).
+/// CPU seconds (user + system) a process has used so far, from `/proc/<pid>/stat` (in clock
+/// ticks, which Linux always reports at 100 per second to user space).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after its closing parenthesis.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 fn peak_rss_kib(pid: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -568,6 +589,7 @@ fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
         .collect::<Result<Vec<String>, _>>()?;
     let bodies = Arc::new(bodies);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let cpu_at_start = cpu_seconds(&child.id().to_string()).unwrap_or(f64::NAN);
     let started = Instant::now();
     let mut latencies = Vec::new();
     std::thread::scope(|s| {
@@ -616,6 +638,7 @@ fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     let rss = peak_rss_kib(&child.id().to_string()).unwrap_or(0);
+    let server_cpu = cpu_seconds(&child.id().to_string()).unwrap_or(f64::NAN) - cpu_at_start;
     running.store(false, std::sync::atomic::Ordering::Relaxed);
     let scrapes = scraper.map_or(0, |h| h.join().unwrap_or(0));
     stop_platform(&mut child);
@@ -626,7 +649,7 @@ fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
         .map(|n| n.get())
         .unwrap_or(1);
     println!(
-        "mode=http job={} metrics={} scrapes={scrapes} events={} connections={} batch={} partitions={} seconds={:.3} events_per_sec={:.0} events_per_sec_per_core={:.0} (cores={cores}, shared with the client) ack_seconds={:.3} request_p50_ms={:.2} request_p99_ms={:.2} server_peak_rss_mib={:.1}",
+        "mode=http job={} metrics={} scrapes={scrapes} events={} connections={} batch={} partitions={} seconds={:.3} events_per_sec={:.0} events_per_sec_per_core={:.0} (cores={cores}, shared with the client) server_cpu_seconds={server_cpu:.2} events_per_server_cpu_sec={:.0} ack_seconds={:.3} request_p50_ms={:.2} request_p99_ms={:.2} server_peak_rss_mib={:.1}",
         args.job.name(),
         args.metrics.name(),
         events.len(),
@@ -636,6 +659,7 @@ fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
         elapsed.as_secs_f64(),
         events.len() as f64 / elapsed.as_secs_f64(),
         events.len() as f64 / elapsed.as_secs_f64() / cores as f64,
+        events.len() as f64 / server_cpu,
         acked.as_secs_f64(),
         pct(0.5),
         pct(0.99),

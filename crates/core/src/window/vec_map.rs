@@ -120,7 +120,7 @@ impl<'de, K: Deserialize<'de> + Ord + Copy, V: Deserialize<'de>> Deserialize<'de
                 }
                 // Written in key order; sort anyway (stable: of two equal keys the last wins, as
                 // a map read would have it).
-                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                entries.sort_by_key(|a| a.0);
                 let mut map = VecMap {
                     entries: Vec::with_capacity(entries.len()),
                 };
