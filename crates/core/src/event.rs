@@ -1,7 +1,7 @@
 //! The event: what a producer sends, after validation.
 //!
 //! [`EventFormat`] says which JSON fields hold the metric id, the event time, the value and the
-//! tags, and how the time is written, and how large an event may be. [`EventFormat::parse`] turns
+//! tags, and how the time is written, and how large an event may be. [`EventFormat::parse_str`] turns
 //! one JSON object into an [`Event`] or a [`EventError`] that tells the producer what to fix. It
 //! never panics on input and never guesses: a value that is not a finite number is an error, not a
 //! zero; a metric id or tag past its limit is an error, not a truncation.
@@ -13,9 +13,11 @@ use crate::config::ConfigError;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::time::{self, Millis, TimeParseError};
+
+mod decode;
+use decode::{Fields, Raw, Read};
 
 /// One measurement of one metric at one instant of event time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,82 +159,21 @@ pub fn check_future(ts: Millis, reference: Millis, max_future: Millis) -> Result
     Ok(())
 }
 
-/// A JSON value whose top-level object, if it is one, names no field twice: parsers disagree on
-/// which of two `metric_id`s wins, so an event that holds two is refused rather than guessed.
-struct Strict(Value);
-
-impl<'de> Deserialize<'de> for Strict {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Strict;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON value")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> Result<Strict, A::Error> {
-                let mut obj = serde_json::Map::new();
-                while let Some(key) = map.next_key::<String>()? {
-                    if obj.contains_key(&key) {
-                        return Err(serde::de::Error::custom(format!(
-                            "field '{key}' appears twice"
-                        )));
-                    }
-                    let value: Value = map.next_value()?;
-                    obj.insert(key, value);
-                }
-                Ok(Strict(Value::Object(obj)))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Strict, A::Error> {
-                let v = Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
-                Ok(Strict(v))
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Strict, E> {
-                Ok(Strict(Value::Bool(v)))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Strict, E> {
-                Ok(Strict(v.into()))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Strict, E> {
-                Ok(Strict(v.into()))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Strict, E> {
-                Ok(Strict(
-                    serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number),
-                ))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Strict, E> {
-                Ok(Strict(Value::String(v.to_string())))
-            }
-            fn visit_unit<E>(self) -> Result<Strict, E> {
-                Ok(Strict(Value::Null))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 impl EventFormat {
     /// Parses one JSON text holding one object, refusing it unread when it exceeds
     /// `max_event_bytes`.
+    ///
+    /// The text is read once, straight into the fields this format names (strings borrowed from
+    /// the text where they hold no escapes); other fields are skipped, never built. The whole
+    /// text is read before any field is judged, so invalid JSON is reported as such wherever it
+    /// is, and the fields are then judged in a fixed order (id, time, value, tags).
     pub fn parse_str(&self, text: &str) -> Result<Event, EventError> {
         self.check_event_size(text.len())?;
-        let value: Strict =
-            serde_json::from_str(text).map_err(|e| EventError::Json(e.to_string()))?;
-        self.parse(&value.0)
+        let read: Read = decode::read(text, self).map_err(|e| EventError::Json(e.to_string()))?;
+        match read {
+            Read::Object(fields) => self.validate_fields(fields),
+            Read::Other(raw) => Err(EventError::NotAnObject(raw.name())),
+        }
     }
 
     /// Refuses an event of `len` bytes of JSON when it exceeds `max_event_bytes`; callers that
@@ -249,21 +190,17 @@ impl EventFormat {
         Ok(())
     }
 
-    /// Validates one JSON value as an event.
-    pub fn parse(&self, value: &Value) -> Result<Event, EventError> {
-        let Value::Object(obj) = value else {
-            return Err(EventError::NotAnObject(type_name(value)));
-        };
-        let field = |name: &str| {
-            obj.get(name)
-                .ok_or_else(|| EventError::Missing(name.to_string()))
-        };
-
-        let metric_id = match field(&self.metric_id_field)? {
-            Value::String(s) if s.is_empty() => {
+    /// Judges the fields read from one object.
+    fn validate_fields(&self, fields: Fields<'_>) -> Result<Event, EventError> {
+        let missing = |name: &str| EventError::Missing(name.to_string());
+        let metric_id = match fields
+            .metric_id
+            .ok_or_else(|| missing(&self.metric_id_field))?
+        {
+            Raw::Str(s) if s.is_empty() => {
                 return Err(EventError::Empty(self.metric_id_field.clone()))
             }
-            Value::String(s) if s.len() > self.max_metric_id_bytes => {
+            Raw::Str(s) if s.len() > self.max_metric_id_bytes => {
                 return Err(EventError::TooLarge {
                     what: format!("field '{}'", self.metric_id_field),
                     got: s.len(),
@@ -271,43 +208,50 @@ impl EventFormat {
                     key: "max_metric_id_bytes",
                 })
             }
-            Value::String(s) => s.clone(),
-            other => return Err(self.wrong_type(&self.metric_id_field, "a string", other)),
+            Raw::Str(s) => s.into_owned(),
+            other => return Err(self.wrong_type(&self.metric_id_field, "a string", &other)),
         };
-        let ts = self.parse_timestamp(field(&self.timestamp_field)?)?;
-        let value = match field(&self.value_field)? {
-            Value::Number(n) => n.as_f64().filter(|v| v.is_finite()),
-            other => return Err(self.wrong_type(&self.value_field, "a number", other)),
+        let ts = self.parse_timestamp(fields.ts.ok_or_else(|| missing(&self.timestamp_field))?)?;
+        let value = match fields.value.ok_or_else(|| missing(&self.value_field))? {
+            Raw::Int(i) => Some(i as f64),
+            Raw::UInt(u) => Some(u as f64),
+            Raw::Float(f) => Some(f).filter(|v| v.is_finite()),
+            other => return Err(self.wrong_type(&self.value_field, "a number", &other)),
         }
         .ok_or_else(|| EventError::NotFinite(self.value_field.clone()))?;
-        let tags = match obj.get(&self.tags_field) {
-            None | Some(Value::Null) => BTreeMap::new(),
-            Some(Value::Object(map)) if map.len() > self.max_tags => {
+        let tags = match fields.tags {
+            None | Some(Raw::Null) => BTreeMap::new(),
+            Some(Raw::Object(Some(map))) if map.len() > self.max_tags => {
                 return Err(EventError::TooManyTags {
                     field: self.tags_field.clone(),
                     got: map.len(),
                     limit: self.max_tags,
                 })
             }
-            Some(Value::Object(map)) => map
-                .iter()
+            Some(Raw::Object(Some(map))) => map
+                .into_iter()
                 .map(|(k, v)| {
                     let v = match v {
-                        Value::String(s) => s.clone(),
-                        Value::Number(_) | Value::Bool(_) => v.to_string(),
+                        Raw::Str(s) => s.into_owned(),
+                        Raw::Int(i) => i.to_string(),
+                        Raw::UInt(u) => u.to_string(),
+                        // As JSON writes it (the shortest text that reads back the same).
+                        Raw::Float(f) => serde_json::Number::from_f64(f)
+                            .map_or_else(|| f.to_string(), |n| n.to_string()),
+                        Raw::Bool(b) => b.to_string(),
                         other => {
                             return Err(self.wrong_type(
                                 &self.tags_field,
                                 "an object of strings",
-                                other,
+                                &other,
                             ))
                         }
                     };
-                    self.check_tag(k, &v)?;
-                    Ok((k.clone(), v))
+                    self.check_tag(&k, &v)?;
+                    Ok((k.into_owned(), v))
                 })
                 .collect::<Result<_, _>>()?,
-            Some(other) => return Err(self.wrong_type(&self.tags_field, "an object", other)),
+            Some(other) => return Err(self.wrong_type(&self.tags_field, "an object", &other)),
         };
         Ok(Event {
             metric_id,
@@ -356,6 +300,22 @@ impl EventFormat {
                 return Err(ConfigError::new(key, "must not be empty"));
             }
         }
+        let names = [
+            ("metric_id_field", &self.metric_id_field),
+            ("timestamp_field", &self.timestamp_field),
+            ("value_field", &self.value_field),
+            ("tags_field", &self.tags_field),
+        ];
+        for (i, (key, field)) in names.iter().enumerate() {
+            if let Some((other, _)) = names[..i].iter().find(|(_, f)| f == field) {
+                return Err(ConfigError::new(
+                    *key,
+                    format!(
+                        "names the field '{field}', as {other} does: each role needs its own field"
+                    ),
+                ));
+            }
+        }
         for (key, value, max) in [
             (
                 "max_event_bytes",
@@ -389,29 +349,51 @@ impl EventFormat {
         Ok(())
     }
 
-    fn wrong_type(&self, field: &str, expected: &'static str, got: &Value) -> EventError {
+    fn wrong_type(&self, field: &str, expected: &'static str, got: &Raw<'_>) -> EventError {
         EventError::WrongType {
             field: field.to_string(),
             expected,
-            got: type_name(got),
+            got: got.name(),
         }
     }
 
-    fn parse_timestamp(&self, raw: &Value) -> Result<Millis, EventError> {
+    fn parse_timestamp(&self, raw: Raw<'_>) -> Result<Millis, EventError> {
         let field = &self.timestamp_field;
         let time_err = |source| EventError::Time {
             field: field.clone(),
             source,
         };
-        match (self.timestamp_format, raw) {
-            (TimestampFormat::Auto | TimestampFormat::EpochMillis, Value::Number(n)) => {
-                if let Some(ms) = n.as_i64() {
+        let not_finite = || EventError::NotFinite(field.clone());
+        // A whole number that fits i64 is read exactly; any other number as a float.
+        let (exact, float) = match raw {
+            Raw::Int(i) => (Some(i), i as f64),
+            Raw::UInt(u) => (i64::try_from(u).ok(), u as f64),
+            Raw::Float(f) => (None, f),
+            Raw::Str(s) => {
+                return match self.timestamp_format {
+                    TimestampFormat::Auto => time::parse_instant(&s).map_err(time_err),
+                    TimestampFormat::Rfc3339 => time::parse_rfc3339(&s).map_err(time_err),
+                    _ => {
+                        Err(self.wrong_type(field, "a number or an RFC 3339 string", &Raw::Str(s)))
+                    }
+                }
+            }
+            other => {
+                let expected = match self.timestamp_format {
+                    TimestampFormat::Rfc3339 => "an RFC 3339 string",
+                    _ => "a number or an RFC 3339 string",
+                };
+                return Err(self.wrong_type(field, expected, &other));
+            }
+        };
+        match self.timestamp_format {
+            TimestampFormat::Auto | TimestampFormat::EpochMillis => {
+                if let Some(ms) = exact {
                     return time::check_range(ms as i128).map_err(time_err);
                 }
-                let f = n
-                    .as_f64()
+                let f = Some(float)
                     .filter(|f| f.is_finite())
-                    .ok_or_else(|| EventError::NotFinite(field.clone()))?;
+                    .ok_or_else(not_finite)?;
                 // A fractional number in Auto mode is epoch seconds (as Unix tools write it).
                 let ms = if self.timestamp_format == TimestampFormat::Auto {
                     f * 1000.0
@@ -420,23 +402,22 @@ impl EventFormat {
                 };
                 time::check_range(ms.floor() as i128).map_err(time_err)
             }
-            (TimestampFormat::EpochSeconds, Value::Number(n)) => {
-                let secs = n
-                    .as_f64()
+            TimestampFormat::EpochSeconds => {
+                let secs = Some(float)
                     .filter(|f| f.is_finite())
-                    .ok_or_else(|| EventError::NotFinite(field.clone()))?;
+                    .ok_or_else(not_finite)?;
                 time::check_range((secs * 1000.0).floor() as i128).map_err(time_err)
             }
-            (TimestampFormat::Auto, Value::String(s)) => time::parse_instant(s).map_err(time_err),
-            (TimestampFormat::Rfc3339, Value::String(s)) => {
-                time::parse_rfc3339(s).map_err(time_err)
+            TimestampFormat::Rfc3339 => {
+                Err(self.wrong_type(field, "an RFC 3339 string", &raw_number(exact, float)))
             }
-            (TimestampFormat::Rfc3339, other) => {
-                Err(self.wrong_type(field, "an RFC 3339 string", other))
-            }
-            (_, other) => Err(self.wrong_type(field, "a number or an RFC 3339 string", other)),
         }
     }
+}
+
+/// The number `parse_timestamp` read, for its error message (only its kind is named).
+fn raw_number(exact: Option<i64>, float: f64) -> Raw<'static> {
+    exact.map_or(Raw::Float(float), Raw::Int)
 }
 
 #[cfg(test)]
@@ -622,6 +603,13 @@ mod tests {
             ..fmt()
         };
         assert_eq!(f.validate().unwrap_err().key, "max_event_bytes");
+        let f = EventFormat {
+            value_field: "ts".into(),
+            ..fmt()
+        };
+        let err = f.validate().unwrap_err();
+        assert_eq!(err.key, "value_field");
+        assert!(err.to_string().contains("as timestamp_field does"), "{err}");
     }
 
     #[test]
@@ -634,6 +622,80 @@ mod tests {
         let err = fmt().parse_str("[1, 2]").unwrap_err();
         assert_eq!(err, EventError::NotAnObject("an array"));
         assert!(fmt().parse_str("7").is_err());
+    }
+
+    #[test]
+    fn reads_escapes_skips_other_fields_and_writes_tag_numbers_as_json_does() {
+        let e = fmt()
+            .parse_str(
+                r#"{"pad":{"deep":[1,{"x":[]}]},"metric_id":"c\u0070u \"0\"","ts":1700000000005,"value":2,
+                    "tags":{"f":1.5,"i":-3,"u":18446744073709551615,"b":true,"s":"\n"},"more":null}"#,
+            )
+            .unwrap();
+        assert_eq!(
+            (e.metric_id.as_str(), e.ts, e.value),
+            ("cpu \"0\"", 1_700_000_000_005, 2.0)
+        );
+        let tags: Vec<(&str, &str)> = e
+            .tags
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            tags,
+            [
+                ("b", "true"),
+                ("f", "1.5"),
+                ("i", "-3"),
+                ("s", "\n"),
+                ("u", "18446744073709551615")
+            ]
+        );
+        let cases = [
+            (
+                r#"{"x":1,"metric_id":"m","ts":1,"value":1,"x":2}"#,
+                "field 'x' appears twice",
+            ),
+            (
+                r#"{"metric_id":"m","ts":1,"value":1,"tags":{"a":{"b":1}}}"#,
+                "'tags' must be an object of strings, got an object",
+            ),
+            (
+                r#"{"metric_id":"m","ts":1,"value":1,"tags":"a"}"#,
+                "'tags' must be an object, got a string",
+            ),
+            (
+                r#"{"metric_id":["m"],"ts":1,"value":1}"#,
+                "'metric_id' must be a string, got an array",
+            ),
+            (
+                r#"{"metric_id":"m","ts":true,"value":1}"#,
+                "'ts' must be a number or an RFC 3339 string, got a boolean",
+            ),
+            (
+                r#"{"metric_id":"m","ts":1,"value":null}"#,
+                "'value' must be a number, got null",
+            ),
+            (r#"{"metric_id":"m","ts":1,"value":1} x"#, "invalid JSON"),
+            (r#"{"metric_id":5,"ts":1,"value":1,"#, "invalid JSON"),
+            (r#""an event""#, "expected a JSON object, got a string"),
+        ];
+        for (input, reason) in cases {
+            let err = fmt().parse_str(input).unwrap_err().to_string();
+            assert!(err.contains(reason), "{input}: {err}");
+        }
+        let rfc = EventFormat {
+            timestamp_format: TimestampFormat::Rfc3339,
+            ..fmt()
+        };
+        let err = rfc
+            .parse_str(r#"{"metric_id":"m","ts":1,"value":1}"#)
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("must be an RFC 3339 string, got a number"),
+            "{err}"
+        );
     }
 
     #[test]
