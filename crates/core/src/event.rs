@@ -10,6 +10,7 @@
 //! (the wall clock at HTTP ingest, a Kafka record's own timestamp), this module never reads one.
 
 use crate::config::ConfigError;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,36 @@ pub struct Event {
     pub value: f64,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+}
+
+/// An [`Event`] as read from JSON text, borrowing its id and tags from the text where they hold
+/// no escapes: validated exactly as an `Event` is, copied only when the caller asks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRef<'a> {
+    pub metric_id: Cow<'a, str>,
+    pub ts: Millis,
+    pub value: f64,
+    /// Sorted by key, each key once (of a key given twice, the last value).
+    tags: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+}
+
+impl EventRef<'_> {
+    /// The tags, copied.
+    pub fn tags(&self) -> BTreeMap<String, String> {
+        self.tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    pub fn into_event(self) -> Event {
+        Event {
+            tags: self.tags(),
+            metric_id: self.metric_id.into_owned(),
+            ts: self.ts,
+            value: self.value,
+        }
+    }
 }
 
 /// How the event time is written in the input.
@@ -168,6 +199,13 @@ impl EventFormat {
     /// text is read before any field is judged, so invalid JSON is reported as such wherever it
     /// is, and the fields are then judged in a fixed order (id, time, value, tags).
     pub fn parse_str(&self, text: &str) -> Result<Event, EventError> {
+        self.parse_ref(text).map(EventRef::into_event)
+    }
+
+    /// [`parse_str`](Self::parse_str) without the copies: the event borrows its id and tags
+    /// from `text` where they hold no escapes. For callers that need the tags only sometimes
+    /// (the engine reads them when a metric first appears).
+    pub fn parse_ref<'a>(&self, text: &'a str) -> Result<EventRef<'a>, EventError> {
         self.check_event_size(text.len())?;
         let read: Read = decode::read(text, self).map_err(|e| EventError::Json(e.to_string()))?;
         match read {
@@ -191,7 +229,7 @@ impl EventFormat {
     }
 
     /// Judges the fields read from one object.
-    fn validate_fields(&self, fields: Fields<'_>) -> Result<Event, EventError> {
+    fn validate_fields<'a>(&self, fields: Fields<'a>) -> Result<EventRef<'a>, EventError> {
         let missing = |name: &str| EventError::Missing(name.to_string());
         let metric_id = match fields
             .metric_id
@@ -208,7 +246,7 @@ impl EventFormat {
                     key: "max_metric_id_bytes",
                 })
             }
-            Raw::Str(s) => s.into_owned(),
+            Raw::Str(s) => s,
             other => return Err(self.wrong_type(&self.metric_id_field, "a string", &other)),
         };
         let ts = self.parse_timestamp(fields.ts.ok_or_else(|| missing(&self.timestamp_field))?)?;
@@ -220,7 +258,7 @@ impl EventFormat {
         }
         .ok_or_else(|| EventError::NotFinite(self.value_field.clone()))?;
         let tags = match fields.tags {
-            None | Some(Raw::Null) => BTreeMap::new(),
+            None | Some(Raw::Null) => Vec::new(),
             Some(Raw::Object(Some(map))) if map.len() > self.max_tags => {
                 return Err(EventError::TooManyTags {
                     field: self.tags_field.clone(),
@@ -231,14 +269,15 @@ impl EventFormat {
             Some(Raw::Object(Some(map))) => map
                 .into_iter()
                 .map(|(k, v)| {
-                    let v = match v {
-                        Raw::Str(s) => s.into_owned(),
-                        Raw::Int(i) => i.to_string(),
-                        Raw::UInt(u) => u.to_string(),
+                    let v: Cow<'a, str> = match v {
+                        Raw::Str(s) => s,
+                        Raw::Int(i) => i.to_string().into(),
+                        Raw::UInt(u) => u.to_string().into(),
                         // As JSON writes it (the shortest text that reads back the same).
                         Raw::Float(f) => serde_json::Number::from_f64(f)
-                            .map_or_else(|| f.to_string(), |n| n.to_string()),
-                        Raw::Bool(b) => b.to_string(),
+                            .map_or_else(|| f.to_string(), |n| n.to_string())
+                            .into(),
+                        Raw::Bool(b) => b.to_string().into(),
                         other => {
                             return Err(self.wrong_type(
                                 &self.tags_field,
@@ -248,12 +287,12 @@ impl EventFormat {
                         }
                     };
                     self.check_tag(&k, &v)?;
-                    Ok((k.into_owned(), v))
+                    Ok((k, v))
                 })
                 .collect::<Result<_, _>>()?,
             Some(other) => return Err(self.wrong_type(&self.tags_field, "an object", &other)),
         };
-        Ok(Event {
+        Ok(EventRef {
             metric_id,
             ts,
             value,

@@ -59,7 +59,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         .unwrap_or(validated.config.log.partitions)
         .max(1);
 
-    let input: Box<dyn BufRead> = open_input(&args.input)?;
+    let mut input: Box<dyn BufRead> = open_input(&args.input)?;
     let mut sinks = Sinks {
         results: ResultWriter::create(&args.output, &job)?,
         late: args.late_output.as_deref().map(create).transpose()?,
@@ -74,13 +74,24 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let mut outputs = Vec::new();
     let mut lines = 0u64;
 
-    for line in input.lines() {
-        let line = line.with_context(|| format!("cannot read {}", args.input.display()))?;
+    // One buffer for every line: a replay reads millions.
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = input
+            .read_line(&mut line)
+            .with_context(|| format!("cannot read {}", args.input.display()))?;
+        if read == 0 {
+            break;
+        }
         lines += 1;
-        if line.trim().is_empty() {
+        // As `BufRead::lines` cuts them: one "\n" or "\r\n".
+        let text = line.strip_suffix('\n').unwrap_or(&line);
+        let text = text.strip_suffix('\r').unwrap_or(text);
+        if text.trim().is_empty() {
             continue;
         }
-        let event = match job.event.parse_str(&line) {
+        let event = match job.event.parse_ref(text) {
             Ok(event) => event,
             Err(reason) => {
                 sinks.summary.rejected += 1;
@@ -94,7 +105,7 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         let p = streampulse_log::partition_for(&event.metric_id, partitions) as usize;
         pipelines[p].process_tagged(
             &event.metric_id,
-            || event.tags.clone(),
+            || event.tags(),
             event.ts,
             event.value,
             offsets[p],
