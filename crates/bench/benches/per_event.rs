@@ -1,0 +1,120 @@
+//! Micro-benchmarks of the per-event path, in nanoseconds per event: reading an event's JSON
+//! text, then a partition pipeline (window updates, detectors) over events of 10,000 metrics in
+//! its steady state.
+//!
+//! `cargo bench -p streampulse-bench --bench per_event`. The throughput figures of whole paths
+//! (replay, HTTP ingest, the engine over the log) are the `streampulse-bench` modes, recorded in
+//! BENCHMARKS.md; these isolate the parts. Nothing here asserts a speed.
+
+use std::time::Duration;
+
+use divan::counter::ItemsCount;
+use divan::{black_box, Bencher};
+use streampulse_core::event::EventFormat;
+use streampulse_core::job::{Job, JobSpec};
+use streampulse_core::pipeline::PartitionPipeline;
+use streampulse_core::window::{WindowSpec, WindowType};
+
+const LINE: &str = r#"{"metric_id": "metric_07442", "ts": 1699999998515, "value": 604.649, "tags": {"host": "host-036"}}"#;
+
+fn main() {
+    divan::main();
+}
+
+#[divan::bench]
+fn parse_ref(bencher: Bencher) {
+    let format = EventFormat::default();
+    bencher.bench(|| format.parse_ref(black_box(LINE)).map(|e| e.ts));
+}
+
+#[divan::bench]
+fn parse_owned(bencher: Bencher) {
+    let format = EventFormat::default();
+    bencher.bench(|| format.parse_str(black_box(LINE)).map(|e| e.ts));
+}
+
+/// Events of 10,000 metrics, 10,000 per second of event time, up to 3 s out of order (a fixed
+/// pseudo-random sequence, so every run sees the same input).
+fn events(n: usize) -> Vec<(String, i64, f64)> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..n)
+        .map(|i| {
+            let metric = format!("metric_{:05}", next() % 10_000);
+            let ts = 1_700_000_000_000 + (i as i64) / 10 - (next() % 3_000) as i64;
+            (metric, ts, (next() % 1_000) as f64 / 10.0)
+        })
+        .collect()
+}
+
+fn window(name: &str, kind: WindowType, secs: u64) -> WindowSpec {
+    WindowSpec {
+        name: name.into(),
+        window_type: kind,
+        size: (kind != WindowType::Session).then(|| Duration::from_secs(secs)),
+        slide: (kind == WindowType::Sliding).then(|| Duration::from_secs(10)),
+        gap: (kind == WindowType::Session).then(|| Duration::from_secs(secs)),
+        offset: None,
+        aggregates: vec![],
+    }
+}
+
+fn job(name: &str) -> Job {
+    let spec = match name {
+        // The three queries of the Flink parity test, no detectors.
+        "flink_queries" => JobSpec {
+            windows: vec![
+                window("tumble_10s", WindowType::Tumbling, 10),
+                window("hop_30s_10s", WindowType::Sliding, 30),
+                window("session_5s", WindowType::Session, 5),
+            ],
+            detectors: vec![],
+            ..JobSpec::default()
+        },
+        // What `streampulse run` runs without a config.
+        _ => JobSpec::default(),
+    };
+    match spec.validate() {
+        Ok(job) => job,
+        Err(e) => panic!("bench job: {e}"),
+    }
+}
+
+/// Events measured per sample, after [`WARM`] events that bring every metric's detectors past
+/// their warm-up and fill the windows: the steady state of a long-running job, not its start.
+const MEASURED: usize = 200_000;
+const WARM: usize = 1_000_000;
+
+#[divan::bench(args = ["flink_queries", "default"], sample_count = 10)]
+fn pipeline(bencher: Bencher, name: &str) {
+    let job = job(name);
+    let events = events(WARM + MEASURED);
+    let (warm, measured) = events.split_at(WARM);
+    let mut warmed = PartitionPipeline::new(&job);
+    let mut out = Vec::new();
+    for (offset, (metric, ts, value)) in warm.iter().enumerate() {
+        warmed.process(metric, *ts, *value, offset as u64, &mut out);
+        out.clear();
+    }
+    bencher
+        .counter(ItemsCount::new(measured.len()))
+        .with_inputs(
+            || match PartitionPipeline::restore(&job, warmed.state().clone()) {
+                Ok(pipeline) => pipeline,
+                Err(e) => panic!("restore: {e}"),
+            },
+        )
+        .bench_local_values(|mut pipeline| {
+            let mut out = Vec::new();
+            for (i, (metric, ts, value)) in measured.iter().enumerate() {
+                pipeline.process(metric, *ts, *value, (WARM + i) as u64, &mut out);
+                out.clear();
+            }
+            pipeline
+        });
+}
