@@ -11,7 +11,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::event::{Event, EventError, EventFormat};
+use crate::event::{Event, EventError, EventFormat, EventRef};
 
 /// How the body is framed (from its content type).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,9 @@ pub enum Framing {
 /// One event of a body: its 1-based position (array element or line) and the event or why it was
 /// refused.
 pub type Item = (usize, Result<Event, EventError>);
+
+/// An [`Item`] whose event borrows from the body (see [`parse_refs`]).
+pub type ItemRef<'a> = (usize, Result<EventRef<'a>, EventError>);
 
 /// Why a body as a whole is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +48,19 @@ pub fn parse(
     format: &EventFormat,
     max_events: usize,
 ) -> Result<Vec<Item>, BatchError> {
+    Ok(parse_refs(body, framing, format, max_events)?
+        .into_iter()
+        .map(|(position, event)| (position, event.map(EventRef::into_event)))
+        .collect())
+}
+
+/// [`parse`] without copying the events out of `body`.
+pub fn parse_refs<'a>(
+    body: &'a [u8],
+    framing: Framing,
+    format: &EventFormat,
+    max_events: usize,
+) -> Result<Vec<ItemRef<'a>>, BatchError> {
     let items = match framing {
         Framing::Ndjson => parse_lines(body, format, max_events)?,
         Framing::Json => match parse_json(body, format, max_events) {
@@ -59,15 +75,15 @@ pub fn parse(
 }
 
 /// `None` when the body is not one JSON value (the caller reads it as NDJSON instead).
-fn parse_json(
-    body: &[u8],
+fn parse_json<'a>(
+    body: &'a [u8],
     format: &EventFormat,
     max_events: usize,
-) -> Option<Result<Vec<Item>, BatchError>> {
+) -> Option<Result<Vec<ItemRef<'a>>, BatchError>> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace())?;
     if *first != b'[' {
         let raw: &RawValue = serde_json::from_slice(body).ok()?;
-        return Some(Ok(vec![(1, format.parse_str(raw.get()))]));
+        return Some(Ok(vec![(1, format.parse_ref(raw.get()))]));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let mut walk = ArrayWalk {
@@ -84,11 +100,11 @@ fn parse_json(
     Some(Ok(walk.items))
 }
 
-fn parse_lines(
-    body: &[u8],
+fn parse_lines<'a>(
+    body: &'a [u8],
     format: &EventFormat,
     max_events: usize,
-) -> Result<Vec<Item>, BatchError> {
+) -> Result<Vec<ItemRef<'a>>, BatchError> {
     let text = std::str::from_utf8(body).map_err(|e| BatchError::NotUtf8 {
         valid_up_to: e.valid_up_to(),
     })?;
@@ -100,20 +116,20 @@ fn parse_lines(
         if items.len() == max_events {
             return Err(BatchError::TooManyEvents { limit: max_events });
         }
-        items.push((i + 1, format.parse_str(line)));
+        items.push((i + 1, format.parse_ref(line)));
     }
     Ok(items)
 }
 
 /// Walks a top-level array element by element, keeping only the parsed events.
-struct ArrayWalk<'f> {
+struct ArrayWalk<'f, 'de> {
     format: &'f EventFormat,
     max_events: usize,
-    items: Vec<Item>,
+    items: Vec<ItemRef<'de>>,
     too_many: bool,
 }
 
-impl<'de> DeserializeSeed<'de> for &mut ArrayWalk<'_> {
+impl<'de> DeserializeSeed<'de> for &mut ArrayWalk<'_, 'de> {
     type Value = ();
 
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
@@ -121,7 +137,7 @@ impl<'de> DeserializeSeed<'de> for &mut ArrayWalk<'_> {
     }
 }
 
-impl<'de> Visitor<'de> for &mut ArrayWalk<'_> {
+impl<'de> Visitor<'de> for &mut ArrayWalk<'_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -136,7 +152,7 @@ impl<'de> Visitor<'de> for &mut ArrayWalk<'_> {
             }
             let position = self.items.len() + 1;
             self.items
-                .push((position, self.format.parse_str(raw.get())));
+                .push((position, self.format.parse_ref(raw.get())));
         }
         Ok(())
     }

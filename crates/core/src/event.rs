@@ -43,6 +43,11 @@ pub struct EventRef<'a> {
 }
 
 impl EventRef<'_> {
+    /// The tags, sorted by key, each key once.
+    pub fn tag_pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.tags.iter().map(|(k, v)| (k.as_ref(), v.as_ref()))
+    }
+
     /// The tags, copied.
     pub fn tags(&self) -> BTreeMap<String, String> {
         self.tags

@@ -10,7 +10,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use serde::Serialize;
-use streampulse_core::batch::Item;
+use streampulse_core::batch::ItemRef;
 use streampulse_core::event::check_future;
 use streampulse_log::LogError;
 use tracing::field::Empty;
@@ -49,49 +49,31 @@ pub struct IngestReport {
     pub duplicate: bool,
 }
 
-impl Runtime {
-    /// Validates and appends; resolves once the accepted events are durable. Runs in an `ingest`
-    /// span (events received, accepted, rejected; partitions written), a child of the request's.
-    pub async fn ingest(
-        &self,
-        candidates: Vec<Item>,
-        idempotency_key: Option<String>,
-    ) -> Result<IngestReport, IngestError> {
-        let span = tracing::info_span!(
-            "ingest",
-            events.received = candidates.len() as i64,
-            events.accepted = Empty,
-            events.rejected = Empty,
-            partitions = Empty,
-            duplicate = Empty,
-        );
-        let report = self
-            .ingest_in_span(candidates, idempotency_key, &span)
-            .instrument(span.clone())
-            .await?;
-        span.record("events.accepted", report.accepted as i64);
-        span.record("events.rejected", report.rejected.len() as i64);
-        span.record("duplicate", report.duplicate);
-        Ok(report)
-    }
+/// The events of one request judged and encoded, ready to append (see [`Runtime::prepare_ingest`]).
+#[derive(Debug)]
+pub struct PreparedIngest {
+    received: usize,
+    records: Vec<(u32, Vec<u8>)>,
+    rejected: Vec<Rejection>,
+    per_reason: [u64; RejectReason::ALL.len()],
+}
 
-    async fn ingest_in_span(
+impl Runtime {
+    /// Judges the events of one request (the future guard) and encodes the accepted ones as log
+    /// records, by partition. CPU work only, no I/O: callers run it off the async threads (the
+    /// HTTP handler does it in the blocking pool, together with the parsing).
+    pub fn prepare_ingest(
         &self,
-        candidates: Vec<Item>,
-        idempotency_key: Option<String>,
-        span: &tracing::Span,
-    ) -> Result<IngestReport, IngestError> {
-        let max_future = self.job().max_future;
-        let now = streampulse_core::clock::now_ms();
+        candidates: Vec<ItemRef<'_>>,
+    ) -> Result<PreparedIngest, IngestError> {
         let Some(log) = self.ingest_log() else {
             return Err(IngestError::NotTheEmbeddedLog {
                 job: self.job().name.clone(),
             });
         };
-        let counters = self.counters();
-        counters
-            .ingest_received
-            .fetch_add(candidates.len() as u64, Relaxed);
+        let max_future = self.job().max_future;
+        let now = streampulse_core::clock::now_ms();
+        let received = candidates.len();
         let mut records = Vec::with_capacity(candidates.len());
         let mut rejected = Vec::new();
         let mut per_reason = [0u64; RejectReason::ALL.len()];
@@ -105,7 +87,7 @@ impl Runtime {
             match parsed {
                 Ok(event) => records.push((
                     log.partition_for(&event.metric_id),
-                    record::encode_event(&event)?,
+                    record::encode_event_ref(&event)?,
                 )),
                 Err((kind, reason)) => {
                     per_reason[kind as usize] += 1;
@@ -113,6 +95,59 @@ impl Runtime {
                 }
             }
         }
+        Ok(PreparedIngest {
+            received,
+            records,
+            rejected,
+            per_reason,
+        })
+    }
+
+    /// Appends what [`prepare_ingest`](Self::prepare_ingest) accepted; resolves once it is
+    /// durable. Runs in an `ingest` span (events received, accepted, rejected; partitions
+    /// written), a child of the request's.
+    pub async fn ingest(
+        &self,
+        prepared: PreparedIngest,
+        idempotency_key: Option<String>,
+    ) -> Result<IngestReport, IngestError> {
+        let span = tracing::info_span!(
+            "ingest",
+            events.received = prepared.received as i64,
+            events.accepted = Empty,
+            events.rejected = Empty,
+            partitions = Empty,
+            duplicate = Empty,
+        );
+        let report = self
+            .ingest_in_span(prepared, idempotency_key, &span)
+            .instrument(span.clone())
+            .await?;
+        span.record("events.accepted", report.accepted as i64);
+        span.record("events.rejected", report.rejected.len() as i64);
+        span.record("duplicate", report.duplicate);
+        Ok(report)
+    }
+
+    async fn ingest_in_span(
+        &self,
+        prepared: PreparedIngest,
+        idempotency_key: Option<String>,
+        span: &tracing::Span,
+    ) -> Result<IngestReport, IngestError> {
+        let Some(log) = self.ingest_log() else {
+            return Err(IngestError::NotTheEmbeddedLog {
+                job: self.job().name.clone(),
+            });
+        };
+        let PreparedIngest {
+            received,
+            records,
+            rejected,
+            per_reason,
+        } = prepared;
+        let counters = self.counters();
+        counters.ingest_received.fetch_add(received as u64, Relaxed);
         let accepted = records.len();
         if !span.is_disabled() {
             let mut written: Vec<u32> = records.iter().map(|(p, _)| *p).collect();

@@ -15,16 +15,18 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use streampulse_core::event::Event;
+use streampulse_core::event::{Event, EventRef};
 use streampulse_core::time::Millis;
 
+/// `T`: the tags, anything that serializes as a map of strings in key order (a `BTreeMap`, or an
+/// [`EventRef`]'s pairs): the bytes are the same either way.
 #[derive(Serialize)]
-enum RecordOut<'a> {
+enum RecordOut<'a, T> {
     Event {
         metric_id: &'a str,
         ts: Millis,
         value: f64,
-        tags: &'a BTreeMap<String, String>,
+        tags: T,
     },
     // Never written any more; kept so that the variant indexes of the others do not move.
     #[allow(dead_code)]
@@ -36,6 +38,9 @@ enum RecordOut<'a> {
         decided_at: u64,
     },
 }
+
+/// A record that is not an event (it carries no tags).
+type Marker<'a> = RecordOut<'a, ()>;
 
 /// A decoded log record, borrowing from the payload.
 #[derive(Debug, PartialEq, Deserialize)]
@@ -86,9 +91,26 @@ pub fn encode_event(event: &Event) -> Result<Vec<u8>, RecordError> {
     postcard::to_allocvec(&record).map_err(RecordError::Encode)
 }
 
+/// [`encode_event`] of an event still borrowing from the request body: the same bytes.
+pub fn encode_event_ref(event: &EventRef<'_>) -> Result<Vec<u8>, RecordError> {
+    struct Tags<'e, 'a>(&'e EventRef<'a>);
+    impl Serialize for Tags<'_, '_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.collect_map(self.0.tag_pairs())
+        }
+    }
+    let record = RecordOut::Event {
+        metric_id: &event.metric_id,
+        ts: event.ts,
+        value: event.value,
+        tags: Tags(event),
+    };
+    postcard::to_allocvec(&record).map_err(RecordError::Encode)
+}
+
 /// The idle-flush marker of `job`, decided when the partition's log ended at `decided_at`.
 pub fn encode_idle_flush(job: &str, decided_at: u64) -> Result<Vec<u8>, RecordError> {
-    postcard::to_allocvec(&RecordOut::IdleFlushOf { job, decided_at }).map_err(RecordError::Encode)
+    postcard::to_allocvec(&Marker::IdleFlushOf { job, decided_at }).map_err(RecordError::Encode)
 }
 
 pub fn decode(payload: &[u8]) -> Result<Record<'_>, RecordError> {
@@ -143,6 +165,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_borrowed_event_encodes_to_the_same_bytes_as_an_owned_one() {
+        let format = streampulse_core::event::EventFormat::default();
+        for text in [
+            r#"{"metric_id":"cpu","ts":1700000000000,"value":1.5}"#,
+            r#"{"metric_id":"c\u0070u","ts":1700000000000,"value":2,"tags":{"z":"1","a":2,"m":true,"a":"x"}}"#,
+        ] {
+            let owned = encode_event(&format.parse_str(text).unwrap()).unwrap();
+            let borrowed = encode_event_ref(&format.parse_ref(text).unwrap()).unwrap();
+            assert_eq!(owned, borrowed, "{text}");
+        }
+    }
+
+    #[test]
     fn events_and_markers_round_trip() {
         let mut tags = BTreeMap::new();
         tags.insert("host".to_string(), "h1".to_string());
@@ -174,7 +209,7 @@ mod tests {
         assert_eq!(decode(&marker).unwrap().idle_flush_for("default"), None);
         assert_eq!(decode_full(&marker).unwrap(), None);
         // A marker from before jobs were named applies to any job.
-        let unnamed = postcard::to_allocvec(&RecordOut::IdleFlush { decided_at: 3 }).unwrap();
+        let unnamed = postcard::to_allocvec(&Marker::IdleFlush { decided_at: 3 }).unwrap();
         assert_eq!(decode(&unnamed).unwrap().idle_flush_for("hourly"), Some(3));
         assert!(decode(&[0xff, 0x01]).is_err());
     }

@@ -87,10 +87,15 @@ pub async fn ingest(
     let format = runtime.job().event.clone();
     let max_events = state.max_events_per_request;
     let body = held.bytes.clone();
-    let items =
-        blocking(move || batch::parse(&body, framing, &format, max_events).map_err(Problem::from))
-            .await?;
-    let report = runtime.ingest(items, key).await?;
+    let jobs = state.jobs.clone();
+    // Parsing and encoding are CPU work proportional to the body: done in the blocking pool, in
+    // one pass, the events borrowing from the body until their log records are written.
+    let prepared = blocking(move || {
+        let items = batch::parse_refs(&body, framing, &format, max_events)?;
+        Ok(jobs.configured().prepare_ingest(items)?)
+    })
+    .await?;
+    let report = runtime.ingest(prepared, key).await?;
     drop(held);
     let status = if report.rejected.is_empty() {
         StatusCode::OK

@@ -45,8 +45,9 @@ fn start(dir: &std::path::Path, embedded: bool) -> Runtime {
     .unwrap()
 }
 
-fn items(runtime: &Runtime, body: &str) -> Vec<streampulse_core::batch::Item> {
-    batch::parse(body.as_bytes(), Framing::Ndjson, &runtime.job().event, 1000).unwrap()
+fn items(runtime: &Runtime, body: &str) -> PreparedIngest {
+    let items = batch::parse_refs(body.as_bytes(), Framing::Ndjson, &runtime.job().event, 1000);
+    runtime.prepare_ingest(items.unwrap()).unwrap()
 }
 
 fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
@@ -118,7 +119,8 @@ fn a_job_that_does_not_read_the_embedded_log_refuses_events_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = start(dir.path(), false);
     let body = "{\"metric_id\":\"a\",\"ts\":1,\"value\":1}\n";
-    match block_on(runtime.ingest(items(&runtime, body), None)) {
+    let items = batch::parse_refs(body.as_bytes(), Framing::Ndjson, &runtime.job().event, 1000);
+    match runtime.prepare_ingest(items.unwrap()) {
         Err(IngestError::NotTheEmbeddedLog { job }) => assert_eq!(job, "t"),
         other => panic!("{other:?}"),
     }
