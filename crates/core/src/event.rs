@@ -58,7 +58,11 @@ impl EventRef<'_> {
 
     pub fn into_event(self) -> Event {
         Event {
-            tags: self.tags(),
+            tags: self
+                .tags
+                .into_iter()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
             metric_id: self.metric_id.into_owned(),
             ts: self.ts,
             value: self.value,

@@ -20,7 +20,7 @@ use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
-use streampulse_core::event::{check_future, Event, EventFormat};
+use streampulse_core::event::{check_future, EventFormat, EventRef};
 use streampulse_core::job::Job;
 use streampulse_core::time::Millis;
 use streampulse_engine::checkpoint::PartitionCheckpointStore;
@@ -477,20 +477,16 @@ impl KafkaDriver {
             ) {
                 Ok(event) => {
                     accepted += 1;
-                    let Event {
-                        metric_id,
-                        ts,
-                        value,
-                        tags,
-                    } = event;
+                    let (metric_id, ts) = (event.metric_id.as_ref(), event.ts);
                     if let Some(span) = &span {
-                        span.record("metric_id", metric_id.as_str());
+                        span.record("metric_id", metric_id);
                         span.record("event.ts", ts);
                         span.record("outcome", "accepted");
                         let context = span.context();
-                        parts.traces.watch(partition, &metric_id, ts, context, now);
+                        parts.traces.watch(partition, metric_id, ts, context, now);
                     }
-                    task.event(offset, &metric_id, move || tags, ts, value);
+                    // The tags are copied out of the record only when the metric is new.
+                    task.event(offset, metric_id, || event.tags(), ts, event.value);
                 }
                 Err((reason, message)) => {
                     if let Some(span) = &span {
@@ -587,12 +583,12 @@ impl KafkaDriver {
 /// The event in a record's value, or why it is not one. The future guard compares with the
 /// record's own timestamp (not the wall clock), so a replay after a crash judges every record as
 /// the first reading did; a record without a timestamp is not guarded.
-fn parse(
+fn parse<'a>(
     format: &EventFormat,
     max_future: Option<Millis>,
-    payload: Option<&[u8]>,
+    payload: Option<&'a [u8]>,
     record_ts: Option<Millis>,
-) -> Result<Event, (RejectReason, String)> {
+) -> Result<EventRef<'a>, (RejectReason, String)> {
     let payload = payload.ok_or((
         RejectReason::InvalidJson,
         "the record has no value".to_string(),
@@ -604,7 +600,7 @@ fn parse(
         )
     })?;
     let event = format
-        .parse_str(text)
+        .parse_ref(text)
         .map_err(|e| (RejectReason::of(&e), e.to_string()))?;
     if let (Some(max), Some(reference)) = (max_future, record_ts) {
         check_future(event.ts, reference, max)
@@ -620,9 +616,9 @@ mod tests {
     #[test]
     fn parse_names_what_is_wrong() {
         let f = EventFormat::default();
-        let p = |payload: Option<&[u8]>| parse(&f, Some(3_600_000), payload, Some(0));
+        let p = |payload: Option<&'static [u8]>| parse(&f, Some(3_600_000), payload, Some(0));
         let ok = p(Some(br#"{"metric_id":"cpu","ts":1000,"value":1.5}"#)).unwrap();
-        assert_eq!((ok.metric_id.as_str(), ok.ts, ok.value), ("cpu", 1000, 1.5));
+        assert_eq!((ok.metric_id.as_ref(), ok.ts, ok.value), ("cpu", 1000, 1.5));
         let (reason, msg) = p(Some(b"{not json")).unwrap_err();
         assert_eq!(reason, RejectReason::InvalidJson);
         assert!(msg.contains("invalid JSON"), "{msg}");
