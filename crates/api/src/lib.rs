@@ -11,11 +11,14 @@
 //! origins only. [`body`] reads request bodies within a size, a time and a server-wide budget of
 //! bytes in flight.
 //!
+//! [`console`] serves the web console's pages at `/` (`server.console`).
+//!
 //! [`telemetry`] serves the Prometheus exposition on a port of its own and times the requests of
 //! this router.
 
 pub mod auth;
 pub mod body;
+mod console;
 pub mod cursor;
 pub mod host;
 mod media;
@@ -68,6 +71,8 @@ pub struct AppState {
     pub cors_origins: Vec<String>,
     /// The `Host` names answered for (`server.allowed_hosts`, and loopback names on loopback).
     pub hosts: Arc<host::Hosts>,
+    /// Whether `/` serves the web console (`server.console`).
+    pub console: bool,
 }
 
 impl AppState {
@@ -117,6 +122,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/openapi.json", get(openapi::document));
+    let open = if state.console {
+        open.route("/", get(console::index))
+            .route("/console/{file}", get(console::asset))
+    } else {
+        open
+    };
     let cors = cors_layer(&state.cors_origins);
     let hosts = state.hosts.clone();
     let app = Router::new()

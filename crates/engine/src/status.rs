@@ -47,6 +47,8 @@ pub struct CheckpointInfo {
 #[derive(Debug)]
 pub struct JobCounters {
     pub partitions: Vec<PartitionCounters>,
+    /// The job's window names, in the order of its definition (for the status).
+    pub windows: Vec<String>,
     /// Candidate events in ingest requests: accepted + rejected + duplicate (plus those of
     /// requests whose append failed).
     pub ingest_received: AtomicU64,
@@ -87,6 +89,8 @@ pub struct PartitionStatus {
 pub struct JobStatus {
     pub job: String,
     pub state: &'static str,
+    /// The names of the job's windows, in the order of its definition.
+    pub windows: Vec<String>,
     pub partitions: Vec<PartitionStatus>,
     pub ingest_accepted: u64,
     pub ingest_rejected: u64,
@@ -117,6 +121,7 @@ impl JobCounters {
             .collect();
         Self {
             partitions,
+            windows: job.windows.iter().map(|w| w.name.clone()).collect(),
             ingest_received: AtomicU64::new(0),
             ingest_accepted: AtomicU64::new(0),
             ingest_rejected: AtomicU64::new(0),
@@ -162,6 +167,7 @@ impl JobCounters {
         JobStatus {
             job: job.to_string(),
             state,
+            windows: self.windows.clone(),
             partitions,
             ingest_accepted: self.ingest_accepted.load(Relaxed),
             ingest_rejected: self.ingest_rejected.load(Relaxed),

@@ -75,6 +75,9 @@ pub struct ServerConfig {
     /// a filter). A page that reaches it answers with the rows found and a `next_cursor` to go on
     /// from, so a filter matching nothing costs one bounded step per request.
     pub max_query_scan: usize,
+    /// Serve the web console at `/` (its pages hold no data: every figure comes from the API
+    /// under the same tokens).
+    pub console: bool,
 }
 
 impl Default for ServerConfig {
@@ -94,6 +97,7 @@ impl Default for ServerConfig {
             allowed_hosts: Vec::new(),
             max_query_range: Duration::from_secs(31 * 24 * 3600),
             max_query_scan: 100_000,
+            console: true,
         }
     }
 }

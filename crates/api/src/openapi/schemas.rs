@@ -193,6 +193,8 @@ pub struct JobStatusDoc {
     /// `running`, `stopped`, or `failed` (a submitted job this process could not start again;
     /// `error` says why).
     state: String,
+    /// The names of the job's windows, in the order of its definition.
+    windows: Vec<String>,
     partitions: Vec<PartitionStatusDoc>,
     ingest_accepted: u64,
     ingest_rejected: u64,

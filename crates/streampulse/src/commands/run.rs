@@ -386,6 +386,7 @@ fn app_state(
             &server.auth.admin_tokens,
         )),
         cors_origins: server.cors_origins.clone(),
+        console: server.console,
         hosts: Arc::new(streampulse_api::host::Hosts::for_listen(
             listen,
             &server.allowed_hosts,
