@@ -1,4 +1,5 @@
-// The live view: charts of one window's results for the metrics a glob (and tag filters) pick,
+// The live view: charts of one window's results for the metrics a glob (and tag filters) pick
+// (the field suggests ids from the metric catalog),
 // loaded from GET /metrics on open and kept current over the WebSocket, with the alerts, the
 // revisions and the late events of each metric drawn on its chart.
 //
@@ -14,6 +15,7 @@ const MAX_POINTS = 1000;
 const RANGES = { '15m': 15 * 60e3, '1h': 3600e3, '6h': 6 * 3600e3, '24h': 24 * 3600e3 };
 const SETTINGS = 'streampulse.live';
 const PAGE = 10000;
+const SUGGESTIONS = 50;
 
 export function liveView(ctx) {
   const windows = ctx.jobStatus?.windows ?? [];
@@ -51,7 +53,6 @@ export function liveView(ctx) {
 
   /** metric_id → { id, rows: Map(window_start → row), alerts: Map, late: [], el, box, chart } */
   const series = new Map();
-  const seen = new Set();
   let hidden = 0;
   let socket = null;
   let abort = null;
@@ -90,11 +91,28 @@ export function liveView(ctx) {
     return s;
   }
 
-  function noteMetric(id) {
-    if (seen.has(id) || seen.size >= 2000) return;
-    seen.add(id);
-    datalist.append(h('option', { value: id }));
+  // Suggestions for the metric field from the metric catalog (GET /catalog), as the user types:
+  // the ids under what was typed up to its first wildcard, with their tags as labels.
+  let suggestTimer = 0;
+  let suggestAbort = null;
+  async function suggest() {
+    const prefix = metricInput.value.trim().split(/[*?]/)[0];
+    suggestAbort?.abort();
+    suggestAbort = new AbortController();
+    try {
+      const page = await api('/catalog' + query({ job: ctx.job, prefix, limit: SUGGESTIONS }), { signal: suggestAbort.signal });
+      fill(datalist, page.metrics.map((m) => h('option', {
+        value: m.metric_id,
+        label: Object.entries(m.tags).map(([k, v]) => `${k}:${v}`).join(' ') || m.metric_id,
+      })));
+    } catch {
+      // Suggestions are a convenience: the field works without them.
+    }
   }
+  metricInput.addEventListener('input', () => {
+    clearTimeout(suggestTimer);
+    suggestTimer = setTimeout(suggest, 150);
+  });
 
   function addRow(s, row) {
     const old = s.rows.get(row.window_start);
@@ -169,7 +187,6 @@ export function liveView(ctx) {
       if (gen !== generation) return;
       for (const row of page.results) {
         metrics.add(row.metric_id);
-        noteMetric(row.metric_id);
         let s = series.get(row.metric_id);
         if (!s) {
           if (series.size >= MAX_CHARTS) {
@@ -208,7 +225,6 @@ export function liveView(ctx) {
   function onMessage(msg) {
     if (msg.type === 'result') {
       if (msg.partial || msg.window !== settings.window) return;
-      noteMetric(msg.metric_id);
       let s = series.get(msg.metric_id);
       if (!s) {
         // Rows carry no tags: with a tag filter only metrics the query matched are followed.
@@ -294,12 +310,15 @@ export function liveView(ctx) {
   }
 
   apply();
+  if (ctx.job) suggest();
   return {
     name: 'live',
     el,
     destroy() {
       generation += 1;
       abort?.abort();
+      suggestAbort?.abort();
+      clearTimeout(suggestTimer);
       socket?.close();
       resize.disconnect();
       if (frame) cancelAnimationFrame(frame);

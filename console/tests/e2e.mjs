@@ -102,6 +102,17 @@ async function fullFlow() {
     return `${await maxPoints(page, metric)} windows`;
   });
 
+  await step('live: the metric field suggests ids from the catalog', async () => {
+    await page.fill('#live-metrics', '');
+    await page.type('#live-metrics', metric.slice(0, -1));
+    const want = Array.from({ length: 10 }, (_, i) => metric.slice(0, -1) + i);
+    await page.waitForFunction((w) => [...document.querySelectorAll('#metric-ids option')].map((o) => o.value).join() === w.join(), want, { timeout: 5000 });
+    const label = await page.getAttribute('#metric-ids option', 'label');
+    check(/^host:h\d$/.test(label), `suggestion label: ${label}`);
+    await page.fill('#live-metrics', prefix);
+    return `${want.length} suggestions for '${metric.slice(0, -1)}'`;
+  });
+
   await step('live: at most 50 charts, and the page says more match', async () => {
     const charts = await page.locator('figure.chart').count();
     check(charts === 50, `${charts} charts`);

@@ -1,6 +1,6 @@
 //! Optional bearer tokens (`server.auth`): each token has a role, and each route needs one.
 //!
-//! Roles rank `read < write < admin`: queries (`/metrics`, `/alerts`, `GET /events`,
+//! Roles rank `read < write < admin`: queries (`/metrics`, `/catalog`, `/alerts`, `GET /events`,
 //! `/events/late`, `/jobs`, `/ws`) need any token, ingest (`POST /events`) needs write or admin,
 //! and job changes (`POST /jobs/{id}/savepoints`, `DELETE /jobs/{id}`) need admin. `/healthz`,
 //! `/readyz` and `/openapi.json` are open.

@@ -103,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .route("/events", get(routes::events::raw))
         .route("/metrics", get(routes::metrics::query))
         .route("/metrics/{metric_id}", get(routes::metrics::one))
+        .route("/catalog", get(routes::catalog::query))
         .route("/alerts", get(routes::alerts::query))
         .route("/alerts/{id}", get(routes::alerts::show))
         .route("/jobs", get(routes::jobs::list))

@@ -47,6 +47,18 @@ impl Params {
         self.one(name).filter(|v| !v.is_empty()).cloned()
     }
 
+    /// `metric_id` (an id or a glob) or `prefix`, at most one of them.
+    pub fn metric_filter(&self) -> Result<MetricFilter, Problem> {
+        match (self.string("metric_id"), self.string("prefix")) {
+            (Some(_), Some(_)) => Err(Problem::bad_request(
+                "give 'metric_id' (an id or a glob like cpu.*) or 'prefix', not both",
+            )),
+            (Some(id), None) => Ok(MetricFilter::Id(id)),
+            (None, Some(p)) => Ok(MetricFilter::Prefix(p)),
+            (None, None) => Ok(MetricFilter::Any),
+        }
+    }
+
     /// Every `tag=key:value` given, as (key, value) pairs; the value may itself hold ':'.
     pub fn tags(&self) -> Result<Vec<(String, String)>, Problem> {
         let given = self.values.get("tag").map_or(&[][..], Vec::as_slice);
@@ -169,6 +181,15 @@ fn human(ms: u128) -> String {
         return "0ms".into();
     }
     parts.join(" ")
+}
+
+/// Which metrics a query names: [`Params::metric_filter`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricFilter {
+    Any,
+    /// `metric_id`: a literal id or a glob.
+    Id(String),
+    Prefix(String),
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ use streampulse_core::detect::Alert;
 use streampulse_core::output::{LateEvent, RawEvent, WindowResult};
 use streampulse_core::time::Millis;
 use streampulse_store::{
-    AlertQuery, LateQuery, MetricMatch, RawQuery, RawRow, ResultKey, ResultPage, ResultQuery,
-    ScanBudget, StoreCounts, StoreError,
+    AlertQuery, CatalogPage, CatalogQuery, CatalogWalk, LateQuery, MetricMatch, RawQuery, RawRow,
+    ResultKey, ResultPage, ResultQuery, ScanBudget, StoreCounts, StoreError,
 };
 
 use crate::error::request;
@@ -155,6 +155,23 @@ async fn buckets(
     })
     .await?;
     Ok(out)
+}
+
+/// A page of the catalog: the clustering order is the id order, read from the walk's bound on.
+pub(crate) async fn catalog(inner: &Inner, q: &CatalogQuery) -> Result<CatalogPage, StoreError> {
+    let mut walk = CatalogWalk::new(q);
+    if walk.done_before_start() {
+        return Ok(walk.finish());
+    }
+    let from = walk.lower_bound().to_string();
+    each::<(String, Option<BTreeMap<String, String>>), _>(
+        inner,
+        &inner.st.sel_catalog_from,
+        (q.job.as_str(), from.as_str()),
+        |(metric, tags)| Ok(walk.offer(metric, tags.unwrap_or_default())),
+    )
+    .await?;
+    Ok(walk.finish())
 }
 
 /// The catalog's metrics of `job` carrying every pair of `tags`.

@@ -11,8 +11,8 @@ use streampulse_core::detect::Alert;
 use streampulse_core::output::{LateEvent, Output};
 use streampulse_core::time::Millis;
 use streampulse_store::{
-    tag_walk, AlertQuery, ExpiryReport, LateQuery, RawQuery, RawRow, ResultPage, ResultQuery,
-    ResultStore, RetentionPolicy, StoreCounts, StoreError,
+    tag_walk, AlertQuery, CatalogPage, CatalogQuery, ExpiryReport, LateQuery, RawQuery, RawRow,
+    ResultPage, ResultQuery, ResultStore, RetentionPolicy, StoreCounts, StoreError,
 };
 
 use crate::config::CassandraConfig;
@@ -43,6 +43,7 @@ pub(crate) struct Statements {
     pub sel_series_of: PreparedStatement,
     pub sel_series_from: PreparedStatement,
     pub sel_catalog: PreparedStatement,
+    pub sel_catalog_from: PreparedStatement,
     pub sel_alert: PreparedStatement,
     pub sel_alerts_time: PreparedStatement,
     pub sel_alerts_metric: PreparedStatement,
@@ -448,6 +449,11 @@ async fn prepare(
             read,
         )
         .await?,
+        sel_catalog_from: p(
+            format!("SELECT metric_id, tags FROM {ks}.metrics WHERE job = ? AND metric_id >= ?"),
+            read,
+        )
+        .await?,
         sel_alert: p(
             format!("SELECT body FROM {ks}.alerts WHERE job = ? AND id = ?"),
             read,
@@ -522,6 +528,11 @@ impl ResultStore for CassandraStore {
         }
         let q = q.clone();
         self.run(move |inner| async move { crate::read::results(&inner, &q).await })
+    }
+
+    fn query_catalog(&self, q: &CatalogQuery) -> Result<CatalogPage, StoreError> {
+        let q = q.clone();
+        self.run(move |inner| async move { crate::read::catalog(&inner, &q).await })
     }
 
     fn query_late(&self, q: &LateQuery) -> Result<Vec<LateEvent>, StoreError> {

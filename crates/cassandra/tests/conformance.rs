@@ -85,6 +85,7 @@ macro_rules! conformance {
 }
 
 conformance!(
+    the_catalog_lists_metrics_by_id_match_and_tags_in_pages,
     results_are_filtered_by_the_tags_in_the_metric_catalog,
     upsert_of_the_same_key_keeps_one_row_with_the_last_value,
     retract_deletes_from_both_access_paths,

@@ -145,6 +145,12 @@ impl ResultStore for FlakyStore {
     fn query_page(&self, q: &ResultQuery) -> Result<ResultPage, StoreError> {
         self.inner.query_page(q)
     }
+    fn query_catalog(
+        &self,
+        q: &streampulse_store::CatalogQuery,
+    ) -> Result<streampulse_store::CatalogPage, StoreError> {
+        self.inner.query_catalog(q)
+    }
     fn query_late(&self, q: &LateQuery) -> Result<Vec<LateEvent>, StoreError> {
         self.inner.query_late(q)
     }

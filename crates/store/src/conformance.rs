@@ -13,7 +13,8 @@ use streampulse_core::detect::{Alert, AlertState, Severity};
 use streampulse_core::output::{LateEvent, Output, RawEvent, WindowResult};
 
 use crate::{
-    AlertQuery, LateQuery, RawKey, RawQuery, RawRow, ResultQuery, ResultStore, StoreCounts,
+    AlertQuery, CatalogQuery, LateQuery, MetricMatch, RawKey, RawQuery, RawRow, ResultQuery,
+    ResultStore, StoreCounts,
 };
 
 pub fn result(metric: &str, window: &str, start: i64, revision: u32) -> WindowResult {
@@ -177,14 +178,18 @@ pub fn alerts_of(store: &dyn ResultStore, q: &AlertQuery) -> Vec<Alert> {
     got
 }
 
-pub fn results_are_filtered_by_the_tags_in_the_metric_catalog(store: &dyn ResultStore) {
-    let metric = |id: &str, tags: &[(&str, &str)]| Output::Metric {
+/// The catalog entry of a metric whose first event carried `tags`.
+fn metric(id: &str, tags: &[(&str, &str)]) -> Output {
+    Output::Metric {
         metric_id: id.into(),
         tags: tags
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-    };
+    }
+}
+
+pub fn results_are_filtered_by_the_tags_in_the_metric_catalog(store: &dyn ResultStore) {
     let mut batch = vec![
         metric("cpu.a", &[("host", "a"), ("dc", "eu")]),
         metric("cpu.b", &[("host", "b"), ("dc", "eu")]),
@@ -247,6 +252,99 @@ pub fn results_are_filtered_by_the_tags_in_the_metric_catalog(store: &dyn Result
         }
     }
     assert_eq!(walked, everything);
+}
+
+/// The catalog lists a job's metrics in id order, each once with its first event's tags, by
+/// glob, prefix and tags; pages resume after their cursor (or where the scan budget stopped)
+/// and a walk neither skips nor repeats.
+pub fn the_catalog_lists_metrics_by_id_match_and_tags_in_pages(store: &dyn ResultStore) {
+    let mut batch = vec![
+        metric("mem.a", &[("host", "a")]),
+        metric("cpu.b", &[("host", "b"), ("dc", "eu")]),
+        metric("cpu.a", &[("host", "a"), ("dc", "eu")]),
+        metric("bare", &[]),
+    ];
+    for i in 0..40 {
+        batch.push(metric(&format!("disk.{i:02}"), &[("host", "c")]));
+    }
+    store.apply("job", 0, &batch).expect("apply");
+    // A second sighting (another partition) keeps one entry.
+    store
+        .apply("job", 1, &[metric("cpu.a", &[("host", "a"), ("dc", "eu")])])
+        .expect("apply");
+    store
+        .apply("other", 0, &[metric("cpu.z", &[])])
+        .expect("apply");
+    let q = |m: Option<MetricMatch>, tags: &[(&str, &str)]| CatalogQuery {
+        job: "job".into(),
+        metric_match: m,
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        after: None,
+        limit: usize::MAX,
+        scan_limit: usize::MAX,
+    };
+    let ids = |q: &CatalogQuery| -> Vec<String> {
+        let page = store.query_catalog(q).expect("catalog");
+        assert_eq!(page.resume_after, None);
+        page.entries.into_iter().map(|e| e.metric_id).collect()
+    };
+    let all = ids(&q(None, &[]));
+    assert_eq!(all.len(), 44);
+    assert_eq!(&all[..3], ["bare", "cpu.a", "cpu.b"]);
+    assert_eq!(all.last().map(String::as_str), Some("mem.a"));
+    assert_eq!(
+        ids(&q(Some(MetricMatch::Glob("cpu.*".into())), &[])),
+        ["cpu.a", "cpu.b"]
+    );
+    assert_eq!(
+        ids(&q(Some(MetricMatch::Glob("*.a".into())), &[])),
+        ["cpu.a", "mem.a"]
+    );
+    assert_eq!(
+        ids(&q(Some(MetricMatch::Prefix("c".into())), &[])),
+        ["cpu.a", "cpu.b"]
+    );
+    assert_eq!(ids(&q(None, &[("host", "a")])), ["cpu.a", "mem.a"]);
+    assert_eq!(ids(&q(None, &[("dc", "eu"), ("host", "b")])), ["cpu.b"]);
+    assert!(ids(&q(Some(MetricMatch::Prefix("zz".into())), &[])).is_empty());
+    let entry = store
+        .query_catalog(&q(Some(MetricMatch::Glob("cpu.a".into())), &[]))
+        .expect("catalog")
+        .entries;
+    assert_eq!(entry.len(), 1);
+    assert_eq!(
+        entry[0]
+            .tags
+            .iter()
+            .map(|(k, v)| format!("{k}:{v}"))
+            .collect::<Vec<_>>(),
+        ["dc:eu", "host:a"]
+    );
+    // Pages of 7, with a budget of 5 entries examined per call (the tag filter skips most).
+    for (filter, tags) in [(None, vec![]), (None, vec![("host", "a")])] {
+        let want = ids(&q(filter.clone(), &tags));
+        let mut page = CatalogQuery {
+            limit: 7,
+            scan_limit: 5,
+            ..q(filter, &tags)
+        };
+        let mut walked = Vec::new();
+        for _ in 0..100 {
+            let got = store.query_catalog(&page).expect("page");
+            let full = got.entries.len() == 7;
+            let last = got.entries.last().map(|e| e.metric_id.clone());
+            walked.extend(got.entries.into_iter().map(|e| e.metric_id));
+            match (got.resume_after, last) {
+                (Some(resume), _) => page.after = Some(resume),
+                (None, Some(last)) if full => page.after = Some(last),
+                _ => break,
+            }
+        }
+        assert_eq!(walked, want);
+    }
 }
 
 pub fn upsert_of_the_same_key_keeps_one_row_with_the_last_value(store: &dyn ResultStore) {

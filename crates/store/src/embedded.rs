@@ -33,8 +33,9 @@ use crate::schema::{
     RESULTS_BY_METRIC, RESULTS_BY_METRIC_NAME, RESULTS_BY_TIME, RESULTS_BY_TIME_NAME,
 };
 use crate::{
-    tag_walk, AlertQuery, ExpiryReport, LateQuery, MetricMatch, RawQuery, RawRow, ResultKey,
-    ResultPage, ResultQuery, ResultStore, RetentionPolicy, ScanBudget, StoreCounts,
+    tag_walk, AlertQuery, CatalogPage, CatalogQuery, CatalogWalk, ExpiryReport, LateQuery,
+    MetricMatch, RawQuery, RawRow, ResultKey, ResultPage, ResultQuery, ResultStore,
+    RetentionPolicy, ScanBudget, StoreCounts,
 };
 
 type ReadTable = ReadOnlyTable<Bytes, Bytes>;
@@ -428,6 +429,36 @@ impl EmbeddedStore {
         Ok(budget.page(rows))
     }
 
+    /// The catalog of `q.job` in id order from the walk's lower bound, fed to a [`CatalogWalk`].
+    fn query_catalog_now(&self, q: &CatalogQuery) -> Result<CatalogPage, StoreError> {
+        let mut walk = CatalogWalk::new(q);
+        if walk.done_before_start() {
+            return Ok(walk.finish());
+        }
+        let table = self.db()?.begin_read()?.open_table(METRIC_TAGS)?;
+        let job = KeyBuf::new().str(&q.job).into_bytes();
+        let Some(end) = keys::prefix_end(&job) else {
+            return Ok(walk.finish());
+        };
+        let lower = KeyBuf::new()
+            .str(&q.job)
+            .str_prefix(walk.lower_bound())
+            .into_bytes();
+        for entry in table.range(lower.as_slice()..end.as_slice())? {
+            let (key, value) = entry?;
+            let mut r = KeyReader::new(key.value());
+            let metric = r
+                .str()
+                .and_then(|_job| r.str())
+                .map_err(|e| StoreError::corrupt_key(METRIC_TAGS_NAME, e))?;
+            let tags = decode_tags(METRIC_TAGS_NAME, value.value())?;
+            if !walk.offer(metric, tags) {
+                break;
+            }
+        }
+        Ok(walk.finish())
+    }
+
     fn query_late_now(&self, q: &LateQuery) -> Result<Vec<LateEvent>, StoreError> {
         let mut out = Vec::new();
         if q.start >= q.end || q.limit == 0 {
@@ -594,6 +625,10 @@ impl ResultStore for EmbeddedStore {
 
     fn query_page(&self, q: &ResultQuery) -> Result<ResultPage, StoreError> {
         self.checked(self.query_page_now(q))
+    }
+
+    fn query_catalog(&self, q: &CatalogQuery) -> Result<CatalogPage, StoreError> {
+        self.checked(self.query_catalog_now(q))
     }
 
     fn query_late(&self, q: &LateQuery) -> Result<Vec<LateEvent>, StoreError> {

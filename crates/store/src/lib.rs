@@ -12,6 +12,9 @@
 //! Alerts are stored by their id, keeping the latest transition (highest `sequence`), and read back
 //! by the overlap of their episode with a time range ([`AlertQuery`]) or by id.
 //!
+//! The metric catalog (every metric id a job has seen, with its first event's tags) is read in id
+//! order ([`CatalogQuery`]).
+//!
 //! Raw events (for jobs that keep them) are stored by (metric, ts, partition, offset) and read back
 //! per metric by time ([`RawQuery`]).
 //!
@@ -21,6 +24,7 @@
 //! [`EmbeddedStore`] is the single-process implementation (redb). A store never interprets or
 //! alters results: it must never merge, drop or reorder fields of what it is given.
 
+mod catalog;
 mod codec;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
@@ -32,6 +36,7 @@ mod keys;
 mod retention;
 mod schema;
 
+pub use catalog::{CatalogEntry, CatalogPage, CatalogQuery, CatalogWalk};
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
 pub use retention::{cutoff, ExpiryReport, ExpiryTotals, RetentionPolicy};
@@ -68,6 +73,10 @@ pub trait ResultStore: Send + Sync {
     fn query_results(&self, q: &ResultQuery) -> Result<Vec<WindowResult>, StoreError> {
         Ok(self.query_page(q)?.rows)
     }
+
+    /// The metric catalog of one job: its metric ids with the tags of their first event; see
+    /// [`CatalogQuery`] for filters, order and the scan budget.
+    fn query_catalog(&self, q: &CatalogQuery) -> Result<CatalogPage, StoreError>;
 
     /// Late events of one job; see [`LateQuery`] for filters and order.
     fn query_late(&self, q: &LateQuery) -> Result<Vec<LateEvent>, StoreError>;

@@ -147,3 +147,66 @@ fn literal_glob_and_prefix_filters_return_exactly_the_matching_rows() {
         assert!(body["detail"].is_string(), "{body}");
     }
 }
+
+/// `GET /catalog` lists the metrics the job has seen in id order with their first event's tags,
+/// by the same filters, page by page.
+#[test]
+fn the_catalog_lists_every_metric_once_by_filter_and_in_pages() {
+    let (_dir, p) = start();
+    // A later event with other tags: the catalog keeps the first event's.
+    let e = json!({"metric_id": "cpu.a", "ts": T0 + 45_000, "value": 1, "tags": {"host": "h2"}});
+    let (status, reply) = p
+        .post(&format!("{e}\n"), "application/x-ndjson", None)
+        .unwrap();
+    assert_eq!(status, 200, "{reply}");
+    p.wait_drained(Duration::from_secs(30));
+    let ids = |query: &str| -> Vec<String> {
+        let (status, body) = p.get(&format!("/catalog{query}"));
+        assert_eq!(status, 200, "{query}: {body}");
+        assert!(body["next_cursor"].is_null(), "{body}");
+        let metrics = body["metrics"].as_array().cloned().unwrap_or_default();
+        assert_eq!(body["count"], metrics.len(), "{body}");
+        metrics
+            .iter()
+            .map(|m| m["metric_id"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let mut all: Vec<&str> = METRICS.to_vec();
+    all.sort_unstable();
+    assert_eq!(ids(""), all);
+    assert_eq!(ids("?metric_id=cpu.*"), ["cpu.a", "cpu.ab", "cpu.b"]);
+    assert_eq!(ids("?metric_id=*.a"), ["cpu.a", "mem.a"]);
+    assert_eq!(ids("?metric_id=cpu"), ["cpu"]);
+    assert_eq!(ids("?prefix=cpu.a"), ["cpu.a", "cpu.ab"]);
+    assert!(ids("?prefix=zzz").is_empty());
+    assert!(ids("?tag=host:h2").is_empty(), "tags are the first event's");
+    let (_, body) = p.get("/catalog?metric_id=cpu.a");
+    assert_eq!(body["metrics"][0]["tags"], json!({}), "{body}");
+
+    let mut walked = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..10 {
+        let (status, body) = p.get(&format!("/catalog?limit=4{cursor}"));
+        assert_eq!(status, 200, "{body}");
+        for m in body["metrics"].as_array().cloned().unwrap_or_default() {
+            walked.push(m["metric_id"].as_str().unwrap_or_default().to_string());
+        }
+        match body["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(walked, all);
+
+    for bad in [
+        "/catalog?metric_id=cpu&prefix=c",
+        "/catalog?limit=0",
+        "/catalog?cursor=00",
+        "/catalog?start=1",
+        "/catalog?job=nope",
+    ] {
+        let (status, body) = p.get(bad);
+        assert!(status == 400 || status == 404, "{bad}: {status} {body}");
+        assert!(body["detail"].is_string(), "{body}");
+    }
+}

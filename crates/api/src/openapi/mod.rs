@@ -28,6 +28,7 @@ use crate::Problem;
         routes::events::late,
         routes::metrics::query,
         routes::metrics::one,
+        routes::catalog::query,
         routes::alerts::query,
         routes::alerts::show,
         routes::jobs::list,

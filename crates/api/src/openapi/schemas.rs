@@ -32,6 +32,28 @@ pub struct ResultsPage {
     pub results: Vec<Value>,
 }
 
+/// A page of `GET /catalog`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CatalogPageDoc {
+    pub job: String,
+    /// Metrics in this page.
+    pub count: usize,
+    /// More may follow: pass `next_cursor` as `cursor` to get them. Also set when the query spent
+    /// its scan budget (`server.max_query_scan`), possibly with no metric in this page.
+    pub truncated: bool,
+    /// Opaque; `null` on the last page.
+    pub next_cursor: Option<String>,
+    pub metrics: Vec<CatalogMetric>,
+}
+
+/// One metric of the catalog.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CatalogMetric {
+    pub metric_id: String,
+    /// The tags of the metric's first event.
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
 /// A page of `GET /alerts`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AlertsPage {

@@ -25,7 +25,7 @@ use streampulse_store::{MetricMatch, ResultKey, ResultQuery};
 use super::blocking;
 use crate::cursor;
 use crate::openapi::schemas::{Instant, ResultsPage};
-use crate::params::Params;
+use crate::params::{MetricFilter, Params};
 use crate::{AppState, Problem};
 
 /// Tags this endpoint's cursors, so another endpoint's cursor is refused.
@@ -70,16 +70,11 @@ pub async fn query(
             "cursor",
         ],
     )?;
-    let (metric_id, metric_match) = match (params.string("metric_id"), params.string("prefix")) {
-        (Some(_), Some(_)) => {
-            return Err(Problem::bad_request(
-                "give 'metric_id' (an id or a glob like cpu.*) or 'prefix', not both",
-            ))
-        }
-        (Some(g), None) if is_glob(&g) => (None, Some(MetricMatch::Glob(g))),
-        (Some(id), None) => (Some(id), None),
-        (None, Some(p)) => (None, Some(MetricMatch::Prefix(p))),
-        (None, None) => (None, None),
+    let (metric_id, metric_match) = match params.metric_filter()? {
+        MetricFilter::Id(g) if is_glob(&g) => (None, Some(MetricMatch::Glob(g))),
+        MetricFilter::Id(id) => (Some(id), None),
+        MetricFilter::Prefix(p) => (None, Some(MetricMatch::Prefix(p))),
+        MetricFilter::Any => (None, None),
     };
     answer(state, &params, metric_id, metric_match).await
 }

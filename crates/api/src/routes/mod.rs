@@ -1,6 +1,7 @@
 //! One module per resource of the API.
 
 pub mod alerts;
+pub mod catalog;
 pub mod events;
 pub mod health;
 pub mod jobs;
@@ -15,7 +16,7 @@ pub async fn not_found(uri: Uri) -> Problem {
     Problem::new(
         StatusCode::NOT_FOUND,
         format!(
-            "no route for {}; see /jobs, /metrics, /events, /alerts, /healthz",
+            "no route for {}; see /jobs, /metrics, /catalog, /events, /alerts, /healthz",
             uri.path()
         ),
     )

@@ -30,6 +30,12 @@ fn open_creates_the_directory_and_an_empty_store() {
 }
 
 #[test]
+fn the_catalog_lists_metrics_by_id_match_and_tags_in_pages() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    conformance::the_catalog_lists_metrics_by_id_match_and_tags_in_pages(&open(tmp.path()));
+}
+
+#[test]
 fn results_are_filtered_by_the_tags_in_the_metric_catalog() {
     let tmp = tempfile::tempdir().expect("tempdir");
     conformance::results_are_filtered_by_the_tags_in_the_metric_catalog(&open(tmp.path()));
