@@ -23,6 +23,18 @@ use support::{agent, describe, free_port, Platform};
 static BROWSER: Mutex<()> = Mutex::new(());
 
 const METRICS: usize = 60;
+
+/// The default job's windows and detectors, plus a one-second window for the updates-every-second
+/// check.
+const FULL_CONFIG: &str = "
+log:
+  partitions: 2
+job:
+  windows:
+    - { name: tumble_10s, type: tumbling, size: 10s, aggregates: [stddev, p99] }
+    - { name: tumble_1m, type: tumbling, size: 1m, aggregates: [stddev, p99] }
+    - { name: tumble_1s, type: tumbling, size: 1s }
+";
 const TOKEN: &str = "console-admin-token";
 
 fn console_dir() -> PathBuf {
@@ -111,7 +123,7 @@ fn every_page_works_in_a_browser() {
     let Some(chromium) = browser() else { return };
     let _one = BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
-    let platform = Platform::start(dir.path(), "log:\n  partitions: 2\n", free_port());
+    let platform = Platform::start(dir.path(), FULL_CONFIG, free_port());
     let next = feed(&platform, None);
     run_e2e(
         &chromium,
@@ -122,6 +134,7 @@ fn every_page_works_in_a_browser() {
             ("PREFIX", "console.m*".into()),
             ("SPIKE_METRIC", "console.spike".into()),
             ("NEXT_TS", next.to_string()),
+            ("FAST_WINDOW", "tumble_1s".into()),
         ],
     );
 }
