@@ -27,7 +27,7 @@ export function alertsView(ctx) {
     h('thead', {}, h('tr', {}, ['State', 'Severity', 'Metric', 'Detector', 'Series', 'Observed', 'Expected', 'Score', 'Since', 'Last']
       .map((c) => h('th', { scope: 'col' }, c)))),
     tbody);
-  const detail = h('section', { class: 'detail', 'aria-live': 'polite' });
+  const detail = h('section', { class: 'detail' });
   const el = h('section', { class: 'view alerts', 'aria-labelledby': 'alerts-title' },
     h('h1', { id: 'alerts-title' }, 'Alerts'), form, status, h('div', { class: 'table-wrap' }, table), detail);
 
@@ -36,7 +36,14 @@ export function alertsView(ctx) {
   let socket = null;
   let abort = null;
   let detailChart = null;
+  let detailAbort = null;
   let frame = 0;
+
+  /** Keeps the latest transition of an alert (the highest sequence), whatever arrives first. */
+  function keep(a) {
+    const had = alerts.get(a.id);
+    if (!had || (a.sequence ?? 0) >= (had.sequence ?? 0)) alerts.set(a.id, a);
+  }
 
   function field(label, input) {
     return h('label', { class: 'field' }, h('span', {}, label), input);
@@ -55,13 +62,21 @@ export function alertsView(ctx) {
 
   function render() {
     frame = 0;
+    // Alerts that ended before the period leave the table (and memory); firing ones stay.
+    const since = Date.now() - PERIODS[periodSelect.value];
+    for (const [id, a] of alerts) {
+      if (a.state !== 'firing' && (a.resolved_ts ?? a.last_ts) < since) alerts.delete(id);
+    }
     const rows = [...alerts.values()].filter(matches).sort(order);
     if (!rows.length) {
       fill(tbody, h('tr', {}, h('td', { colspan: 10, class: 'empty' },
         'No alerts in this period. Detectors fire on values far from a metric\'s recent ones; ',
         h('code', {}, 'streampulse produce'), ' injects such spikes.')));
+      setStatus(status, `no alerts · ${socketState}`);
       return;
     }
+    // The table is rebuilt: keyboard focus on a row follows that alert to its new row.
+    const focused = document.activeElement?.dataset?.alertId;
     const now = Date.now();
     fill(tbody, rows.map((a) => h('tr', {
       tabindex: 0,
@@ -81,6 +96,7 @@ export function alertsView(ctx) {
     h('td', { class: 'num' }, fmtNum(a.score)),
     h('td', { title: fmtTime(a.first_ts) }, `${fmtDuration(now - a.first_ts)} ago`),
     h('td', { title: fmtTime(a.last_ts) }, fmtTime(a.resolved_ts ?? a.last_ts)))));
+    if (focused) tbody.querySelector(`tr[data-alert-id="${CSS.escape(focused)}"]`)?.focus({ preventScroll: true });
     const firing = rows.filter((a) => a.state === 'firing').length;
     setStatus(status, `${rows.length} alert${rows.length === 1 ? '' : 's'}, ${firing} firing · ${socketState}`);
   }
@@ -113,8 +129,12 @@ export function alertsView(ctx) {
         tag: filters.tags.map(([k, v]) => `${k}:${v}`),
         limit: 1000,
       }), { signal: abort.signal });
+      // Replace what an earlier filter loaded, but keep a newer transition the WebSocket brought
+      // while this page was on its way.
+      const pushed = [...alerts.values()];
       alerts.clear();
-      for (const a of page.alerts) alerts.set(a.id, a);
+      for (const a of page.alerts) keep(a);
+      for (const a of pushed) if (alerts.has(a.id)) keep(a);
       render();
       if (page.truncated) setStatus(status, `${status.textContent} · the newest 1,000 shown: narrow the filters`, 'warn');
     } catch (e) {
@@ -123,6 +143,10 @@ export function alertsView(ctx) {
   }
 
   async function showDetail(id) {
+    // Only the latest detail asked for may write: an earlier answer arriving late is dropped.
+    detailAbort?.abort();
+    detailAbort = new AbortController();
+    const { signal } = detailAbort;
     detailChart?.destroy();
     detailChart = null;
     if (!id) {
@@ -132,9 +156,9 @@ export function alertsView(ctx) {
     fill(detail, h('p', {}, 'loading…'));
     let a;
     try {
-      a = await api(`/alerts/${encodeURIComponent(id)}` + query({ job: ctx.job }));
+      a = await api(`/alerts/${encodeURIComponent(id)}` + query({ job: ctx.job }), { signal });
     } catch (e) {
-      fill(detail, h('p', { class: 'error' }, e.message));
+      if (e.name !== 'AbortError') fill(detail, h('p', { class: 'error' }, e.message));
       return;
     }
     const windows = ctx.jobStatus?.windows ?? [];
@@ -149,37 +173,43 @@ export function alertsView(ctx) {
       ['Tags', Object.entries(a.tags || {}).map(([k, v]) => `${k}:${v}`).join(' ') || '—'], ['Id', a.id],
     ];
     fill(detail,
-      h('h2', { id: 'alert-detail-title' }, `Alert on ${a.metric_id}`),
+      h('h2', { id: 'alert-detail-title', tabindex: '-1' }, `Alert on ${a.metric_id}`),
       h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
       window ? h('p', { class: 'hint' }, `${window} windows of ${a.metric_id} from 10 min before the episode to 10 min after it`
         + (a.series === window ? '' : ` (the alert watches the ${a.series} series)`)) : null,
       box,
       h('p', {}, h('a', { href: '#/alerts' }, 'Back to all alerts')));
+    detail.querySelector('h2').focus({ preventScroll: true });
+    detail.scrollIntoView({ block: 'nearest' });
     if (!window) return;
     try {
       const page = await api(`/metrics/${encodeURIComponent(a.metric_id)}` + query({
         job: ctx.job, start: a.first_ts - CONTEXT, end, window, limit: 10000,
-      }));
+      }), { signal });
       detailChart = makeChart(box, page.results, () => ({ alerts: [a] }));
     } catch (e) {
-      box.replaceWith(h('p', { class: 'error' }, e.message));
+      if (e.name !== 'AbortError') box.replaceWith(h('p', { class: 'error' }, e.message));
     }
-    detail.scrollIntoView({ block: 'nearest' });
   }
 
   load();
-  // No job listed (the platform is down, or a token is needed): nothing to follow yet.
-  socket = ctx.job && liveSocket({ job: ctx.job, results: 'false', alerts: 'true' }, {
+  if (!ctx.job) {
+    socketState = `no job: ${ctx.jobsError || 'the platform lists none'}`;
+  } else if (ctx.jobStatus?.state !== 'running') {
+    socketState = `job ${ctx.jobStatus?.state}: stored alerts only`;
+  } else {
+    socket = liveSocket({ job: ctx.job, results: 'false', alerts: 'true' }, {
     onMessage: (msg) => {
       if (msg.type !== 'alert') return;
-      alerts.set(msg.id, msg);
+      keep(msg);
       schedule();
     },
     onState: (s) => {
       socketState = s === 'open' ? 'live' : s;
       schedule();
     },
-  });
+    });
+  }
   showDetail(ctx.arg);
 
   return {
@@ -188,6 +218,7 @@ export function alertsView(ctx) {
     onRoute: showDetail,
     destroy() {
       abort?.abort();
+      detailAbort?.abort();
       socket?.close();
       detailChart?.destroy();
       if (frame) cancelAnimationFrame(frame);

@@ -91,20 +91,43 @@ export function wsUrl(params) {
 }
 
 /**
- * A WebSocket that reconnects (after 1, 2, 4 … 15 s) until closed; `onMessage` gets parsed
- * messages, `onState` 'open' | 'closed' | 'error: …'.
+ * A WebSocket that reconnects (after 1, 2, 4 … 15 s) while the job runs. `onMessage` gets parsed
+ * messages, `onState` a short state: 'open', 'reconnecting', or why it gave up for good (the job
+ * stopped, the subscription was refused, the token is not accepted). `params.job` is required.
  */
 export function liveSocket(params, { onMessage, onState, onOpen }) {
   let socket = null;
   let closed = false;
   let delay = 1000;
   let timer = null;
+  let steady = null;
+  const giveUp = (why) => {
+    closed = true;
+    clearTimeout(timer);
+    socket?.close();
+    onState?.(why);
+  };
+  // A socket that closes before it opened: ask the API why (a 401, a 404, a stopped job), and
+  // stop retrying when retrying cannot help.
+  const diagnose = async () => {
+    try {
+      const status = await api(`/jobs/${encodeURIComponent(params.job)}`);
+      if (status.state !== 'running') return `job ${status.state}: showing stored results only`;
+      return null;
+    } catch (e) {
+      return e.status === 0 ? null : e.message;
+    }
+  };
   const connect = () => {
+    let opened = false;
     socket = new WebSocket(wsUrl(params));
     socket.onopen = () => {
-      delay = 1000;
+      opened = true;
       onState?.('open');
       onOpen?.();
+      // Back to a short delay only once a connection held: a server that accepts and closes
+      // at once (full: code 1013) is not hammered every second.
+      steady = setTimeout(() => { delay = 1000; }, 10000);
     };
     socket.onmessage = (e) => {
       let msg;
@@ -114,10 +137,25 @@ export function liveSocket(params, { onMessage, onState, onOpen }) {
         return;
       }
       onMessage(msg);
+      if (msg.type === 'stopped') giveUp('job stopped: showing stored results only');
     };
-    socket.onclose = (e) => {
+    socket.onclose = async (e) => {
+      clearTimeout(steady);
       if (closed) return;
-      onState?.(e.reason ? `closed: ${e.reason}` : 'reconnecting');
+      // 1008: the subscription is over a limit; 1009: a message too large. Retrying repeats it.
+      if (e.code === 1008 || e.code === 1009) {
+        giveUp(`closed: ${e.reason || 'refused'}`);
+        return;
+      }
+      if (!opened) {
+        const why = await diagnose();
+        if (closed) return;
+        if (why) {
+          giveUp(why);
+          return;
+        }
+      }
+      onState?.(e.reason ? `reconnecting (${e.reason})` : 'reconnecting');
       timer = setTimeout(connect, delay);
       delay = Math.min(delay * 2, 15000);
     };
@@ -127,10 +165,8 @@ export function liveSocket(params, { onMessage, onState, onOpen }) {
     close() {
       closed = true;
       clearTimeout(timer);
+      clearTimeout(steady);
       socket?.close();
-    },
-    send(value) {
-      if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify(value));
     },
   };
 }

@@ -98,8 +98,10 @@ export function statusLine(cls = '') {
 }
 
 export function setStatus(el, text, kind = '') {
-  el.textContent = text || '\u00a0';
-  el.dataset.kind = kind;
+  const value = text || '\u00a0';
+  // Unchanged text is not rewritten: a live region re-announces every write.
+  if (el.textContent !== value) el.textContent = value;
+  if (el.dataset.kind !== kind) el.dataset.kind = kind;
 }
 
 /** Calls `f` every `ms` while the view lives; returns a stop function. */

@@ -52,7 +52,7 @@ function lineOf(doc, text, path) {
 }
 
 export function jobEditor() {
-  const area = h('textarea', { id: 'job-text', name: 'job', spellcheck: 'false', rows: 14, 'aria-describedby': 'job-error', value: TEMPLATE });
+  const area = h('textarea', { id: 'job-text', name: 'job', spellcheck: 'false', rows: 14, 'aria-label': 'The job, in YAML or JSON', 'aria-describedby': 'job-error', value: TEMPLATE });
   const gutter = h('div', { class: 'gutter', 'aria-hidden': 'true' });
   const error = h('p', { id: 'job-error', class: 'field-error', role: 'alert' });
   const wrap = h('div', { class: 'editor' }, gutter, area);

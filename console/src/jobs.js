@@ -145,7 +145,12 @@ export function jobsView(ctx) {
     ];
   }
 
+  let busy = false;
+  let stop = () => {};
   async function refresh() {
+    // One refresh at a time; none while the token dialog is up.
+    if (busy || document.querySelector('#token-dialog')?.open) return;
+    busy = true;
     try {
       const { jobs } = await api('/jobs');
       if (!jobs.length) {
@@ -159,6 +164,11 @@ export function jobsView(ctx) {
       if (status.dataset.kind === 'error') setStatus(status, '');
     } catch (e) {
       setStatus(status, e instanceof ApiError ? e.message : String(e), 'error');
+      // Without a token every refresh would ask for one again: wait for the user to give one
+      // (the page remounts then).
+      if (e.status === 401) stop();
+    } finally {
+      busy = false;
     }
   }
 
@@ -180,7 +190,7 @@ export function jobsView(ctx) {
     }
   }
 
+  stop = every(REFRESH, refresh);
   refresh();
-  const stop = every(REFRESH, refresh);
-  return { name: 'jobs', el, destroy: stop };
+  return { name: 'jobs', el, destroy: () => stop() };
 }

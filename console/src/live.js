@@ -118,11 +118,18 @@ export function liveView(ctx) {
     const old = s.rows.get(row.window_start);
     if (old && old.revision > row.revision) return;
     s.rows.set(row.window_start, row);
-    if (s.rows.size > MAX_POINTS) {
-      const oldest = Math.min(...s.rows.keys());
-      s.rows.delete(oldest);
-    }
+    s.newest = Math.max(s.newest ?? row.window_end, row.window_end);
     dirty.add(s);
+  }
+
+  /** Keeps the chosen history, back from the newest window (event time), at most MAX_POINTS. */
+  function prune(s) {
+    const from = s.newest - RANGES[settings.range];
+    const starts = [...s.rows.keys()].sort((a, b) => b - a);
+    starts.forEach((start, i) => {
+      if (i >= MAX_POINTS || start < from) s.rows.delete(start);
+    });
+    s.late = s.late.filter((ts) => ts >= from);
   }
 
   function marks(s) {
@@ -143,6 +150,7 @@ export function liveView(ctx) {
       }
     }
     for (const s of dirty) {
+      prune(s);
       const rows = [...s.rows.values()];
       if (!s.chart) s.chart = makeChart(s.box, rows, () => marks(s));
       else s.chart.setData(columns(rows));
@@ -164,13 +172,16 @@ export function liveView(ctx) {
   }
 
   function updateStatus(extra) {
+    if (extra) notice = extra;
     const parts = [`${series.size} metric${series.size === 1 ? '' : 's'}`];
     if (hidden) parts.push(`more match than the ${MAX_CHARTS} shown: narrow the glob or add tags`);
     parts.push(socketState);
-    if (extra) parts.push(extra);
+    if (notice) parts.push(notice);
     setStatus(status, parts.join(' · '), hidden ? 'warn' : '');
   }
   let socketState = 'connecting';
+  /** The last thing the feed said (skipped updates, a refused subscription change). */
+  let notice = '';
 
   async function loadHistory(gen) {
     abort?.abort();
@@ -213,6 +224,7 @@ export function liveView(ctx) {
         dirty.add(s);
       }
     }
+    for (const s of series.values()) s.late = [];
     for (const e of late.late_events) {
       const s = series.get(e.metric_id);
       if (s && (!e.window || e.window === settings.window)) {
@@ -246,29 +258,28 @@ export function liveView(ctx) {
       }
     } else if (msg.type === 'lagged') {
       updateStatus(`skipped ${msg.skipped} updates (this tab read too slowly)`);
-    } else if (msg.type === 'stopped') {
-      socketState = 'job stopped';
-      updateStatus();
     } else if (msg.type === 'error') {
       updateStatus(msg.detail);
     }
   }
 
   async function apply() {
-    generation += 1;
-    const gen = generation;
-    settings.pattern = metricInput.value.trim() || '*';
-    settings.window = windowSelect.value;
-    settings.tags = tagsInput.value;
-    settings.range = rangeSelect.value;
+    // A bad tag filter changes nothing: the charts shown stay live.
     try {
-      tagFilter = parseTags(settings.tags);
+      tagFilter = parseTags(tagsInput.value);
     } catch (e) {
       setStatus(status, e.message, 'error');
       tagsInput.setAttribute('aria-invalid', 'true');
       return;
     }
     tagsInput.removeAttribute('aria-invalid');
+    generation += 1;
+    const gen = generation;
+    settings.pattern = metricInput.value.trim() || '*';
+    settings.window = windowSelect.value;
+    settings.tags = tagsInput.value;
+    settings.range = rangeSelect.value;
+    notice = '';
     sessionStorage.setItem(SETTINGS, JSON.stringify(settings));
     socket?.close();
     for (const s of series.values()) s.chart?.destroy();
@@ -279,7 +290,7 @@ export function liveView(ctx) {
     fill(grid, emptyState());
     fill(legend, legendItems(true).map(([label, kind]) => h('li', { class: `key-${kind}` }, label)));
     if (!ctx.job || !windows.length) {
-      setStatus(status, ctx.job ? '' : 'no job to show: is the platform running?', ctx.job ? '' : 'error');
+      setStatus(status, ctx.job ? '' : `no job to show: ${ctx.jobsError || 'the platform lists none'}`, ctx.job ? '' : 'error');
       return;
     }
     setStatus(status, 'loading…');
@@ -287,11 +298,18 @@ export function liveView(ctx) {
       await loadHistory(gen);
     } catch (e) {
       if (e.name === 'AbortError') return;
-      setStatus(status, e instanceof ApiError ? e.message : String(e), 'error');
+      const message = e instanceof ApiError ? e.message : String(e);
+      setStatus(status, message, 'error');
+      fill(grid, h('div', { class: 'empty' }, h('p', { class: 'error' }, `The results could not be loaded: ${message}`)));
       return;
     }
     if (gen !== generation) return;
     schedule();
+    if (ctx.jobStatus?.state !== 'running') {
+      socketState = `job ${ctx.jobStatus?.state ?? 'unknown'}: showing stored results only`;
+      updateStatus();
+      return;
+    }
     socket = liveSocket(
       { job: ctx.job, metrics: settings.pattern, windows: settings.window, alerts: 'true' },
       {

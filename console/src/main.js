@@ -17,13 +17,14 @@ const VIEWS = {
 };
 const JOB_KEY = 'streampulse.job';
 
-const state = { jobs: [], current: null };
+const state = { jobs: [], jobsError: null, current: null };
 
 const nav = h('nav', { 'aria-label': 'Pages' },
   Object.entries(VIEWS).map(([name, v]) => h('a', { href: `#/${name}`, 'data-view': name }, v.title)));
 const jobSelect = h('select', { id: 'job', 'aria-label': 'Job', onchange: () => {
   sessionStorage.setItem(JOB_KEY, jobSelect.value);
-  mount();
+  // The views start from the job's status (running or not): take a fresh one.
+  refreshJobs().then(mount);
 } });
 const tokenButton = h('button', { type: 'button', class: 'quiet', onclick: () => askToken() }, 'Token');
 const header = h('header', { class: 'top' },
@@ -72,9 +73,11 @@ async function refreshJobs() {
   try {
     const { jobs } = await api('/jobs');
     state.jobs = jobs;
+    state.jobsError = null;
   } catch (e) {
     if (!(e instanceof ApiError)) throw e;
     state.jobs = [];
+    state.jobsError = e;
   }
   const chosen = sessionStorage.getItem(JOB_KEY);
   const names = state.jobs.map((j) => j.job);
@@ -102,15 +105,29 @@ function mount() {
   }
   document.title = `${VIEWS[name].title} · StreamPulse`;
   const job = currentJob();
-  const view = VIEWS[name].make({
-    job: job ? job.job : undefined,
-    jobStatus: job,
-    arg,
-    refreshJobs,
-  });
-  state.current = view;
-  fill(main, view.el);
+  try {
+    const view = VIEWS[name].make({
+      job: job ? job.job : undefined,
+      jobStatus: job,
+      jobsError: state.jobsError?.message ?? null,
+      arg,
+      refreshJobs,
+    });
+    state.current = view;
+    fill(main, view.el);
+  } catch (e) {
+    state.current = null;
+    fill(main, h('p', { class: 'error', role: 'alert' }, `This page failed to open: ${e.message}`));
+  }
 }
+
+// While no job is listed because the platform did not answer, look again every few seconds
+// (a 401 waits for a token instead: the dialog remounts the page).
+setInterval(async () => {
+  if (state.jobs.length || state.jobsError?.status !== 0) return;
+  await refreshJobs();
+  if (state.jobs.length) mount();
+}, 5000);
 
 window.addEventListener('hashchange', () => {
   const { name } = route();

@@ -18,7 +18,14 @@ function localInput(date) {
 export function queryView(ctx) {
   const windows = ctx.jobStatus?.windows ?? [];
   const now = new Date();
-  const metric = h('input', { id: 'q-metric', name: 'metric_id', value: ctx.arg ? decodeURIComponent(ctx.arg) : '', placeholder: 'cpu.* (empty: every metric)', autocomplete: 'off', spellcheck: 'false' });
+  let linked = '';
+  try {
+    linked = ctx.arg ? decodeURIComponent(ctx.arg) : '';
+  } catch {
+    linked = ctx.arg;
+  }
+  let abort = null;
+  const metric = h('input', { id: 'q-metric', name: 'metric_id', value: linked, placeholder: 'cpu.* (empty: every metric)', autocomplete: 'off', spellcheck: 'false' });
   const windowSelect = h('select', { id: 'q-window', name: 'window' }, h('option', { value: '' }, 'every window'),
     windows.map((w) => h('option', { value: w }, w)));
   const tags = h('input', { id: 'q-tags', name: 'tags', placeholder: 'host:web-1', autocomplete: 'off', spellcheck: 'false' });
@@ -62,8 +69,11 @@ export function queryView(ctx) {
     curl.textContent = `curl${auth} '${url.replace(/'/g, "'\\''")}'`;
   }
 
-  /** The form's query, shown as curl; null after saying what is wrong with the form. */
+  /** The form's query, shown as curl; null after saying what is wrong with the form. Cancels
+   * what an earlier click still fetches. */
   function prepare(doing) {
+    abort?.abort();
+    abort = new AbortController();
     let p;
     try {
       p = params();
@@ -80,11 +90,11 @@ export function queryView(ctx) {
     const p = prepare('running…');
     if (!p) return;
     try {
-      const page = await api('/metrics' + query(p));
+      const page = await api('/metrics' + query(p), { signal: abort.signal });
       render(page.results);
       setStatus(status, `${page.count} row${page.count === 1 ? '' : 's'}${page.truncated ? ' in this page; more follow (Download CSV takes every page)' : ''}`);
     } catch (e) {
-      setStatus(status, e instanceof ApiError ? e.message : String(e), 'error');
+      if (e.name !== 'AbortError') setStatus(status, e instanceof ApiError ? e.message : String(e), 'error');
     }
   }
 
@@ -111,9 +121,16 @@ export function queryView(ctx) {
     const p = prepare('fetching every page…');
     if (!p) return;
     try {
-      const { rows, truncated } = await allPages('/metrics', { ...p, limit: 10000 }, 'results', { maxRows: CSV_MAX });
+      const { rows, truncated } = await allPages('/metrics', { ...p, limit: 10000 }, 'results', { maxRows: CSV_MAX, signal: abort.signal });
       const cols = [...BASE, ...extraColumns(rows), 'revision'];
-      const cell = (v) => (v === undefined || v === null ? '' : /[",\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
+      const cell = (v) => {
+        if (v === undefined || v === null) return '';
+        let text = String(v);
+        // A text cell starting like a formula (a metric id is user input) is not run by a
+        // spreadsheet; numbers are left as they are.
+        if (typeof v === 'string' && /^[=+\-@\t\r]/.test(text)) text = `'${text}`;
+        return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+      };
       const text = [cols.join(','), ...rows.map((r) => cols.map((c) => cell(r[c])).join(','))].join('\n') + '\n';
       const a = h('a', { href: URL.createObjectURL(new Blob([text], { type: 'text/csv' })), download: `streampulse-${ctx.job ?? 'results'}.csv` });
       document.body.append(a);
@@ -122,10 +139,10 @@ export function queryView(ctx) {
       setTimeout(() => URL.revokeObjectURL(a.href), 10000);
       setStatus(status, `${rows.length} rows downloaded${truncated ? ` (the first ${CSV_MAX}: narrow the query for the rest)` : ''}`);
     } catch (e) {
-      setStatus(status, e instanceof ApiError ? e.message : String(e), 'error');
+      if (e.name !== 'AbortError') setStatus(status, e instanceof ApiError ? e.message : String(e), 'error');
     }
   }
 
   if (ctx.arg) run();
-  return { name: 'query', el, destroy() {} };
+  return { name: 'query', el, destroy() { abort?.abort(); } };
 }

@@ -239,6 +239,30 @@ async function fullFlow() {
     await page.locator('article.job[data-job="console_p99"]').waitFor({ timeout: 10000 });
   });
 
+  await step('jobs: a savepoint and a stop from the job\'s buttons', async () => {
+    const card = page.locator('article.job[data-job="console_p99"]');
+    await card.locator('button', { hasText: 'Savepoint' }).click();
+    await page.fill('#job-dialog-name', 'console-sp');
+    await page.click('dialog[open] button[type=submit]');
+    await page.waitForFunction(() => /savepoint 'console-sp' of console_p99 taken/.test(document.querySelector('.jobs-view .status')?.textContent ?? ''), null, { timeout: 10000 });
+    await card.locator('button', { hasText: 'Stop' }).click();
+    await page.click('dialog[open] button[type=submit]');
+    await page.waitForFunction(() => document.querySelector('article.job[data-job="console_p99"]')?.dataset.state === 'stopped', null, { timeout: 10000 });
+  });
+
+  await step('live: a stopped job shows its stored results and opens no WebSocket', async () => {
+    await page.selectOption('#job', 'console_p99');
+    await page.goto(`${url}/#/live`);
+    await page.waitForFunction(() => /job stopped/.test(document.querySelector('.live .status')?.textContent ?? ''), null, { timeout: 10000 });
+    let sockets = 0;
+    const count = () => { sockets += 1; };
+    page.on('websocket', count);
+    await page.waitForTimeout(3000);
+    page.off('websocket', count);
+    check(sockets === 0, `${sockets} WebSocket attempts for a stopped job`);
+    await page.selectOption('#job', 'default');
+  });
+
   await step('query: the table, the curl command and the CSV agree with the API', async () => {
     await page.goto(`${url}/#/query/${encodeURIComponent(metric)}`);
     await page.locator('table.results tbody tr').first().waitFor({ timeout: 5000 });

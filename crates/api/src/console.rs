@@ -34,10 +34,10 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 
 const INDEX: &[u8] = include_bytes!("../../../console/dist/index.html");
 
-/// Same-origin only. `'self'` in `connect-src` covers the WebSocket of the same host and port.
-/// uPlot sizes its elements through inline `style` attributes, hence `'unsafe-inline'` for styles
-/// (never for scripts).
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+/// Same-origin only, no inline code or styles (the page sets styles through the CSSOM, which the
+/// policy does not restrict). `'self'` in `connect-src` covers the WebSocket of the same host and
+/// port.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
                    img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
                    frame-ancestors 'none'";
 
