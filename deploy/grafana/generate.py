@@ -186,6 +186,8 @@ b.panel("heatmap", "Window emit delay distribution", "Window first emissions per
                       "tooltip": {"show": True, "yHistogram": True}})
 b.ts("Checkpoint duration", "Snapshots, store flush and durable write of one checkpoint.",
      quantiles("streampulse_checkpoint_duration_seconds", ["job_name"], "{{job_name}}", qs=(0.5, 0.99), sel=J), unit="s")
+b.ts("Result publish time", "From the start of a batch that fired windows to its results being in the store and on the WebSocket.",
+     quantiles("streampulse_result_publish_seconds", ["job_name"], "{{job_name}}", qs=(0.5, 0.99), sel=J), unit="s")
 
 b.row("Lateness and watermarks")
 b.ts("Late events by window", "Events later than the window's end + allowed_lateness, per second (sent to the late output once per window they missed).", [

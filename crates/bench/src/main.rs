@@ -641,6 +641,18 @@ fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
     let server_cpu = cpu_seconds(&child.id().to_string()).unwrap_or(f64::NAN) - cpu_at_start;
     running.store(false, std::sync::atomic::Ordering::Relaxed);
     let scrapes = scraper.map_or(0, |h| h.join().unwrap_or(0));
+    // With metrics on: the server's time from the start of a batch that fired windows to its
+    // results stored and on the live feed, under this load.
+    let publish = (args.metrics == Switch::On)
+        .then(|| {
+            let url = format!("http://127.0.0.1:{metrics_port}/metrics");
+            let text = agent.get(&url).call().ok()?.body_mut().read_to_string().ok()?;
+            serving::histogram_quantiles(&text, "streampulse_result_publish_seconds")
+        })
+        .flatten()
+        .map_or(String::new(), |(p50, p99, n)| {
+            format!(" server_publish_batches={n} server_publish_p50_le_ms={p50} server_publish_p99_le_ms={p99}")
+        });
     stop_platform(&mut child);
     latencies.sort();
     let pct =
@@ -649,7 +661,7 @@ fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
         .map(|n| n.get())
         .unwrap_or(1);
     println!(
-        "mode=http job={} metrics={} scrapes={scrapes} events={} connections={} batch={} partitions={} seconds={:.3} events_per_sec={:.0} events_per_sec_per_core={:.0} (cores={cores}, shared with the client) server_cpu_seconds={server_cpu:.2} events_per_server_cpu_sec={:.0} ack_seconds={:.3} request_p50_ms={:.2} request_p99_ms={:.2} server_peak_rss_mib={:.1}",
+        "mode=http job={} metrics={} scrapes={scrapes} events={} connections={} batch={} partitions={} seconds={:.3} events_per_sec={:.0} events_per_sec_per_core={:.0} (cores={cores}, shared with the client) server_cpu_seconds={server_cpu:.2} events_per_server_cpu_sec={:.0} ack_seconds={:.3} request_p50_ms={:.2} request_p99_ms={:.2} server_peak_rss_mib={:.1}{publish}",
         args.job.name(),
         args.metrics.name(),
         events.len(),

@@ -322,9 +322,14 @@ fn api_load_measure(
 /// (e2) WebSocket delivery latency with `--clients` connected clients.
 pub fn ws_latency(args: &Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
     let config = json!({
         "log": { "partitions": args.partitions },
-        "metrics": { "enabled": false },
+        // Read once, at the end: the server's own time from batch start to stored and pushed.
+        "metrics": { "enabled": true, "listen": format!("127.0.0.1:{metrics_port}") },
         "job": {
             "name": "bench",
             "max_out_of_orderness": "0s",
@@ -334,15 +339,45 @@ pub fn ws_latency(args: &Args) -> anyhow::Result<()> {
         },
     });
     let (mut child, base, agent) = spawn_platform(dir.path(), &config)?;
-    let result = ws_measure(args, &base, &agent);
+    let result = ws_measure(args, &base, &agent, &metrics);
     stop_platform(&mut child);
     result
+}
+
+/// The upper bounds (ms) of the buckets holding the 50th and 99th percentile of the histogram
+/// `name` in a Prometheus text exposition, and its count.
+pub(crate) fn histogram_quantiles(text: &str, name: &str) -> Option<(f64, f64, u64)> {
+    let prefix = format!("{name}_bucket{{");
+    let mut buckets: Vec<(f64, u64)> = text
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let count = l.rsplit(' ').next()?.parse().ok()?;
+            let bound = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((bound, count))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    let at = |q: f64| {
+        let rank = (total as f64 * q).ceil() as u64;
+        buckets
+            .iter()
+            .find(|(_, c)| *c >= rank)
+            .map_or(f64::INFINITY, |(b, _)| b * 1000.0)
+    };
+    (total > 0).then(|| (at(0.5), at(0.99), total))
 }
 
 /// (window_start, instant of receipt) per client.
 type Receipts = Arc<Mutex<Vec<(i64, Instant)>>>;
 
-fn ws_measure(args: &Args, base: &str, agent: &ureq::Agent) -> anyhow::Result<()> {
+fn ws_measure(args: &Args, base: &str, agent: &ureq::Agent, metrics: &str) -> anyhow::Result<()> {
     const METRIC: &str = "ws-bench";
     let url = format!(
         "{}/ws?metrics={METRIC}&windows=tumble_1s&alerts=false",
@@ -479,8 +514,12 @@ fn ws_measure(args: &Args, base: &str, agent: &ureq::Agent) -> anyhow::Result<()
     let mut first: Vec<Duration> = first_per_round.into_values().collect();
     let mut last: Vec<Duration> = last_per_round.into_values().collect();
     let expected = args.clients * args.rounds;
+    let exposition = agent.get(metrics).call()?.body_mut().read_to_string()?;
+    let (publish_p50, publish_p99, publish_batches) =
+        histogram_quantiles(&exposition, "streampulse_result_publish_seconds")
+            .ok_or_else(|| anyhow::anyhow!("no streampulse_result_publish_seconds in {metrics}"))?;
     println!(
-        "mode=ws_latency clients={} windows={} deliveries={}/{expected} incomplete_rounds={incomplete} lagged_skipped={lagged} partitions={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} first_client_p50_ms={:.2} last_client_p50_ms={:.2} last_client_p99_ms={:.2} ingest_ack_p50_ms={:.2} ingest_ack_p99_ms={:.2} (from just before the POST of the event that fires the window to each client's read of the result; includes the HTTP ingest with fsync; clients, server and bench share {} cores)",
+        "mode=ws_latency clients={} windows={} deliveries={}/{expected} incomplete_rounds={incomplete} lagged_skipped={lagged} partitions={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} first_client_p50_ms={:.2} last_client_p50_ms={:.2} last_client_p99_ms={:.2} ingest_ack_p50_ms={:.2} ingest_ack_p99_ms={:.2} server_publish_batches={publish_batches} server_publish_p50_le_ms={publish_p50} server_publish_p99_le_ms={publish_p99} (p50/p99: from just before the POST of the event that fires the window to each client's read of the result, including the HTTP ingest with fsync; server_publish: the server's own histogram from the start of the batch that fired the window to the result stored and on the feed, as the bucket bound holding the percentile; clients, server and bench share {} cores)",
         args.clients,
         args.rounds,
         lat.len(),

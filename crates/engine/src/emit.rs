@@ -8,7 +8,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use streampulse_core::output::Output;
 use streampulse_core::pipeline::PartitionPipeline;
@@ -52,12 +52,14 @@ impl Emitter {
     /// Writes `outputs` of `partition` to the store, retrying with backoff until it succeeds,
     /// then counts and publishes them and clears the vector. `on_failure` is asked after every
     /// failed attempt (with the error, shared so it can be handed on) whether to keep trying;
-    /// returns false when it gave up.
+    /// returns false when it gave up. `started` is when the batch these outputs came from began
+    /// processing: the time to publish its results is measured from it.
     pub fn apply(
         &self,
         partition: u32,
         outputs: &mut Vec<Output>,
         tally: &mut OutputTally,
+        started: Instant,
         mut on_failure: impl FnMut(&Arc<StoreError>) -> RetryDecision,
     ) -> bool {
         if outputs.is_empty() {
@@ -110,6 +112,12 @@ impl Emitter {
             }
         }
         self.feed.publish(outputs);
+        if results > 0 {
+            self.counters
+                .metrics
+                .result_publish
+                .observe(started.elapsed());
+        }
         outputs.clear();
         true
     }

@@ -153,13 +153,14 @@ impl PartitionWorker {
                     .wait_for(self.partition(), self.next_offset(), POLL);
                 continue;
             }
+            let started = Instant::now();
             if self.process(&batch) {
                 flush_requested = false;
             }
             self.counters()
                 .events
                 .fetch_add(batch.len() as u64, Relaxed);
-            if !self.apply(&mut tally) {
+            if !self.apply(&mut tally, started) {
                 if self.rewind.borrow().is_some() {
                     // Applied at the top of the loop.
                     continue;
@@ -233,10 +234,10 @@ impl PartitionWorker {
 
     /// Applies the pending outputs through the emitter. Returns false when a stop (or a rewind)
     /// was requested while the store kept failing.
-    fn apply(&mut self, tally: &mut OutputTally) -> bool {
+    fn apply(&mut self, tally: &mut OutputTally, started: Instant) -> bool {
         let partition = self.partition();
         let (commands, rewind) = (&self.commands, &self.rewind);
-        self.task.apply(&self.emitter, tally, |err| {
+        self.task.apply(&self.emitter, tally, started, |err| {
             // Stay responsive while the store is down: a checkpoint fails fast, and a stop
             // ends the worker (the next start replays these records from the last checkpoint).
             match commands.try_recv() {

@@ -122,9 +122,16 @@ impl PartitionTask {
         &mut self,
         emitter: &Emitter,
         tally: &mut OutputTally,
+        started: Instant,
         on_failure: impl FnMut(&Arc<StoreError>) -> RetryDecision,
     ) -> bool {
-        let applied = emitter.apply(self.partition, &mut self.outputs, tally, on_failure);
+        let applied = emitter.apply(
+            self.partition,
+            &mut self.outputs,
+            tally,
+            started,
+            on_failure,
+        );
         if applied {
             self.publish(&emitter.counters);
         }

@@ -24,6 +24,12 @@ use streampulse_core::time::Millis;
 pub const EMIT_DELAY_BUCKETS: &[f64] = &[
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
+/// Buckets of `streampulse_result_publish_seconds`: from a batch's start to its results being in
+/// the store and on the live feed; milliseconds are normal, tens of them mean a slow store.
+pub const RESULT_PUBLISH_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5,
+];
 /// Buckets of `streampulse_checkpoint_duration_seconds`.
 pub const CHECKPOINT_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -237,6 +243,9 @@ pub struct EngineMetrics {
     pub alerts: Vec<AlertCounters>,
     /// Completed checkpoints and savepoints, from the request to durability.
     pub checkpoint_duration: Histogram,
+    /// Batches that fired windows: from the start of the batch to its results being stored and
+    /// on the live feed (an upper bound of the delay after the watermark passed a window's end).
+    pub result_publish: Histogram,
 }
 
 impl EngineMetrics {
@@ -264,6 +273,7 @@ impl EngineMetrics {
                 })
                 .collect(),
             checkpoint_duration: Histogram::new(CHECKPOINT_BUCKETS),
+            result_publish: Histogram::new(RESULT_PUBLISH_BUCKETS),
         }
     }
 

@@ -514,7 +514,7 @@ impl KafkaDriver {
             .fetch_add(per_reason.iter().sum::<u64>(), Relaxed);
         c.metrics.add_rejected(&per_reason);
         for p in touched {
-            parts.apply(p);
+            parts.apply(p, now);
         }
     }
 

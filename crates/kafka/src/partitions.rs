@@ -265,8 +265,8 @@ impl Partitions {
 
     /// Applies the pending outputs of `partition`: to the store (retried until it succeeds: the
     /// partition is held back, never moved past an output it could not store) and the output
-    /// topics.
-    pub fn apply(&mut self, partition: u32) {
+    /// topics. `started`: when the batch of these outputs began processing.
+    pub fn apply(&mut self, partition: u32, started: Instant) {
         let Some(p) = self.owned.get_mut(&partition) else {
             return;
         };
@@ -275,8 +275,9 @@ impl Partitions {
             .outputs(partition, p.task.pending(), Instant::now());
         // Never gives up, so always applied; published after every batch, outputs or not:
         // status and lag follow the offsets read.
-        p.task
-            .apply(&self.emitter, &mut self.tally, |_| RetryDecision::Retry);
+        p.task.apply(&self.emitter, &mut self.tally, started, |_| {
+            RetryDecision::Retry
+        });
     }
 
     /// Checkpoints the given owned partitions (under exactly-once: every owned partition, as the
@@ -323,7 +324,7 @@ impl Partitions {
     ) -> Result<Vec<(u32, u64)>, EngineError> {
         let _span = tracing::info_span!("checkpoint", partitions = ?partitions).entered();
         for &p in partitions {
-            self.apply(p);
+            self.apply(p, Instant::now());
         }
         // Outputs before the checkpointed offsets must be durable before the checkpoint is.
         self.emitter.store.flush()?;

@@ -202,6 +202,13 @@ fn prometheus_scrapes_exact_counts_of_a_known_input() {
     assert!(server.one("streampulse_checkpoints_completed_total") >= 1.0);
     assert_eq!(server.one("streampulse_checkpoints_failed_total"), 0.0);
     assert!(server.one("streampulse_checkpoint_duration_seconds_count") >= 1.0);
+    // Windows fired: their batches' time to store and feed was recorded, and quickly.
+    assert!(server.one("streampulse_result_publish_seconds_count") >= 1.0);
+    assert!(
+        server.one(
+            "histogram_quantile(0.5, sum by (le) (streampulse_result_publish_seconds_bucket))"
+        ) < 1.0
+    );
     assert!(server.one("streampulse_checkpoint_last_size_bytes") > 0.0);
     assert!(server.one("sum(streampulse_state_bytes)") > 0.0);
     assert!(server.one("streampulse_checkpoint_last_age_seconds") < 60.0);

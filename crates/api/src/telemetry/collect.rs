@@ -359,6 +359,20 @@ fn checkpoints(e: &mut Encoder, live: &[Live<'_>]) {
                 .snapshot(),
         );
     }
+    let name = "streampulse_result_publish_seconds";
+    e.family(
+        name,
+        Kind::Histogram,
+        "Batches that fired windows: from the start of the batch to its results being in the \
+         store and on the live feed.",
+    );
+    for job in live {
+        e.histogram(
+            name,
+            &[(JOB, job.name)],
+            &job.runtime.counters().metrics.result_publish.snapshot(),
+        );
+    }
     let now = now_seconds();
     type Last = fn(&streampulse_engine::status::CheckpointInfo, f64) -> f64;
     let gauges: [(&str, &str, Last); 3] = [

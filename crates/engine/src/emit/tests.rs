@@ -54,7 +54,13 @@ fn outputs_are_stored_before_they_are_counted_and_published() {
     let mut live = emitter.feed.subscribe();
     let mut tally = OutputTally::new(&emitter.counters.metrics);
     let mut outputs = vec![result(0), result(10_000), late()];
-    assert!(emitter.apply(0, &mut outputs, &mut tally, |_| RetryDecision::Retry));
+    assert!(emitter.apply(
+        0,
+        &mut outputs,
+        &mut tally,
+        std::time::Instant::now(),
+        |_| RetryDecision::Retry
+    ));
     assert!(outputs.is_empty(), "applied outputs are cleared");
     assert_eq!(store.query_results(&all("t")).unwrap().len(), 2);
     let c = &emitter.counters.partitions[0];
@@ -75,15 +81,21 @@ fn a_failing_store_is_retried_and_nothing_is_published_until_it_takes_the_output
     let mut tally = OutputTally::new(&emitter.counters.metrics);
     let mut outputs = vec![result(0)];
     let mut attempts = 0;
-    let applied = emitter.apply(0, &mut outputs, &mut tally, |err| {
-        attempts += 1;
-        assert!(err.to_string().contains("timed out"), "{err}");
-        if attempts == 3 {
-            RetryDecision::GiveUp
-        } else {
-            RetryDecision::Retry
-        }
-    });
+    let applied = emitter.apply(
+        0,
+        &mut outputs,
+        &mut tally,
+        std::time::Instant::now(),
+        |err| {
+            attempts += 1;
+            assert!(err.to_string().contains("timed out"), "{err}");
+            if attempts == 3 {
+                RetryDecision::GiveUp
+            } else {
+                RetryDecision::Retry
+            }
+        },
+    );
     assert!(!applied);
     assert_eq!(attempts, 3);
     assert_eq!(
@@ -103,7 +115,13 @@ fn a_failing_store_is_retried_and_nothing_is_published_until_it_takes_the_output
 
     // The store is back: the same outputs go through, and the partition is no longer failing.
     store.failing.store(false, SeqCst);
-    assert!(emitter.apply(0, &mut outputs, &mut tally, |_| RetryDecision::GiveUp));
+    assert!(emitter.apply(
+        0,
+        &mut outputs,
+        &mut tally,
+        std::time::Instant::now(),
+        |_| RetryDecision::GiveUp
+    ));
     assert!(emitter.counters.store_failing.lock().unwrap().is_empty());
     assert_eq!(store.query_results(&all("t")).unwrap().len(), 1);
     assert!(matches!(&*live.try_recv().unwrap(), Emission::Result(_)));
