@@ -7,6 +7,12 @@
 //! (at most once per [`RETRY`]), which succeeds once the cause is gone (space was freed). So the log
 //! and the store come back without a restart.
 //!
+//! Reading works on a full disk, so a reader may reopen the file while writes would still fail.
+//! The failure is therefore kept ([`DbFile::failure`], what readiness reports) until the disk
+//! took a write: after a reopen, [`DbFile::get`] writes and syncs a small probe file beside the
+//! database (at most once per [`RETRY`]) and clears the failure once that succeeds. Without it,
+//! readiness would flap between ready (just reopened by a read) and not (the next write failed).
+//!
 //! What reopening costs the caller: writes committed without durability since the last durable
 //! commit are gone. [`DbFile::reopened`] counts reopenings so that a caller relying on such writes
 //! can tell, and replay them. This module never retries an operation and never decides what an
@@ -19,8 +25,11 @@ use std::time::{Duration, Instant};
 
 use redb::Database;
 
-/// Shortest time between two attempts to reopen.
+/// Shortest time between two attempts to reopen (and between two probes of a reopened file).
 pub const RETRY: Duration = Duration::from_secs(1);
+
+/// Bytes the probe writes: the disk must take at least this much for the failure to clear.
+const PROBE_BYTES: usize = 256 * 1024;
 
 /// The database is closed after an I/O failure and could not be opened again yet.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -51,8 +60,11 @@ struct State {
     failure: Option<String>,
     retry: Option<String>,
     next_attempt: Instant,
-    /// An attempt to reopen is under way (on another thread).
+    /// An attempt to reopen (or a probe) is under way (on another thread).
     opening: bool,
+    /// Reopened after a failure, but the disk has not taken a write since: `failure` stays set
+    /// until a probe succeeds.
+    unproven: bool,
 }
 
 impl DbFile {
@@ -68,6 +80,7 @@ impl DbFile {
                 retry: None,
                 next_attempt: Instant::now(),
                 opening: false,
+                unproven: false,
             }),
             reopened: AtomicU64::new(0),
         })
@@ -82,7 +95,14 @@ impl DbFile {
     pub fn get(&self) -> Result<Arc<Database>, Unavailable> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(db) = &state.db {
-            return Ok(Arc::clone(db));
+            let db = Arc::clone(db);
+            if state.unproven && !state.opening && Instant::now() >= state.next_attempt {
+                state.opening = true;
+                state.next_attempt = Instant::now() + RETRY;
+                drop(state);
+                self.probe();
+            }
+            return Ok(db);
         }
         let failure = state.failure.clone().unwrap_or_default();
         if state.opening || Instant::now() < state.next_attempt {
@@ -102,15 +122,47 @@ impl DbFile {
             Ok(db) => {
                 let db = Arc::new(db);
                 state.db = Some(Arc::clone(&db));
-                state.failure = None;
-                state.retry = None;
+                state.unproven = true;
+                state.opening = true;
                 self.reopened.fetch_add(1, Ordering::AcqRel);
                 tracing::warn!(path = %self.path.display(), %failure, "database reopened after an I/O failure");
+                drop(state);
+                self.probe();
                 Ok(db)
             }
             Err(e) => {
                 state.retry = Some(e.to_string());
                 Err(self.unavailable(&state))
+            }
+        }
+    }
+
+    /// Writes and syncs [`PROBE_BYTES`] to a file beside the database, then removes it: clears
+    /// the failure if the disk took them. Called with `opening` set, which it resets.
+    fn probe(&self) {
+        let probe = self.path.with_extension("probe");
+        let written = std::fs::File::create(&probe).and_then(|mut f| {
+            std::io::Write::write_all(&mut f, &[0u8; PROBE_BYTES])?;
+            f.sync_all()
+        });
+        let _ = std::fs::remove_file(&probe);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.opening = false;
+        match written {
+            // Unless a new failure closed the file meanwhile: that one stands.
+            Ok(()) if state.db.is_some() => {
+                if state.unproven {
+                    tracing::info!(path = %self.path.display(), "the disk takes writes again");
+                }
+                state.unproven = false;
+                state.failure = None;
+                state.retry = None;
+            }
+            Ok(()) => {}
+            Err(e) => {
+                state.retry = Some(format!(
+                    "reopened for reading, but the disk does not take writes yet: {e}"
+                ));
             }
         }
     }
@@ -128,19 +180,24 @@ impl DbFile {
     pub fn fail(&self, reason: &str) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if state.db.take().is_some() {
+            state.unproven = false;
             tracing::error!(path = %self.path.display(), %reason, "database closed after an I/O failure; it will be reopened");
             state.failure = Some(reason.to_string());
             state.next_attempt = Instant::now();
         }
     }
 
-    /// Why the database is closed, while it is.
+    /// Why the database failed, while it is closed or reopened but not yet proven writable
+    /// (with the probe's error, if it failed).
     pub fn failure(&self) -> Option<String> {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state
-            .db
-            .is_none()
-            .then(|| state.failure.clone().unwrap_or_default())
+        (state.db.is_none() || state.unproven).then(|| {
+            let failure = state.failure.clone().unwrap_or_default();
+            match &state.retry {
+                Some(retry) if state.unproven => format!("{failure}; {retry}"),
+                _ => failure,
+            }
+        })
     }
 
     /// How many times the database was reopened after a failure.
@@ -194,12 +251,40 @@ mod tests {
         std::thread::sleep(RETRY);
         let db = file.get().expect("reopened");
         assert_eq!(file.reopened(), 1);
+        // The disk took the probe's write: healthy again.
         assert_eq!(file.failure(), None);
         let txn = db.begin_read().expect("read");
         let table = txn.open_table(T).expect("table");
         assert_eq!(table.get(1).expect("get").map(|v| v.value()), Some(10));
         // The write without durability survives here only because the old handle closed cleanly;
         // after a real I/O failure it may not (tests/disk_full.rs covers that end to end).
+    }
+
+    /// Reads go on after a reopen, but the failure stays (what readiness reports) while the disk
+    /// takes no write: here the probe's path is a directory, so its write fails.
+    #[test]
+    fn a_reopened_file_stays_failed_until_the_disk_takes_a_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("db.redb");
+        let file = DbFile::open(&path, 1 << 20).expect("open");
+        let blocker = path.with_extension("probe");
+        std::fs::create_dir(&blocker).expect("dir");
+        file.fail("disk full");
+        let db = file.get().expect("reopened for reading");
+        assert!(db.begin_read().is_ok());
+        let failure = file.failure().expect("still failed");
+        assert!(
+            failure.starts_with("disk full; reopened for reading"),
+            "{failure}"
+        );
+        // Probes are at most once per RETRY: still failed right after.
+        std::fs::remove_dir(&blocker).expect("rmdir");
+        assert!(file.get().is_ok());
+        assert!(file.failure().is_some());
+        std::thread::sleep(RETRY);
+        assert!(file.get().is_ok());
+        assert_eq!(file.failure(), None);
+        assert!(!blocker.exists(), "the probe file is removed");
     }
 
     #[test]

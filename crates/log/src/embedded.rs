@@ -291,7 +291,7 @@ impl EmbeddedLog {
     }
 
     /// Why the log cannot take appends now, while it cannot: its file failed (a full disk) and is
-    /// not reopened yet, or it was reopened without records it had acknowledged (only possible
+    /// not reopened yet or the disk has not taken a write since, or it was reopened without records it had acknowledged (only possible
     /// with `fsync: never`; then only a restart, which replays from the checkpoints, helps).
     pub fn failure(&self) -> Option<String> {
         let core = self.core();

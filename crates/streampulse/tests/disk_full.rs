@@ -143,9 +143,7 @@ fn a_full_disk_refuses_ingest_then_everything_recovers_without_a_restart() {
             p.log()
         );
     };
-    // Readiness reports the closed log file. A reader may reopen the file (reading works on a full
-    // disk) between a failed append and this probe, so the probe follows another failing append
-    // until it sees the failure: what a readiness check polling a failing process sees.
+    // Readiness reports the failed file once an append (or a store write) has failed.
     let deadline = Instant::now() + Duration::from_secs(30);
     let ready = loop {
         let (status, ready) = p.get("/readyz");
@@ -171,6 +169,23 @@ fn a_full_disk_refuses_ingest_then_everything_recovers_without_a_restart() {
         .unwrap_or_default();
     assert!(component == "log" || component == "store", "{ready}");
     eprintln!("and /readyz 503: {ready}");
+    // And it stays unready while the disk is full: a reader that reopens the file (reading works
+    // on a full disk) does not make the process ready, since the disk takes no write.
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(200));
+        let batch = producer.next();
+        let (status, reply) = post(&p, &batch);
+        match status {
+            200 => acknowledged.extend(batch.1),
+            503 => {}
+            other => panic!("ingest answered {other} on a full disk: {reply}"),
+        }
+        let (status, again) = p.get("/readyz");
+        assert_eq!(
+            status, 503,
+            "readiness flapped while the disk was full: {again}"
+        );
+    }
     let (status, health) = p.get("/healthz");
     assert_eq!(status, 200, "the process itself is alive: {health}");
     // Stay full past the idle timeout: the idle flush then writes the last windows to the store,
