@@ -237,18 +237,13 @@ export function liveView(ctx) {
   function onMessage(msg) {
     if (msg.type === 'result') {
       if (msg.partial || msg.window !== settings.window) return;
-      let s = series.get(msg.metric_id);
-      if (!s) {
-        // Rows carry no tags: with a tag filter only metrics the query matched are followed.
-        if (tagFilter.length || !globMatch(settings.pattern, msg.metric_id)) return;
-        if (series.size >= MAX_CHARTS) {
-          hidden += 1;
-          return;
-        }
-        s = addSeries(msg.metric_id);
+      const s = series.get(msg.metric_id);
+      if (s) {
+        addRow(s, msg);
+        schedule();
+      } else if (globMatch(settings.pattern, msg.metric_id)) {
+        follow(msg);
       }
-      addRow(s, msg);
-      schedule();
     } else if (msg.type === 'alert') {
       const s = series.get(msg.metric_id);
       if (s) {
@@ -261,6 +256,47 @@ export function liveView(ctx) {
     } else if (msg.type === 'error') {
       updateStatus(msg.detail);
     }
+  }
+
+  /**
+   * A result of a metric not charted yet: chart it if it passes the tag filter. Rows carry no
+   * tags, so the catalog says (asked once per metric; results arriving meanwhile wait).
+   */
+  const tagged = new Map();
+  async function follow(row) {
+    let verdict = tagFilter.length ? tagged.get(row.metric_id) : true;
+    if (Array.isArray(verdict)) {
+      verdict.push(row);
+      return;
+    }
+    if (verdict === undefined) {
+      if (tagged.size >= 10000) tagged.clear();
+      const waiting = [row];
+      tagged.set(row.metric_id, waiting);
+      const gen = generation;
+      try {
+        const page = await api('/catalog' + query({
+          job: ctx.job, metric_id: row.metric_id, tag: tagFilter.map(([k, v]) => `${k}:${v}`), limit: 1,
+        }));
+        verdict = page.metrics.length > 0;
+      } catch {
+        verdict = false;
+      }
+      if (gen !== generation) return;
+      tagged.set(row.metric_id, verdict);
+      if (verdict) for (const r of waiting.slice(1)) follow(r);
+    }
+    if (!verdict) return;
+    let s = series.get(row.metric_id);
+    if (!s) {
+      if (series.size >= MAX_CHARTS) {
+        hidden += 1;
+        return;
+      }
+      s = addSeries(row.metric_id);
+    }
+    addRow(s, row);
+    schedule();
   }
 
   async function apply() {
@@ -285,6 +321,7 @@ export function liveView(ctx) {
     for (const s of series.values()) s.chart?.destroy();
     series.clear();
     dirty.clear();
+    tagged.clear();
     hidden = 0;
     connectedOnce = false;
     fill(grid, emptyState());

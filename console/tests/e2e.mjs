@@ -185,6 +185,30 @@ async function fullFlow() {
       + `layout shift ${perf.shift.toFixed(3)}`;
   });
 
+  await step('live: with a tag filter, a new metric carrying the tags is charted and another is not', async () => {
+    const base = prefix.replace('*', '');
+    await page.fill('#live-metrics', prefix);
+    await page.selectOption('#live-window', env('FAST_WINDOW'));
+    await page.fill('#live-tags', 'host:h1');
+    await page.click('form.controls button[type=submit]');
+    await page.waitForFunction(() => /live/.test(document.querySelector('.live .status')?.textContent ?? ''), null, { timeout: 10000 });
+    const before = await page.locator('figure.chart').count();
+    const events = [];
+    for (let k = 0; k < 8; k += 1) {
+      events.push({ metric_id: `${base}x1`, ts: nextTs + k * 1000, value: 1, tags: { host: 'h1' } });
+      events.push({ metric_id: `${base}x2`, ts: nextTs + k * 1000, value: 2, tags: { host: 'h2' } });
+    }
+    nextTs += 8000;
+    await post(events);
+    await page.locator(`figure.chart[data-metric="${base}x1"]`).waitFor({ timeout: 5000 });
+    await page.waitForTimeout(500);
+    check(await page.locator(`figure.chart[data-metric="${base}x2"]`).count() === 0, `${base}x2 (host:h2) is charted under host:h1`);
+    const after = await page.locator('figure.chart').count();
+    check(after === before + 1, `${before} charts before, ${after} after`);
+    await page.fill('#live-tags', '');
+    return `${before} → ${after} charts`;
+  });
+
   await step('alerts: an injected spike is in the table within a second', async () => {
     await page.goto(`${url}/#/alerts`);
     await page.waitForFunction(() => /live/.test(document.querySelector('.alerts .status')?.textContent ?? ''), null, { timeout: 5000 });
