@@ -164,6 +164,19 @@ export function alertsView(ctx) {
     const windows = ctx.jobStatus?.windows ?? [];
     const window = windows.includes(a.series) ? a.series : windows[0];
     const end = (a.resolved_ts ?? Math.max(a.last_ts, Date.now())) + CONTEXT;
+    const range = { job: ctx.job, start: a.first_ts - CONTEXT, end };
+    // An alert on the raw series is best seen against the raw events, when the job keeps them
+    // (otherwise the window means stand in).
+    let raw = null;
+    if (a.series === 'raw' && ctx.jobStatus?.keep_raw_events) {
+      try {
+        const page = await api('/events' + query({ ...range, metric_id: a.metric_id, limit: 10000 }), { signal });
+        raw = page.events.map((e) => ({ window_start: e.ts, window_end: e.ts, mean: e.value, min: e.value, max: e.value }));
+      } catch (e) {
+        if (e.name === 'AbortError') return;
+        raw = null;
+      }
+    }
     const box = h('div', { class: 'chart-box' });
     const facts = [
       ['State', a.state], ['Severity', a.severity], ['Metric', a.metric_id], ['Detector', a.detector],
@@ -175,17 +188,20 @@ export function alertsView(ctx) {
     fill(detail,
       h('h2', { id: 'alert-detail-title', tabindex: '-1' }, `Alert on ${a.metric_id}`),
       h('dl', { class: 'facts' }, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
-      window ? h('p', { class: 'hint' }, `${window} windows of ${a.metric_id} from 10 min before the episode to 10 min after it`
-        + (a.series === window ? '' : ` (the alert watches the ${a.series} series)`)) : null,
+      raw ? h('p', { class: 'hint' }, `the raw events of ${a.metric_id} from 10 min before the episode to 10 min after it`)
+        : window ? h('p', { class: 'hint' }, `${window} windows of ${a.metric_id} from 10 min before the episode to 10 min after it`
+        + (a.series === window ? '' : ` (the alert watches the ${a.series} series; the job keeps no raw events)`)) : null,
       box,
       h('p', {}, h('a', { href: '#/alerts' }, 'Back to all alerts')));
     detail.querySelector('h2').focus({ preventScroll: true });
     detail.scrollIntoView({ block: 'nearest' });
+    if (raw) {
+      detailChart = makeChart(box, raw, () => ({ alerts: [a] }));
+      return;
+    }
     if (!window) return;
     try {
-      const page = await api(`/metrics/${encodeURIComponent(a.metric_id)}` + query({
-        job: ctx.job, start: a.first_ts - CONTEXT, end, window, limit: 10000,
-      }), { signal });
+      const page = await api(`/metrics/${encodeURIComponent(a.metric_id)}` + query({ ...range, window, limit: 10000 }), { signal });
       detailChart = makeChart(box, page.results, () => ({ alerts: [a] }));
     } catch (e) {
       if (e.name !== 'AbortError') box.replaceWith(h('p', { class: 'error' }, e.message));

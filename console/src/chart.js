@@ -51,7 +51,9 @@ export function makeChart(box, rows, marks) {
     bands: [{ series: [3, 2], fill: COLORS.band }],
     axes: [
       { stroke: '#555', grid: { stroke: '#eee' } },
-      { stroke: '#555', grid: { stroke: '#eee' }, size: 64, values: (u, vals) => vals.map(fmtNum) },
+      // Wide enough for the longest tick label (uPlot passes the formatted labels).
+      { stroke: '#555', grid: { stroke: '#eee' }, values: (u, vals) => vals.map(fmtNum),
+        size: (u, labels) => Math.max(40, ...(labels ?? []).map((l) => String(l).length * 7.5 + 16)) },
     ],
     hooks: { draw: [(u) => drawMarks(u, marks())] },
   };

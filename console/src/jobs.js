@@ -127,6 +127,7 @@ export function jobsView(ctx) {
       job.store_error ? h('p', { class: 'error' }, `store writes failing: ${job.store_error}`) : null,
       h('dl', { class: 'facts' },
         h('dt', {}, 'Windows'), h('dd', {}, job.windows?.join(', ') || '—'),
+        h('dt', {}, 'Raw events'), h('dd', {}, job.keep_raw_events ? 'kept (GET /events)' : 'not kept'),
         h('dt', {}, 'Ingest'), h('dd', {}, `${fmtNum(job.ingest_accepted)} accepted, ${fmtNum(job.ingest_rejected)} rejected`),
         h('dt', {}, 'Checkpoints'), h('dd', {}, `${fmtNum(job.checkpoints_completed)} completed, ${fmtNum(job.checkpoints_failed)} failed`),
         h('dt', {}, 'Last checkpoint'), h('dd', { class: 'last-checkpoint' }, cp

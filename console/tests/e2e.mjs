@@ -222,6 +222,8 @@ async function fullFlow() {
     await row.click();
     await page.locator('#alert-detail-title').waitFor({ timeout: 5000 });
     await page.locator('.detail canvas').waitFor({ timeout: 5000 });
+    const hint = await page.textContent('.detail .hint');
+    check(hint.startsWith(`the raw events of ${spike}`), `detail: ${hint}`);
     return `${elapsed} ms after the POST was answered`;
   });
   await page.screenshot({ path: join(shots, 'alerts.png') });

@@ -49,6 +49,8 @@ pub struct JobCounters {
     pub partitions: Vec<PartitionCounters>,
     /// The job's window names, in the order of its definition (for the status).
     pub windows: Vec<String>,
+    /// Whether the job stores raw events (`job.keep_raw_events`), for the status.
+    pub keep_raw_events: bool,
     /// Candidate events in ingest requests: accepted + rejected + duplicate (plus those of
     /// requests whose append failed).
     pub ingest_received: AtomicU64,
@@ -91,6 +93,8 @@ pub struct JobStatus {
     pub state: &'static str,
     /// The names of the job's windows, in the order of its definition.
     pub windows: Vec<String>,
+    /// Whether `GET /events` has this job's raw events (`job.keep_raw_events`).
+    pub keep_raw_events: bool,
     pub partitions: Vec<PartitionStatus>,
     pub ingest_accepted: u64,
     pub ingest_rejected: u64,
@@ -122,6 +126,7 @@ impl JobCounters {
         Self {
             partitions,
             windows: job.windows.iter().map(|w| w.name.clone()).collect(),
+            keep_raw_events: job.keep_raw_events,
             ingest_received: AtomicU64::new(0),
             ingest_accepted: AtomicU64::new(0),
             ingest_rejected: AtomicU64::new(0),
@@ -168,6 +173,7 @@ impl JobCounters {
             job: job.to_string(),
             state,
             windows: self.windows.clone(),
+            keep_raw_events: self.keep_raw_events,
             partitions,
             ingest_accepted: self.ingest_accepted.load(Relaxed),
             ingest_rejected: self.ingest_rejected.load(Relaxed),

@@ -30,6 +30,7 @@ const FULL_CONFIG: &str = "
 log:
   partitions: 2
 job:
+  keep_raw_events: true
   windows:
     - { name: tumble_10s, type: tumbling, size: 10s, aggregates: [stddev, p99] }
     - { name: tumble_1m, type: tumbling, size: 1m, aggregates: [stddev, p99] }

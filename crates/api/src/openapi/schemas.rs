@@ -217,6 +217,8 @@ pub struct JobStatusDoc {
     state: String,
     /// The names of the job's windows, in the order of its definition.
     windows: Vec<String>,
+    /// Whether `GET /events` has this job's raw events (`job.keep_raw_events`).
+    keep_raw_events: bool,
     partitions: Vec<PartitionStatusDoc>,
     ingest_accepted: u64,
     ingest_rejected: u64,
