@@ -2,7 +2,7 @@
 // first, newest first), kept current over the WebSocket, filtered by state, severity and tags;
 // #/alerts/ID opens an alert's detail with its metric's series around the episode.
 
-import { api, ApiError, liveSocket, query } from './api.js';
+import { api, ApiError, isLive, liveSocket, query } from './api.js';
 import { makeChart } from './chart.js';
 import { h, fill, fmtDuration, fmtNum, fmtTime, parseTags, setStatus, statusLine } from './dom.js';
 
@@ -211,7 +211,7 @@ export function alertsView(ctx) {
   load();
   if (!ctx.job) {
     socketState = `no job: ${ctx.jobsError || 'the platform lists none'}`;
-  } else if (ctx.jobStatus?.state !== 'running') {
+  } else if (!isLive(ctx.jobStatus?.state)) {
     socketState = `job ${ctx.jobStatus?.state}: stored alerts only`;
   } else {
     socket = liveSocket({ job: ctx.job, results: 'false', alerts: 'true' }, {

@@ -21,6 +21,14 @@ export function setToken(value) {
   else sessionStorage.removeItem(TOKEN_KEY);
 }
 
+/**
+ * Whether a job pushes results over /ws: `running`, or `remote` (the API-only `streampulse serve`
+ * follows the workers' output topics).
+ */
+export function isLive(state) {
+  return state === 'running' || state === 'remote';
+}
+
 /** A query string from an object; arrays repeat the key, empty values are left out. */
 export function query(params) {
   const q = new URLSearchParams();
@@ -112,7 +120,7 @@ export function liveSocket(params, { onMessage, onState, onOpen }) {
   const diagnose = async () => {
     try {
       const status = await api(`/jobs/${encodeURIComponent(params.job)}`);
-      if (status.state !== 'running') return `job ${status.state}: showing stored results only`;
+      if (!isLive(status.state)) return `job ${status.state}: showing stored results only`;
       return null;
     } catch (e) {
       return e.status === 0 ? null : e.message;

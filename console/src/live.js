@@ -6,7 +6,7 @@
 // At most MAX_CHARTS charts (the first metrics in id order); each keeps its last MAX_POINTS
 // windows. Updates are coalesced to one redraw per animation frame per chart.
 
-import { api, ApiError, liveSocket, query } from './api.js';
+import { api, ApiError, isLive, liveSocket, query } from './api.js';
 import { makeChart, columns, legendItems } from './chart.js';
 import { h, fill, fmtNum, fmtTime, globMatch, parseTags, setStatus, statusLine } from './dom.js';
 
@@ -342,7 +342,7 @@ export function liveView(ctx) {
     }
     if (gen !== generation) return;
     schedule();
-    if (ctx.jobStatus?.state !== 'running') {
+    if (!isLive(ctx.jobStatus?.state)) {
       socketState = `job ${ctx.jobStatus?.state ?? 'unknown'}: showing stored results only`;
       updateStatus();
       return;

@@ -5,8 +5,8 @@
 //   CONSOLE_URL=http://127.0.0.1:8080 CHROMIUM=/usr/bin/chromium METRIC=console.m00 node tests/e2e.mjs
 //
 // Environment: CONSOLE_URL, CHROMIUM (the browser executable), SCREENSHOTS (a directory for one
-// PNG per page), MODE (`full`, or `auth`: the page must ask for a token), TOKEN (the valid one in
-// `auth` mode), METRIC (a metric with results), PREFIX (the glob of the fed metrics, e.g.
+// PNG per page), MODE (`full`; `auth`: the page must ask for a token; `serve`: an API-only
+// process following JOB), TOKEN (the valid one in `auth` mode), METRIC (a metric with results), PREFIX (the glob of the fed metrics, e.g.
 // `console.*`), SPIKE_METRIC (a warmed-up metric to post a spike to), NEXT_TS (epoch ms after
 // every event sent so far). Exits 1 naming the failed step; prints one line per step.
 
@@ -76,6 +76,7 @@ const maxPoints = (page, metric) => page.evaluate(
 
 try {
   if (mode === 'auth') await authFlow();
+  else if (mode === 'serve') await serveFlow();
   else await fullFlow();
   check(problems.length === 0, `errors in the page:\n${problems.join('\n')}`);
   console.log('all steps passed');
@@ -333,6 +334,24 @@ async function fullFlow() {
     await page.keyboard.press('Enter');
     await page.locator('#alert-detail-title').waitFor({ timeout: 5000 });
   });
+}
+
+// `streampulse serve`: the API alone over the shared store, following the workers' job.
+async function serveFlow() {
+  const job = env('JOB');
+  const page = await newPage({ width: 1280, height: 800 });
+  await step('serve: the API-only process lists the workers\' job and follows it live', async () => {
+    await page.goto(`${url}/#/live`);
+    await page.waitForFunction((j) => [...document.querySelectorAll('#job option')].some((o) => o.value === j), job, { timeout: 10000 });
+    await page.waitForFunction(() => /live/.test(document.querySelector('.live .status')?.textContent ?? ''), null, { timeout: 10000 });
+  });
+  await step('serve: the jobs page shows the job as remote, without savepoint or stop', async () => {
+    await page.goto(`${url}/#/jobs`);
+    const card = page.locator(`article.job[data-job="${job}"][data-state="remote"]`);
+    await card.waitFor({ timeout: 10000 });
+    check(await card.locator('button', { hasText: 'Stop' }).isDisabled(), 'Stop is enabled on a remote job');
+  });
+  await page.screenshot({ path: join(shots, 'serve-jobs.png') });
 }
 
 async function authFlow() {

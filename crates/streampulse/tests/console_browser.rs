@@ -10,13 +10,13 @@
 //! "skipped" and pass, unless `CI` is set: then they fail.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
+mod console_support;
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 
-use support::{agent, describe, free_port, Platform};
+use console_support::{browser, run_e2e};
+use support::{agent, free_port, Platform};
 
 /// One browser at a time: the alerts step times a second, which two Chromiums on two cores
 /// could blur.
@@ -37,24 +37,6 @@ job:
     - { name: tumble_1s, type: tumbling, size: 1s }
 ";
 const TOKEN: &str = "console-admin-token";
-
-fn console_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../console")
-}
-
-/// The browser, and the console's packages (`npm ci` in `console/`), or a skip.
-fn browser() -> Option<PathBuf> {
-    let chromium = streampulse_testkit::env::required_file(
-        "STREAMPULSE_TEST_CHROMIUM",
-        "a Chromium executable (Debian's chromium package: /usr/bin/chromium)",
-    )?;
-    if !console_dir().join("node_modules/playwright-core").is_dir() {
-        return streampulse_testkit::env::skip(
-            "console/node_modules has no playwright-core; run `npm ci` in console/",
-        );
-    }
-    Some(chromium)
-}
 
 /// Three minutes of events, every 2 s, for `console.m00`..`console.m59` and `console.spike`
 /// (steady values: the detectors warm up on them), ending two minutes ago. Returns the time after
@@ -93,30 +75,6 @@ fn feed(platform: &Platform, token: Option<&str>) -> i64 {
         resp.body_mut().read_to_string().unwrap()
     );
     ts
-}
-
-fn run_e2e(chromium: &Path, platform: &Platform, mode: &str, extra: &[(&str, String)]) {
-    let shots = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("console-screenshots")
-        .join(mode);
-    let out = Command::new("node")
-        .arg("tests/e2e.mjs")
-        .current_dir(console_dir())
-        .env("CONSOLE_URL", &platform.base)
-        .env("CHROMIUM", chromium)
-        .env("MODE", mode)
-        .env("SCREENSHOTS", &shots)
-        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
-        .output()
-        .expect("run node (Node.js must be on PATH)");
-    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
-    assert!(
-        out.status.success(),
-        "console e2e ({mode}) failed\n{}\nplatform log:\n{}",
-        describe(&out),
-        platform.log()
-    );
-    eprintln!("screenshots in {}", shots.display());
 }
 
 #[test]

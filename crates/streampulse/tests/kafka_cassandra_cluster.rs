@@ -9,6 +9,7 @@
 //! result for every window of every partition (it follows the results topic).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
+mod console_support;
 mod kafka_support;
 mod support;
 
@@ -119,6 +120,10 @@ fn any_process_answers_for_every_partition_after_a_worker_dies() {
         status, 409,
         "the serve process cannot stop the workers' job: {refused}"
     );
+    // Its web console follows the workers' job live (a `remote` job pushes over /ws too).
+    if let Some(chromium) = console_support::browser() {
+        console_support::run_e2e(&chromium, &serve, "serve", &[("JOB", JOB.to_string())]);
+    }
 
     let stop_ws = Arc::new(AtomicBool::new(false));
     let ws = follow_ws(&serve, stop_ws.clone());
