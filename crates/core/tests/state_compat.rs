@@ -1,10 +1,11 @@
-//! Checkpoints written before the percentile sketch changed (state format version 3, whose
-//! accumulators hold DDSketch sketches) still restore: `testdata/state_v3_percentiles.postcard` is
-//! the state of a pipeline with percentile windows after the first half of a fixed stream, written
-//! by version 3, and `testdata/state_v3_percentiles.results.json` what version 3 then emitted
-//! for the second half. Restored and fed the second half, today's pipeline emits the same windows
-//! with the same exact aggregates, and percentiles within 2 % of version 3's (each is within 1 % of
-//! the truth by its own sketch's guarantee).
+//! A checkpoint of state format version 3 with percentile sketches (DDSketch) in its accumulators
+//! restores: `testdata/state_v3_percentiles.postcard` is the state of a pipeline with percentile
+//! windows after the first half of a fixed stream, written by version 3, and
+//! `testdata/state_v3_percentiles.results.json` what version 3 then emitted for the second half.
+//! Restored and fed the second half, the pipeline under test must emit the same windows with the
+//! same exact aggregates and percentiles within 2 % of version 3's: the guard for any change of
+//! the state format or of the sketch (a new sketch may read the old one into its own buckets,
+//! each sketch being within 1 % of the truth).
 //!
 //! `STREAMPULSE_WRITE_STATE_FIXTURE=1` rewrites the files with the code under test (done once,
 //! by version 3).
