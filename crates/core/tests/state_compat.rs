@@ -66,7 +66,13 @@ fn events() -> Vec<(String, i64, f64)> {
             let value = match m {
                 0 => 50.0 + x,
                 1 => -(1.0 + x),
-                2 => (if i % 5 == 0 { 0.0 } else { x - 50.0 }),
+                2 => {
+                    if i % 5 == 0 {
+                        0.0
+                    } else {
+                        x - 50.0
+                    }
+                }
                 _ => (x / 10.0).exp(),
             };
             (format!("m{m}"), ts, value)
