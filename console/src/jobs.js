@@ -116,7 +116,10 @@ export function jobsView(ctx) {
     c.badge.className = `badge ${job.state}`;
     c.badge.textContent = job.state;
     for (const b of c.buttons) b.disabled = !running;
+    // The tables are rebuilt: keep where each was scrolled sideways (on a narrow screen).
+    const scrolled = [...c.body.querySelectorAll('.table-wrap')].map((w) => w.scrollLeft);
     fill(c.body, details(job, Date.now()));
+    c.body.querySelectorAll('.table-wrap').forEach((w, i) => { w.scrollLeft = scrolled[i] ?? 0; });
     return c.el;
   }
 

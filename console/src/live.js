@@ -80,6 +80,17 @@ export function liveView(ctx) {
         '; a point appears when a window closes (the watermark passes its end).'));
   }
 
+  /** The chart of `id`, made if there is room for one more; null (counted) past MAX_CHARTS. */
+  function chartFor(id) {
+    const s = series.get(id);
+    if (s) return s;
+    if (series.size >= MAX_CHARTS) {
+      hidden += 1;
+      return null;
+    }
+    return addSeries(id);
+  }
+
   function addSeries(id) {
     const s = { id, rows: new Map(), alerts: new Map(), late: [], chart: null };
     s.box = h('div', { class: 'chart-box' });
@@ -198,15 +209,8 @@ export function liveView(ctx) {
       if (gen !== generation) return;
       for (const row of page.results) {
         metrics.add(row.metric_id);
-        let s = series.get(row.metric_id);
-        if (!s) {
-          if (series.size >= MAX_CHARTS) {
-            hidden += 1;
-            continue;
-          }
-          s = addSeries(row.metric_id);
-        }
-        addRow(s, row);
+        const s = chartFor(row.metric_id);
+        if (s) addRow(s, row);
       }
       if (!page.truncated || !page.next_cursor || metrics.size > MAX_CHARTS) break;
       cursor = page.next_cursor;
@@ -286,15 +290,8 @@ export function liveView(ctx) {
       tagged.set(row.metric_id, verdict);
       if (verdict) for (const r of waiting.slice(1)) follow(r);
     }
-    if (!verdict) return;
-    let s = series.get(row.metric_id);
-    if (!s) {
-      if (series.size >= MAX_CHARTS) {
-        hidden += 1;
-        return;
-      }
-      s = addSeries(row.metric_id);
-    }
+    const s = verdict && chartFor(row.metric_id);
+    if (!s) return;
     addRow(s, row);
     schedule();
   }

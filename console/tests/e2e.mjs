@@ -309,13 +309,32 @@ async function fullFlow() {
   });
   await page.screenshot({ path: join(shots, 'query.png') });
 
-  await step('phone width: the live page fits without sideways scrolling', async () => {
+  await step('phone width: the pages fit without sideways scrolling', async () => {
     const phone = await newPage({ width: 390, height: 844 });
     await phone.goto(`${url}/#/live`);
     await phone.waitForFunction((m) => Number(document.querySelector(`figure.chart[data-metric="${m}"]`)?.dataset.points) >= 1, metric, { timeout: 10000 });
     const width = await phone.evaluate(() => document.documentElement.scrollWidth);
     check(width <= 390, `page is ${width}px wide`);
     await phone.screenshot({ path: join(shots, 'live-phone.png') });
+    // The jobs page refreshes every 2 s; a partition table scrolled sideways stays where it was.
+    await phone.goto(`${url}/#/jobs`);
+    const wrap = phone.locator('article.job[data-job="default"] .table-wrap').first();
+    await wrap.waitFor({ timeout: 5000 });
+    const pageWidth = await phone.evaluate(() => document.documentElement.scrollWidth);
+    check(pageWidth <= 390, `the jobs page is ${pageWidth}px wide`);
+    await wrap.evaluate((w) => { w.scrollLeft = 120; });
+    const before = await wrap.evaluate((w) => w.scrollLeft);
+    check(before > 0, 'the partition table does not scroll sideways at 390 px');
+    await phone.waitForTimeout(2500);
+    const after = await wrap.evaluate((w) => w.scrollLeft);
+    check(after === before, `scrolled to ${before}, after a refresh at ${after}`);
+    for (const view of ['alerts', 'query']) {
+      await phone.goto(`${url}/#/${view}`);
+      await phone.locator(`section.view h1`).waitFor({ timeout: 5000 });
+      await phone.waitForTimeout(500);
+      const width = await phone.evaluate(() => document.documentElement.scrollWidth);
+      check(width <= 390, `the ${view} page is ${width}px wide`);
+    }
   });
 
   await step('keyboard: the pages are reachable with Tab and Enter', async () => {
