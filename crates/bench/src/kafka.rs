@@ -326,6 +326,9 @@ pub fn throughput(args: &Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let workers = start_workers(dir.path(), &config, args.workers)?;
     let mut first_event: Option<Duration> = None;
+    // At the first poll that saw events: the events processed so far and the workers' CPU time,
+    // so that the steady state can be told apart from process start and the group join.
+    let mut at_first: Option<(u64, f64)> = None;
     // `ingest_accepted` counts every event a worker processed since it started. The per-partition
     // `events` lists only the partitions a worker owns now: those of a partition handed over in
     // the group's first rebalance would drop out of that sum, so it is only printed, not waited on.
@@ -341,6 +344,8 @@ pub fn throughput(args: &Args) -> anyhow::Result<()> {
         let total: u64 = per_worker.iter().sum();
         if total > 0 && first_event.is_none() {
             first_event = Some(started.elapsed());
+            let cpu: f64 = workers.iter().map(|w| cpu_seconds(w.pid())).sum();
+            at_first = Some((total, cpu));
         }
         if total >= n as u64 {
             let owned_sum: u64 = statuses.iter().flat_map(owned).map(|o| o.events).sum();
@@ -365,9 +370,11 @@ pub fn throughput(args: &Args) -> anyhow::Result<()> {
     drop(workers);
     let secs = elapsed.as_secs_f64();
     let from_first = (elapsed - first_event.unwrap_or_default()).as_secs_f64();
+    let (done_at_first, cpu_at_first) = at_first.unwrap_or_default();
+    let steady_cpu = cpu - cpu_at_first;
     let props = &args.worker_properties;
     println!(
-        "mode=kafka_throughput exactly_once={} worker_properties={props:?} job={} events={n} workers={} partitions={partitions} seconds={secs:.3} events_per_sec={:.0} first_event_after_seconds={:.3} events_per_sec_from_first_event={:.0} worker_cpu_seconds={cpu:.2} events_per_cpu_second={:.0} per_worker_events={per_worker:?} owned_partition_events_sum={owned_sum} worker_peak_rss_mib=[{}] produce_seconds={produce_seconds:.2} (from starting the workers: includes process start and the group join; cores={}, shared by the workers and the bench)",
+        "mode=kafka_throughput exactly_once={} worker_properties={props:?} job={} events={n} workers={} partitions={partitions} seconds={secs:.3} events_per_sec={:.0} first_event_after_seconds={:.3} events_per_sec_from_first_event={:.0} worker_cpu_seconds={cpu:.2} events_per_cpu_second={:.0} steady_events={} steady_cpu_seconds={steady_cpu:.2} steady_events_per_cpu_second={:.0} per_worker_events={per_worker:?} owned_partition_events_sum={owned_sum} worker_peak_rss_mib=[{}] produce_seconds={produce_seconds:.2} (from starting the workers: includes process start and the group join; steady_*: from the first poll that saw an event on; cores={}, shared by the workers and the bench)",
         args.exactly_once,
         args.job.name(),
         args.workers,
@@ -375,6 +382,8 @@ pub fn throughput(args: &Args) -> anyhow::Result<()> {
         first_event.unwrap_or_default().as_secs_f64(),
         n as f64 / from_first,
         n as f64 / cpu,
+        n as u64 - done_at_first,
+        (n as u64 - done_at_first) as f64 / steady_cpu,
         rss.join(","),
         cores(),
     );
