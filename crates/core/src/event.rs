@@ -14,6 +14,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::time::{self, Millis, TimeParseError};
 
@@ -38,8 +39,8 @@ pub struct EventRef<'a> {
     pub metric_id: Cow<'a, str>,
     pub ts: Millis,
     pub value: f64,
-    /// Sorted by key, each key once (of a key given twice, the last value).
-    tags: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    /// Sorted by key, each key once (of a key given twice, the last value). Inline up to two.
+    tags: SmallVec<[(Cow<'a, str>, Cow<'a, str>); 2]>,
 }
 
 impl EventRef<'_> {
@@ -216,9 +217,11 @@ impl EventFormat {
     /// (the engine reads them when a metric first appears).
     pub fn parse_ref<'a>(&self, text: &'a str) -> Result<EventRef<'a>, EventError> {
         self.check_event_size(text.len())?;
-        let read: Read = decode::read(text, self).map_err(|e| EventError::Json(e.to_string()))?;
+        let mut fields = Fields::default();
+        let read = decode::read(text, self, &mut fields)
+            .map_err(|e| EventError::Json(e.to_string()))?;
         match read {
-            Read::Object(fields) => self.validate_fields(fields),
+            Read::Object => self.validate_fields(fields),
             Read::Other(raw) => Err(EventError::NotAnObject(raw.name())),
         }
     }
@@ -267,15 +270,16 @@ impl EventFormat {
         }
         .ok_or_else(|| EventError::NotFinite(self.value_field.clone()))?;
         let tags = match fields.tags {
-            None | Some(Raw::Null) => Vec::new(),
-            Some(Raw::Object(Some(map))) if map.len() > self.max_tags => {
+            None | Some(Raw::Null) => SmallVec::new(),
+            Some(Raw::Object) if fields.tag_members.len() > self.max_tags => {
                 return Err(EventError::TooManyTags {
                     field: self.tags_field.clone(),
-                    got: map.len(),
+                    got: fields.tag_members.len(),
                     limit: self.max_tags,
                 })
             }
-            Some(Raw::Object(Some(map))) => map
+            Some(Raw::Object) => fields
+                .tag_members
                 .into_iter()
                 .map(|(k, v)| {
                     let v: Cow<'a, str> = match v {

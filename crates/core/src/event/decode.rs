@@ -7,16 +7,18 @@
 //! of two `metric_id`s wins, so such an event is refused rather than guessed.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserializer;
+use smallvec::SmallVec;
 
 use super::EventFormat;
 
-/// A field's value as read. Objects keep their members only where asked (the tags field), and
-/// only one level deep: a member's own arrays and objects are skipped.
+/// A field's value as read. An object's members are kept only where asked (the tags field, in
+/// [`Fields::tag_members`]), and only one level deep: a member's own arrays and objects are
+/// skipped.
 #[derive(Debug)]
 pub(crate) enum Raw<'a> {
     Null,
@@ -26,8 +28,7 @@ pub(crate) enum Raw<'a> {
     Float(f64),
     Str(Cow<'a, str>),
     Array,
-    /// Members, later duplicates replacing earlier ones; `None` where they were skipped.
-    Object(Option<BTreeMap<Cow<'a, str>, Raw<'a>>>),
+    Object,
 }
 
 impl Raw<'_> {
@@ -39,10 +40,15 @@ impl Raw<'_> {
             Raw::Int(_) | Raw::UInt(_) | Raw::Float(_) => "a number",
             Raw::Str(_) => "a string",
             Raw::Array => "an array",
-            Raw::Object(_) => "an object",
+            Raw::Object => "an object",
         }
     }
 }
+
+/// An object's members, sorted by name, each name once (a later duplicate replacing the earlier
+/// one). Inline up to two: events carry a tag or two, and a map or a vector cost an allocation
+/// and a free per event.
+pub(crate) type Members<'a> = SmallVec<[(Cow<'a, str>, Raw<'a>); 2]>;
 
 /// The named fields of one event object, each as read (absent: `None`).
 #[derive(Debug, Default)]
@@ -51,54 +57,69 @@ pub(crate) struct Fields<'a> {
     pub ts: Option<Raw<'a>>,
     pub value: Option<Raw<'a>>,
     pub tags: Option<Raw<'a>>,
+    /// The members of the tags field when it is an object.
+    pub tag_members: Members<'a>,
 }
 
-/// What a text held: an object's fields, or some other JSON value.
+/// What a text held: an object (its fields read into the caller's [`Fields`]), or some other
+/// JSON value.
 #[derive(Debug)]
 pub(crate) enum Read<'a> {
-    Object(Fields<'a>),
+    Object,
     Other(Raw<'a>),
 }
 
-/// Reads `text` (one JSON value, nothing after it but whitespace).
-pub(crate) fn read<'a>(text: &'a str, format: &EventFormat) -> serde_json::Result<Read<'a>> {
+/// Reads `text` (one JSON value, nothing after it but whitespace). An object's fields go to
+/// `fields`, which starts empty: filled in place, not returned, because the fields with their
+/// inline tags are large enough that moving them out through each layer of the parser costs
+/// more than the allocation the inline tags avoid.
+pub(crate) fn read<'a>(
+    text: &'a str,
+    format: &EventFormat,
+    fields: &mut Fields<'a>,
+) -> serde_json::Result<Read<'a>> {
     let mut de = serde_json::Deserializer::from_str(text);
     let object = text.trim_start().starts_with('{');
     let read = if object {
-        Read::Object(de.deserialize_map(FieldsVisitor { format })?)
+        de.deserialize_map(FieldsVisitor { format, fields })?;
+        Read::Object
     } else {
-        Read::Other(RawSeed { members: false }.deserialize(&mut de)?)
+        Read::Other(RawSeed::skip().deserialize(&mut de)?)
     };
     de.end()?;
     Ok(read)
 }
 
-struct FieldsVisitor<'f> {
+struct FieldsVisitor<'f, 'de> {
     format: &'f EventFormat,
+    fields: &'f mut Fields<'de>,
 }
 
-impl<'de> Visitor<'de> for FieldsVisitor<'_> {
-    type Value = Fields<'de>;
+impl<'de> Visitor<'de> for FieldsVisitor<'_, 'de> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let format = self.format;
-        let mut fields = Fields::default();
+        let fields = self.fields;
         // Names of the fields not read, kept only to refuse one given twice; most events have
         // none, so the set is made on the first.
         let mut others: Option<HashSet<Cow<'de, str>>> = None;
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-            let (slot, members) = if key == format.metric_id_field {
-                (&mut fields.metric_id, false)
+            let (slot, seed) = if key == format.metric_id_field {
+                (&mut fields.metric_id, RawSeed::skip())
             } else if key == format.timestamp_field {
-                (&mut fields.ts, false)
+                (&mut fields.ts, RawSeed::skip())
             } else if key == format.value_field {
-                (&mut fields.value, false)
+                (&mut fields.value, RawSeed::skip())
             } else if key == format.tags_field {
-                (&mut fields.tags, true)
+                let seed = RawSeed {
+                    members: Some(&mut fields.tag_members),
+                };
+                (&mut fields.tags, seed)
             } else {
                 if !others.get_or_insert_with(HashSet::new).insert(key.clone()) {
                     return Err(twice(&key));
@@ -109,9 +130,9 @@ impl<'de> Visitor<'de> for FieldsVisitor<'_> {
             if slot.is_some() {
                 return Err(twice(&key));
             }
-            *slot = Some(map.next_value_seed(RawSeed { members })?);
+            *slot = Some(map.next_value_seed(seed)?);
         }
-        Ok(fields)
+        Ok(())
     }
 }
 
@@ -144,13 +165,18 @@ impl<'de> de::Deserialize<'de> for Text<'de> {
     }
 }
 
-/// Reads one value as [`Raw`]; `members`: keep an object's members.
-#[derive(Clone, Copy)]
-struct RawSeed {
-    members: bool,
+/// Reads one value as [`Raw`], an object's members into `members` when given.
+struct RawSeed<'m, 'de> {
+    members: Option<&'m mut Members<'de>>,
 }
 
-impl<'de> DeserializeSeed<'de> for RawSeed {
+impl RawSeed<'_, '_> {
+    fn skip() -> Self {
+        RawSeed { members: None }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for RawSeed<'_, 'de> {
     type Value = Raw<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Raw<'de>, D::Error> {
@@ -158,7 +184,7 @@ impl<'de> DeserializeSeed<'de> for RawSeed {
     }
 }
 
-impl<'de> Visitor<'de> for RawSeed {
+impl<'de> Visitor<'de> for RawSeed<'_, 'de> {
     type Value = Raw<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -207,15 +233,50 @@ impl<'de> Visitor<'de> for RawSeed {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw<'de>, A::Error> {
-        if !self.members {
+        let Some(members) = self.members else {
             while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-            return Ok(Raw::Object(None));
-        }
-        let mut members = BTreeMap::new();
+            return Ok(Raw::Object);
+        };
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
-            let value = map.next_value_seed(RawSeed { members: false })?;
-            members.insert(key, value);
+            let value = map.next_value_seed(RawSeed::skip())?;
+            members.push((key, value));
         }
-        Ok(Raw::Object(Some(members)))
+        // Stable, so a name's values stay in their order and the last of a run is the later.
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        members.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same {
+                std::mem::swap(later, kept);
+            }
+            same
+        });
+        Ok(Raw::Object)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_are_sorted_and_the_later_duplicate_wins() {
+        let text = r#"{"b": 1, "a": 2, "b": 3, "c": 4, "a": 5, "b": 6}"#;
+        let mut de = serde_json::Deserializer::from_str(text);
+        let mut members = Members::new();
+        let seed = RawSeed {
+            members: Some(&mut members),
+        };
+        assert!(matches!(seed.deserialize(&mut de).unwrap(), Raw::Object));
+        let got: Vec<(String, i64)> = members
+            .into_iter()
+            .map(|(k, v)| match v {
+                Raw::UInt(u) => (k.into_owned(), u as i64),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        // What a map that replaces on insert holds.
+        let want: std::collections::BTreeMap<String, i64> =
+            serde_json::from_str(text).unwrap();
+        assert_eq!(got, want.into_iter().collect::<Vec<_>>());
     }
 }
