@@ -230,14 +230,19 @@ impl EventFormat {
     /// hold the raw text check this before building a JSON tree of it.
     pub fn check_event_size(&self, len: usize) -> Result<(), EventError> {
         if len > self.max_event_bytes {
-            return Err(EventError::TooLarge {
-                what: "the event".into(),
-                got: len,
-                limit: self.max_event_bytes,
-                key: "max_event_bytes",
-            });
+            return Err(self.too_large(len));
         }
         Ok(())
+    }
+
+    /// The error for an event of `len` bytes, over `max_event_bytes`.
+    pub fn too_large(&self, len: usize) -> EventError {
+        EventError::TooLarge {
+            what: "the event".into(),
+            got: len,
+            limit: self.max_event_bytes,
+            key: "max_event_bytes",
+        }
     }
 
     /// Judges the fields read from one object.

@@ -3,6 +3,7 @@
 
 mod commands;
 mod config;
+mod lines;
 mod otel;
 mod result_store;
 mod results_writer;

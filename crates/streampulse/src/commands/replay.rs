@@ -11,10 +11,12 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use streampulse_core::event::EventError;
 use streampulse_core::output::Output;
 use streampulse_core::pipeline::PartitionPipeline;
 
 use crate::config::AppConfig;
+use crate::lines::{Line, Lines};
 use crate::results_writer::ResultWriter;
 
 #[derive(clap::Args)]
@@ -59,7 +61,8 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
         .unwrap_or(validated.config.log.partitions)
         .max(1);
 
-    let mut input: Box<dyn BufRead> = open_input(&args.input)?;
+    // Lines are kept up to an event's size limit: a longer one is rejected like any bad line.
+    let mut input = Lines::new(open_input(&args.input)?, job.event.max_event_bytes);
     let mut sinks = Sinks {
         results: ResultWriter::create(&args.output, &job)?,
         late: args.late_output.as_deref().map(create).transpose()?,
@@ -74,24 +77,18 @@ pub fn run(args: ReplayArgs) -> anyhow::Result<()> {
     let mut outputs = Vec::new();
     let mut lines = 0u64;
 
-    // One buffer for every line: a replay reads millions.
-    let mut line = String::new();
-    loop {
-        line.clear();
-        let read = input
-            .read_line(&mut line)
-            .with_context(|| format!("cannot read {}", args.input.display()))?;
-        if read == 0 {
-            break;
-        }
+    while let Some(line) = input
+        .next_line()
+        .with_context(|| format!("cannot read {}", args.input.display()))?
+    {
         lines += 1;
-        // As `BufRead::lines` cuts them: one "\n" or "\r\n".
-        let text = line.strip_suffix('\n').unwrap_or(&line);
-        let text = text.strip_suffix('\r').unwrap_or(text);
-        if text.trim().is_empty() {
-            continue;
-        }
-        let event = match job.event.parse_ref(text) {
+        let parsed = match line {
+            Line::Text(text) if text.trim().is_empty() => continue,
+            Line::Text(text) => job.event.parse_ref(text),
+            Line::NotUtf8(e) => Err(EventError::Json(format!("not UTF-8: {e}"))),
+            Line::TooLong(len) => Err(job.event.too_large(len)),
+        };
+        let event = match parsed {
             Ok(event) => event,
             Err(reason) => {
                 sinks.summary.rejected += 1;
