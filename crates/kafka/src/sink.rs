@@ -17,7 +17,7 @@
 //! retried here either: the worker stops, the transaction is aborted (by the broker, or at once by
 //! a successor with the same `transactional.id`), and read_committed consumers never see it.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -102,14 +102,15 @@ pub struct OutputTopics {
     dead_letter_topic: String,
     /// Records sent to the dead-letter topic (for the counters).
     pub dead_lettered: AtomicU64,
-    /// Whether records go out in transactions (`kafka.exactly_once`).
-    transactional: bool,
+    /// Whether a transaction is open (`kafka.exactly_once`): a failed commit has already aborted its transaction, and
+    /// aborting again only fails with a warning.
+    open: AtomicBool,
 }
 
 impl OutputTopics {
     /// At-least-once outputs: records are acknowledged at each checkpoint ([`Self::flush`]).
     pub fn new(config: &KafkaConfig) -> Result<Arc<Self>, KafkaError> {
-        Self::create(config, config.client_config(), false)
+        Self::create(config, config.client_config())
     }
 
     /// Exactly-once outputs: a transactional producer with `transactional_id`, its first
@@ -131,9 +132,10 @@ impl OutputTopics {
                     .to_string(),
             );
         }
-        let topics = Self::create(config, client, true)?;
+        let topics = Self::create(config, client)?;
         topics.producer.init_transactions(INIT_TIMEOUT)?;
         topics.producer.begin_transaction()?;
+        topics.open.store(true, Relaxed);
         tracing::info!(
             transactional_id,
             "exactly-once outputs: transactional producer ready"
@@ -144,7 +146,6 @@ impl OutputTopics {
     fn create(
         config: &KafkaConfig,
         mut client: rdkafka::ClientConfig,
-        transactional: bool,
     ) -> Result<Arc<Self>, KafkaError> {
         // Idempotence makes librdkafka's own retries exact (no duplicates, order kept).
         client.set("enable.idempotence", "true");
@@ -157,7 +158,7 @@ impl OutputTopics {
             alerts_topic: some(&config.alerts_topic),
             dead_letter_topic: config.dead_letter_topic.clone(),
             dead_lettered: AtomicU64::new(0),
-            transactional,
+            open: AtomicBool::new(false),
         }))
     }
 
@@ -321,6 +322,7 @@ impl OutputTopics {
             // A record refused while committing (counted by the delivery report) was not in it.
             self.undelivered()
         })();
+        self.open.store(false, Relaxed);
         if let Err(err) = result {
             if let Err(abort) = self.producer.abort_transaction(FLUSH_TIMEOUT) {
                 tracing::warn!(error = %abort, "aborting the failed transaction");
@@ -329,14 +331,16 @@ impl OutputTopics {
         }
         self.producer
             .begin_transaction()
-            .map_err(step("begin the next"))
+            .map_err(step("begin the next"))?;
+        self.open.store(true, Relaxed);
+        Ok(())
     }
 
     /// Aborts the open transaction, when the worker stops without committing it, so that
     /// read_committed consumers need not wait for the transaction timeout. Best effort: a
     /// fenced producer cannot abort, and then the broker or the successor does.
     pub fn abort(&self) {
-        if self.transactional {
+        if self.open.swap(false, Relaxed) {
             if let Err(err) = self.producer.abort_transaction(FLUSH_TIMEOUT) {
                 tracing::warn!(error = %err, "aborting the open transaction");
             }

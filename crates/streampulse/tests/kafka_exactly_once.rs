@@ -18,10 +18,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use kafka_support::{
-    batch, brokers, create_topics, differences, fresh, group_config, owned, read_isolated, stream,
-    Record, Stored,
+    batch, brokers, create_topics, differences, fresh, group_config, owned, read_isolated,
+    result_rows, stream, Stored,
 };
-use serde_json::Value;
 use support::{free_port, Platform};
 
 const JOB: &str = "eos";
@@ -81,7 +80,7 @@ impl Group {
             &format!("{}.results", self.topic),
             "read_committed",
         );
-        rows(&records)
+        result_rows(&records)
     }
 
     fn uncommitted_records(&self) -> usize {
@@ -129,23 +128,6 @@ impl Group {
     }
 }
 
-/// Result rows by (metric, window, window start), and the keys read more than once.
-fn rows(records: &[Record]) -> (Stored, Vec<String>) {
-    let mut rows = Stored::new();
-    let mut twice = Vec::new();
-    for r in records {
-        let row: Value = serde_json::from_slice(r.value.as_deref().unwrap()).unwrap();
-        let key = (
-            row["metric_id"].as_str().unwrap().to_string(),
-            row["window"].as_str().unwrap().to_string(),
-            row["window_start"].as_i64().unwrap(),
-        );
-        if let Some(prev) = rows.insert(key.clone(), row.clone()) {
-            twice.push(format!("{key:?} ({prev} then {row})"));
-        }
-    }
-    (rows, twice)
-}
 
 /// Waits until the workers own all `partitions` between them, each once, and each owns some.
 fn wait_spread(workers: &[&Platform], partitions: usize, timeout: Duration) {

@@ -7,7 +7,11 @@
 //! with three: each time the union of what the first two workers stored before the savepoint and
 //! what the resumed workers stored equals the batch computation over everything produced. A
 //! savepoint whose state was lost, a worker that went on past the savepoint, or a resume from the
-//! latest checkpoints instead of the savepoint would miss or double counts.
+//! latest checkpoints instead of the savepoint would miss or double counts. All of it runs twice:
+//! with at-least-once outputs and with `exactly_once` (where each partition's checkpoint is
+//! committed with its Kafka transaction, and a savepoint must take the committed one). There, a
+//! read_committed reader of the results topics (one for the group up to the savepoint, one per
+//! resumed group) must also see each row of the batch computation exactly once.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod kafka_support;
@@ -18,21 +22,46 @@ use std::time::{Duration, Instant};
 
 use kafka_support::{
     batch, brokers, create_topics, differences, end_offsets, fresh, group_config, owned,
-    stored_results, stream, union, Stored, BASE_TS, TS_STEP,
+    read_isolated, result_rows, stored_results, stream, union, Stored, BASE_TS, TS_STEP,
 };
 use support::{free_port, Platform};
 
 const PARTITIONS: u32 = 4;
 const JOB: &str = "sp";
 
-fn config(brokers: &str, topic: &str, group: &str, checkpoints: &Path) -> String {
-    group_config(
-        brokers,
-        topic,
-        &[format!("group_id: {group}")],
-        JOB,
-        checkpoints,
-    )
+/// The two runs share the machine's cores with up to five workers each: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn config(
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    checkpoints: &Path,
+    exactly_once: bool,
+    results: Option<&str>,
+) -> String {
+    let mut extra = vec![
+        format!("group_id: {group}"),
+        format!("exactly_once: {exactly_once}"),
+    ];
+    extra.extend(results.map(|r| format!("results_topic: {r}")));
+    group_config(brokers, topic, &extra, JOB, checkpoints)
+}
+
+/// The rows a read_committed reader sees on `before` (the group up to its savepoint) and on
+/// `after` (a group resumed from it), when no row is there twice: in one topic or in both.
+fn committed_once(brokers: &str, before: &str, after: &str) -> Result<Stored, String> {
+    let (mut rows, twice) = result_rows(&read_isolated(brokers, before, "read_committed"));
+    let (resumed, twice_after) = result_rows(&read_isolated(brokers, after, "read_committed"));
+    if !twice.is_empty() || !twice_after.is_empty() {
+        return Err(format!("rows read twice: {twice:?} {twice_after:?}"));
+    }
+    for (key, row) in resumed {
+        if let Some(earlier) = rows.insert(key.clone(), row) {
+            return Err(format!("{key:?} before the savepoint and after it ({earlier})"));
+        }
+    }
+    Ok(rows)
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -79,17 +108,41 @@ fn wait_until(what: &str, timeout: Duration, workers: &[&Platform], done: impl F
 
 /// Starts `n` workers of a group from savepoint `sp` over `checkpoints`, and waits until the
 /// union of what they and `before` stored equals the batch over `total` events.
-fn resume(
-    dir: &Path,
-    brokers: &str,
-    topic: &str,
-    checkpoints: &Path,
-    n: usize,
-    before: &[Stored],
+struct Resume<'a> {
+    dir: &'a Path,
+    brokers: &'a str,
+    topic: &'a str,
+    exactly_once: bool,
+    /// What the group stored before it stopped at the savepoint.
+    before: &'a [Stored],
+    /// Its results topic, with `exactly_once`.
+    results_before: Option<&'a str>,
     total: u64,
-) {
+}
+
+fn resume(r: &Resume<'_>, checkpoints: &Path, n: usize) {
+    let Resume {
+        dir,
+        brokers,
+        topic,
+        exactly_once,
+        before,
+        results_before,
+        total,
+    } = *r;
     let group = format!("{topic}-resume-{n}");
-    let config = config(brokers, topic, &group, checkpoints);
+    let results = results_before.map(|_| format!("{topic}.results-r{n}"));
+    let config = config(
+        brokers,
+        topic,
+        &group,
+        checkpoints,
+        exactly_once,
+        results.as_deref(),
+    );
+    if results.is_some() {
+        create_topics(&config, &dir.join(format!("resume{n}-topics")), PARTITIONS);
+    }
     let workers: Vec<Platform> = (0..n)
         .map(|i| {
             Platform::start_with(
@@ -121,6 +174,18 @@ fn resume(
         .filter(|w| w.log().contains("the group starts from the savepoint"))
         .count();
     assert!(imported >= 1, "no worker imported the savepoint");
+    if let (Some(before), Some(after)) = (results_before, results.as_deref()) {
+        let exact = || committed_once(brokers, before, after);
+        wait_until(
+            &format!("the committed results with {n} resumed workers"),
+            Duration::from_secs(60),
+            &refs,
+            || exact().is_ok_and(|rows| differences(&want, &rows, "tumble_10s").is_empty()),
+        );
+        let rows = exact().unwrap_or_else(|e| panic!("{e}"));
+        let diffs = differences(&want, &rows, "tumble_10s");
+        assert!(diffs.is_empty(), "{diffs:?}");
+    }
     for w in workers {
         assert!(w.interrupt().success());
     }
@@ -128,11 +193,35 @@ fn resume(
 
 #[test]
 fn a_group_stops_at_a_savepoint_and_resumes_from_it_with_one_or_three_workers() {
+    stop_and_resume(false);
+}
+
+#[test]
+fn the_same_with_exactly_once_outputs() {
+    stop_and_resume(true);
+}
+
+fn stop_and_resume(exactly_once: bool) {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(brokers) = brokers() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let topic = fresh("savepoint");
+    let topic = fresh(if exactly_once {
+        "savepoint-eos"
+    } else {
+        "savepoint"
+    });
     let checkpoints = dir.path().join("checkpoints");
-    let config = config(&brokers, &topic, &format!("{topic}-group"), &checkpoints);
+    let group = format!("{topic}-group");
+    let results_before = exactly_once.then(|| format!("{topic}.results"));
+    let later_config = config(&brokers, &topic, &group, &checkpoints, exactly_once, None);
+    let config = config(
+        &brokers,
+        &topic,
+        &group,
+        &checkpoints,
+        exactly_once,
+        results_before.as_deref(),
+    );
     create_topics(&config, dir.path(), PARTITIONS);
 
     let w1 = Platform::start(&dir.path().join("w1"), &config, free_port());
@@ -180,11 +269,19 @@ fn a_group_stops_at_a_savepoint_and_resumes_from_it_with_one_or_three_workers() 
         union(&before).len() < seen,
         "the group stopped before the end of the stream, so windows remained for a resume"
     );
+    if let Some(results) = &results_before {
+        let (rows, _) = result_rows(&read_isolated(&brokers, results, "read_committed"));
+        assert!(
+            !rows.is_empty(),
+            "the group committed no result before its savepoint"
+        );
+    }
     w1.kill();
     w2.kill();
 
-    // The group runs on without the savepoint: its checkpoints move past it.
-    let later = Platform::start(&dir.path().join("later"), &config, free_port());
+    // The group runs on without the savepoint: its checkpoints move past it (its results go
+    // nowhere: the results topic holds the group's rows up to the savepoint).
+    let later = Platform::start(&dir.path().join("later"), &later_config, free_port());
     wait_until(
         "the later worker did not read every record",
         Duration::from_secs(60),
@@ -195,14 +292,15 @@ fn a_group_stops_at_a_savepoint_and_resumes_from_it_with_one_or_three_workers() 
 
     let copy = dir.path().join("checkpoints-copy");
     copy_dir(&checkpoints, &copy);
-    resume(
-        dir.path(),
-        &brokers,
-        &topic,
-        &checkpoints,
-        1,
-        &before,
+    let r = Resume {
+        dir: dir.path(),
+        brokers: &brokers,
+        topic: &topic,
+        exactly_once,
+        before: &before,
+        results_before: results_before.as_deref(),
         total,
-    );
-    resume(dir.path(), &brokers, &topic, &copy, 3, &before, total);
+    };
+    resume(&r, &checkpoints, 1);
+    resume(&r, &copy, 3);
 }

@@ -213,6 +213,24 @@ pub fn read_all(brokers: &str, topic: &str) -> Vec<Record> {
 /// (metric, window, window_start) → the row, over every page of `/metrics`.
 pub type Stored = BTreeMap<(String, String, i64), Value>;
 
+/// Result rows by (metric, window, window start), and the keys read more than once.
+pub fn result_rows(records: &[Record]) -> (Stored, Vec<String>) {
+    let mut rows = Stored::new();
+    let mut twice = Vec::new();
+    for r in records {
+        let row: Value = serde_json::from_slice(r.value.as_deref().unwrap()).unwrap();
+        let key = (
+            row["metric_id"].as_str().unwrap().to_string(),
+            row["window"].as_str().unwrap().to_string(),
+            row["window_start"].as_i64().unwrap(),
+        );
+        if let Some(prev) = rows.insert(key.clone(), row.clone()) {
+            twice.push(format!("{key:?} ({prev} then {row})"));
+        }
+    }
+    (rows, twice)
+}
+
 /// Every window result a worker stored in `[start, end)`, walking the pages.
 pub fn stored_results(p: &Platform, start: i64, end: i64) -> Stored {
     p.walk_results(&format!("start={start}&end={end}"))
