@@ -304,3 +304,82 @@ fn stop_and_resume(exactly_once: bool) {
     resume(&r, &checkpoints, 1);
     resume(&r, &copy, 3);
 }
+
+/// A stop with a savepoint that one worker cannot take part in (paused, yet still in the group:
+/// its session outlasts the wait) is given up at the deadline: the asked worker answers 503
+/// naming the partitions without a part, processes again from where it was held (what it polled
+/// while held included), and once the paused worker resumes, the group's results are the batch
+/// computation over everything produced: nothing lost, nothing counted twice.
+#[test]
+fn a_stop_that_cannot_complete_is_given_up_and_the_group_goes_on() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(brokers) = brokers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = fresh("savepoint-give-up");
+    let checkpoints = dir.path().join("checkpoints");
+    let group = format!("{topic}-group");
+    // The paused worker must keep its partitions past the savepoint's wait (60 s).
+    let config = config(&brokers, &topic, &group, &checkpoints, false, None).replace(
+        "session.timeout.ms: \"6000\"",
+        "session.timeout.ms: \"180000\"",
+    );
+    assert!(config.contains("180000"), "{config}");
+    create_topics(&config, dir.path(), PARTITIONS);
+    let w1 = Platform::start(&dir.path().join("w1"), &config, free_port());
+    let w2 = Platform::start(&dir.path().join("w2"), &config, free_port());
+    wait_until(
+        "the two workers did not share the partitions",
+        Duration::from_secs(60),
+        &[&w1, &w2],
+        || {
+            let (a, b) = (owned(&w1, JOB), owned(&w2, JOB));
+            !a.is_empty() && !b.is_empty() && a.len() + b.len() == PARTITIONS as usize
+        },
+    );
+    let paused: Vec<u32> = owned(&w2, JOB).keys().copied().collect();
+
+    const FIRST: u64 = 8_000;
+    stream(&brokers, &topic, 0, FIRST, 4_000).join().unwrap();
+    w2.signal("STOP");
+    // Events keep coming while the asked worker is held at the savepoint.
+    const SECOND: u64 = 8_000;
+    let producing = stream(&brokers, &topic, FIRST, FIRST + SECOND, 200);
+    let asked = Instant::now();
+    let long = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(150)))
+        .build();
+    let mut resp = ureq::Agent::from(long)
+        .delete(&format!("{}/jobs/{JOB}?savepoint=never", w1.base))
+        .call()
+        .expect("DELETE");
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string().unwrap_or_default();
+    w2.signal("CONT");
+    assert_eq!(status, 503, "{body}");
+    assert!(asked.elapsed() >= Duration::from_secs(55), "{body}");
+    assert!(
+        body.contains(&format!("{paused:?}")),
+        "the answer does not name the paused worker's partitions {paused:?}: {body}"
+    );
+    assert_eq!(state(&w1), "running");
+
+    producing.join().unwrap();
+    let total = FIRST + SECOND;
+    let want = batch(total);
+    let end = BASE_TS + total as i64 * TS_STEP + 10_000;
+    let got = || {
+        union(&[
+            stored_results(&w1, BASE_TS, end),
+            stored_results(&w2, BASE_TS, end),
+        ])
+    };
+    wait_until(
+        "the group did not complete the batch computation after the savepoint was given up",
+        Duration::from_secs(90),
+        &[&w1, &w2],
+        || differences(&want, &got(), "tumble_10s").is_empty(),
+    );
+    assert_eq!(state(&w2), "running");
+    assert!(w1.log().contains("the savepoint was given up: processing again"));
+}
