@@ -51,7 +51,7 @@ impl WindowResult {
             min: basic(AggregateKind::Min),
             max: basic(AggregateKind::Max),
             mean: basic(AggregateKind::Mean),
-            extra: extra.iter().map(|&k| (k, acc.value(k))).collect(),
+            extra: acc.values(extra),
             revision,
         }
     }

@@ -4,8 +4,16 @@
 //! or when sessions merge. Every field merges exactly except the percentile sketch, which keeps a
 //! relative error of 1 % (DDSketch), and floating-point sums, whose last bits depend on the order
 //! of addition.
+//!
+//! A window of a few values keeps them as they are and builds the sketch only when asked for a
+//! percentile, when merged with a sketch, when serialized, or past [`KEPT_VALUES`]: the sketch is
+//! the same as if every value had been added to it (its bins count values, whatever the order),
+//! so results and checkpoints do not change, but the short windows that most metrics have no
+//! longer each carry a kilobyte of sketch that every event chases pointers into.
 
-use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 
 use super::AggregateKind;
@@ -13,6 +21,83 @@ use crate::time::Millis;
 
 /// Relative accuracy of the percentile sketch.
 pub const SKETCH_RELATIVE_ACCURACY: f64 = 0.01;
+
+/// Values kept as they are before a sketch replaces them.
+pub const KEPT_VALUES: usize = 16;
+
+/// What the percentiles are computed from.
+#[derive(Clone)]
+enum Percentiles {
+    /// Up to [`KEPT_VALUES`] values, in the order they were added.
+    Values(Vec<f64>),
+    Sketch(Box<DDSketch>),
+}
+
+impl Percentiles {
+    fn add(&mut self, value: f64) {
+        match self {
+            Percentiles::Values(values) if values.len() < KEPT_VALUES => {
+                if values.capacity() == 0 {
+                    values.reserve_exact(KEPT_VALUES);
+                }
+                values.push(value);
+            }
+            Percentiles::Values(values) => {
+                let mut sketch = sketch_of(values);
+                sketch.add(value);
+                *self = Percentiles::Sketch(sketch);
+            }
+            Percentiles::Sketch(sketch) => sketch.add(value),
+        }
+    }
+
+    /// Folds `other` in, as a sketch's merge does: `other`'s values as a sketch of their own.
+    fn merge(&mut self, other: &Percentiles) {
+        if let (Percentiles::Values(mine), Percentiles::Values(theirs)) = (&mut *self, other) {
+            if mine.len() + theirs.len() <= KEPT_VALUES {
+                mine.extend_from_slice(theirs);
+                return;
+            }
+        }
+        let mut merged = match std::mem::replace(self, Percentiles::Values(Vec::new())) {
+            Percentiles::Values(values) => sketch_of(&values),
+            Percentiles::Sketch(sketch) => sketch,
+        };
+        // Both sketches share one config, the only way merge can fail.
+        let _ = merged.merge(&other.sketch());
+        *self = Percentiles::Sketch(merged);
+    }
+
+    fn sketch(&self) -> Cow<'_, DDSketch> {
+        match self {
+            Percentiles::Values(values) => Cow::Owned(*sketch_of(values)),
+            Percentiles::Sketch(sketch) => Cow::Borrowed(sketch),
+        }
+    }
+}
+
+/// The sketch `values` make, added in their order.
+fn sketch_of(values: &[f64]) -> Box<DDSketch> {
+    let mut sketch = Box::new(DDSketch::new(sketch_config()));
+    for &v in values {
+        sketch.add(v);
+    }
+    sketch
+}
+
+/// Percentiles are written as the sketch they make (`Option<DDSketch>`, as before values were
+/// kept), so checkpoints keep their format; they are read back as a sketch.
+mod as_sketch {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(p: &Option<Percentiles>, s: S) -> Result<S::Ok, S::Error> {
+        p.as_ref().map(Percentiles::sketch).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Percentiles>, D::Error> {
+        Ok(Option::<Box<DDSketch>>::deserialize(d)?.map(Percentiles::Sketch))
+    }
+}
 
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Accumulator {
@@ -25,11 +110,13 @@ pub struct Accumulator {
     m2: f64,
     first: (Millis, f64),
     last: (Millis, f64),
-    sketch: Option<Box<DDSketch>>,
+    #[serde(with = "as_sketch")]
+    sketch: Option<Percentiles>,
 }
 
 impl Accumulator {
-    /// An empty accumulator; `with_sketch` enables percentiles (about 1 KiB per accumulator).
+    /// An empty accumulator; `with_sketch` enables percentiles (up to [`KEPT_VALUES`] values,
+    /// then about 1 KiB of sketch).
     pub fn new(with_sketch: bool) -> Self {
         Self {
             count: 0,
@@ -40,7 +127,7 @@ impl Accumulator {
             m2: 0.0,
             first: (Millis::MAX, 0.0),
             last: (Millis::MIN, 0.0),
-            sketch: with_sketch.then(|| Box::new(DDSketch::new(sketch_config()))),
+            sketch: with_sketch.then(|| Percentiles::Values(Vec::new())),
         }
     }
 
@@ -100,8 +187,7 @@ impl Accumulator {
             self.last = other.last;
         }
         if let (Some(mine), Some(theirs)) = (&mut self.sketch, &other.sketch) {
-            // Both sketches share one config, the only way merge can fail.
-            let _ = mine.merge(theirs);
+            mine.merge(theirs);
         }
     }
 
@@ -122,10 +208,24 @@ impl Accumulator {
             AggregateKind::First => Some(self.first.1),
             AggregateKind::Last => Some(self.last.1),
             AggregateKind::P50 | AggregateKind::P90 | AggregateKind::P95 | AggregateKind::P99 => {
-                let q = kind.quantile()?;
-                self.sketch.as_ref()?.quantile(q).ok().flatten()
+                quantile(&self.sketch.as_ref()?.sketch(), kind)
             }
         }
+    }
+
+    /// The values of `kinds`, in order; the sketch is made at most once.
+    pub fn values(&self, kinds: &[AggregateKind]) -> Vec<(AggregateKind, Option<f64>)> {
+        let mut sketch = None;
+        kinds
+            .iter()
+            .map(|&kind| match (kind.quantile(), &self.sketch) {
+                (Some(_), Some(p)) if self.count > 0 => {
+                    let sketch = sketch.get_or_insert_with(|| p.sketch());
+                    (kind, quantile(sketch, kind))
+                }
+                _ => (kind, self.value(kind)),
+            })
+            .collect()
     }
 }
 
@@ -139,6 +239,10 @@ impl std::fmt::Debug for Accumulator {
             .field("sketch", &self.sketch.is_some())
             .finish()
     }
+}
+
+fn quantile(sketch: &DDSketch, kind: AggregateKind) -> Option<f64> {
+    sketch.quantile(kind.quantile()?).ok().flatten()
 }
 
 fn sketch_config() -> SketchConfig {
@@ -213,7 +317,75 @@ mod tests {
         }
     }
 
+    /// An accumulator whose percentiles are a sketch from the first value on, as every one was
+    /// before values were kept.
+    fn sketched(values: &[(Millis, f64)]) -> Accumulator {
+        let mut acc = Accumulator::new(true);
+        acc.sketch = Some(Percentiles::Sketch(Box::new(DDSketch::new(sketch_config()))));
+        for &(ts, v) in values {
+            acc.add(ts, v);
+        }
+        acc
+    }
+
+    fn value_strategy() -> impl Strategy<Value = Vec<(Millis, f64)>> {
+        let value = prop_oneof![
+            -1e3f64..1e3,
+            Just(0.0),
+            (1e-12f64..1e12).prop_map(|v| -v),
+            1e-12f64..1e12,
+        ];
+        prop::collection::vec((0i64..1000, value), 0..3 * KEPT_VALUES)
+    }
+
     proptest! {
+        /// Kept values give the results of a sketch fed from the first value, alone and merged
+        /// with others of any kind, and the same checkpoint bytes where no two lists of kept
+        /// values were merged. (Merged lists are one sketch where a sketch merge adds two: the
+        /// sketch's own running sum, which no result reads, may then differ in its last bit.)
+        #[test]
+        fn kept_values_are_what_the_sketch_would_hold(
+            a in value_strategy(),
+            b in value_strategy(),
+            c in value_strategy(),
+        ) {
+            let kinds = AggregateKind::ALL;
+            let same_results = |kept: &Accumulator, reference: &Accumulator| {
+                let values = kept.values(&kinds);
+                kinds.into_iter().enumerate().all(|(i, kind)| {
+                    let want = reference.value(kind);
+                    values[i] == (kind, want) && kept.value(kind) == want
+                })
+            };
+            let bytes = |acc: &Accumulator| postcard::to_allocvec(acc).unwrap();
+            let mut kept = filled(&a, true);
+            let mut reference = sketched(&a);
+            prop_assert_eq!(bytes(&kept), bytes(&reference));
+            prop_assert!(same_results(&kept, &reference));
+            // Merged with kept values, then with a sketch.
+            kept.merge(&filled(&b, true));
+            reference.merge(&sketched(&b));
+            prop_assert!(same_results(&kept, &reference));
+            kept.merge(&sketched(&c));
+            reference.merge(&sketched(&c));
+            prop_assert!(same_results(&kept, &reference));
+            // A sketch merged with kept values, and kept values with a sketch.
+            let mut sketch_first = sketched(&c);
+            sketch_first.merge(&filled(&a, true));
+            let mut reference = sketched(&c);
+            reference.merge(&sketched(&a));
+            prop_assert_eq!(bytes(&sketch_first), bytes(&reference));
+            let mut kept_first = filled(&a, true);
+            kept_first.merge(&sketched(&c));
+            let mut reference = sketched(&a);
+            reference.merge(&sketched(&c));
+            prop_assert_eq!(bytes(&kept_first), bytes(&reference));
+            prop_assert!(same_results(&kept_first, &reference));
+            // Read back, it is a sketch again, and the same.
+            let restored: Accumulator = postcard::from_bytes(&bytes(&kept)).unwrap();
+            prop_assert_eq!(bytes(&restored), bytes(&kept));
+        }
+
         /// Merging the accumulators of any split equals accumulating the whole (up to float rounding).
         #[test]
         fn merge_of_parts_equals_whole(
