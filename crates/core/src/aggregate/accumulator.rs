@@ -8,7 +8,7 @@
 //! A window of a few values keeps them as they are and builds the sketch only when asked for a
 //! percentile, when merged with a sketch, when serialized, or past [`KEPT_VALUES`]: the sketch is
 //! the same as if every value had been added to it (its bins count values, whatever the order),
-//! so results and checkpoints do not change, but the short windows that most metrics have no
+//! so results do not change and checkpoints keep their format, but the short windows that most metrics have no
 //! longer each carry a kilobyte of sketch that every event chases pointers into.
 
 use std::borrow::Cow;
