@@ -23,7 +23,7 @@ use crate::time::Millis;
 pub const SKETCH_RELATIVE_ACCURACY: f64 = 0.01;
 
 /// Values kept as they are before a sketch replaces them.
-pub const KEPT_VALUES: usize = 16;
+pub const KEPT_VALUES: usize = 64;
 
 /// What the percentiles are computed from.
 #[derive(Clone)]
