@@ -36,12 +36,8 @@ enum Percentiles {
 impl Percentiles {
     fn add(&mut self, value: f64) {
         match self {
-            Percentiles::Values(values) if values.len() < KEPT_VALUES => {
-                if values.capacity() == 0 {
-                    values.reserve_exact(KEPT_VALUES);
-                }
-                values.push(value);
-            }
+            // Grown as a vector grows: most windows hold ten values or so.
+            Percentiles::Values(values) if values.len() < KEPT_VALUES => values.push(value),
             Percentiles::Values(values) => {
                 let mut sketch = sketch_of(values);
                 sketch.add(value);
