@@ -218,8 +218,8 @@ impl EventFormat {
     pub fn parse_ref<'a>(&self, text: &'a str) -> Result<EventRef<'a>, EventError> {
         self.check_event_size(text.len())?;
         let mut fields = Fields::default();
-        let read = decode::read(text, self, &mut fields)
-            .map_err(|e| EventError::Json(e.to_string()))?;
+        let read =
+            decode::read(text, self, &mut fields).map_err(|e| EventError::Json(e.to_string()))?;
         match read {
             Read::Object => self.validate_fields(fields),
             Read::Other(raw) => Err(EventError::NotAnObject(raw.name())),

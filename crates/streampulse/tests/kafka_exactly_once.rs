@@ -128,7 +128,6 @@ impl Group {
     }
 }
 
-
 /// Waits until the workers own all `partitions` between them, each once, and each owns some.
 fn wait_spread(workers: &[&Platform], partitions: usize, timeout: Duration) {
     let deadline = Instant::now() + timeout;

@@ -58,7 +58,9 @@ fn committed_once(brokers: &str, before: &str, after: &str) -> Result<Stored, St
     }
     for (key, row) in resumed {
         if let Some(earlier) = rows.insert(key.clone(), row) {
-            return Err(format!("{key:?} before the savepoint and after it ({earlier})"));
+            return Err(format!(
+                "{key:?} before the savepoint and after it ({earlier})"
+            ));
         }
     }
     Ok(rows)
@@ -381,5 +383,7 @@ fn a_stop_that_cannot_complete_is_given_up_and_the_group_goes_on() {
         || differences(&want, &got(), "tumble_10s").is_empty(),
     );
     assert_eq!(state(&w2), "running");
-    assert!(w1.log().contains("the savepoint was given up: processing again"));
+    assert!(w1
+        .log()
+        .contains("the savepoint was given up: processing again"));
 }

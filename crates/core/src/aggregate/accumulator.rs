@@ -317,7 +317,9 @@ mod tests {
     /// before values were kept.
     fn sketched(values: &[(Millis, f64)]) -> Accumulator {
         let mut acc = Accumulator::new(true);
-        acc.sketch = Some(Percentiles::Sketch(Box::new(DDSketch::new(sketch_config()))));
+        acc.sketch = Some(Percentiles::Sketch(Box::new(
+            DDSketch::new(sketch_config()),
+        )));
         for &(ts, v) in values {
             acc.add(ts, v);
         }

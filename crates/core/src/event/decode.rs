@@ -275,8 +275,7 @@ mod tests {
             })
             .collect();
         // What a map that replaces on insert holds.
-        let want: std::collections::BTreeMap<String, i64> =
-            serde_json::from_str(text).unwrap();
+        let want: std::collections::BTreeMap<String, i64> = serde_json::from_str(text).unwrap();
         assert_eq!(got, want.into_iter().collect::<Vec<_>>());
     }
 }
