@@ -8,8 +8,10 @@
 //! A window of a few values keeps them as they are and builds the sketch only when asked for a
 //! percentile, when merged with a sketch, when serialized, or past [`KEPT_VALUES`]: the sketch is
 //! the same as if every value had been added to it (its bins count values, whatever the order),
-//! so results do not change and checkpoints keep their format, but the short windows that most metrics have no
-//! longer each carry a kilobyte of sketch that every event chases pointers into.
+//! so results do not change and checkpoints keep their format, but the short windows that most
+//! metrics have no longer each carry a kilobyte of sketch that every event chases pointers into.
+//! The price is paid at a checkpoint, which builds the sketch of every window still keeping
+//! values (and restores it as a sketch).
 
 use std::borrow::Cow;
 
