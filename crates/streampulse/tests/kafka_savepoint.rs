@@ -110,6 +110,22 @@ fn wait_until(what: &str, timeout: Duration, workers: &[&Platform], done: impl F
 
 /// Starts `n` workers of a group from savepoint `sp` over `checkpoints`, and waits until the
 /// union of what they and `before` stored equals the batch over `total` events.
+/// Two workers of `config`, once each owns some of the partitions and together all of them.
+fn start_two(dir: &Path, config: &str) -> (Platform, Platform) {
+    let w1 = Platform::start(&dir.join("w1"), config, free_port());
+    let w2 = Platform::start(&dir.join("w2"), config, free_port());
+    wait_until(
+        "the two workers did not share the partitions",
+        Duration::from_secs(60),
+        &[&w1, &w2],
+        || {
+            let (a, b) = (owned(&w1, JOB), owned(&w2, JOB));
+            !a.is_empty() && !b.is_empty() && a.len() + b.len() == PARTITIONS as usize
+        },
+    );
+    (w1, w2)
+}
+
 struct Resume<'a> {
     dir: &'a Path,
     brokers: &'a str,
@@ -226,17 +242,7 @@ fn stop_and_resume(exactly_once: bool) {
     );
     create_topics(&config, dir.path(), PARTITIONS);
 
-    let w1 = Platform::start(&dir.path().join("w1"), &config, free_port());
-    let w2 = Platform::start(&dir.path().join("w2"), &config, free_port());
-    wait_until(
-        "the two workers did not share the partitions",
-        Duration::from_secs(60),
-        &[&w1, &w2],
-        || {
-            let (a, b) = (owned(&w1, JOB), owned(&w2, JOB));
-            !a.is_empty() && !b.is_empty() && a.len() + b.len() == PARTITIONS as usize
-        },
-    );
+    let (w1, w2) = start_two(dir.path(), &config);
 
     // Mid-stream: stop the group with a savepoint while events flow.
     const FIRST: u64 = 20_000;
@@ -327,17 +333,7 @@ fn a_stop_that_cannot_complete_is_given_up_and_the_group_goes_on() {
     );
     assert!(config.contains("180000"), "{config}");
     create_topics(&config, dir.path(), PARTITIONS);
-    let w1 = Platform::start(&dir.path().join("w1"), &config, free_port());
-    let w2 = Platform::start(&dir.path().join("w2"), &config, free_port());
-    wait_until(
-        "the two workers did not share the partitions",
-        Duration::from_secs(60),
-        &[&w1, &w2],
-        || {
-            let (a, b) = (owned(&w1, JOB), owned(&w2, JOB));
-            !a.is_empty() && !b.is_empty() && a.len() + b.len() == PARTITIONS as usize
-        },
-    );
+    let (w1, w2) = start_two(dir.path(), &config);
     let paused: Vec<u32> = owned(&w2, JOB).keys().copied().collect();
 
     const FIRST: u64 = 8_000;
