@@ -43,7 +43,7 @@ impl Percentiles {
             Percentiles::Values(values) => {
                 let mut sketch = sketch_of(values);
                 sketch.add(value);
-                *self = Percentiles::Sketch(sketch);
+                *self = Percentiles::Sketch(Box::new(sketch));
             }
             Percentiles::Sketch(sketch) => sketch.add(value),
         }
@@ -58,7 +58,7 @@ impl Percentiles {
             }
         }
         let mut merged = match std::mem::replace(self, Percentiles::Values(Vec::new())) {
-            Percentiles::Values(values) => sketch_of(&values),
+            Percentiles::Values(values) => Box::new(sketch_of(&values)),
             Percentiles::Sketch(sketch) => sketch,
         };
         // Both sketches share one config, the only way merge can fail.
@@ -68,15 +68,15 @@ impl Percentiles {
 
     fn sketch(&self) -> Cow<'_, DDSketch> {
         match self {
-            Percentiles::Values(values) => Cow::Owned(*sketch_of(values)),
+            Percentiles::Values(values) => Cow::Owned(sketch_of(values)),
             Percentiles::Sketch(sketch) => Cow::Borrowed(sketch),
         }
     }
 }
 
 /// The sketch `values` make, added in their order.
-fn sketch_of(values: &[f64]) -> Box<DDSketch> {
-    let mut sketch = Box::new(DDSketch::new(sketch_config()));
+fn sketch_of(values: &[f64]) -> DDSketch {
+    let mut sketch = DDSketch::new(sketch_config());
     for &v in values {
         sketch.add(v);
     }
