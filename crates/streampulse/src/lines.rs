@@ -34,9 +34,10 @@ impl<R: BufRead> Lines<R> {
     /// The next line; `None` at the end of the input.
     pub fn next_line(&mut self) -> io::Result<Option<Line<'_>>> {
         self.buf.clear();
-        // Bytes of the line, counted past the limit too; the "\r\n" may go one past it.
+        // Bytes of the line, counted past the limit too. Kept: the limit, and one more for a
+        // "\r" before the "\n" (which is never kept).
         let mut len = 0usize;
-        let keep = self.limit.saturating_add(2);
+        let keep = self.limit.saturating_add(1);
         let mut ended = false;
         // The line's last byte, seen even when it is past what is kept.
         let mut last = None;
