@@ -1,6 +1,7 @@
 //! One event as text, in every timestamp format: parsing never panics, and what it accepts keeps
 //! the limits of its format (id and tag sizes, a finite value, a time in the supported range). An
-//! accepted RFC 3339 or epoch time prints and parses back to the same instant.
+//! accepted RFC 3339 or epoch time prints and parses back to the same instant. The scan of the
+//! common event shape and the general reader agree on every text.
 
 #![no_main]
 
@@ -22,6 +23,12 @@ fuzz_target!(|data: &[u8]| {
             timestamp_format,
             ..EventFormat::default()
         };
+        // The scan of the common shape reads exactly what the general reader reads.
+        assert_eq!(
+            format!("{:?}", format.parse_ref(text)),
+            format!("{:?}", format.parse_ref_generic(text)),
+            "{text:?}"
+        );
         if let Ok(event) = format.parse_str(text) {
             assert!(!event.metric_id.is_empty());
             assert!(event.metric_id.len() <= format.max_metric_id_bytes);

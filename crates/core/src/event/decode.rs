@@ -5,6 +5,9 @@
 //! module only reads; judging the fields (types, limits, the time) is `EventFormat`'s job. The one
 //! rule applied here is that an object naming a field twice is refused: parsers disagree on which
 //! of two `metric_id`s wins, so such an event is refused rather than guessed.
+//!
+//! Most events are first scanned by [`super::fast`], which reads the common flat shape without
+//! serde; this reader takes every text that scan gives up on.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -69,11 +72,28 @@ pub(crate) enum Read<'a> {
     Other(Raw<'a>),
 }
 
+/// [`read`] or [`read_generic`].
+pub(crate) type Reader =
+    for<'a> fn(&'a str, &EventFormat, &mut Fields<'a>) -> serde_json::Result<Read<'a>>;
+
 /// Reads `text` (one JSON value, nothing after it but whitespace). An object's fields go to
 /// `fields`, which starts empty: filled in place, not returned, because the fields with their
 /// inline tags are large enough that moving them out through each layer of the parser costs
 /// more than the allocation the inline tags avoid.
 pub(crate) fn read<'a>(
+    text: &'a str,
+    format: &EventFormat,
+    fields: &mut Fields<'a>,
+) -> serde_json::Result<Read<'a>> {
+    if super::fast::read(text, format, fields).is_some() {
+        return Ok(Read::Object);
+    }
+    *fields = Fields::default();
+    read_generic(text, format, fields)
+}
+
+/// [`read`] by serde_json alone, without the scan of the common shape.
+pub(crate) fn read_generic<'a>(
     text: &'a str,
     format: &EventFormat,
     fields: &mut Fields<'a>,
@@ -241,17 +261,23 @@ impl<'de> Visitor<'de> for RawSeed<'_, 'de> {
             let value = map.next_value_seed(RawSeed::skip())?;
             members.push((key, value));
         }
-        // Stable, so a name's values stay in their order and the last of a run is the later.
-        members.sort_by(|a, b| a.0.cmp(&b.0));
-        members.dedup_by(|later, kept| {
-            let same = later.0 == kept.0;
-            if same {
-                std::mem::swap(later, kept);
-            }
-            same
-        });
+        finish_members(members);
         Ok(Raw::Object)
     }
+}
+
+/// Sorts an object's members by name and keeps the later of two with one name, as a map that
+/// replaces on insert would hold them.
+pub(super) fn finish_members(members: &mut Members<'_>) {
+    // Stable, so a name's values stay in their order and the last of a run is the later.
+    members.sort_by(|a, b| a.0.cmp(&b.0));
+    members.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            std::mem::swap(later, kept);
+        }
+        same
+    });
 }
 
 #[cfg(test)]
