@@ -38,7 +38,7 @@ use crate::config::KafkaConfig;
 use crate::follow::{cluster_feed, OutputFollower};
 use crate::partitions::{writer_token, Partitions};
 use crate::sink::OutputTopics;
-use crate::traces::{process_span, record_context, TraceWatch, MAX_SPANS_PER_BATCH};
+use crate::traces::{process_span, propagating, record_context, TraceWatch, MAX_SPANS_PER_BATCH};
 use crate::KafkaError;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -458,7 +458,12 @@ impl KafkaDriver {
         let (mut received, mut accepted) = (0u64, 0u64);
         let mut per_reason = [0u64; RejectReason::ALL.len()];
         let now = Instant::now();
-        let mut traced = 0;
+        // Records are looked at for a trace context only while traces are exported.
+        let mut traced = if propagating() {
+            0
+        } else {
+            MAX_SPANS_PER_BATCH
+        };
         for msg in batch {
             let partition = msg.partition() as u32;
             let offset = msg.offset().max(0) as u64;
