@@ -9,7 +9,7 @@
 //! partition's resume offset: after a rebalance the consumer may hand over records already
 //! covered by the restored state, and those must not count twice.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -454,7 +454,9 @@ impl KafkaDriver {
             return;
         };
         let parts = &mut *guard;
-        let mut touched = BTreeSet::new();
+        // Each partition the batch touched, with its count of records. A batch holds runs of one
+        // partition, so this is mostly a look at the last entry, not a set insert per record.
+        let mut touched: Vec<(u32, u64)> = Vec::new();
         let (mut received, mut accepted) = (0u64, 0u64);
         let mut per_reason = [0u64; RejectReason::ALL.len()];
         let now = Instant::now();
@@ -516,9 +518,9 @@ impl KafkaDriver {
                 }
             }
             task.arrived(now);
-            touched.insert(partition);
-            if let Some(c) = self.counters.partitions.get(partition as usize) {
-                c.events.fetch_add(1, Relaxed);
+            match touched.iter_mut().rev().find(|(p, _)| *p == partition) {
+                Some((_, records)) => *records += 1,
+                None => touched.push((partition, 1)),
             }
         }
         let c = &self.counters;
@@ -527,7 +529,11 @@ impl KafkaDriver {
         c.ingest_rejected
             .fetch_add(per_reason.iter().sum::<u64>(), Relaxed);
         c.metrics.add_rejected(&per_reason);
-        for p in touched {
+        touched.sort_unstable();
+        for (p, records) in touched {
+            if let Some(c) = self.counters.partitions.get(p as usize) {
+                c.events.fetch_add(records, Relaxed);
+            }
             parts.apply(p, now);
         }
     }
