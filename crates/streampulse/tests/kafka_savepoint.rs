@@ -11,7 +11,9 @@
 //! with at-least-once outputs and with `exactly_once` (where each partition's checkpoint is
 //! committed with its Kafka transaction, and a savepoint must take the committed one). There, a
 //! read_committed reader of the results topics (one for the group up to the savepoint, one per
-//! resumed group) must also see each row of the batch computation exactly once.
+//! resumed group) must also see each row of the batch computation exactly once. Two more tests
+//! cover a stop that cannot complete: one worker paused (given up at the deadline), and the
+//! worker asked killed (the request removed once it is twice the deadline old).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod kafka_support;
@@ -108,8 +110,6 @@ fn wait_until(what: &str, timeout: Duration, workers: &[&Platform], done: impl F
     }
 }
 
-/// Starts `n` workers of a group from savepoint `sp` over `checkpoints`, and waits until the
-/// union of what they and `before` stored equals the batch over `total` events.
 /// Two workers of `config`, once each owns some of the partitions and together all of them.
 fn start_two(dir: &Path, config: &str) -> (Platform, Platform) {
     let w1 = Platform::start(&dir.join("w1"), config, free_port());
@@ -126,6 +126,21 @@ fn start_two(dir: &Path, config: &str) -> (Platform, Platform) {
     (w1, w2)
 }
 
+/// Waits until what `w1` and `w2` stored together is the batch computation over `total` events.
+fn completes(what: &str, w1: &Platform, w2: &Platform, total: u64) {
+    let want = batch(total);
+    let end = BASE_TS + total as i64 * TS_STEP + 10_000;
+    let got = || {
+        union(&[
+            stored_results(w1, BASE_TS, end),
+            stored_results(w2, BASE_TS, end),
+        ])
+    };
+    wait_until(what, Duration::from_secs(90), &[w1, w2], || {
+        differences(&want, &got(), "tumble_10s").is_empty()
+    });
+}
+
 struct Resume<'a> {
     dir: &'a Path,
     brokers: &'a str,
@@ -138,6 +153,8 @@ struct Resume<'a> {
     total: u64,
 }
 
+/// Starts `n` workers of a group from savepoint `sp` over `checkpoints`, and waits until the
+/// union of what they and `before` stored equals the batch over `total` events.
 fn resume(r: &Resume<'_>, checkpoints: &Path, n: usize) {
     let Resume {
         dir,
@@ -363,23 +380,117 @@ fn a_stop_that_cannot_complete_is_given_up_and_the_group_goes_on() {
     assert_eq!(state(&w1), "running");
 
     producing.join().unwrap();
-    let total = FIRST + SECOND;
-    let want = batch(total);
-    let end = BASE_TS + total as i64 * TS_STEP + 10_000;
-    let got = || {
-        union(&[
-            stored_results(&w1, BASE_TS, end),
-            stored_results(&w2, BASE_TS, end),
-        ])
-    };
-    wait_until(
+    completes(
         "the group did not complete the batch computation after the savepoint was given up",
-        Duration::from_secs(90),
-        &[&w1, &w2],
-        || differences(&want, &got(), "tumble_10s").is_empty(),
+        &w1,
+        &w2,
+        FIRST + SECOND,
     );
     assert_eq!(state(&w2), "running");
     assert!(w1
         .log()
         .contains("the savepoint was given up: processing again"));
+}
+
+/// A stop with a savepoint whose asker dies before it is assembled (SIGKILLed with the request
+/// in the checkpoint storage): the other worker writes its parts and holds, processing nothing
+/// (also of the dead worker's partitions, which it takes over) while no one can assemble the
+/// savepoint. Once the request is twice the wait old (2 × 60 s) it removes it and goes on from
+/// where it was held. The dead worker, started again, rejoins, and the group's results are the
+/// batch computation over everything produced: nothing lost, nothing counted twice.
+#[test]
+fn a_stop_whose_asker_died_is_dropped_and_the_group_goes_on() {
+    let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(brokers) = brokers() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let topic = fresh("savepoint-orphan");
+    let checkpoints = dir.path().join("checkpoints");
+    let group = format!("{topic}-group");
+    let config = config(&brokers, &topic, &group, &checkpoints, false, None);
+    create_topics(&config, dir.path(), PARTITIONS);
+    let (w1, w2) = start_two(dir.path(), &config);
+
+    const FIRST: u64 = 8_000;
+    stream(&brokers, &topic, 0, FIRST, 4_000).join().unwrap();
+    // w2 is frozen while w1 takes the request (a second or two: well inside its session), so
+    // the savepoint cannot be assembled before w1 dies.
+    w2.signal("STOP");
+    let base = w1.base.clone();
+    let asking = std::thread::spawn(move || {
+        // Never answered: the worker asked is killed.
+        let _ = ureq::delete(&format!("{base}/jobs/{JOB}?savepoint=orphan")).call();
+    });
+    wait_until(
+        "the asked worker did not request the savepoint",
+        Duration::from_secs(10),
+        &[&w1],
+        || w1.log().contains("savepoint of the group requested"),
+    );
+    w1.signal("STOP");
+    w1.kill();
+    w2.signal("CONT");
+    let killed = Instant::now();
+    let _ = asking.join();
+
+    const SECOND: u64 = 8_000;
+    let producing = stream(&brokers, &topic, FIRST, FIRST + SECOND, 200);
+    wait_until(
+        "the other worker did not hold at the stop",
+        Duration::from_secs(10),
+        &[&w2],
+        || {
+            w2.log()
+                .contains("the group stops at a savepoint: processing nothing more")
+        },
+    );
+    // Once it owns every partition (the session timeout is 6 s), nothing of what arrives is
+    // processed while it holds.
+    wait_until(
+        "the other worker did not take over the dead worker's partitions",
+        Duration::from_secs(30),
+        &[&w2],
+        || owned(&w2, JOB).len() == PARTITIONS as usize,
+    );
+    let held_at: u64 = owned(&w2, JOB).values().sum();
+    std::thread::sleep(Duration::from_secs(20));
+    assert_eq!(
+        owned(&w2, JOB).values().sum::<u64>(),
+        held_at,
+        "the worker processed records while held at the stop"
+    );
+
+    wait_until(
+        "the orphaned request was not removed",
+        Duration::from_secs(180),
+        &[&w2],
+        || {
+            w2.log()
+                .contains("the savepoint was given up: processing again")
+        },
+    );
+    assert!(w2
+        .log()
+        .contains("a savepoint request outlived the worker that asked for it: removed"));
+    assert!(
+        killed.elapsed() >= Duration::from_secs(110),
+        "removed after {:?}, before twice the wait",
+        killed.elapsed()
+    );
+    assert_eq!(state(&w2), "running");
+    producing.join().unwrap();
+
+    // The dead worker's store holds what it wrote before its last checkpoint.
+    let w1 = Platform::start(&dir.path().join("w1"), &config, free_port());
+    completes(
+        "the group did not complete the batch computation after the orphaned stop",
+        &w1,
+        &w2,
+        FIRST + SECOND,
+    );
+    let job = checkpoints.join(JOB);
+    assert!(!job.join("savepoint-requests/orphan").exists());
+    let assembled = std::fs::read_dir(job.join("savepoints"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(assembled, 0, "a savepoint was assembled");
 }
