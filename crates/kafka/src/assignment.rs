@@ -201,6 +201,11 @@ impl ConsumerContext for AssignmentContext {
         );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                tracing::info!(
+                    partitions = ?tpl.elements().iter().map(|e| e.partition()).collect::<Vec<_>>(),
+                    protocol = if cooperative { "cooperative" } else { "eager" },
+                    "partitions assigned by the group"
+                );
                 self.on_assign(consumer, tpl);
                 let result = if cooperative {
                     consumer.incremental_assign(tpl)

@@ -13,7 +13,8 @@
 //! read_committed reader of the results topics (one for the group up to the savepoint, one per
 //! resumed group) must also see each row of the batch computation exactly once. Two more tests
 //! cover a stop that cannot complete: one worker paused (given up at the deadline), and the
-//! worker asked killed (the request removed once it is twice the deadline old).
+//! worker asked killed (the request removed once it is twice the deadline old). The stop and
+//! resume, and the killed asker, also run under the cooperative rebalance protocol.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is a failed assertion
 
 mod kafka_support;
@@ -151,6 +152,7 @@ struct Resume<'a> {
     /// Its results topic, with `exactly_once`.
     results_before: Option<&'a str>,
     total: u64,
+    cooperative: bool,
 }
 
 /// Starts `n` workers of a group from savepoint `sp` over `checkpoints`, and waits until the
@@ -164,16 +166,20 @@ fn resume(r: &Resume<'_>, checkpoints: &Path, n: usize) {
         before,
         results_before,
         total,
+        cooperative,
     } = *r;
     let group = format!("{topic}-resume-{n}");
     let results = results_before.map(|_| format!("{topic}.results-r{n}"));
-    let config = config(
-        brokers,
-        topic,
-        &group,
-        checkpoints,
-        exactly_once,
-        results.as_deref(),
+    let config = protocol(
+        config(
+            brokers,
+            topic,
+            &group,
+            checkpoints,
+            exactly_once,
+            results.as_deref(),
+        ),
+        cooperative,
     );
     if results.is_some() {
         create_topics(&config, &dir.join(format!("resume{n}-topics")), PARTITIONS);
@@ -228,38 +234,73 @@ fn resume(r: &Resume<'_>, checkpoints: &Path, n: usize) {
 
 #[test]
 fn a_group_stops_at_a_savepoint_and_resumes_from_it_with_one_or_three_workers() {
-    stop_and_resume(false);
+    stop_and_resume(false, false);
 }
 
 #[test]
 fn the_same_with_exactly_once_outputs() {
-    stop_and_resume(true);
+    stop_and_resume(true, false);
 }
 
-fn stop_and_resume(exactly_once: bool) {
+/// Under the cooperative protocol a rebalance moves only the partitions that change owner, and
+/// a hold pauses partitions assigned one by one.
+#[test]
+fn the_same_under_the_cooperative_protocol() {
+    stop_and_resume(false, true);
+}
+
+/// `config` with the consumer group's cooperative protocol when `cooperative`.
+fn protocol(config: String, cooperative: bool) -> String {
+    if !cooperative {
+        return config;
+    }
+    let line = "    heartbeat.interval.ms: \"500\"\n";
+    assert!(config.contains(line), "{config}");
+    config.replace(
+        line,
+        &format!("{line}    partition.assignment.strategy: cooperative-sticky\n"),
+    )
+}
+
+fn stop_and_resume(exactly_once: bool, cooperative: bool) {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let Some(brokers) = brokers() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let topic = fresh(if exactly_once {
-        "savepoint-eos"
-    } else {
-        "savepoint"
+    let topic = fresh(match (exactly_once, cooperative) {
+        (true, _) => "savepoint-eos",
+        (false, true) => "savepoint-coop",
+        (false, false) => "savepoint",
     });
     let checkpoints = dir.path().join("checkpoints");
     let group = format!("{topic}-group");
     let results_before = exactly_once.then(|| format!("{topic}.results"));
-    let later_config = config(&brokers, &topic, &group, &checkpoints, exactly_once, None);
-    let config = config(
-        &brokers,
-        &topic,
-        &group,
-        &checkpoints,
-        exactly_once,
-        results_before.as_deref(),
+    let later_config = protocol(
+        config(&brokers, &topic, &group, &checkpoints, exactly_once, None),
+        cooperative,
+    );
+    let config = protocol(
+        config(
+            &brokers,
+            &topic,
+            &group,
+            &checkpoints,
+            exactly_once,
+            results_before.as_deref(),
+        ),
+        cooperative,
     );
     create_topics(&config, dir.path(), PARTITIONS);
 
     let (w1, w2) = start_two(dir.path(), &config);
+    let protocol = if cooperative { "cooperative" } else { "eager" };
+    let quoted = format!("\"{protocol}\"");
+    assert!(
+        w2.log()
+            .lines()
+            .any(|l| l.contains("partitions assigned by the group") && l.contains(&quoted)),
+        "{}",
+        w2.log()
+    );
 
     // Mid-stream: stop the group with a savepoint while events flow.
     const FIRST: u64 = 20_000;
@@ -325,6 +366,7 @@ fn stop_and_resume(exactly_once: bool) {
         before: &before,
         results_before: results_before.as_deref(),
         total,
+        cooperative,
     };
     resume(&r, &checkpoints, 1);
     resume(&r, &copy, 3);
@@ -397,7 +439,8 @@ fn a_stop_that_cannot_complete_is_given_up_and_the_group_goes_on() {
 /// (also of the dead worker's partitions, which it takes over) while no one can assemble the
 /// savepoint. Once the request is twice the wait old (2 × 60 s) it removes it and goes on from
 /// where it was held. The dead worker, started again, rejoins, and the group's results are the
-/// batch computation over everything produced: nothing lost, nothing counted twice.
+/// batch computation over everything produced: nothing lost, nothing counted twice. Under the
+/// cooperative protocol.
 #[test]
 fn a_stop_whose_asker_died_is_dropped_and_the_group_goes_on() {
     let _alone = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -406,7 +449,12 @@ fn a_stop_whose_asker_died_is_dropped_and_the_group_goes_on() {
     let topic = fresh("savepoint-orphan");
     let checkpoints = dir.path().join("checkpoints");
     let group = format!("{topic}-group");
-    let config = config(&brokers, &topic, &group, &checkpoints, false, None);
+    // Cooperative, so that the take-over while held and the fetch again after it go through the
+    // incremental assignment (the given-up test above runs them eager).
+    let config = protocol(
+        config(&brokers, &topic, &group, &checkpoints, false, None),
+        true,
+    );
     create_topics(&config, dir.path(), PARTITIONS);
     let (w1, w2) = start_two(dir.path(), &config);
 
