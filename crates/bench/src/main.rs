@@ -124,6 +124,13 @@ struct Args {
     /// Store mode: metrics written, each with one day of 10 s windows (8,640 rows).
     #[arg(long, default_value_t = 100)]
     store_metrics: usize,
+    /// HTTP and api-load modes: the server's `log.cache_bytes`, in MiB (default: the server's).
+    #[arg(long)]
+    log_cache_mib: Option<usize>,
+    /// HTTP and api-load modes: the server's `store.cache_bytes`, in MiB (default: the
+    /// server's).
+    #[arg(long)]
+    store_cache_mib: Option<usize>,
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
@@ -540,6 +547,17 @@ fn stop_platform(child: &mut std::process::Child) {
     let _ = child.wait();
 }
 
+/// Sets the child server's page caches that `args` names (`--log-cache-mib`,
+/// `--store-cache-mib`).
+fn server_caches(args: &Args, config: &mut Value) {
+    if let Some(mib) = args.log_cache_mib {
+        config["log"]["cache_bytes"] = json!(mib << 20);
+    }
+    if let Some(mib) = args.store_cache_mib {
+        config["store"] = json!({ "cache_bytes": mib << 20 });
+    }
+}
+
 /// (b) A child `streampulse run` (fsync always) fed by concurrent HTTP clients; timed from the
 /// first request until every event has been processed by the engine.
 fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
@@ -548,7 +566,7 @@ fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let config = json!({
+    let mut config = json!({
         "log": { "partitions": args.partitions },
         "metrics": {
             "enabled": args.metrics == Switch::On,
@@ -556,6 +574,7 @@ fn bench_http(args: &Args, events: &[Event]) -> anyhow::Result<()> {
         },
         "job": serde_json::to_value(&spec)?,
     });
+    server_caches(args, &mut config);
     let (mut child, base, agent) = spawn_platform(dir.path(), &config)?;
     // With metrics on, a scraper polls the exposition every second until the run ends.
     let running = Arc::new(std::sync::atomic::AtomicBool::new(true));

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::Message;
 
-use crate::{job_spec, spawn_platform, stop_platform, Args, JobKind};
+use crate::{job_spec, server_caches, spawn_platform, stop_platform, Args, JobKind};
 
 const WAIT_LIMIT: Duration = Duration::from_secs(60);
 /// api-load: metrics and the history filled before the queries.
@@ -165,11 +165,12 @@ pub(crate) fn cpu_seconds(pid: u32) -> f64 {
 pub fn api_load(args: &Args) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let spec = job_spec(JobKind::Tumbling);
-    let config = json!({
+    let mut config = json!({
         "log": { "partitions": args.partitions },
         "metrics": { "enabled": false },
         "job": serde_json::to_value(&spec)?,
     });
+    server_caches(args, &mut config);
     let (mut child, base, agent) = spawn_platform(dir.path(), &config)?;
     let pid = child.id();
     let result = api_load_measure(args, &base, &agent, &spec.name, pid);
