@@ -11,7 +11,8 @@
 //!   committed checkpoints).
 //!
 //! Under exactly-once the checkpoint to restore is the one the group's committed offset names
-//! (read with `committed_offsets`, which waits for transactions still committing), and a revoke
+//! (read with `committed_offsets`, which waits for transactions still committing, read again
+//! for up to [`committed_wait`] while a previous owner's transaction holds them), and a revoke
 //! commits a transaction for every owned partition.
 //!
 //! librdkafka calls this from inside `poll` on the driver thread, so it may take the time a
@@ -20,25 +21,29 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::TopicPartitionList;
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset};
 
 use crate::partitions::{committed_checkpoint, Partitions};
 
 /// How long the rebalance callback waits for a partition's earliest offset.
-const WATERMARK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// How long the rebalance callback waits for the group's committed offsets (transactions still
-/// committing are waited for).
-const COMMITTED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const WATERMARK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one read of the group's committed offsets may take (transactions still committing
+/// are waited for).
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct AssignmentContext {
     pub partitions: Arc<Mutex<Partitions>>,
     pub topic: String,
+    /// How long the callback reads the committed offsets again while they are not stable (see
+    /// [`committed_wait`]).
+    pub committed_wait: Duration,
     /// Each partition's high watermark, from librdkafka's periodic statistics (no extra
     /// requests): for lag, and to tell an idle partition from one not yet read.
     pub log_end: Arc<Vec<AtomicU64>>,
@@ -68,18 +73,57 @@ pub fn commit_list(topic: &str, commits: &[(u32, u64)]) -> TopicPartitionList {
     tpl
 }
 
+/// How long a worker waits for the group's committed offsets of partitions it is given. Under
+/// exactly-once the broker answers only once no transaction holds pending offsets of them; a
+/// previous owner paused or cut off mid-commit holds them until the broker aborts its
+/// transaction, `transaction_timeout` after it began (plus the broker's sweep, every 10 s). So
+/// the wait covers that, but stays inside `max_poll_interval`: the wait runs inside `poll`,
+/// and a longer one would make the group drop this worker too.
+pub fn committed_wait(
+    exactly_once: bool,
+    transaction_timeout: Duration,
+    max_poll_interval: Duration,
+) -> Duration {
+    if !exactly_once {
+        return COMMITTED_TIMEOUT;
+    }
+    let margin = Duration::from_secs(30);
+    (transaction_timeout + margin)
+        .min(max_poll_interval.saturating_sub(margin))
+        .max(COMMITTED_TIMEOUT)
+}
+
 /// The checkpoint references in the group's committed offsets of `partitions` (those that have
-/// one).
+/// one), read again while the broker's answer times out, for up to `wait`.
 fn committed_checkpoints(
     consumer: &BaseConsumer<AssignmentContext>,
     topic: &str,
     partitions: &[u32],
+    wait: Duration,
 ) -> KafkaResult<BTreeMap<u32, String>> {
     let mut tpl = TopicPartitionList::with_capacity(partitions.len());
     for &p in partitions {
         tpl.add_partition(topic, p as i32);
     }
-    let committed = consumer.committed_offsets(tpl, COMMITTED_TIMEOUT)?;
+    let deadline = Instant::now() + wait;
+    let committed = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match consumer.committed_offsets(tpl.clone(), left.min(COMMITTED_TIMEOUT)) {
+            Err(err)
+                if err.rdkafka_error_code() == Some(RDKafkaErrorCode::OperationTimedOut)
+                    && Instant::now() < deadline =>
+            {
+                tracing::warn!(
+                    ?partitions,
+                    waiting_up_to = ?deadline.saturating_duration_since(Instant::now()),
+                    "the group's committed offsets are not stable yet (a transaction of the \
+                     partitions' previous owner is open until it commits or the broker aborts \
+                     it); reading them again"
+                );
+            }
+            other => break other?,
+        }
+    };
     Ok(committed
         .elements_for_topic(topic)
         .iter()
@@ -103,7 +147,12 @@ impl AssignmentContext {
             .collect();
         // Read in both modes: right after a job turns `exactly_once` off, the offsets its last
         // transaction committed still name the checkpoint that belongs to them.
-        let committed = match committed_checkpoints(consumer, &topic, &assigned) {
+        let committed = match committed_checkpoints(
+            consumer,
+            &topic,
+            &assigned,
+            self.committed_wait,
+        ) {
             Ok(committed) => committed,
             Err(err) if parts.tentative_writer.is_some() => {
                 tracing::error!(error = %err, "cannot read the group's committed offsets");
@@ -235,5 +284,22 @@ impl ConsumerContext for AssignmentContext {
                 log_failure("unassign", consumer.unassign());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_offsets_are_awaited_past_a_transaction_timeout_within_the_poll_interval() {
+        let s = Duration::from_secs;
+        // At least once: one read.
+        assert_eq!(committed_wait(false, s(60), s(300)), s(30));
+        // The transaction timeout, the broker's sweep and a margin.
+        assert_eq!(committed_wait(true, s(60), s(300)), s(90));
+        // Never past the poll interval, never under one read.
+        assert_eq!(committed_wait(true, s(900), s(300)), s(270));
+        assert_eq!(committed_wait(true, s(60), s(40)), s(30));
     }
 }

@@ -33,11 +33,11 @@ use streampulse_engine::{
 };
 use streampulse_store::ResultStore;
 
-use crate::assignment::{commit_list, AssignmentContext};
+use crate::assignment::{commit_list, committed_wait, AssignmentContext};
 use crate::config::KafkaConfig;
 use crate::follow::{cluster_feed, OutputFollower};
 use crate::partitions::{writer_token, Partitions};
-use crate::sink::OutputTopics;
+use crate::sink::{transaction_timeout, OutputTopics};
 use crate::traces::{process_span, propagating, record_context, TraceWatch, MAX_SPANS_PER_BATCH};
 use crate::KafkaError;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -197,6 +197,14 @@ impl KafkaDriver {
             client.create_with_context(AssignmentContext {
                 partitions: shared.clone(),
                 topic: config.topic.clone(),
+                committed_wait: committed_wait(
+                    config.exactly_once,
+                    millis_property(config, "transaction.timeout.ms")
+                        .unwrap_or_else(|| transaction_timeout(runtime.checkpoint_interval)),
+                    // librdkafka's default.
+                    millis_property(config, "max.poll.interval.ms")
+                        .unwrap_or(Duration::from_secs(300)),
+                ),
                 log_end: log_end.clone(),
             })?;
         consumer.subscribe(&[&config.topic])?;
@@ -598,6 +606,12 @@ impl KafkaDriver {
             tracing::warn!(error = %err, "committing offsets to the consumer group failed");
         }
     }
+}
+
+/// A duration property of `kafka.properties`, in ms, when set to a number.
+fn millis_property(config: &KafkaConfig, key: &str) -> Option<Duration> {
+    let ms = config.properties.get(key)?.trim().parse::<u64>().ok()?;
+    Some(Duration::from_millis(ms))
 }
 
 /// The event in a record's value, or why it is not one. The future guard compares with the

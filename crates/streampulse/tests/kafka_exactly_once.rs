@@ -223,8 +223,11 @@ fn a_paused_worker_that_lost_its_partitions_cannot_commit_them() {
     let producing = stream(&group.brokers, &group.topic, 0, EVENTS, 800);
     std::thread::sleep(Duration::from_secs(4));
     zombie.signal("STOP");
-    // The group expires the paused member and gives the survivor every partition.
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // The group expires the paused member and gives the survivor every partition. Paused while
+    // committing, the member's transaction holds the offsets of its partitions until the broker
+    // aborts it (transaction.timeout.ms, 60 s here, plus the broker's 10 s sweep): the survivor
+    // waits for that before it restores them.
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Some(exit) = survivor.exited() {
             panic!("the survivor exited ({exit}); log:\n{}", survivor.log());
