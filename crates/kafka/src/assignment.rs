@@ -136,23 +136,21 @@ fn committed_checkpoints(
 
 impl AssignmentContext {
     fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
-        let Ok(mut parts) = self.partitions.lock() else {
-            return;
-        };
-        let topic = parts.topic.clone();
+        let topic = self.topic.as_str();
         let assigned: Vec<u32> = tpl
-            .elements_for_topic(&topic)
+            .elements_for_topic(topic)
             .iter()
             .map(|e| e.partition() as u32)
             .collect();
-        // Read in both modes: right after a job turns `exactly_once` off, the offsets its last
-        // transaction committed still name the checkpoint that belongs to them.
-        let committed = match committed_checkpoints(
-            consumer,
-            &topic,
-            &assigned,
-            self.committed_wait,
-        ) {
+        // Read before taking the partitions' lock: the read can wait up to `committed_wait`, and
+        // status requests need that lock meanwhile. Read in both modes: right after a job turns
+        // `exactly_once` off, the offsets its last transaction committed still name the
+        // checkpoint that belongs to them.
+        let read = committed_checkpoints(consumer, topic, &assigned, self.committed_wait);
+        let Ok(mut parts) = self.partitions.lock() else {
+            return;
+        };
+        let committed = match read {
             Ok(committed) => committed,
             Err(err) if parts.tentative_writer.is_some() => {
                 tracing::error!(error = %err, "cannot read the group's committed offsets");
@@ -168,7 +166,7 @@ impl AssignmentContext {
             }
         };
         for p in assigned {
-            let earliest = || match consumer.fetch_watermarks(&topic, p as i32, WATERMARK_TIMEOUT) {
+            let earliest = || match consumer.fetch_watermarks(topic, p as i32, WATERMARK_TIMEOUT) {
                 Ok((low, _)) => u64::try_from(low).ok(),
                 Err(err) => {
                     tracing::warn!(partition = p, error = %err, "cannot read the partition's earliest offset; not checking for lost records");
@@ -177,7 +175,7 @@ impl AssignmentContext {
             };
             match parts.assign(p, committed.get(&p).map(String::as_str), earliest) {
                 Ok(offset) => {
-                    let _ = tpl.set_partition_offset(&topic, p as i32, offset);
+                    let _ = tpl.set_partition_offset(topic, p as i32, offset);
                 }
                 Err(err) => {
                     tracing::error!(partition = p, error = %err, "cannot take over a partition");
