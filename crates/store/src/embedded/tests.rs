@@ -281,9 +281,11 @@ proptest! {
             (prop_oneof![Just("j1"), Just("j1\0")], -4i64..4, -4i64..4, proptest::option::of(name()), proptest::option::of(name()), 0usize..8),
             1..20,
         ),
+        // Held-back metric-index rows: written out at every apply, every few, or only when read.
+        pending_cap in prop_oneof![Just(0usize), Just(300), Just(1 << 20)],
     ) {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let store = open(tmp.path());
+        let store = EmbeddedStore::open_with_caps(tmp.path(), 1 << 20, pending_cap).expect("open");
         let mut model = BTreeMap::new();
         // Several ops per batch, so batches mix upserts and retracts of the same key.
         for chunk in ops.chunks(3) {
