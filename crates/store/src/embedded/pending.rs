@@ -52,10 +52,18 @@ pub(crate) struct Mark {
 impl PendingIndex {
     pub(crate) fn new(cap: usize) -> Self {
         Self {
+            // Room for the cap and one batch past it, reserved once: grown by doubling, the
+            // arena would settle at twice the cap.
+            arena: Vec::with_capacity(cap.saturating_add(Self::SLACK)),
+            entries: Vec::with_capacity(cap / Self::TYPICAL_ROW),
             cap,
-            ..Self::default()
         }
     }
+
+    /// What one apply may add past the cap without the arena growing: a batch's results.
+    const SLACK: usize = 1 << 20;
+    /// A result row's key and value, about: the entries are reserved for a full arena of them.
+    const TYPICAL_ROW: usize = 128;
 
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -133,10 +141,11 @@ impl PendingIndex {
     pub(crate) fn clear(&mut self) {
         self.arena.clear();
         self.entries.clear();
-        // A burst past the cap (one huge batch) does not keep its memory.
-        if self.arena.capacity() > 2 * self.cap.max(1 << 16) {
-            self.arena.shrink_to(self.cap);
-            self.entries.shrink_to(self.cap / 64);
+        // A burst past the reservation (one huge batch) does not keep its memory.
+        let reserved = self.cap.saturating_add(Self::SLACK);
+        if self.arena.capacity() > reserved {
+            self.arena.shrink_to(reserved);
+            self.entries.shrink_to(self.cap / Self::TYPICAL_ROW);
         }
     }
 }
