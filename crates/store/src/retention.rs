@@ -172,24 +172,27 @@ pub(crate) fn expire(
         pending: Some(pending),
     };
     report.results = sweep(db, results, now, limits, &mut batches)?;
-    let late = Table {
-        ttl: policy.late_events,
-        batch: late_batch,
-        pending: None,
-    };
-    report.late_events = sweep(db, late, now, limits, &mut batches)?;
-    let alerts = Table {
-        ttl: policy.alerts,
-        batch: alerts_batch,
-        pending: None,
-    };
-    report.alerts = sweep(db, alerts, now, limits, &mut batches)?;
-    let raw = Table {
-        ttl: policy.raw_events,
-        batch: raw_batch,
-        pending: None,
-    };
-    report.raw_events = sweep(db, raw, now, limits, &mut batches)?;
+    report.late_events = sweep(
+        db,
+        Table::plain(policy.late_events, late_batch),
+        now,
+        limits,
+        &mut batches,
+    )?;
+    report.alerts = sweep(
+        db,
+        Table::plain(policy.alerts, alerts_batch),
+        now,
+        limits,
+        &mut batches,
+    )?;
+    report.raw_events = sweep(
+        db,
+        Table::plain(policy.raw_events, raw_batch),
+        now,
+        limits,
+        &mut batches,
+    )?;
     report.batches = batches;
     if report.deleted() > 0 {
         // Persists the batches, and lets redb reuse the pages they freed (it frees pages only on a
@@ -208,6 +211,16 @@ struct Table<'a> {
     batch: BatchFn,
     /// The held-back writes to write out first in each batch's transaction.
     pending: Option<&'a Mutex<PendingIndex>>,
+}
+
+impl Table<'_> {
+    fn plain(ttl: Option<Duration>, batch: BatchFn) -> Self {
+        Self {
+            ttl,
+            batch,
+            pending: None,
+        }
+    }
 }
 
 /// Expires one table in batches; returns the rows deleted and counts the transactions that
