@@ -151,3 +151,20 @@ impl DetectorOperator {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key of every detector holds one of these, side by side: 96 bytes, 288 with the
+    /// alert inline. Ten thousand metrics with the default two detectors hold 1.8 MiB of them
+    /// (5.5 MiB before); a million, 183 MiB (549 MiB).
+    #[test]
+    fn a_key_s_state_fits_in_two_cache_lines() {
+        assert!(
+            std::mem::size_of::<Option<KeyState>>() <= 128,
+            "{} bytes",
+            std::mem::size_of::<Option<KeyState>>()
+        );
+    }
+}
