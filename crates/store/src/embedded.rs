@@ -758,6 +758,16 @@ impl ResultStore for EmbeddedStore {
     }
 }
 
+/// A clean close keeps what was applied, as redb keeps non-durable commits on a clean close:
+/// the held-back index rows are written first.
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        if let Err(err) = self.write_out() {
+            tracing::warn!(error = %err, "cannot write the held-back index rows on close; a replay from the last checkpoint writes them again");
+        }
+    }
+}
+
 // Partition threads share one store.
 const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}

@@ -9,7 +9,8 @@
 //!
 //! The buffer is one byte arena plus an index, so holding a row costs no allocation of its own.
 //! It is written out (into an open write transaction of the caller) when it outgrows its cap, at
-//! every durable flush, before a query reads `results_by_metric`, and before retention deletes.
+//! every durable flush, before a query reads `results_by_metric`, before retention deletes, and
+//! when the store is closed.
 //! `results_by_time` is written at once, so it is the table that counts and retention read.
 //!
 //! Consistency rests on one lock order: a caller holds redb's write transaction *before* it locks

@@ -157,6 +157,23 @@ fn data_survives_close_and_reopen_after_flush() {
 }
 
 #[test]
+fn a_clean_close_keeps_what_was_applied_without_a_flush() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    {
+        let store = open(tmp.path());
+        store
+            .apply("job", 0, &[Output::Result(result("m", "w", 0, 1))])
+            .expect("apply");
+    }
+    let store = open(tmp.path());
+    let q = query("job", i64::MIN, i64::MAX, Some("m"), None, 10);
+    assert_eq!(
+        store.query_results(&q).expect("q"),
+        vec![result("m", "w", 0, 1)]
+    );
+}
+
+#[test]
 fn a_second_open_of_the_same_directory_is_an_error_not_a_panic() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let _first = open(tmp.path());
