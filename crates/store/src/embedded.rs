@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use redb::{
@@ -37,6 +37,7 @@ use crate::{
     MetricMatch, RawQuery, RawRow, ResultKey, ResultPage, ResultQuery, ResultStore,
     RetentionPolicy, ScanBudget, StoreCounts,
 };
+use pending::PendingIndex;
 
 type ReadTable = ReadOnlyTable<Bytes, Bytes>;
 
@@ -47,6 +48,9 @@ pub struct EmbeddedStore {
     /// Reopened after an I/O failure (a full disk): see [`EmbeddedStore::checked`].
     db: DbFile,
     path: PathBuf,
+    /// `results_by_metric` writes not yet in the file (see [`pending`]). Locked only while
+    /// holding a write transaction.
+    pending: Mutex<PendingIndex>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -78,6 +82,20 @@ impl EmbeddedStore {
     /// the store's share of the process's memory. Pages beyond it are read back from the OS page
     /// cache or the disk.
     pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
+        Self::open_with_caps(dir, cache_bytes, cache_bytes / Self::PENDING_SHARE)
+    }
+
+    /// The held-back `results_by_metric` writes are at most this share of the page cache: an
+    /// eighth keeps several of each metric's results per page at ten thousand metrics, within
+    /// the memory the cache was given.
+    const PENDING_SHARE: usize = 8;
+
+    /// [`EmbeddedStore::open_with_cache`] with `pending_bytes` of held-back index writes.
+    pub(crate) fn open_with_caps(
+        dir: &Path,
+        cache_bytes: usize,
+        pending_bytes: usize,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
             source,
@@ -105,7 +123,11 @@ impl EmbeddedStore {
         }
         txn.commit()?;
         tracing::info!(path = %path.display(), "result store opened");
-        Ok(Self { db, path })
+        Ok(Self {
+            db,
+            path,
+            pending: Mutex::new(PendingIndex::new(pending_bytes)),
+        })
     }
 
     /// The database file.
@@ -125,9 +147,47 @@ impl EmbeddedStore {
         if let Err(StoreError::Db(e)) = &result {
             if streampulse_dbfile::is_io_failure(e) {
                 self.db.fail(&e.to_string());
+                // The reopened file is back at the last flush, and the engine replays from the
+                // matching checkpoint: held-back rows of the lost commits are written again.
+                self.pending().clear();
             }
         }
         result
+    }
+
+    fn pending(&self) -> MutexGuard<'_, PendingIndex> {
+        // Every change to the buffer is undone or kept whole before the guard drops.
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes the held-back `results_by_metric` rows into the file (not durably), so that a read
+    /// transaction begun after this returns sees every row applied before it was called.
+    ///
+    /// On a full disk the write fails, the file is reopened at its last flush and the held-back
+    /// rows are dropped with the rest of what came after it (the engine replays it all): the
+    /// query then reads that state, consistent in both indexes, as reads did before rows were
+    /// held back.
+    fn settle(&self) -> Result<(), StoreError> {
+        match self.checked(self.write_out()) {
+            Err(StoreError::Db(e)) if streampulse_dbfile::is_io_failure(&e) => {
+                tracing::warn!(error = %e, "cannot write the held-back index rows before a query; reading the store as of its last flush");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn write_out(&self) -> Result<(), StoreError> {
+        if self.pending().is_empty() {
+            return Ok(());
+        }
+        let mut txn = self.db()?.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        let mut pending = self.pending();
+        write_pending(&txn, &pending)?;
+        txn.commit()?;
+        pending.clear();
+        Ok(())
     }
 
     /// [`ResultStore::expire`] in batches of `limits`.
@@ -137,7 +197,7 @@ impl EmbeddedStore {
         now: Millis,
         limits: Limits,
     ) -> Result<ExpiryReport, StoreError> {
-        retention::expire(&*self.db()?, policy, now, limits)
+        retention::expire(&*self.db()?, &self.pending, policy, now, limits)
     }
 
     /// Metric queries: one range scan of `results_by_metric` per window of the metric.
@@ -151,6 +211,7 @@ impl EmbeddedStore {
         if q.start >= q.end || q.limit == 0 {
             return Ok(out);
         }
+        self.settle()?;
         let table = self.db()?.begin_read()?.open_table(RESULTS_BY_METRIC)?;
         scan::metric(&table, q, metric_id, &mut out, budget)?;
         Ok(out)
@@ -167,6 +228,7 @@ impl EmbeddedStore {
         if q.start >= q.end || q.limit == 0 {
             return Ok(out);
         }
+        self.settle()?;
         let table = self.db()?.begin_read()?.open_table(RESULTS_BY_METRIC)?;
         scan::metrics_under(&table, q, filter, &mut out, budget)?;
         Ok(out)
@@ -257,6 +319,18 @@ impl EmbeddedStore {
     }
 }
 
+/// Writes the held-back `results_by_metric` rows into `txn`; the caller clears them once it
+/// committed.
+pub(crate) fn write_pending(
+    txn: &redb::WriteTransaction,
+    pending: &PendingIndex,
+) -> Result<(), StoreError> {
+    if !pending.is_empty() {
+        pending.write_into(&mut txn.open_table(RESULTS_BY_METRIC)?)?;
+    }
+    Ok(())
+}
+
 /// Writes the alert transitions of one batch, in their order, into an open write transaction.
 fn apply_alerts(
     txn: &redb::WriteTransaction,
@@ -329,12 +403,32 @@ impl EmbeddedStore {
         let mut txn = self.db()?.begin_write()?;
         // Not durable yet: fsync per batch would cap throughput. `flush` makes it durable.
         txn.set_durability(Durability::None)?;
+        // After the write transaction began: see `pending` for the lock order.
+        let mut pending = self.pending();
+        let mark = pending.mark();
+        let written = Self::apply_in(txn, &mut pending, job, partition, outputs);
+        match written {
+            Ok(true) => pending.clear(),
+            Ok(false) => {}
+            Err(_) => pending.truncate(mark),
+        }
+        written.map(|_| ())
+    }
+
+    /// The writes of [`EmbeddedStore::apply_now`] in `txn`, committed; true if the held-back
+    /// rows were written out with them.
+    fn apply_in(
+        txn: redb::WriteTransaction,
+        pending: &mut PendingIndex,
+        job: &str,
+        partition: u32,
+        outputs: &[Output],
+    ) -> Result<bool, StoreError> {
         // Alerts are keyed apart from every other output, so writing them after the rest (in their
         // own order) is the same as writing them in place; batches without alerts open no alert
         // table.
         let mut alerts: Vec<&Alert> = Vec::new();
         {
-            let mut by_metric = txn.open_table(RESULTS_BY_METRIC)?;
             let mut by_time = txn.open_table(RESULTS_BY_TIME)?;
             let mut late = txn.open_table(LATE_EVENTS)?;
             let mut late_by_ts = txn.open_table(LATE_BY_TS)?;
@@ -346,7 +440,7 @@ impl EmbeddedStore {
                         let value = encode_result(r)?;
                         let k =
                             keys::result_by_metric(job, &r.metric_id, &r.window, r.window_start);
-                        by_metric.insert(k.as_slice(), value.as_slice())?;
+                        pending.upsert(&k, &value);
                         let k = keys::result_by_time(job, r.window_start, &r.metric_id, &r.window);
                         by_time.insert(k.as_slice(), value.as_slice())?;
                     }
@@ -357,7 +451,7 @@ impl EmbeddedStore {
                         ..
                     } => {
                         let k = keys::result_by_metric(job, metric_id, window, *window_start);
-                        by_metric.remove(k.as_slice())?;
+                        pending.delete(&k);
                         let k = keys::result_by_time(job, *window_start, metric_id, window);
                         by_time.remove(k.as_slice())?;
                     }
@@ -392,8 +486,12 @@ impl EmbeddedStore {
         if !alerts.is_empty() {
             apply_alerts(&txn, job, &alerts)?;
         }
+        let write_out = pending.over_cap();
+        if write_out {
+            write_pending(&txn, pending)?;
+        }
         txn.commit()?;
-        Ok(())
+        Ok(write_out)
     }
 
     fn flush_now(&self) -> Result<(), StoreError> {
@@ -406,7 +504,10 @@ impl EmbeddedStore {
         // An empty transaction is not skipped: `commit` always runs the durable path.
         let mut txn = self.db()?.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
+        let mut pending = self.pending();
+        write_pending(&txn, &pending)?;
         txn.commit()?;
+        pending.clear();
         tracing::debug!(elapsed = ?started.elapsed(), "result store flushed");
         Ok(())
     }
@@ -594,7 +695,8 @@ impl EmbeddedStore {
     fn counts_now(&self) -> Result<StoreCounts, StoreError> {
         let txn = self.db()?.begin_read()?;
         Ok(StoreCounts {
-            results: txn.open_table(RESULTS_BY_METRIC)?.len()?,
+            // `results_by_time` holds every result at once; the other index may hold some back.
+            results: txn.open_table(RESULTS_BY_TIME)?.len()?,
             late: txn.open_table(LATE_EVENTS)?.len()?,
             alerts: txn.open_table(ALERTS)?.len()?,
             raw: txn.open_table(RAW_EVENTS)?.len()?,
@@ -656,12 +758,23 @@ impl ResultStore for EmbeddedStore {
     }
 }
 
+/// A clean close keeps what was applied, as redb keeps non-durable commits on a clean close:
+/// the held-back index rows are written first.
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        if let Err(err) = self.write_out() {
+            tracing::warn!(error = %err, "cannot write the held-back index rows on close; a replay from the last checkpoint writes them again");
+        }
+    }
+}
+
 // Partition threads share one store.
 const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<EmbeddedStore>();
 };
 
+pub(crate) mod pending;
 mod scan;
 
 #[cfg(test)]

@@ -37,6 +37,7 @@
 //! - delete one access path of a row without the others: both result tables, both late-event
 //!   tables and the three alert tables lose a row in the same transaction.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use redb::{Database, Durability, ReadableTable, WriteTransaction};
@@ -44,6 +45,8 @@ use streampulse_core::detect::{Alert, AlertState};
 use streampulse_core::time::Millis;
 
 use crate::codec::{decode_alert, decode_result};
+use crate::embedded::pending::PendingIndex;
+use crate::embedded::write_pending;
 use crate::error::StoreError;
 use crate::keys::{self, KeyReader};
 use crate::schema::{
@@ -149,6 +152,7 @@ impl Limits {
 /// One sweep over every table `policy` gives a TTL; see the module docs.
 pub(crate) fn expire(
     db: &Database,
+    pending: &Mutex<PendingIndex>,
     policy: &RetentionPolicy,
     now: Millis,
     limits: Limits,
@@ -160,17 +164,35 @@ pub(crate) fn expire(
     };
     let mut report = ExpiryReport::default();
     let mut batches = 0;
-    report.results = sweep(db, policy.results, results_batch, now, limits, &mut batches)?;
+    // Held-back `results_by_metric` rows are written out in each results batch's transaction:
+    // a row the batch deletes from `results_by_time` must not reach the file after it.
+    let results = Table {
+        ttl: policy.results,
+        batch: results_batch,
+        pending: Some(pending),
+    };
+    report.results = sweep(db, results, now, limits, &mut batches)?;
     report.late_events = sweep(
         db,
-        policy.late_events,
-        late_batch,
+        Table::plain(policy.late_events, late_batch),
         now,
         limits,
         &mut batches,
     )?;
-    report.alerts = sweep(db, policy.alerts, alerts_batch, now, limits, &mut batches)?;
-    report.raw_events = sweep(db, policy.raw_events, raw_batch, now, limits, &mut batches)?;
+    report.alerts = sweep(
+        db,
+        Table::plain(policy.alerts, alerts_batch),
+        now,
+        limits,
+        &mut batches,
+    )?;
+    report.raw_events = sweep(
+        db,
+        Table::plain(policy.raw_events, raw_batch),
+        now,
+        limits,
+        &mut batches,
+    )?;
     report.batches = batches;
     if report.deleted() > 0 {
         // Persists the batches, and lets redb reuse the pages they freed (it frees pages only on a
@@ -182,17 +204,35 @@ pub(crate) fn expire(
     Ok(report)
 }
 
-/// Expires one table with `ttl` (none: nothing to do) in batches of `batch`; returns the rows
-/// deleted and counts the transactions that deleted some in `batches`.
-fn sweep(
-    db: &Database,
+/// One table a sweep expires.
+struct Table<'a> {
+    /// None: nothing to do.
     ttl: Option<Duration>,
     batch: BatchFn,
+    /// The held-back writes to write out first in each batch's transaction.
+    pending: Option<&'a Mutex<PendingIndex>>,
+}
+
+impl Table<'_> {
+    fn plain(ttl: Option<Duration>, batch: BatchFn) -> Self {
+        Self {
+            ttl,
+            batch,
+            pending: None,
+        }
+    }
+}
+
+/// Expires one table in batches; returns the rows deleted and counts the transactions that
+/// deleted some in `batches`.
+fn sweep(
+    db: &Database,
+    table: Table<'_>,
     now: Millis,
     limits: Limits,
     batches: &mut u64,
 ) -> Result<u64, StoreError> {
-    let Some(ttl) = ttl else { return Ok(0) };
+    let Some(ttl) = table.ttl else { return Ok(0) };
     let cutoff = cutoff(now, ttl);
     let mut deleted = 0;
     let mut from = Vec::new();
@@ -200,14 +240,31 @@ fn sweep(
         let mut txn = db.begin_write()?;
         // As `apply`: made durable by the commit at the end of the sweep (or the next flush).
         txn.set_durability(Durability::None)?;
-        let done = batch(&txn, &from, cutoff, limits)?;
-        if done.deleted == 0 {
+        // After the write transaction began: the lock order of `embedded::pending`.
+        let mut pending = table
+            .pending
+            .map(|p| p.lock().unwrap_or_else(PoisonError::into_inner));
+        let wrote_pending = match pending.as_deref() {
+            Some(p) if !p.is_empty() => {
+                write_pending(&txn, p)?;
+                true
+            }
+            _ => false,
+        };
+        let done = (table.batch)(&txn, &from, cutoff, limits)?;
+        if done.deleted == 0 && !wrote_pending {
             txn.abort()?;
         } else {
             txn.commit()?;
-            *batches += 1;
+            if let Some(p) = pending.as_deref_mut() {
+                p.clear();
+            }
+            if done.deleted > 0 {
+                *batches += 1;
+            }
             deleted += done.deleted;
         }
+        drop(pending);
         match done.next {
             Some(next) => from = next,
             None => return Ok(deleted),

@@ -6,8 +6,11 @@
 //!   Serves "all metrics between start and end", like ((window, hour), window_start, metric_id).
 //!   It holds the whole value rather than nothing because the dashboard's time-range query would
 //!   otherwise pay one random B-tree lookup into `results_by_metric` per row; results are small
-//!   (about 100 bytes), so doubling them is cheaper than the lookups. Both are written in the same
-//!   transaction, so they cannot disagree.
+//!   (about 100 bytes), so doubling them is cheaper than the lookups. `results_by_time` is
+//!   written in the transaction of the outputs; `results_by_metric` rows are held back in memory
+//!   and written in key order, many at once ([`crate::embedded::pending`]), always before a
+//!   query reads that table, a flush makes the store durable or retention deletes: no reader
+//!   sees the two disagree.
 //! - `late_events`: (job, partition, window, offset) → late event: the late output's idempotency
 //!   key, so a replayed late event overwrites itself.
 //! - `late_by_ts`: (job, ts, partition, window, offset) → the same late event, for queries by event

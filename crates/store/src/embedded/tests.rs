@@ -157,6 +157,23 @@ fn data_survives_close_and_reopen_after_flush() {
 }
 
 #[test]
+fn a_clean_close_keeps_what_was_applied_without_a_flush() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    {
+        let store = open(tmp.path());
+        store
+            .apply("job", 0, &[Output::Result(result("m", "w", 0, 1))])
+            .expect("apply");
+    }
+    let store = open(tmp.path());
+    let q = query("job", i64::MIN, i64::MAX, Some("m"), None, 10);
+    assert_eq!(
+        store.query_results(&q).expect("q"),
+        vec![result("m", "w", 0, 1)]
+    );
+}
+
+#[test]
 fn a_second_open_of_the_same_directory_is_an_error_not_a_panic() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let _first = open(tmp.path());
@@ -281,9 +298,11 @@ proptest! {
             (prop_oneof![Just("j1"), Just("j1\0")], -4i64..4, -4i64..4, proptest::option::of(name()), proptest::option::of(name()), 0usize..8),
             1..20,
         ),
+        // Held-back metric-index rows: written out at every apply, every few, or only when read.
+        pending_cap in prop_oneof![Just(0usize), Just(300), Just(1 << 20)],
     ) {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let store = open(tmp.path());
+        let store = EmbeddedStore::open_with_caps(tmp.path(), 1 << 20, pending_cap).expect("open");
         let mut model = BTreeMap::new();
         // Several ops per batch, so batches mix upserts and retracts of the same key.
         for chunk in ops.chunks(3) {

@@ -1,0 +1,253 @@
+//! Writes to `results_by_metric` held back and applied in key order, many at once.
+//!
+//! `results_by_metric` is ordered by (job, metric, window, start), and results arrive in time
+//! order across every metric: written one by one, each result lands in another leaf of the
+//! B-tree, and redb copies a whole 4 KiB page per leaf a transaction touches (then checksums and
+//! writes it). With ten thousand metrics that was one page per result, the largest cost of a
+//! partition thread. Held back until a few of each metric's results are waiting, the same rows
+//! are written leaf by leaf, several per page.
+//!
+//! The buffer is one byte arena plus an index, so holding a row costs no allocation of its own.
+//! It is written out (into an open write transaction of the caller) when it outgrows its cap, at
+//! every durable flush, before a query reads `results_by_metric`, before retention deletes, and
+//! when the store is closed.
+//! `results_by_time` is written at once, so it is the table that counts and retention read.
+//!
+//! Consistency rests on one lock order: a caller holds redb's write transaction *before* it locks
+//! the buffer, and keeps both until it commits. So a transaction sees every row an earlier commit
+//! wrote to `results_by_time` either also in the buffer or already in `results_by_metric`.
+//!
+//! This module must never drop a row it has not written into a transaction that then committed,
+//! nor keep one from a transaction that did not commit.
+
+use redb::Table;
+
+use crate::error::StoreError;
+use crate::schema::Bytes;
+
+/// One held-back write: an upsert of `value` at `key`, or a delete (`value` is `None`).
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    /// Where the key starts in the arena; the value, if any, follows it.
+    at: usize,
+    key_len: usize,
+    value_len: Option<usize>,
+}
+
+/// The held-back writes, in arrival order (a later write to one key wins).
+#[derive(Debug, Default)]
+pub(crate) struct PendingIndex {
+    arena: Vec<u8>,
+    entries: Vec<Entry>,
+    /// Arena bytes past which [`PendingIndex::over_cap`] says to write the buffer out.
+    cap: usize,
+}
+
+/// A length of the buffer to go back to: the writes of a transaction that did not commit.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mark {
+    arena: usize,
+    entries: usize,
+}
+
+impl PendingIndex {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            // Room for the cap and one batch past it, reserved once: grown by doubling, the
+            // arena would settle at twice the cap.
+            arena: Vec::with_capacity(cap.saturating_add(Self::SLACK)),
+            entries: Vec::with_capacity(cap / Self::TYPICAL_ROW),
+            cap,
+        }
+    }
+
+    /// What one apply may add past the cap without the arena growing: a batch's results.
+    const SLACK: usize = 1 << 20;
+    /// A result row's key and value, about: the entries are reserved for a full arena of them.
+    const TYPICAL_ROW: usize = 128;
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn over_cap(&self) -> bool {
+        self.arena.len() > self.cap
+    }
+
+    pub(crate) fn mark(&self) -> Mark {
+        Mark {
+            arena: self.arena.len(),
+            entries: self.entries.len(),
+        }
+    }
+
+    /// Forgets every write since `mark`.
+    pub(crate) fn truncate(&mut self, mark: Mark) {
+        self.arena.truncate(mark.arena);
+        self.entries.truncate(mark.entries);
+    }
+
+    pub(crate) fn upsert(&mut self, key: &[u8], value: &[u8]) {
+        self.push(key, Some(value));
+    }
+
+    pub(crate) fn delete(&mut self, key: &[u8]) {
+        self.push(key, None);
+    }
+
+    fn push(&mut self, key: &[u8], value: Option<&[u8]>) {
+        let at = self.arena.len();
+        self.arena.extend_from_slice(key);
+        if let Some(v) = value {
+            self.arena.extend_from_slice(v);
+        }
+        self.entries.push(Entry {
+            at,
+            key_len: key.len(),
+            value_len: value.map(<[u8]>::len),
+        });
+    }
+
+    fn key(&self, e: &Entry) -> &[u8] {
+        &self.arena[e.at..e.at + e.key_len]
+    }
+
+    /// Applies every held write to `table`, in key order (writes to one key in arrival order),
+    /// and returns how many. The buffer keeps them: [`PendingIndex::clear`] once the
+    /// transaction committed.
+    pub(crate) fn write_into(&self, table: &mut Table<Bytes, Bytes>) -> Result<usize, StoreError> {
+        let mut order: Vec<&Entry> = self.entries.iter().collect();
+        // Stable: a key's writes stay in arrival order, so its last write is applied last.
+        order.sort_by(|a, b| self.key(a).cmp(self.key(b)));
+        for e in &order {
+            let key = self.key(e);
+            match e.value_len {
+                Some(len) => {
+                    let start = e.at + e.key_len;
+                    table.insert(key, &self.arena[start..start + len])?;
+                }
+                None => {
+                    table.remove(key)?;
+                }
+            }
+        }
+        Ok(order.len())
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.arena.clear();
+        self.entries.clear();
+        // A burst past the reservation (one huge batch) does not keep its memory.
+        let reserved = self.cap.saturating_add(Self::SLACK);
+        if self.arena.capacity() > reserved {
+            self.arena.shrink_to(reserved);
+            self.entries.shrink_to(self.cap / Self::TYPICAL_ROW);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+    use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+    use super::*;
+
+    const T: TableDefinition<Bytes, Bytes> = TableDefinition::new("t");
+
+    /// The table after `initial`, then `ops` written through the buffer in one transaction.
+    fn through_buffer(
+        initial: &BTreeMap<Vec<u8>, Vec<u8>>,
+        ops: &[(Vec<u8>, Option<Vec<u8>>)],
+        undone: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::create(dir.path().join("t.redb")).expect("create");
+        let txn = db.begin_write().expect("write");
+        {
+            let mut t = txn.open_table(T).expect("table");
+            for (k, v) in initial {
+                t.insert(k.as_slice(), v.as_slice()).expect("insert");
+            }
+        }
+        txn.commit().expect("commit");
+        let mut pending = PendingIndex::new(0);
+        for (k, v) in ops {
+            match v {
+                Some(v) => pending.upsert(k, v),
+                None => pending.delete(k),
+            }
+        }
+        let mark = pending.mark();
+        for (k, v) in undone {
+            match v {
+                Some(v) => pending.upsert(k, v),
+                None => pending.delete(k),
+            }
+        }
+        pending.truncate(mark);
+        assert_eq!(pending.len(), ops.len());
+        let txn = db.begin_write().expect("write");
+        {
+            let mut t = txn.open_table(T).expect("table");
+            assert_eq!(pending.write_into(&mut t).expect("write"), ops.len());
+        }
+        txn.commit().expect("commit");
+        pending.clear();
+        assert!(pending.is_empty());
+        let txn = db.begin_read().expect("read");
+        let t = txn.open_table(T).expect("table");
+        t.iter()
+            .expect("iter")
+            .map(|e| {
+                let (k, v) = e.expect("entry");
+                (k.value().to_vec(), v.value().to_vec())
+            })
+            .collect()
+    }
+
+    fn op() -> impl Strategy<Value = (Vec<u8>, Option<Vec<u8>>)> {
+        (
+            prop::collection::vec(0u8..4, 0..3),
+            prop::option::of(prop::collection::vec(any::<u8>(), 0..5)),
+        )
+    }
+
+    proptest! {
+        /// The buffer's writes, sorted, leave the table as the same writes applied one by one in
+        /// arrival order; writes after a mark that is gone back to leave no trace.
+        #[test]
+        fn writes_in_key_order_equal_writes_in_arrival_order(
+            initial in prop::collection::btree_map(prop::collection::vec(0u8..4, 0..3), prop::collection::vec(any::<u8>(), 0..5), 0..6),
+            ops in prop::collection::vec(op(), 0..40),
+            undone in prop::collection::vec(op(), 0..5),
+        ) {
+            let mut model = initial.clone();
+            for (k, v) in &ops {
+                match v {
+                    Some(v) => { model.insert(k.clone(), v.clone()); }
+                    None => { model.remove(k); }
+                }
+            }
+            prop_assert_eq!(through_buffer(&initial, &ops, &undone), model);
+        }
+    }
+
+    #[test]
+    fn the_cap_is_on_the_bytes_held() {
+        let mut p = PendingIndex::new(10);
+        p.upsert(b"key", b"value");
+        assert!(!p.over_cap());
+        p.delete(b"another");
+        assert!(p.over_cap());
+        p.clear();
+        assert!(!p.over_cap() && p.is_empty());
+    }
+}
