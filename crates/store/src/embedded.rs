@@ -78,16 +78,17 @@ impl EmbeddedStore {
     /// Default page cache of [`EmbeddedStore::open`].
     pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
-    /// [`EmbeddedStore::open`] with a page cache of `cache_bytes` (redb's read and write cache):
-    /// the store's share of the process's memory. Pages beyond it are read back from the OS page
-    /// cache or the disk.
+    /// [`EmbeddedStore::open`] with `cache_bytes` of memory: redb's read and write cache and the
+    /// held-back index rows of [`pending`], the store's share of the process's memory. Pages
+    /// beyond it are read back from the OS page cache or the disk.
     pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
-        Self::open_with_caps(dir, cache_bytes, cache_bytes / Self::PENDING_SHARE)
+        let pending = cache_bytes / Self::PENDING_SHARE;
+        Self::open_with_caps(dir, cache_bytes - pending, pending)
     }
 
-    /// The held-back `results_by_metric` writes are at most this share of the page cache: an
-    /// eighth keeps several of each metric's results per page at ten thousand metrics, within
-    /// the memory the cache was given.
+    /// The held-back `results_by_metric` writes take this share of the store's memory, and redb's
+    /// page cache the rest: an eighth keeps several of each metric's results per page at ten
+    /// thousand metrics.
     const PENDING_SHARE: usize = 8;
 
     /// [`EmbeddedStore::open_with_cache`] with `pending_bytes` of held-back index writes.
@@ -181,7 +182,9 @@ impl EmbeddedStore {
         if self.pending().is_empty() {
             return Ok(());
         }
-        let mut txn = self.db()?.begin_write()?;
+        let db = self.db()?;
+        write_out_chunks(&db, &self.pending, Until::LastChunk)?;
+        let mut txn = db.begin_write()?;
         txn.set_durability(Durability::None)?;
         let mut pending = self.pending();
         write_pending(&txn, &pending)?;
@@ -319,6 +322,53 @@ impl EmbeddedStore {
     }
 }
 
+/// Rows of `results_by_metric` per transaction when held-back rows are written out. A row dirties
+/// at most one leaf, so a transaction holds at most this many new pages (8 MiB): one transaction
+/// for the whole buffer dirtied a leaf per metric and window, tens of MiB past the page cache's
+/// budget until its commit.
+pub(crate) const WRITE_OUT_ROWS: usize = 2048;
+
+/// How far [`write_out_chunks`] goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Until {
+    /// Until the buffer is back under its cap.
+    UnderCap,
+    /// Until at most [`WRITE_OUT_ROWS`] are left, for the caller to write in its own transaction.
+    LastChunk,
+}
+
+/// Writes held-back `results_by_metric` rows out in key order, in non-durable transactions of at
+/// most [`WRITE_OUT_ROWS`] rows, each taken in the lock order of [`pending`] (the write
+/// transaction, then the buffer).
+pub(crate) fn write_out_chunks(
+    db: &Database,
+    pending: &Mutex<PendingIndex>,
+    until: Until,
+) -> Result<(), StoreError> {
+    let lock = || pending.lock().unwrap_or_else(PoisonError::into_inner);
+    // Bounded, so that rows other partitions keep adding cannot keep the caller here.
+    let mut rounds = lock().unwritten() / WRITE_OUT_ROWS + 2;
+    while rounds > 0 {
+        rounds -= 1;
+        let mut txn = db.begin_write()?;
+        txn.set_durability(Durability::None)?;
+        let mut p = lock();
+        let reached = match until {
+            Until::UnderCap => !p.over_cap(),
+            Until::LastChunk => p.unwritten() <= WRITE_OUT_ROWS,
+        };
+        if reached {
+            drop(p);
+            txn.abort()?;
+            return Ok(());
+        }
+        let n = p.write_chunk(&mut txn.open_table(RESULTS_BY_METRIC)?, WRITE_OUT_ROWS)?;
+        txn.commit()?;
+        p.committed(n);
+    }
+    Ok(())
+}
+
 /// Writes the held-back `results_by_metric` rows into `txn`; the caller clears them once it
 /// committed.
 pub(crate) fn write_pending(
@@ -406,24 +456,26 @@ impl EmbeddedStore {
         // After the write transaction began: see `pending` for the lock order.
         let mut pending = self.pending();
         let mark = pending.mark();
-        let written = Self::apply_in(txn, &mut pending, job, partition, outputs);
-        match written {
-            Ok(true) => pending.clear(),
-            Ok(false) => {}
-            Err(_) => pending.truncate(mark),
+        if let Err(e) = Self::apply_in(txn, &mut pending, job, partition, outputs) {
+            pending.truncate(mark);
+            return Err(e);
         }
-        written.map(|_| ())
+        let over_cap = pending.over_cap();
+        drop(pending);
+        if over_cap {
+            write_out_chunks(&*self.db()?, &self.pending, Until::UnderCap)?;
+        }
+        Ok(())
     }
 
-    /// The writes of [`EmbeddedStore::apply_now`] in `txn`, committed; true if the held-back
-    /// rows were written out with them.
+    /// The writes of [`EmbeddedStore::apply_now`] in `txn`, committed.
     fn apply_in(
         txn: redb::WriteTransaction,
         pending: &mut PendingIndex,
         job: &str,
         partition: u32,
         outputs: &[Output],
-    ) -> Result<bool, StoreError> {
+    ) -> Result<(), StoreError> {
         // Alerts are keyed apart from every other output, so writing them after the rest (in their
         // own order) is the same as writing them in place; batches without alerts open no alert
         // table.
@@ -486,12 +538,8 @@ impl EmbeddedStore {
         if !alerts.is_empty() {
             apply_alerts(&txn, job, &alerts)?;
         }
-        let write_out = pending.over_cap();
-        if write_out {
-            write_pending(&txn, pending)?;
-        }
         txn.commit()?;
-        Ok(write_out)
+        Ok(())
     }
 
     fn flush_now(&self) -> Result<(), StoreError> {
@@ -502,7 +550,9 @@ impl EmbeddedStore {
         // writes out the pages and freed-page records those commits kept in memory
         // ("previously unpersisted allocations that are now becoming durable") before its fsync.
         // An empty transaction is not skipped: `commit` always runs the durable path.
-        let mut txn = self.db()?.begin_write()?;
+        let db = self.db()?;
+        write_out_chunks(&db, &self.pending, Until::LastChunk)?;
+        let mut txn = db.begin_write()?;
         txn.set_durability(Durability::Immediate)?;
         let mut pending = self.pending();
         write_pending(&txn, &pending)?;

@@ -46,7 +46,7 @@ use streampulse_core::time::Millis;
 
 use crate::codec::{decode_alert, decode_result};
 use crate::embedded::pending::PendingIndex;
-use crate::embedded::write_pending;
+use crate::embedded::{write_out_chunks, write_pending, Until};
 use crate::error::StoreError;
 use crate::keys::{self, KeyReader};
 use crate::schema::{
@@ -237,6 +237,10 @@ fn sweep(
     let mut deleted = 0;
     let mut from = Vec::new();
     loop {
+        if let Some(p) = table.pending {
+            // Most of the held-back rows in transactions of their own; the batch's writes the rest.
+            write_out_chunks(db, p, Until::LastChunk)?;
+        }
         let mut txn = db.begin_write()?;
         // As `apply`: made durable by the commit at the end of the sweep (or the next flush).
         txn.set_durability(Durability::None)?;

@@ -8,9 +8,12 @@
 //! are written leaf by leaf, several per page.
 //!
 //! The buffer is one byte arena plus an index, so holding a row costs no allocation of its own.
-//! It is written out (into an open write transaction of the caller) when it outgrows its cap, at
-//! every durable flush, before a query reads `results_by_metric`, before retention deletes, and
-//! when the store is closed.
+//! It is written out when it outgrows its cap, at every durable flush, before a query reads
+//! `results_by_metric`, before retention deletes, and when the store is closed. A write-out is a
+//! *run*: the rows held when it began, sorted once, written in transactions of a bounded number
+//! of rows (one transaction for all of them dirtied a leaf per metric and window at once, tens of
+//! MiB past the page cache's budget), the last few in the caller's own transaction. Rows that
+//! arrive during a run wait after it, and the run's rows leave the arena together at its end.
 //! `results_by_time` is written at once, so it is the table that counts and retention read.
 //!
 //! Consistency rests on one lock order: a caller holds redb's write transaction *before* it locks
@@ -41,6 +44,17 @@ pub(crate) struct PendingIndex {
     entries: Vec<Entry>,
     /// Arena bytes past which [`PendingIndex::over_cap`] says to write the buffer out.
     cap: usize,
+    /// A write-out in bounded transactions under way, if any.
+    run: Option<Run>,
+}
+
+/// The first `entries` held writes in key order, of which `order[..next]` are committed. They
+/// leave the arena together once all are: entries arriving meanwhile sit after them.
+#[derive(Debug)]
+struct Run {
+    order: Vec<usize>,
+    next: usize,
+    entries: usize,
 }
 
 /// A length of the buffer to go back to: the writes of a transaction that did not commit.
@@ -58,6 +72,7 @@ impl PendingIndex {
             arena: Vec::with_capacity(cap.saturating_add(Self::SLACK)),
             entries: Vec::with_capacity(cap / Self::TYPICAL_ROW),
             cap,
+            run: None,
         }
     }
 
@@ -75,6 +90,11 @@ impl PendingIndex {
         self.entries.len()
     }
 
+    /// Held writes not yet committed to the table.
+    pub(crate) fn unwritten(&self) -> usize {
+        self.entries.len() - self.run.as_ref().map_or(0, |r| r.next)
+    }
+
     pub(crate) fn over_cap(&self) -> bool {
         self.arena.len() > self.cap
     }
@@ -86,8 +106,10 @@ impl PendingIndex {
         }
     }
 
-    /// Forgets every write since `mark`.
+    /// Forgets every write since `mark`. A run begun since would lose entries it orders: runs
+    /// begin only in their own transactions, never between an apply's mark and its commit.
     pub(crate) fn truncate(&mut self, mark: Mark) {
+        debug_assert!(self.run.as_ref().is_none_or(|r| r.entries <= mark.entries));
         self.arena.truncate(mark.arena);
         self.entries.truncate(mark.entries);
     }
@@ -117,31 +139,100 @@ impl PendingIndex {
         &self.arena[e.at..e.at + e.key_len]
     }
 
-    /// Applies every held write to `table`, in key order (writes to one key in arrival order),
-    /// and returns how many. The buffer keeps them: [`PendingIndex::clear`] once the
-    /// transaction committed.
-    pub(crate) fn write_into(&self, table: &mut Table<Bytes, Bytes>) -> Result<usize, StoreError> {
-        let mut order: Vec<&Entry> = self.entries.iter().collect();
-        // Stable: a key's writes stay in arrival order, so its last write is applied last.
-        order.sort_by(|a, b| self.key(a).cmp(self.key(b)));
-        for e in &order {
-            let key = self.key(e);
-            match e.value_len {
-                Some(len) => {
-                    let start = e.at + e.key_len;
-                    table.insert(key, &self.arena[start..start + len])?;
-                }
-                None => {
-                    table.remove(key)?;
-                }
+    /// Indices of `entries[from..]` in key order; a key's writes stay in arrival order (the sort
+    /// is stable), so its last write is applied last.
+    fn sorted(&self, from: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (from..self.entries.len()).collect();
+        order.sort_by(|&a, &b| self.key(&self.entries[a]).cmp(self.key(&self.entries[b])));
+        order
+    }
+
+    fn write_one(&self, table: &mut Table<Bytes, Bytes>, i: usize) -> Result<(), StoreError> {
+        let e = &self.entries[i];
+        let key = self.key(e);
+        match e.value_len {
+            Some(len) => {
+                let start = e.at + e.key_len;
+                table.insert(key, &self.arena[start..start + len])?;
+            }
+            None => {
+                table.remove(key)?;
             }
         }
-        Ok(order.len())
+        Ok(())
+    }
+
+    /// Applies up to `max` held writes to `table`, the next ones of a run in key order (begun
+    /// here over every held write if none is under way), and returns how many. The buffer keeps
+    /// them until [`PendingIndex::committed`] is told the transaction committed.
+    pub(crate) fn write_chunk(
+        &mut self,
+        table: &mut Table<Bytes, Bytes>,
+        max: usize,
+    ) -> Result<usize, StoreError> {
+        if self.run.is_none() {
+            if self.entries.is_empty() {
+                return Ok(0);
+            }
+            self.run = Some(Run {
+                order: self.sorted(0),
+                next: 0,
+                entries: self.entries.len(),
+            });
+        }
+        let Some(run) = &self.run else { return Ok(0) };
+        let chunk = &run.order[run.next..(run.next + max).min(run.order.len())];
+        for &i in chunk {
+            self.write_one(table, i)?;
+        }
+        Ok(chunk.len())
+    }
+
+    /// The transaction of the last [`PendingIndex::write_chunk`], which wrote `n`, committed.
+    /// A run all committed leaves the buffer.
+    pub(crate) fn committed(&mut self, n: usize) {
+        let Some(run) = &mut self.run else { return };
+        run.next = (run.next + n).min(run.order.len());
+        if run.next < run.order.len() {
+            return;
+        }
+        let done = run.entries;
+        self.run = None;
+        let bytes = self.entries.get(done).map_or(self.arena.len(), |e| e.at);
+        self.arena.drain(..bytes);
+        self.entries.drain(..done);
+        for e in &mut self.entries {
+            e.at -= bytes;
+        }
+    }
+
+    /// Applies every held write not yet committed to `table`, in key order (writes to one key
+    /// in arrival order), and returns how many. The buffer keeps them:
+    /// [`PendingIndex::clear`] once the transaction committed.
+    pub(crate) fn write_into(&self, table: &mut Table<Bytes, Bytes>) -> Result<usize, StoreError> {
+        let mut written = 0;
+        // A run's rest first: every entry after the run arrived after all of the run's.
+        let from = match &self.run {
+            Some(run) => {
+                for &i in &run.order[run.next..] {
+                    self.write_one(table, i)?;
+                }
+                written += run.order.len() - run.next;
+                run.entries
+            }
+            None => 0,
+        };
+        let rest = self.sorted(from);
+        for &i in &rest {
+            self.write_one(table, i)?;
+        }
+        Ok(written + rest.len())
     }
 
     pub(crate) fn clear(&mut self) {
         self.arena.clear();
         self.entries.clear();
+        self.run = None;
         // A burst past the reservation (one huge batch) does not keep its memory.
         let reserved = self.cap.saturating_add(Self::SLACK);
         if self.arena.capacity() > reserved {
@@ -238,6 +329,111 @@ mod tests {
             }
             prop_assert_eq!(through_buffer(&initial, &ops, &undone), model);
         }
+    }
+
+    /// One step of a write-out in bounded transactions, with writes arriving between them.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Push(Vec<u8>, Option<Vec<u8>>),
+        /// Writes a chunk of this many rows; commits it, or aborts the transaction.
+        Chunk(usize, bool),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => op().prop_map(|(k, v)| Step::Push(k, v)),
+            1 => (1usize..4, any::<bool>()).prop_map(|(n, commit)| Step::Chunk(n, commit)),
+        ]
+    }
+
+    fn table_of(db: &Database) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        let txn = db.begin_read().expect("read");
+        let t = txn.open_table(T).expect("table");
+        t.iter()
+            .expect("iter")
+            .map(|e| {
+                let (k, v) = e.expect("entry");
+                (k.value().to_vec(), v.value().to_vec())
+            })
+            .collect()
+    }
+
+    proptest! {
+        /// Chunks of a run committed (or aborted) while later writes arrive, then the rest in one
+        /// transaction, leave the table as every write applied in arrival order; a finished run
+        /// leaves the buffer with only the writes that arrived during it.
+        #[test]
+        fn a_write_out_in_chunks_equals_writes_in_arrival_order(steps in prop::collection::vec(step(), 0..60)) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = Database::create(dir.path().join("t.redb")).expect("create");
+            let txn = db.begin_write().expect("write");
+            txn.open_table(T).expect("table");
+            txn.commit().expect("commit");
+            let mut pending = PendingIndex::new(0);
+            let mut model = BTreeMap::new();
+            for s in &steps {
+                match s {
+                    Step::Push(k, v) => {
+                        match v {
+                            Some(v) => { pending.upsert(k, v); model.insert(k.clone(), v.clone()); }
+                            None => { pending.delete(k); model.remove(k); }
+                        }
+                    }
+                    Step::Chunk(n, commit) => {
+                        let before = pending.unwritten();
+                        let txn = db.begin_write().expect("write");
+                        let wrote = pending
+                            .write_chunk(&mut txn.open_table(T).expect("table"), *n)
+                            .expect("chunk");
+                        prop_assert!(wrote <= *n && wrote <= before);
+                        if *commit {
+                            txn.commit().expect("commit");
+                            pending.committed(wrote);
+                            prop_assert_eq!(pending.unwritten(), before - wrote);
+                        } else {
+                            txn.abort().expect("abort");
+                        }
+                    }
+                }
+            }
+            let txn = db.begin_write().expect("write");
+            let rest = pending.unwritten();
+            prop_assert_eq!(pending.write_into(&mut txn.open_table(T).expect("table")).expect("rest"), rest);
+            txn.commit().expect("commit");
+            pending.clear();
+            prop_assert_eq!(table_of(&db), model);
+        }
+    }
+
+    #[test]
+    fn a_finished_run_leaves_only_the_writes_that_arrived_during_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = Database::create(dir.path().join("t.redb")).expect("create");
+        let mut p = PendingIndex::new(0);
+        p.upsert(b"b", b"1");
+        p.upsert(b"a", b"2");
+        let txn = db.begin_write().expect("write");
+        assert_eq!(
+            p.write_chunk(&mut txn.open_table(T).expect("t"), 1)
+                .expect("chunk"),
+            1
+        );
+        txn.commit().expect("commit");
+        p.committed(1);
+        // Arrives during the run: not part of it.
+        p.upsert(b"c", b"3");
+        assert_eq!((p.len(), p.unwritten()), (3, 2));
+        let txn = db.begin_write().expect("write");
+        assert_eq!(
+            p.write_chunk(&mut txn.open_table(T).expect("t"), 5)
+                .expect("chunk"),
+            1
+        );
+        txn.commit().expect("commit");
+        p.committed(1);
+        assert_eq!((p.len(), p.unwritten()), (1, 1));
+        assert_eq!(p.arena, b"c3");
+        assert_eq!(p.entries[0].at, 0);
     }
 
     #[test]
