@@ -293,15 +293,7 @@ mod tests {
         txn.commit().expect("commit");
         pending.clear();
         assert!(pending.is_empty());
-        let txn = db.begin_read().expect("read");
-        let t = txn.open_table(T).expect("table");
-        t.iter()
-            .expect("iter")
-            .map(|e| {
-                let (k, v) = e.expect("entry");
-                (k.value().to_vec(), v.value().to_vec())
-            })
-            .collect()
+        table_of(&db)
     }
 
     fn op() -> impl Strategy<Value = (Vec<u8>, Option<Vec<u8>>)> {
