@@ -11,7 +11,8 @@ FROM rust:${RUST_VERSION}-bookworm AS builder
 # build-essential, below) and links statically: no OpenSSL headers here, no libssl at run time.
 # No Cyrus SASL (GSSAPI) or zstd. aws-lc-sys, under object_store's TLS, builds with the C compiler
 # or cmake. zlib is built from libz-sys's bundled source and linked statically, so the binary
-# needs only glibc and libgcc at run time. The build itself is deploy/image/build.sh, which CI
+# needs only glibc and libgcc at run time. jemalloc (the binary's allocator) is built from its
+# bundled source too (make), with the options in .cargo/config.toml. The build itself is deploy/image/build.sh, which CI
 # runs too (and checks that claim with ldd).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -19,6 +20,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
 COPY crates ./crates
 COPY deploy/image/build.sh ./deploy/image/build.sh
 # The registry and target directory are cache mounts (BuildKit), so a rebuild after a source

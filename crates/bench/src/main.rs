@@ -37,6 +37,10 @@ mod kafka;
 mod serving;
 mod store;
 
+/// The allocator the `streampulse` binary ships with, so the engine mode measures what runs.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 struct Args {
     /// What to measure.

@@ -11,6 +11,12 @@ mod store_retention;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// jemalloc: the partition threads, the log writer and the request threads allocate and free
+/// the stores' cached pages and the ingest buffers across threads, and glibc's per-thread arenas
+/// kept each thread's high-water mark (README "Operations", memory; BENCHMARKS (l)).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "streampulse",
