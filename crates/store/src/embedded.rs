@@ -83,7 +83,7 @@ impl EmbeddedStore {
     /// beyond it are read back from the OS page cache or the disk.
     pub fn open_with_cache(dir: &Path, cache_bytes: usize) -> Result<Self, StoreError> {
         let pending = cache_bytes / Self::PENDING_SHARE;
-        Self::open_with_caps(dir, cache_bytes - pending, pending)
+        Self::open_with_caps(dir, cache_bytes - pending, pending, WRITE_OUT_ROWS)
     }
 
     /// The held-back `results_by_metric` writes take this share of the store's memory, and redb's
@@ -91,11 +91,13 @@ impl EmbeddedStore {
     /// thousand metrics.
     const PENDING_SHARE: usize = 8;
 
-    /// [`EmbeddedStore::open_with_cache`] with `pending_bytes` of held-back index writes.
+    /// [`EmbeddedStore::open_with_cache`] with `pending_bytes` of held-back index writes, written
+    /// out `rows_per_txn` at a time.
     pub(crate) fn open_with_caps(
         dir: &Path,
         cache_bytes: usize,
         pending_bytes: usize,
+        rows_per_txn: usize,
     ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
@@ -127,7 +129,7 @@ impl EmbeddedStore {
         Ok(Self {
             db,
             path,
-            pending: Mutex::new(PendingIndex::new(pending_bytes)),
+            pending: Mutex::new(PendingIndex::new(pending_bytes, rows_per_txn)),
         })
     }
 
@@ -322,7 +324,8 @@ impl EmbeddedStore {
     }
 }
 
-/// Rows of `results_by_metric` per transaction when held-back rows are written out. A row dirties
+/// Rows of `results_by_metric` per transaction when held-back rows are written out (the
+/// default of [`PendingIndex`]'s `rows_per_txn`). A row dirties
 /// at most one leaf, so a transaction holds at most this many new pages (8 MiB): one transaction
 /// for the whole buffer dirtied a leaf per metric and window, tens of MiB past the page cache's
 /// budget until its commit.
@@ -333,12 +336,12 @@ pub(crate) const WRITE_OUT_ROWS: usize = 2048;
 pub(crate) enum Until {
     /// Until the buffer is back under its cap.
     UnderCap,
-    /// Until at most [`WRITE_OUT_ROWS`] are left, for the caller to write in its own transaction.
+    /// Until at most one transaction's rows are left, for the caller to write in its own.
     LastChunk,
 }
 
 /// Writes held-back `results_by_metric` rows out in key order, in non-durable transactions of at
-/// most [`WRITE_OUT_ROWS`] rows, each taken in the lock order of [`pending`] (the write
+/// most the buffer's `rows_per_txn` rows, each taken in the lock order of [`pending`] (the write
 /// transaction, then the buffer).
 pub(crate) fn write_out_chunks(
     db: &Database,
@@ -347,7 +350,11 @@ pub(crate) fn write_out_chunks(
 ) -> Result<(), StoreError> {
     let lock = || pending.lock().unwrap_or_else(PoisonError::into_inner);
     // Bounded, so that rows other partitions keep adding cannot keep the caller here.
-    let mut rounds = lock().unwritten() / WRITE_OUT_ROWS + 2;
+    let (rows, unwritten) = {
+        let p = lock();
+        (p.rows_per_txn(), p.unwritten())
+    };
+    let mut rounds = unwritten / rows + 2;
     while rounds > 0 {
         rounds -= 1;
         let mut txn = db.begin_write()?;
@@ -355,14 +362,14 @@ pub(crate) fn write_out_chunks(
         let mut p = lock();
         let reached = match until {
             Until::UnderCap => !p.over_cap(),
-            Until::LastChunk => p.unwritten() <= WRITE_OUT_ROWS,
+            Until::LastChunk => p.unwritten() <= rows,
         };
         if reached {
             drop(p);
             txn.abort()?;
             return Ok(());
         }
-        let n = p.write_chunk(&mut txn.open_table(RESULTS_BY_METRIC)?, WRITE_OUT_ROWS)?;
+        let n = p.write_chunk(&mut txn.open_table(RESULTS_BY_METRIC)?, rows)?;
         txn.commit()?;
         p.committed(n);
     }

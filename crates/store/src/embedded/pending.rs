@@ -44,6 +44,8 @@ pub(crate) struct PendingIndex {
     entries: Vec<Entry>,
     /// Arena bytes past which [`PendingIndex::over_cap`] says to write the buffer out.
     cap: usize,
+    /// Rows a write-out commits per transaction (at least 1).
+    rows_per_txn: usize,
     /// A write-out in bounded transactions under way, if any.
     run: Option<Run>,
 }
@@ -65,8 +67,9 @@ pub(crate) struct Mark {
 }
 
 impl PendingIndex {
-    pub(crate) fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize, rows_per_txn: usize) -> Self {
         Self {
+            rows_per_txn: rows_per_txn.max(1),
             // Room for the cap and one batch past it, reserved once: grown by doubling, the
             // arena would settle at twice the cap.
             arena: Vec::with_capacity(cap.saturating_add(Self::SLACK)),
@@ -80,6 +83,10 @@ impl PendingIndex {
     const SLACK: usize = 1 << 20;
     /// A result row's key and value, about: the entries are reserved for a full arena of them.
     const TYPICAL_ROW: usize = 128;
+
+    pub(crate) fn rows_per_txn(&self) -> usize {
+        self.rows_per_txn
+    }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -269,7 +276,7 @@ mod tests {
             }
         }
         txn.commit().expect("commit");
-        let mut pending = PendingIndex::new(0);
+        let mut pending = PendingIndex::new(0, 1);
         for (k, v) in ops {
             match v {
                 Some(v) => pending.upsert(k, v),
@@ -361,7 +368,7 @@ mod tests {
             let txn = db.begin_write().expect("write");
             txn.open_table(T).expect("table");
             txn.commit().expect("commit");
-            let mut pending = PendingIndex::new(0);
+            let mut pending = PendingIndex::new(0, 1);
             let mut model = BTreeMap::new();
             for s in &steps {
                 match s {
@@ -401,7 +408,7 @@ mod tests {
     fn a_finished_run_leaves_only_the_writes_that_arrived_during_it() {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Database::create(dir.path().join("t.redb")).expect("create");
-        let mut p = PendingIndex::new(0);
+        let mut p = PendingIndex::new(0, 1);
         p.upsert(b"b", b"1");
         p.upsert(b"a", b"2");
         let txn = db.begin_write().expect("write");
@@ -430,7 +437,7 @@ mod tests {
 
     #[test]
     fn the_cap_is_on_the_bytes_held() {
-        let mut p = PendingIndex::new(10);
+        let mut p = PendingIndex::new(10, 1);
         p.upsert(b"key", b"value");
         assert!(!p.over_cap());
         p.delete(b"another");

@@ -245,6 +245,76 @@ fn concurrent_applies_from_partition_threads_all_land() {
     assert_eq!(store.counts().expect("counts").results, 100);
 }
 
+/// Partition threads apply while a query thread reads by metric, with write-outs of two rows per
+/// transaction, so runs interleave with applies and queries: a query sees every row whose apply
+/// returned before it began, and at the end both indexes hold every row.
+#[test]
+fn queries_by_metric_see_every_applied_row_while_write_outs_run_in_small_transactions() {
+    use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+    const PARTITIONS: u32 = 3;
+    const APPLIES: i64 = 60;
+    const METRICS: i64 = 5;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open_with_caps(tmp.path(), 1 << 20, 256, 2).expect("open");
+    let applied: Vec<AtomicI64> = (0..PARTITIONS).map(|_| AtomicI64::new(-1)).collect();
+    let writers_done = AtomicUsize::new(0);
+    let metric = |p: u32, i: i64| format!("p{p}-m{}", i % METRICS);
+    std::thread::scope(|s| {
+        for partition in 0..PARTITIONS {
+            let (store, applied, writers_done) = (&store, &applied, &writers_done);
+            s.spawn(move || {
+                for i in 0..APPLIES {
+                    let r = result(&metric(partition, i), "w", i * 1_000, 0);
+                    store
+                        .apply("job", partition, &[Output::Result(r)])
+                        .expect("apply");
+                    applied[partition as usize].store(i, Ordering::SeqCst);
+                }
+                writers_done.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        let (store, applied, writers_done) = (&store, &applied, &writers_done);
+        s.spawn(move || {
+            let mut round = 0u32;
+            while writers_done.load(Ordering::SeqCst) < PARTITIONS as usize {
+                let partition = round % PARTITIONS;
+                round += 1;
+                let i = applied[partition as usize].load(Ordering::SeqCst);
+                if i < 0 {
+                    continue;
+                }
+                let m = metric(partition, i);
+                let q = query("job", i * 1_000, i * 1_000 + 1, Some(&m), None, 10);
+                let rows = store.query_results(&q).expect("query");
+                assert_eq!(
+                    rows.len(),
+                    1,
+                    "{m} at {i}: applied, not seen by a later query"
+                );
+            }
+        });
+    });
+    for partition in 0..PARTITIONS {
+        for m in 0..METRICS {
+            let q = query(
+                "job",
+                i64::MIN,
+                i64::MAX,
+                Some(&metric(partition, m)),
+                None,
+                1000,
+            );
+            let rows = store.query_results(&q).expect("query");
+            assert_eq!(rows.len() as i64, APPLIES / METRICS, "p{partition}-m{m}");
+        }
+    }
+    let all = query("job", i64::MIN, i64::MAX, None, None, 10_000);
+    assert_eq!(
+        store.query_results(&all).expect("query").len() as i64,
+        i64::from(PARTITIONS) * APPLIES
+    );
+}
+
 // Model-based: random upserts and retracts against a BTreeMap, then random queries must return
 // exactly what filtering and sorting the model gives, on both access paths.
 
@@ -298,11 +368,13 @@ proptest! {
             (prop_oneof![Just("j1"), Just("j1\0")], -4i64..4, -4i64..4, proptest::option::of(name()), proptest::option::of(name()), 0usize..8),
             1..20,
         ),
-        // Held-back metric-index rows: written out at every apply, every few, or only when read.
+        // Held-back metric-index rows: written out at every apply, every few, or only when read;
+        // one, two or many rows per write-out transaction.
         pending_cap in prop_oneof![Just(0usize), Just(300), Just(1 << 20)],
+        rows_per_txn in prop_oneof![Just(1usize), Just(2), Just(2048)],
     ) {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let store = EmbeddedStore::open_with_caps(tmp.path(), 1 << 20, pending_cap).expect("open");
+        let store = EmbeddedStore::open_with_caps(tmp.path(), 1 << 20, pending_cap, rows_per_txn).expect("open");
         let mut model = BTreeMap::new();
         // Several ops per batch, so batches mix upserts and retracts of the same key.
         for chunk in ops.chunks(3) {
