@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use support::{free_port, Platform};
 
-/// What README "Operations" promises for this load with the default settings (measured 243–260
+/// What README "Operations" promises for this load with the default settings (measured 213–240
 /// MiB: the margin is for other machines' allocators and page sizes, not for growth).
 const MAX_PEAK_RSS_MIB: u64 = 320;
 const METRICS: usize = 10_000;
