@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use redb::{
@@ -48,8 +48,8 @@ pub struct EmbeddedStore {
     /// Reopened after an I/O failure (a full disk): see [`EmbeddedStore::checked`].
     db: DbFile,
     path: PathBuf,
-    /// `results_by_metric` writes not yet in the file (see [`pending`]). Locked only while
-    /// holding a write transaction.
+    /// `results_by_metric` writes not yet in the file (see [`pending`]). Changed only while
+    /// holding a write transaction, but for the reset after an I/O failure.
     pending: Mutex<PendingIndex>,
 }
 
@@ -159,8 +159,7 @@ impl EmbeddedStore {
     }
 
     fn pending(&self) -> MutexGuard<'_, PendingIndex> {
-        // Every change to the buffer is undone or kept whole before the guard drops.
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+        pending::lock(&self.pending)
     }
 
     /// Writes the held-back `results_by_metric` rows into the file (not durably), so that a read
@@ -184,15 +183,7 @@ impl EmbeddedStore {
         if self.pending().is_empty() {
             return Ok(());
         }
-        let db = self.db()?;
-        write_out_chunks(&db, &self.pending, Until::LastChunk)?;
-        let mut txn = db.begin_write()?;
-        txn.set_durability(Durability::None)?;
-        let mut pending = self.pending();
-        write_pending(&txn, &pending)?;
-        txn.commit()?;
-        pending.clear();
-        Ok(())
+        write_out_all(&*self.db()?, &self.pending, Durability::None)
     }
 
     /// [`ResultStore::expire`] in batches of `limits`.
@@ -324,11 +315,10 @@ impl EmbeddedStore {
     }
 }
 
-/// Rows of `results_by_metric` per transaction when held-back rows are written out (the
-/// default of [`PendingIndex`]'s `rows_per_txn`). A row dirties
-/// at most one leaf, so a transaction holds at most this many new pages (8 MiB): one transaction
-/// for the whole buffer dirtied a leaf per metric and window, tens of MiB past the page cache's
-/// budget until its commit.
+/// Rows of `results_by_metric` per transaction when held-back rows are written out (the default
+/// of [`PendingIndex`]'s `rows_per_txn`). A row dirties at most one leaf, so a transaction holds
+/// at most this many new pages (8 MiB): one transaction for the whole buffer dirtied a leaf per
+/// metric and window, tens of MiB past the page cache's budget until its commit.
 pub(crate) const WRITE_OUT_ROWS: usize = 2048;
 
 /// How far [`write_out_chunks`] goes.
@@ -348,10 +338,9 @@ pub(crate) fn write_out_chunks(
     pending: &Mutex<PendingIndex>,
     until: Until,
 ) -> Result<(), StoreError> {
-    let lock = || pending.lock().unwrap_or_else(PoisonError::into_inner);
     // Bounded, so that rows other partitions keep adding cannot keep the caller here.
     let (rows, unwritten) = {
-        let p = lock();
+        let p = pending::lock(pending);
         (p.rows_per_txn(), p.unwritten())
     };
     let mut rounds = unwritten / rows + 2;
@@ -359,7 +348,7 @@ pub(crate) fn write_out_chunks(
         rounds -= 1;
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::None)?;
-        let mut p = lock();
+        let mut p = pending::lock(pending);
         let reached = match until {
             Until::UnderCap => !p.over_cap(),
             Until::LastChunk => p.unwritten() <= rows,
@@ -373,6 +362,24 @@ pub(crate) fn write_out_chunks(
         txn.commit()?;
         p.committed(n);
     }
+    Ok(())
+}
+
+/// Writes every held-back row out, most in [`write_out_chunks`]'s transactions and the rest in a
+/// last one committed with `durability` (which is committed even with nothing left: a durable
+/// flush persists the non-durable commits before it), and empties the buffer.
+fn write_out_all(
+    db: &Database,
+    pending: &Mutex<PendingIndex>,
+    durability: Durability,
+) -> Result<(), StoreError> {
+    write_out_chunks(db, pending, Until::LastChunk)?;
+    let mut txn = db.begin_write()?;
+    txn.set_durability(durability)?;
+    let mut guard = pending::lock(pending);
+    write_pending(&txn, &guard)?;
+    txn.commit()?;
+    guard.clear();
     Ok(())
 }
 
@@ -557,14 +564,7 @@ impl EmbeddedStore {
         // writes out the pages and freed-page records those commits kept in memory
         // ("previously unpersisted allocations that are now becoming durable") before its fsync.
         // An empty transaction is not skipped: `commit` always runs the durable path.
-        let db = self.db()?;
-        write_out_chunks(&db, &self.pending, Until::LastChunk)?;
-        let mut txn = db.begin_write()?;
-        txn.set_durability(Durability::Immediate)?;
-        let mut pending = self.pending();
-        write_pending(&txn, &pending)?;
-        txn.commit()?;
-        pending.clear();
+        write_out_all(&*self.db()?, &self.pending, Durability::Immediate)?;
         tracing::debug!(elapsed = ?started.elapsed(), "result store flushed");
         Ok(())
     }

@@ -37,7 +37,7 @@
 //! - delete one access path of a row without the others: both result tables, both late-event
 //!   tables and the three alert tables lose a row in the same transaction.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use redb::{Database, Durability, ReadableTable, WriteTransaction};
@@ -45,7 +45,7 @@ use streampulse_core::detect::{Alert, AlertState};
 use streampulse_core::time::Millis;
 
 use crate::codec::{decode_alert, decode_result};
-use crate::embedded::pending::PendingIndex;
+use crate::embedded::pending::{self, PendingIndex};
 use crate::embedded::{write_out_chunks, write_pending, Until};
 use crate::error::StoreError;
 use crate::keys::{self, KeyReader};
@@ -164,8 +164,9 @@ pub(crate) fn expire(
     };
     let mut report = ExpiryReport::default();
     let mut batches = 0;
-    // Held-back `results_by_metric` rows are written out in each results batch's transaction:
-    // a row the batch deletes from `results_by_time` must not reach the file after it.
+    // Held-back `results_by_metric` rows are written out before each results batch, the last of
+    // them in the batch's transaction: a row the batch deletes from `results_by_time` must not
+    // reach the file after it.
     let results = Table {
         ttl: policy.results,
         batch: results_batch,
@@ -209,7 +210,7 @@ struct Table<'a> {
     /// None: nothing to do.
     ttl: Option<Duration>,
     batch: BatchFn,
-    /// The held-back writes to write out first in each batch's transaction.
+    /// The held-back writes to write out before each batch (the last of them in its transaction).
     pending: Option<&'a Mutex<PendingIndex>>,
 }
 
@@ -245,9 +246,7 @@ fn sweep(
         // As `apply`: made durable by the commit at the end of the sweep (or the next flush).
         txn.set_durability(Durability::None)?;
         // After the write transaction began: the lock order of `embedded::pending`.
-        let mut pending = table
-            .pending
-            .map(|p| p.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut pending = table.pending.map(pending::lock);
         let wrote_pending = match pending.as_deref() {
             Some(p) if !p.is_empty() => {
                 write_pending(&txn, p)?;

@@ -23,6 +23,8 @@
 //! This module must never drop a row it has not written into a transaction that then committed,
 //! nor keep one from a transaction that did not commit.
 
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
 use redb::Table;
 
 use crate::error::StoreError;
@@ -50,13 +52,19 @@ pub(crate) struct PendingIndex {
     run: Option<Run>,
 }
 
-/// The first `entries` held writes in key order, of which `order[..next]` are committed. They
-/// leave the arena together once all are: entries arriving meanwhile sit after them.
+/// The held writes at the run's start (the first `order.len()` entries) in key order, of which
+/// `order[..next]` are committed. They leave the arena together once all are: entries arriving
+/// meanwhile sit after them.
 #[derive(Debug)]
 struct Run {
     order: Vec<usize>,
     next: usize,
-    entries: usize,
+}
+
+/// Locks the shared buffer. A poisoned lock is taken as it is: every change to the buffer is
+/// undone or kept whole before its guard drops.
+pub(crate) fn lock(pending: &Mutex<PendingIndex>) -> MutexGuard<'_, PendingIndex> {
+    pending.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A length of the buffer to go back to: the writes of a transaction that did not commit.
@@ -116,7 +124,10 @@ impl PendingIndex {
     /// Forgets every write since `mark`. A run begun since would lose entries it orders: runs
     /// begin only in their own transactions, never between an apply's mark and its commit.
     pub(crate) fn truncate(&mut self, mark: Mark) {
-        debug_assert!(self.run.as_ref().is_none_or(|r| r.entries <= mark.entries));
+        debug_assert!(self
+            .run
+            .as_ref()
+            .is_none_or(|r| r.order.len() <= mark.entries));
         self.arena.truncate(mark.arena);
         self.entries.truncate(mark.entries);
     }
@@ -177,14 +188,10 @@ impl PendingIndex {
         table: &mut Table<Bytes, Bytes>,
         max: usize,
     ) -> Result<usize, StoreError> {
-        if self.run.is_none() {
-            if self.entries.is_empty() {
-                return Ok(0);
-            }
+        if self.run.is_none() && !self.entries.is_empty() {
             self.run = Some(Run {
                 order: self.sorted(0),
                 next: 0,
-                entries: self.entries.len(),
             });
         }
         let Some(run) = &self.run else { return Ok(0) };
@@ -203,7 +210,7 @@ impl PendingIndex {
         if run.next < run.order.len() {
             return;
         }
-        let done = run.entries;
+        let done = run.order.len();
         self.run = None;
         let bytes = self.entries.get(done).map_or(self.arena.len(), |e| e.at);
         self.arena.drain(..bytes);
@@ -225,7 +232,7 @@ impl PendingIndex {
                     self.write_one(table, i)?;
                 }
                 written += run.order.len() - run.next;
-                run.entries
+                run.order.len()
             }
             None => 0,
         };
@@ -409,27 +416,23 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = Database::create(dir.path().join("t.redb")).expect("create");
         let mut p = PendingIndex::new(0, 1);
+        // Writes a chunk of at most `max` rows in a transaction of its own and commits it.
+        let commit_chunk = |p: &mut PendingIndex, max: usize| {
+            let txn = db.begin_write().expect("write");
+            let n = p
+                .write_chunk(&mut txn.open_table(T).expect("t"), max)
+                .expect("chunk");
+            txn.commit().expect("commit");
+            p.committed(n);
+            n
+        };
         p.upsert(b"b", b"1");
         p.upsert(b"a", b"2");
-        let txn = db.begin_write().expect("write");
-        assert_eq!(
-            p.write_chunk(&mut txn.open_table(T).expect("t"), 1)
-                .expect("chunk"),
-            1
-        );
-        txn.commit().expect("commit");
-        p.committed(1);
+        assert_eq!(commit_chunk(&mut p, 1), 1);
         // Arrives during the run: not part of it.
         p.upsert(b"c", b"3");
         assert_eq!((p.len(), p.unwritten()), (3, 2));
-        let txn = db.begin_write().expect("write");
-        assert_eq!(
-            p.write_chunk(&mut txn.open_table(T).expect("t"), 5)
-                .expect("chunk"),
-            1
-        );
-        txn.commit().expect("commit");
-        p.committed(1);
+        assert_eq!(commit_chunk(&mut p, 5), 1);
         assert_eq!((p.len(), p.unwritten()), (1, 1));
         assert_eq!(p.arena, b"c3");
         assert_eq!(p.entries[0].at, 0);
