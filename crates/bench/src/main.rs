@@ -85,6 +85,19 @@ struct Args {
     clients: usize,
     #[arg(long, default_value_t = 200)]
     rounds: usize,
+    /// ws-latency mode: events/s of other metrics ingested meanwhile (default 0: none). With a
+    /// background, the job is the default job (its windows and detectors) plus the probe's 1 s
+    /// window, rounds start every 100 ms, and each round first posts its share of background
+    /// events, all inside the window the round fires: so a round's POST fires that window for
+    /// every background metric of its partition, as a steady stream below capacity would.
+    #[arg(long, default_value_t = 0)]
+    background_rate: u64,
+    /// ws-latency mode: the distinct metrics of the background.
+    #[arg(long, default_value_t = 10_000)]
+    background_metrics: usize,
+    /// ws-latency mode: the server's `checkpoint.interval` in milliseconds (default: its own).
+    #[arg(long)]
+    checkpoint_interval_ms: Option<u64>,
     /// Engine mode: jobs reading the same log, each at its own offsets (as jobs submitted with
     /// POST /jobs do), each with its own store rows and checkpoints.
     #[arg(long, default_value_t = 1)]
@@ -513,7 +526,11 @@ fn launch_platform(dir: &Path, config: &Value) -> anyhow::Result<(std::process::
         .arg(&config_path)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(dir.join("data"))
-        .env("RUST_LOG", "warn")
+        // `STREAMPULSE_BENCH_SERVER_LOG` (a `RUST_LOG` filter) shows more of the server's log.
+        .env(
+            "RUST_LOG",
+            std::env::var("STREAMPULSE_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null())
         .spawn()?;
     Ok((child, base))

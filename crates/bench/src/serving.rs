@@ -5,7 +5,8 @@
 //! - [`ws_latency`]: `--clients` WebSocket clients subscribed to one window of one metric; windows
 //!   fire at known moments (out-of-orderness 0, so the POST of the event that moves the watermark
 //!   past a window's end fires it) and each client's receipt of each result is timed from just
-//!   before that POST.
+//!   before that POST. With `--background-rate`, other metrics stream in meanwhile at a steady
+//!   rate, so each POST also fires their windows: the latency of a platform below capacity.
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -327,20 +328,35 @@ pub fn ws_latency(args: &Args) -> anyhow::Result<()> {
         .local_addr()?
         .port();
     let metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
-    let config = json!({
-        "log": { "partitions": args.partitions },
-        // Read once, at the end: the server's own time from batch start to stored and pushed.
-        "metrics": { "enabled": true, "listen": format!("127.0.0.1:{metrics_port}") },
-        "job": {
+    let probe_window = json!({ "name": "tumble_1s", "type": "tumbling", "size": "1s" });
+    let job = if args.background_rate > 0 {
+        let mut job = serde_json::to_value(job_spec(JobKind::Default))?;
+        job["max_out_of_orderness"] = json!("0s");
+        job["idle_timeout"] = json!("1h");
+        if let Some(windows) = job["windows"].as_array_mut() {
+            windows.push(probe_window);
+        }
+        job
+    } else {
+        json!({
             "name": "bench",
             "max_out_of_orderness": "0s",
             "idle_timeout": "1h",
-            "windows": [{ "name": "tumble_1s", "type": "tumbling", "size": "1s" }],
+            "windows": [probe_window],
             "detectors": [],
-        },
+        })
+    };
+    let mut config = json!({
+        "log": { "partitions": args.partitions },
+        // Read once, at the end: the server's own time from batch start to stored and pushed.
+        "metrics": { "enabled": true, "listen": format!("127.0.0.1:{metrics_port}") },
+        "job": job,
     });
+    if let Some(ms) = args.checkpoint_interval_ms {
+        config["checkpoint"] = json!({ "interval": format!("{ms}ms") });
+    }
     let (mut child, base, agent) = spawn_platform(dir.path(), &config)?;
-    let result = ws_measure(args, &base, &agent, &metrics);
+    let result = ws_measure(args, &base, &agent, &metrics, child.id());
     stop_platform(&mut child);
     result
 }
@@ -378,7 +394,60 @@ pub(crate) fn histogram_quantiles(text: &str, name: &str) -> Option<(f64, f64, u
 /// (window_start, instant of receipt) per client.
 type Receipts = Arc<Mutex<Vec<(i64, Instant)>>>;
 
-fn ws_measure(args: &Args, base: &str, agent: &ureq::Agent, metrics: &str) -> anyhow::Result<()> {
+/// Background rounds start this often.
+const ROUND: Duration = Duration::from_millis(100);
+
+/// The background stream of ws-latency: `metrics` metrics taking turns, each round's events
+/// spread over the one second window the round fires.
+struct Background {
+    metrics: usize,
+    next: usize,
+    sent: u64,
+}
+
+impl Background {
+    fn new(metrics: usize) -> Self {
+        Self {
+            metrics: metrics.max(1),
+            next: 0,
+            sent: 0,
+        }
+    }
+
+    /// `n` events in the window starting at `window_start`, as NDJSON bodies of up to 5,000.
+    fn bodies(&mut self, window_start: i64, n: usize) -> Vec<String> {
+        let mut bodies = Vec::new();
+        let mut body = String::new();
+        for i in 0..n {
+            let metric = self.next % self.metrics;
+            self.next += 1;
+            let ts = window_start + (i as i64 * 1000) / n as i64;
+            // A value that varies with the metric and the turn, never an anomaly.
+            let value = 100.0 + ((self.next * 7919) % 1000) as f64 / 100.0;
+            body.push_str(
+                &json!({ "metric_id": format!("bg-{metric:05}"), "ts": ts, "value": value })
+                    .to_string(),
+            );
+            body.push('\n');
+            if (i + 1) % 5_000 == 0 {
+                bodies.push(std::mem::take(&mut body));
+            }
+        }
+        if !body.is_empty() {
+            bodies.push(body);
+        }
+        self.sent += n as u64;
+        bodies
+    }
+}
+
+fn ws_measure(
+    args: &Args,
+    base: &str,
+    agent: &ureq::Agent,
+    metrics: &str,
+    server_pid: u32,
+) -> anyhow::Result<()> {
     const METRIC: &str = "ws-bench";
     let url = format!(
         "{}/ws?metrics={METRIC}&windows=tumble_1s&alerts=false",
@@ -461,8 +530,18 @@ fn ws_measure(args: &Args, base: &str, agent: &ureq::Agent, metrics: &str) -> an
     let mut sent: HashMap<i64, Instant> = HashMap::new();
     let mut ack = Vec::new();
     let mut incomplete = 0usize;
+    let per_round = (args.background_rate / 10) as usize;
+    let mut background = Background::new(args.background_metrics);
+    let cpu_at_start = cpu_seconds(server_pid);
+    let started = Instant::now();
     for k in 1..=args.rounds as i64 {
         let fired = t0 + (k - 1) * 1000;
+        let round_started = Instant::now();
+        if per_round > 0 {
+            for body in background.bodies(fired, per_round) {
+                post(agent, base, &body)?;
+            }
+        }
         let t = Instant::now();
         post(agent, base, &event(k))?;
         ack.push(t.elapsed());
@@ -483,8 +562,25 @@ fn ws_measure(args: &Args, base: &str, agent: &ureq::Agent, metrics: &str) -> an
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        std::thread::sleep(Duration::from_millis(10));
+        if per_round > 0 {
+            // Rounds start every 100 ms, so the background keeps its rate.
+            std::thread::sleep(ROUND.saturating_sub(round_started.elapsed()));
+        } else {
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
+    let elapsed = started.elapsed();
+    let background_note = if per_round > 0 {
+        let server_cpu = cpu_seconds(server_pid) - cpu_at_start;
+        format!(
+            " background_events_per_sec={:.0} background_metrics={} server_cpu_cores_used={:.2}",
+            background.sent as f64 / elapsed.as_secs_f64(),
+            args.background_metrics,
+            server_cpu / elapsed.as_secs_f64(),
+        )
+    } else {
+        String::new()
+    };
     running.store(false, Ordering::Relaxed);
     let mut lagged = 0u64;
     for t in threads {
@@ -512,6 +608,16 @@ fn ws_measure(args: &Args, base: &str, agent: &ureq::Agent, metrics: &str) -> an
         v.sort();
         v[((v.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0
     };
+    // The slowest rounds by when they started (seconds into the run) and their latency: pauses
+    // that recur with the checkpoint interval, or with the default job's 10 s windows, show here.
+    let mut slowest: Vec<(Duration, i64)> = last_per_round.iter().map(|(s, d)| (*d, *s)).collect();
+    slowest.sort_by(|a, b| b.cmp(a));
+    let slowest = slowest
+        .iter()
+        .take(5)
+        .map(|(d, s)| format!("{}:{:.0}", (s - t0) / 1000, d.as_secs_f64() * 1000.0))
+        .collect::<Vec<_>>()
+        .join(",");
     let mut first: Vec<Duration> = first_per_round.into_values().collect();
     let mut last: Vec<Duration> = last_per_round.into_values().collect();
     let expected = args.clients * args.rounds;
@@ -519,13 +625,18 @@ fn ws_measure(args: &Args, base: &str, agent: &ureq::Agent, metrics: &str) -> an
     let (publish_p50, publish_p99, publish_batches) =
         histogram_quantiles(&exposition, "streampulse_result_publish_seconds")
             .ok_or_else(|| anyhow::anyhow!("no streampulse_result_publish_seconds in {metrics}"))?;
+    let checkpoints = histogram_quantiles(&exposition, "streampulse_checkpoint_duration_seconds")
+        .map_or(String::new(), |(p50, p99, n)| {
+            format!(" checkpoints={n} checkpoint_p50_le_ms={p50} checkpoint_p99_le_ms={p99}")
+        });
     println!(
-        "mode=ws_latency clients={} windows={} deliveries={}/{expected} incomplete_rounds={incomplete} lagged_skipped={lagged} partitions={} p50_ms={:.2} p99_ms={:.2} max_ms={:.2} first_client_p50_ms={:.2} last_client_p50_ms={:.2} last_client_p99_ms={:.2} ingest_ack_p50_ms={:.2} ingest_ack_p99_ms={:.2} server_publish_batches={publish_batches} server_publish_p50_le_ms={publish_p50} server_publish_p99_le_ms={publish_p99} (p50/p99: from just before the POST of the event that fires the window to each client's read of the result, including the HTTP ingest with fsync; server_publish: the server's own histogram from the start of the batch that fired the window to the result stored and on the feed, as the bucket bound holding the percentile; clients, server and bench share {} cores)",
+        "mode=ws_latency clients={} windows={} deliveries={}/{expected} incomplete_rounds={incomplete} lagged_skipped={lagged} partitions={} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} first_client_p50_ms={:.2} last_client_p50_ms={:.2} last_client_p99_ms={:.2} ingest_ack_p50_ms={:.2} ingest_ack_p99_ms={:.2} server_publish_batches={publish_batches} server_publish_p50_le_ms={publish_p50} server_publish_p99_le_ms={publish_p99}{background_note}{checkpoints} slowest_rounds=[{slowest}] (p50/p99: from just before the POST of the event that fires the window to each client's read of the result, including the HTTP ingest with fsync; slowest_rounds: round:ms; server_publish: the server's own histogram from the start of the batch that fired the window to the result stored and on the feed, as the bucket bound holding the percentile; clients, server and bench share {} cores)",
         args.clients,
         args.rounds,
         lat.len(),
         args.partitions,
         pct(&mut lat, 0.5),
+        pct(&mut lat, 0.9),
         pct(&mut lat, 0.99),
         pct(&mut lat, 1.0),
         pct(&mut first, 0.5),

@@ -373,13 +373,17 @@ fn write_out_all(
     pending: &Mutex<PendingIndex>,
     durability: Durability,
 ) -> Result<(), StoreError> {
+    let started = Instant::now();
+    let held = pending::lock(pending).unwritten();
     write_out_chunks(db, pending, Until::LastChunk)?;
+    let chunks = started.elapsed();
     let mut txn = db.begin_write()?;
     txn.set_durability(durability)?;
     let mut guard = pending::lock(pending);
     write_pending(&txn, &guard)?;
     txn.commit()?;
     guard.clear();
+    tracing::debug!(held, ?chunks, last = ?started.elapsed() - chunks, "held-back rows written out");
     Ok(())
 }
 
