@@ -8,6 +8,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -51,6 +52,9 @@ pub struct EmbeddedStore {
     /// `results_by_metric` writes not yet in the file (see [`pending`]). Changed only while
     /// holding a write transaction, but for the reset after an I/O failure.
     pending: Mutex<PendingIndex>,
+    /// Non-durable batch commits since the last flush, for its debug log: redb's durable commit
+    /// pays for each (their freed-page records) while every writer waits.
+    unflushed_batches: AtomicU64,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -130,6 +134,7 @@ impl EmbeddedStore {
             db,
             path,
             pending: Mutex::new(PendingIndex::new(pending_bytes, rows_per_txn)),
+            unflushed_batches: AtomicU64::new(0),
         })
     }
 
@@ -480,6 +485,7 @@ impl EmbeddedStore {
         }
         let over_cap = pending.over_cap();
         drop(pending);
+        self.unflushed_batches.fetch_add(1, Relaxed);
         if over_cap {
             write_out_chunks(&*self.db()?, &self.pending, Until::UnderCap)?;
         }
@@ -568,8 +574,9 @@ impl EmbeddedStore {
         // writes out the pages and freed-page records those commits kept in memory
         // ("previously unpersisted allocations that are now becoming durable") before its fsync.
         // An empty transaction is not skipped: `commit` always runs the durable path.
+        let batches = self.unflushed_batches.swap(0, Relaxed);
         write_out_all(&*self.db()?, &self.pending, Durability::Immediate)?;
-        tracing::debug!(elapsed = ?started.elapsed(), "result store flushed");
+        tracing::debug!(elapsed = ?started.elapsed(), batches, "result store flushed");
         Ok(())
     }
 
