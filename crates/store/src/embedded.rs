@@ -52,8 +52,8 @@ pub struct EmbeddedStore {
     /// `results_by_metric` writes not yet in the file (see [`pending`]). Changed only while
     /// holding a write transaction, but for the reset after an I/O failure.
     pending: Mutex<PendingIndex>,
-    /// Non-durable batch commits since the last flush, for its debug log: redb's durable commit
-    /// pays for each (their freed-page records) while every writer waits.
+    /// Non-durable batch commits since the last flush, for its debug log: how many commits the
+    /// durable one makes durable, next to how long it took.
     unflushed_batches: AtomicU64,
 }
 
