@@ -164,6 +164,31 @@ impl Platform {
         panic!("platform did not become ready; log:\n{}", self.log());
     }
 
+    /// Fails the test for a request the platform did not answer, with what tells why: whether
+    /// its process is still there (a zombie has exited) and how its log ends.
+    fn unanswered(&self, method: &str, path: &str, err: &ureq::Error) -> ! {
+        let pid = self.child.id();
+        let process = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat) => match stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next())
+            {
+                Some("Z") => "has exited".to_string(),
+                Some(state) => format!("is there (state {state})"),
+                None => "is there".to_string(),
+            },
+            Err(_) => "is gone".to_string(),
+        };
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        panic!(
+            "{method} {}{path}: {err}; process {pid} {process}; its log ends:\n{tail}",
+            self.base
+        );
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("platform.log")).unwrap_or_default()
     }
@@ -245,7 +270,7 @@ impl Platform {
         let mut resp = agent()
             .delete(&format!("{}{path_and_query}", self.base))
             .call()
-            .expect("DELETE");
+            .unwrap_or_else(|e| self.unanswered("DELETE", path_and_query, &e));
         let text = resp.body_mut().read_to_string().unwrap_or_default();
         (
             resp.status().as_u16(),
@@ -258,7 +283,7 @@ impl Platform {
         let mut resp = agent()
             .get(&format!("{}{path_and_query}", self.base))
             .call()
-            .expect("GET");
+            .unwrap_or_else(|e| self.unanswered("GET", path_and_query, &e));
         let status = resp.status().as_u16();
         let content_type = resp
             .headers()
