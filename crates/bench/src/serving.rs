@@ -528,6 +528,7 @@ fn ws_measure(
     post(agent, base, &event(0))?;
     std::thread::sleep(Duration::from_millis(50));
     let mut sent: HashMap<i64, Instant> = HashMap::new();
+    let mut round_starts: Vec<(i64, i64)> = Vec::new();
     let mut ack = Vec::new();
     let mut incomplete = 0usize;
     let per_round = (args.background_rate / 10) as usize;
@@ -537,6 +538,7 @@ fn ws_measure(
     for k in 1..=args.rounds as i64 {
         let fired = t0 + (k - 1) * 1000;
         let round_started = Instant::now();
+        round_starts.push((fired, now_ms()));
         if per_round > 0 {
             for body in background.bodies(fired, per_round) {
                 post(agent, base, &body)?;
@@ -618,6 +620,16 @@ fn ws_measure(
         .map(|(d, s)| format!("{}:{:.0}", (s - t0) / 1000, d.as_secs_f64() * 1000.0))
         .collect::<Vec<_>>()
         .join(",");
+    if let Some(path) = &args.rounds_out {
+        let mut csv = String::from("round,started_unix_ms,latency_ms\n");
+        for (s, at) in &round_starts {
+            let latency = last_per_round
+                .get(s)
+                .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+            csv.push_str(&format!("{},{at},{latency:.2}\n", (s - t0) / 1000));
+        }
+        std::fs::write(path, csv)?;
+    }
     let mut first: Vec<Duration> = first_per_round.into_values().collect();
     let mut last: Vec<Duration> = last_per_round.into_values().collect();
     let expected = args.clients * args.rounds;
