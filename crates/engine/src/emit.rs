@@ -118,6 +118,12 @@ impl Emitter {
                 .result_publish
                 .observe(started.elapsed());
         }
+        // After publishing, so that the store's deferred writes do not hold these results back.
+        // A failure here is the store's file failing: its generation tells the checkpoint.
+        if let Err(err) = self.store.write_behind() {
+            tracing::warn!(error = %err, partition, "the result store's deferred writes failed; retried after the next batch");
+            self.counters.store_errors.fetch_add(1, Relaxed);
+        }
         outputs.clear();
         true
     }

@@ -136,6 +136,9 @@ impl ResultStore for FlakyStore {
         }
         self.inner.apply(job, partition, outputs)
     }
+    fn write_behind(&self) -> Result<(), StoreError> {
+        self.inner.write_behind()
+    }
     fn flush(&self) -> Result<(), StoreError> {
         self.inner.flush()
     }

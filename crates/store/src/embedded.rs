@@ -8,9 +8,9 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redb::{
     Database, Durability, ReadOnlyTable, ReadableDatabase, ReadableTable, ReadableTableMetadata,
@@ -55,6 +55,9 @@ pub struct EmbeddedStore {
     /// Non-durable batch commits since the last flush, for its debug log: how many commits the
     /// durable one makes durable, next to how long it took.
     unflushed_batches: AtomicU64,
+    /// Applies waiting for or holding the write transaction: a write-out of held-back rows
+    /// lets them go first (see [`write_out_chunks`]).
+    applies: AtomicUsize,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -135,6 +138,7 @@ impl EmbeddedStore {
             path,
             pending: Mutex::new(PendingIndex::new(pending_bytes, rows_per_txn)),
             unflushed_batches: AtomicU64::new(0),
+            applies: AtomicUsize::new(0),
         })
     }
 
@@ -188,7 +192,7 @@ impl EmbeddedStore {
         if self.pending().is_empty() {
             return Ok(());
         }
-        write_out_all(&*self.db()?, &self.pending, Durability::None)
+        write_out_all(&*self.db()?, &self.pending, &self.applies, Durability::None)
     }
 
     /// [`ResultStore::expire`] in batches of `limits`.
@@ -326,6 +330,9 @@ impl EmbeddedStore {
 /// metric and window, tens of MiB past the page cache's budget until its commit.
 pub(crate) const WRITE_OUT_ROWS: usize = 2048;
 
+/// Held-back rows a write-out of all of them leaves to its last transaction.
+const LAST_ROWS: usize = 64;
+
 /// How far [`write_out_chunks`] goes.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Until {
@@ -333,14 +340,36 @@ pub(crate) enum Until {
     UnderCap,
     /// Until at most one transaction's rows are left, for the caller to write in its own.
     LastChunk,
+    /// Until at most this many rows are left.
+    AtMost(usize),
+    /// One transaction's rows, or none when nothing is held.
+    OneChunk,
+}
+
+/// How long a write-out waits for applies to go first before each of its transactions: a
+/// batch's apply takes a few milliseconds, and under a stream that never stops the write-out
+/// must still move.
+const YIELD_AT_MOST: Duration = Duration::from_millis(10);
+
+/// Lets the applies counted in `applies` take the write transaction first, for at most
+/// [`YIELD_AT_MOST`]. redb's write lock is not fair: a thread that commits and begins again at
+/// once keeps it, and partitions waiting behind a write-out of thousands of rows stalled for
+/// its whole length, holding back the results they had fired.
+fn yield_to_applies(applies: &AtomicUsize) {
+    let started = Instant::now();
+    while applies.load(Relaxed) > 0 && started.elapsed() < YIELD_AT_MOST {
+        std::thread::sleep(Duration::from_micros(100));
+    }
 }
 
 /// Writes held-back `results_by_metric` rows out in key order, in non-durable transactions of at
 /// most the buffer's `rows_per_txn` rows, each taken in the lock order of [`pending`] (the write
-/// transaction, then the buffer).
+/// transaction, then the buffer). With `applies`, each transaction waits for the applies counted
+/// there first ([`yield_to_applies`]).
 pub(crate) fn write_out_chunks(
     db: &Database,
     pending: &Mutex<PendingIndex>,
+    applies: Option<&AtomicUsize>,
     until: Until,
 ) -> Result<(), StoreError> {
     // Bounded, so that rows other partitions keep adding cannot keep the caller here.
@@ -348,15 +377,23 @@ pub(crate) fn write_out_chunks(
         let p = pending::lock(pending);
         (p.rows_per_txn(), p.unwritten())
     };
-    let mut rounds = unwritten / rows + 2;
+    let mut rounds = match until {
+        Until::OneChunk => 1,
+        Until::UnderCap | Until::LastChunk | Until::AtMost(_) => unwritten / rows + 2,
+    };
     while rounds > 0 {
         rounds -= 1;
+        if let Some(applies) = applies {
+            yield_to_applies(applies);
+        }
         let mut txn = db.begin_write()?;
         txn.set_durability(Durability::None)?;
         let mut p = pending::lock(pending);
         let reached = match until {
             Until::UnderCap => !p.over_cap(),
             Until::LastChunk => p.unwritten() <= rows,
+            Until::OneChunk => p.unwritten() == 0,
+            Until::AtMost(n) => p.unwritten() <= n,
         };
         if reached {
             drop(p);
@@ -376,19 +413,26 @@ pub(crate) fn write_out_chunks(
 fn write_out_all(
     db: &Database,
     pending: &Mutex<PendingIndex>,
+    applies: &AtomicUsize,
     durability: Durability,
 ) -> Result<(), StoreError> {
     let started = Instant::now();
     let held = pending::lock(pending).unwritten();
-    write_out_chunks(db, pending, Until::LastChunk)?;
+    // Nearly all of them: the last transaction holds the write lock through its commit, a
+    // durable one through the fsync too, so the fewer rows it writes the shorter the partitions
+    // wait.
+    write_out_chunks(db, pending, Some(applies), Until::AtMost(LAST_ROWS))?;
     let chunks = started.elapsed();
+    yield_to_applies(applies);
     let mut txn = db.begin_write()?;
     txn.set_durability(durability)?;
     let mut guard = pending::lock(pending);
+    let last_rows = guard.unwritten();
     write_pending(&txn, &guard)?;
+    let committing = Instant::now();
     txn.commit()?;
     guard.clear();
-    tracing::debug!(held, ?chunks, last = ?started.elapsed() - chunks, "held-back rows written out");
+    tracing::debug!(held, ?chunks, last_rows, last = ?started.elapsed() - chunks, commit = ?committing.elapsed(), "held-back rows written out");
     Ok(())
 }
 
@@ -471,6 +515,9 @@ impl EmbeddedStore {
         if outputs.is_empty() {
             return Ok(());
         }
+        // Counted until it committed or failed, so that write-outs let it go first.
+        self.applies.fetch_add(1, Relaxed);
+        let _applied = Decrement(&self.applies);
         // redb runs one write transaction at a time; concurrent partition threads queue here.
         // An error returns before commit, and dropping the transaction aborts it: all or nothing.
         let mut txn = self.db()?.begin_write()?;
@@ -483,13 +530,28 @@ impl EmbeddedStore {
             pending.truncate(mark);
             return Err(e);
         }
-        let over_cap = pending.over_cap();
         drop(pending);
         self.unflushed_batches.fetch_add(1, Relaxed);
-        if over_cap {
-            write_out_chunks(&*self.db()?, &self.pending, Until::UnderCap)?;
-        }
         Ok(())
+    }
+
+    /// Moves a write-out of held-back rows on by one transaction once the buffer is over its
+    /// cap (or a write-out is under way), after the caller published what it applied: the rows
+    /// go out a chunk per batch instead of all at once in the batch that crossed the cap. Past
+    /// twice the cap (rows arrive faster than a chunk per batch writes them) the caller writes
+    /// until the buffer is back under its cap, as its own backpressure.
+    fn write_behind_now(&self) -> Result<(), StoreError> {
+        let until = {
+            let p = self.pending();
+            if p.far_over_cap() {
+                Until::UnderCap
+            } else if p.over_cap() || p.in_run() {
+                Until::OneChunk
+            } else {
+                return Ok(());
+            }
+        };
+        write_out_chunks(&*self.db()?, &self.pending, Some(&self.applies), until)
     }
 
     /// The writes of [`EmbeddedStore::apply_now`] in `txn`, committed.
@@ -575,7 +637,12 @@ impl EmbeddedStore {
         // ("previously unpersisted allocations that are now becoming durable") before its fsync.
         // An empty transaction is not skipped: `commit` always runs the durable path.
         let batches = self.unflushed_batches.swap(0, Relaxed);
-        write_out_all(&*self.db()?, &self.pending, Durability::Immediate)?;
+        write_out_all(
+            &*self.db()?,
+            &self.pending,
+            &self.applies,
+            Durability::Immediate,
+        )?;
         tracing::debug!(elapsed = ?started.elapsed(), batches, "result store flushed");
         Ok(())
     }
@@ -785,6 +852,10 @@ impl ResultStore for EmbeddedStore {
         self.checked(self.apply_now(job, partition, outputs))
     }
 
+    fn write_behind(&self) -> Result<(), StoreError> {
+        self.checked(self.write_behind_now())
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.checked(self.flush_now())
     }
@@ -833,6 +904,15 @@ impl Drop for EmbeddedStore {
         if let Err(err) = self.write_out() {
             tracing::warn!(error = %err, "cannot write the held-back index rows on close; a replay from the last checkpoint writes them again");
         }
+    }
+}
+
+/// Takes one off a counter when dropped, whichever way the scope ends.
+struct Decrement<'a>(&'a AtomicUsize);
+
+impl Drop for Decrement<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 

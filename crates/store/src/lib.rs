@@ -54,6 +54,13 @@ pub trait ResultStore: Send + Sync {
     /// visible. Not necessarily durable until [`ResultStore::flush`].
     fn apply(&self, job: &str, partition: u32, outputs: &[Output]) -> Result<(), StoreError>;
 
+    /// Work that `apply` put off to return sooner, done a step at a time: the caller calls this
+    /// after it published what it applied. It changes nothing a query sees. An error is the
+    /// store's (its file failed): the next `apply` or [`ResultStore::generation`] tells.
+    fn write_behind(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     /// Makes everything applied so far durable (called before a checkpoint is committed).
     fn flush(&self) -> Result<(), StoreError>;
 

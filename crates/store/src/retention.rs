@@ -240,7 +240,7 @@ fn sweep(
     loop {
         if let Some(p) = table.pending {
             // Most of the held-back rows in transactions of their own; the batch's writes the rest.
-            write_out_chunks(db, p, Until::LastChunk)?;
+            write_out_chunks(db, p, None, Until::LastChunk)?;
         }
         let mut txn = db.begin_write()?;
         // As `apply`: made durable by the commit at the end of the sweep (or the next flush).

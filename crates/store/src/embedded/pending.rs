@@ -8,7 +8,8 @@
 //! are written leaf by leaf, several per page.
 //!
 //! The buffer is one byte arena plus an index, so holding a row costs no allocation of its own.
-//! It is written out when it outgrows its cap, at every durable flush, before a query reads
+//! It is written out once it outgrows its cap, a transaction after each batch (all of it at once
+//! past twice the cap), and whole at every durable flush, before a query reads
 //! `results_by_metric`, before retention deletes, and when the store is closed. A write-out is a
 //! *run*: the rows held when it began, sorted once, written in transactions of a bounded number
 //! of rows (one transaction for all of them dirtied a leaf per metric and window at once, tens of
@@ -78,9 +79,9 @@ impl PendingIndex {
     pub(crate) fn new(cap: usize, rows_per_txn: usize) -> Self {
         Self {
             rows_per_txn: rows_per_txn.max(1),
-            // Room for the cap and one batch past it, reserved once: grown by doubling, the
-            // arena would settle at twice the cap.
-            arena: Vec::with_capacity(cap.saturating_add(Self::SLACK)),
+            // Reserved once (grown by doubling, the arena would settle at twice what it needs);
+            // only the pages written to are taken from the system.
+            arena: Vec::with_capacity(Self::reservation(cap)),
             entries: Vec::with_capacity(cap / Self::TYPICAL_ROW),
             cap,
             run: None,
@@ -89,6 +90,12 @@ impl PendingIndex {
 
     /// What one apply may add past the cap without the arena growing: a batch's results.
     const SLACK: usize = 1 << 20;
+
+    /// The arena's room: rows keep arriving while a write-out moves the rows past the cap out a
+    /// transaction per batch, up to twice the cap (see `far_over_cap`), and one batch past that.
+    fn reservation(cap: usize) -> usize {
+        cap.saturating_mul(2).saturating_add(Self::SLACK)
+    }
     /// A result row's key and value, about: the entries are reserved for a full arena of them.
     const TYPICAL_ROW: usize = 128;
 
@@ -112,6 +119,16 @@ impl PendingIndex {
 
     pub(crate) fn over_cap(&self) -> bool {
         self.arena.len() > self.cap
+    }
+
+    /// Rows arrive faster than a write-out in steps moves them out.
+    pub(crate) fn far_over_cap(&self) -> bool {
+        self.arena.len() > self.cap.saturating_mul(2)
+    }
+
+    /// A write-out in bounded transactions is under way.
+    pub(crate) fn in_run(&self) -> bool {
+        self.run.is_some()
     }
 
     pub(crate) fn mark(&self) -> Mark {
@@ -248,7 +265,7 @@ impl PendingIndex {
         self.entries.clear();
         self.run = None;
         // A burst past the reservation (one huge batch) does not keep its memory.
-        let reserved = self.cap.saturating_add(Self::SLACK);
+        let reserved = Self::reservation(self.cap);
         if self.arena.capacity() > reserved {
             self.arena.shrink_to(reserved);
             self.entries.shrink_to(self.cap / Self::TYPICAL_ROW);

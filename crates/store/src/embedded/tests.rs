@@ -245,6 +245,55 @@ fn concurrent_applies_from_partition_threads_all_land() {
     assert_eq!(store.counts().expect("counts").results, 100);
 }
 
+/// Past its cap, the buffer goes out one transaction per batch (`write_behind`), not all at once
+/// in the batch that crossed it; past twice the cap the batch writes until it is back under.
+/// Every row is in `results_by_metric` at the end, as applied.
+#[test]
+fn held_back_rows_go_out_a_transaction_per_batch_once_over_the_cap() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open_with_caps(tmp.path(), 1 << 20, 2048, 2).expect("open");
+    let mut applied = 0i64;
+    let apply = |store: &EmbeddedStore, applied: &mut i64| {
+        let r = result(&format!("m{}", *applied % 7), "w", *applied * 1_000, 0);
+        store.apply("job", 0, &[Output::Result(r)]).expect("apply");
+        *applied += 1;
+    };
+    while !store.pending().over_cap() {
+        apply(&store, &mut applied);
+        assert!(applied < 1_000, "the buffer never reached its cap");
+    }
+    let held = store.pending().unwritten();
+    assert!(held > 4, "{held} rows held at the cap");
+    store.write_behind().expect("write behind");
+    assert_eq!(
+        store.pending().unwritten(),
+        held - 2,
+        "one transaction of 2 rows"
+    );
+    store.write_behind().expect("write behind");
+    assert_eq!(store.pending().unwritten(), held - 4);
+    while !store.pending().far_over_cap() {
+        apply(&store, &mut applied);
+        assert!(applied < 10_000, "the buffer never reached twice its cap");
+    }
+    store.write_behind().expect("write behind");
+    assert!(
+        !store.pending().over_cap(),
+        "past twice the cap, a batch writes until under it"
+    );
+    for i in 0..applied {
+        let q = query(
+            "job",
+            i * 1_000,
+            i * 1_000 + 1,
+            Some(&format!("m{}", i % 7)),
+            None,
+            10,
+        );
+        assert_eq!(store.query_results(&q).expect("query").len(), 1, "row {i}");
+    }
+}
+
 /// Partition threads apply while a query thread reads by metric, with write-outs of two rows per
 /// transaction, so runs interleave with applies and queries: a query sees every row whose apply
 /// returned before it began, and at the end both indexes hold every row.
@@ -269,6 +318,8 @@ fn queries_by_metric_see_every_applied_row_while_write_outs_run_in_small_transac
                         .apply("job", partition, &[Output::Result(r)])
                         .expect("apply");
                     applied[partition as usize].store(i, Ordering::SeqCst);
+                    // As a partition's driver does once it published the batch.
+                    store.write_behind().expect("write behind");
                 }
                 writers_done.fetch_add(1, Ordering::SeqCst);
             });
@@ -393,6 +444,7 @@ proptest! {
             }
             for (job, outputs) in by_job {
                 store.apply(job, 0, &outputs).expect("apply");
+                store.write_behind().expect("write behind");
             }
         }
         prop_assert_eq!(store.counts().expect("counts").results, model.len() as u64);
@@ -530,6 +582,7 @@ proptest! {
             }
             for (job, outputs) in by_job {
                 store.apply(job, 0, &outputs).expect("apply");
+                store.write_behind().expect("write behind");
             }
         }
         prop_assert_eq!(store.counts().expect("counts").alerts, model.len() as u64);
