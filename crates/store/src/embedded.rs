@@ -38,6 +38,7 @@ use crate::{
     MetricMatch, RawQuery, RawRow, ResultKey, ResultPage, ResultQuery, ResultStore,
     RetentionPolicy, ScanBudget, StoreCounts,
 };
+use deferred::{Batch, Deferred};
 use pending::PendingIndex;
 
 type ReadTable = ReadOnlyTable<Bytes, Bytes>;
@@ -58,6 +59,9 @@ pub struct EmbeddedStore {
     /// Applies waiting for or holding the write transaction: a write-out of held-back rows
     /// lets them go first (see [`write_out_chunks`]).
     applies: AtomicUsize,
+    /// Batches applied while a durable flush runs, written by the next write transaction (see
+    /// [`deferred`]).
+    deferred: Mutex<Deferred>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -139,6 +143,7 @@ impl EmbeddedStore {
             pending: Mutex::new(PendingIndex::new(pending_bytes, rows_per_txn)),
             unflushed_batches: AtomicU64::new(0),
             applies: AtomicUsize::new(0),
+            deferred: Mutex::new(Deferred::new(DEFERRED_BYTES)),
         })
     }
 
@@ -162,6 +167,7 @@ impl EmbeddedStore {
                 // The reopened file is back at the last flush, and the engine replays from the
                 // matching checkpoint: held-back rows of the lost commits are written again.
                 self.pending().clear();
+                deferred::lock(&self.deferred).clear();
             }
         }
         result
@@ -179,9 +185,21 @@ impl EmbeddedStore {
     /// query then reads that state, consistent in both indexes, as reads did before rows were
     /// held back.
     fn settle(&self) -> Result<(), StoreError> {
-        match self.checked(self.write_out()) {
+        Self::readable(self.checked(self.catch_up().and_then(|()| self.write_out())))
+    }
+
+    /// Writes the batches applied during a durable flush, if any wait, so that a read begun after
+    /// this returns sees them (see [`deferred`]); on a full disk, as [`Self::settle`].
+    fn caught_up(&self) -> Result<(), StoreError> {
+        Self::readable(self.checked(self.catch_up()))
+    }
+
+    /// What a read does when the writes it needed first failed: on an I/O failure the file was
+    /// reopened at its last flush, and the read reads that.
+    fn readable(result: Result<(), StoreError>) -> Result<(), StoreError> {
+        match result {
             Err(StoreError::Db(e)) if streampulse_dbfile::is_io_failure(&e) => {
-                tracing::warn!(error = %e, "cannot write the held-back index rows before a query; reading the store as of its last flush");
+                tracing::warn!(error = %e, "cannot write what waited before a query; reading the store as of its last flush");
                 Ok(())
             }
             other => other,
@@ -192,7 +210,21 @@ impl EmbeddedStore {
         if self.pending().is_empty() {
             return Ok(());
         }
-        write_out_all(&*self.db()?, &self.pending, &self.applies, Durability::None)
+        write_out_all(
+            &*self.db()?,
+            &self.pending,
+            &self.applies,
+            Some(&self.deferred),
+            Durability::None,
+        )
+    }
+
+    /// Writes the batches that waited out a durable flush, if any.
+    fn catch_up(&self) -> Result<(), StoreError> {
+        if deferred::lock(&self.deferred).is_empty() {
+            return Ok(());
+        }
+        self.write_batches(None)
     }
 
     /// [`ResultStore::expire`] in batches of `limits`.
@@ -330,6 +362,10 @@ impl EmbeddedStore {
 /// metric and window, tens of MiB past the page cache's budget until its commit.
 pub(crate) const WRITE_OUT_ROWS: usize = 2048;
 
+/// Memory for batches applied while a durable flush runs (see [`deferred`]): a few hundred
+/// milliseconds of results at tens of thousands per second.
+const DEFERRED_BYTES: usize = 32 << 20;
+
 /// Held-back rows a write-out of all of them leaves to its last transaction.
 const LAST_ROWS: usize = 64;
 
@@ -414,6 +450,7 @@ fn write_out_all(
     db: &Database,
     pending: &Mutex<PendingIndex>,
     applies: &AtomicUsize,
+    deferred: Option<&Mutex<Deferred>>,
     durability: Durability,
 ) -> Result<(), StoreError> {
     let started = Instant::now();
@@ -424,13 +461,39 @@ fn write_out_all(
     write_out_chunks(db, pending, Some(applies), Until::AtMost(LAST_ROWS))?;
     let chunks = started.elapsed();
     yield_to_applies(applies);
+    // Applies that come while a durable commit holds the lock wait in memory, not on it.
+    let _flushing = match (deferred, durability) {
+        (Some(deferred), Durability::Immediate) => Some(Flushing::begin(deferred)),
+        _ => None,
+    };
     let mut txn = db.begin_write()?;
     txn.set_durability(durability)?;
     let mut guard = pending::lock(pending);
-    let last_rows = guard.unwritten();
-    write_pending(&txn, &guard)?;
+    // Batches that waited out an earlier flush (another job's) were applied before this one was
+    // called: this commit makes them durable too.
+    let waiting = deferred
+        .map(|d| deferred::lock(d).take())
+        .unwrap_or_default();
+    let mark = guard.mark();
+    let written = (|| {
+        for b in &waiting {
+            EmbeddedStore::write_batch(&txn, &mut guard, &b.job, b.partition, &b.outputs)?;
+        }
+        let last_rows = guard.unwritten();
+        write_pending(&txn, &guard)?;
+        Ok::<_, StoreError>(last_rows)
+    })();
     let committing = Instant::now();
-    txn.commit()?;
+    let last_rows = match written.and_then(|rows| Ok(txn.commit().map(|()| rows)?)) {
+        Ok(rows) => rows,
+        Err(e) => {
+            guard.truncate(mark);
+            if let Some(d) = deferred {
+                deferred::lock(d).put_back(waiting);
+            }
+            return Err(e);
+        }
+    };
     guard.clear();
     tracing::debug!(held, ?chunks, last_rows, last = ?started.elapsed() - chunks, commit = ?committing.elapsed(), "held-back rows written out");
     Ok(())
@@ -515,6 +578,17 @@ impl EmbeddedStore {
         if outputs.is_empty() {
             return Ok(());
         }
+        self.unflushed_batches.fetch_add(1, Relaxed);
+        if deferred::lock(&self.deferred).hold(job, partition, outputs) {
+            return Ok(());
+        }
+        self.write_batches(Some((job, partition, outputs)))
+    }
+
+    /// Writes the batches waiting in [`deferred`], then `own` (a batch of one partition of one
+    /// job), in one non-durable transaction: all or nothing, and the waiting ones are kept for
+    /// the next one if it fails.
+    fn write_batches(&self, own: Option<(&str, u32, &[Output])>) -> Result<(), StoreError> {
         // Counted until it committed or failed, so that write-outs let it go first.
         self.applies.fetch_add(1, Relaxed);
         let _applied = Decrement(&self.applies);
@@ -526,12 +600,26 @@ impl EmbeddedStore {
         // After the write transaction began: see `pending` for the lock order.
         let mut pending = self.pending();
         let mark = pending.mark();
-        if let Err(e) = Self::apply_in(txn, &mut pending, job, partition, outputs) {
+        let waiting = deferred::lock(&self.deferred).take();
+        let written = (|| {
+            for Batch {
+                job,
+                partition,
+                outputs,
+            } in &waiting
+            {
+                Self::write_batch(&txn, &mut pending, job, *partition, outputs)?;
+            }
+            if let Some((job, partition, outputs)) = own {
+                Self::write_batch(&txn, &mut pending, job, partition, outputs)?;
+            }
+            Ok::<_, StoreError>(())
+        })();
+        if let Err(e) = written.and_then(|()| Ok(txn.commit()?)) {
             pending.truncate(mark);
+            deferred::lock(&self.deferred).put_back(waiting);
             return Err(e);
         }
-        drop(pending);
-        self.unflushed_batches.fetch_add(1, Relaxed);
         Ok(())
     }
 
@@ -554,9 +642,9 @@ impl EmbeddedStore {
         write_out_chunks(&*self.db()?, &self.pending, Some(&self.applies), until)
     }
 
-    /// The writes of [`EmbeddedStore::apply_now`] in `txn`, committed.
-    fn apply_in(
-        txn: redb::WriteTransaction,
+    /// The writes of one batch of [`EmbeddedStore::apply_now`] in `txn`.
+    fn write_batch(
+        txn: &redb::WriteTransaction,
         pending: &mut PendingIndex,
         job: &str,
         partition: u32,
@@ -622,9 +710,8 @@ impl EmbeddedStore {
             }
         }
         if !alerts.is_empty() {
-            apply_alerts(&txn, job, &alerts)?;
+            apply_alerts(txn, job, &alerts)?;
         }
-        txn.commit()?;
         Ok(())
     }
 
@@ -641,9 +728,16 @@ impl EmbeddedStore {
             &*self.db()?,
             &self.pending,
             &self.applies,
+            Some(&self.deferred),
             Durability::Immediate,
         )?;
-        tracing::debug!(elapsed = ?started.elapsed(), batches, "result store flushed");
+        let (waited, held) = {
+            let d = deferred::lock(&self.deferred);
+            (d.len(), d.held())
+        };
+        // What waited out the commit, now rather than with the next apply.
+        self.catch_up()?;
+        tracing::debug!(elapsed = ?started.elapsed(), batches, waited, held_since_open = held, "result store flushed");
         Ok(())
     }
 
@@ -865,34 +959,42 @@ impl ResultStore for EmbeddedStore {
     }
 
     fn query_page(&self, q: &ResultQuery) -> Result<ResultPage, StoreError> {
+        self.caught_up()?;
         self.checked(self.query_page_now(q))
     }
 
     fn query_catalog(&self, q: &CatalogQuery) -> Result<CatalogPage, StoreError> {
+        self.caught_up()?;
         self.checked(self.query_catalog_now(q))
     }
 
     fn query_late(&self, q: &LateQuery) -> Result<Vec<LateEvent>, StoreError> {
+        self.caught_up()?;
         self.checked(self.query_late_now(q))
     }
 
     fn query_raw(&self, q: &RawQuery) -> Result<Vec<RawRow>, StoreError> {
+        self.caught_up()?;
         self.checked(self.query_raw_now(q))
     }
 
     fn query_alerts(&self, q: &AlertQuery) -> Result<Vec<Alert>, StoreError> {
+        self.caught_up()?;
         self.checked(self.query_alerts_now(q))
     }
 
     fn get_alert(&self, job: &str, id: &str) -> Result<Option<Alert>, StoreError> {
+        self.caught_up()?;
         self.checked(self.get_alert_now(job, id))
     }
 
     fn counts(&self) -> Result<StoreCounts, StoreError> {
+        self.caught_up()?;
         self.checked(self.counts_now())
     }
 
     fn expire(&self, policy: &RetentionPolicy, now: Millis) -> Result<ExpiryReport, StoreError> {
+        self.caught_up()?;
         self.checked(self.expire_now(policy, now))
     }
 }
@@ -901,9 +1003,26 @@ impl ResultStore for EmbeddedStore {
 /// the held-back index rows are written first.
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
-        if let Err(err) = self.write_out() {
+        if let Err(err) = self.catch_up().and_then(|()| self.write_out()) {
             tracing::warn!(error = %err, "cannot write the held-back index rows on close; a replay from the last checkpoint writes them again");
         }
+    }
+}
+
+/// Batches applied while a durable flush runs wait in memory (see [`deferred`]) until this is
+/// dropped, whichever way the flush ends.
+struct Flushing<'a>(&'a Mutex<Deferred>);
+
+impl<'a> Flushing<'a> {
+    fn begin(deferred: &'a Mutex<Deferred>) -> Self {
+        deferred::lock(deferred).begin_flush();
+        Self(deferred)
+    }
+}
+
+impl Drop for Flushing<'_> {
+    fn drop(&mut self) {
+        deferred::lock(self.0).end_flush();
     }
 }
 
@@ -922,6 +1041,7 @@ const _: () = {
     assert_send_sync::<EmbeddedStore>();
 };
 
+mod deferred;
 pub(crate) mod pending;
 mod scan;
 
