@@ -91,15 +91,19 @@ fn wait_until(what: &str, timeout: Duration, workers: &[&Platform], done: impl F
     let deadline = Instant::now() + timeout;
     while !done() {
         if Instant::now() > deadline {
+            // Each worker's last lines, oldest first, under its directory's name: enough to
+            // follow a rebalance and a savepoint's steps.
             let logs: Vec<String> = workers
                 .iter()
                 .map(|w| {
-                    w.log()
-                        .lines()
-                        .rev()
-                        .take(25)
-                        .collect::<Vec<_>>()
-                        .join("\n")
+                    let log = w.log();
+                    let lines: Vec<&str> = log.lines().collect();
+                    format!(
+                        "{} (pid {}):\n{}",
+                        w.dir.display(),
+                        w.child.id(),
+                        lines[lines.len().saturating_sub(80)..].join("\n")
+                    )
                 })
                 .collect();
             panic!(
