@@ -53,8 +53,8 @@ pub struct EmbeddedStore {
     /// `results_by_metric` writes not yet in the file (see [`pending`]). Changed only while
     /// holding a write transaction, but for the reset after an I/O failure.
     pending: Mutex<PendingIndex>,
-    /// Non-durable batch commits since the last flush, for its debug log: how many commits the
-    /// durable one makes durable, next to how long it took.
+    /// Batches applied since the last flush, for its debug log: how many the durable commit
+    /// makes durable, next to how long it took.
     unflushed_batches: AtomicU64,
     /// Applies waiting for or holding the write transaction: a write-out of held-back rows
     /// lets them go first (see [`write_out_chunks`]).
@@ -214,7 +214,7 @@ impl EmbeddedStore {
             &*self.db()?,
             &self.pending,
             &self.applies,
-            Some(&self.deferred),
+            &self.deferred,
             Durability::None,
         )
     }
@@ -450,7 +450,7 @@ fn write_out_all(
     db: &Database,
     pending: &Mutex<PendingIndex>,
     applies: &AtomicUsize,
-    deferred: Option<&Mutex<Deferred>>,
+    deferred: &Mutex<Deferred>,
     durability: Durability,
 ) -> Result<(), StoreError> {
     let started = Instant::now();
@@ -462,23 +462,16 @@ fn write_out_all(
     let chunks = started.elapsed();
     yield_to_applies(applies);
     // Applies that come while a durable commit holds the lock wait in memory, not on it.
-    let _flushing = match (deferred, durability) {
-        (Some(deferred), Durability::Immediate) => Some(Flushing::begin(deferred)),
-        _ => None,
-    };
+    let _flushing = matches!(durability, Durability::Immediate).then(|| Flushing::begin(deferred));
     let mut txn = db.begin_write()?;
     txn.set_durability(durability)?;
     let mut guard = pending::lock(pending);
     // Batches that waited out an earlier flush (another job's) were applied before this one was
     // called: this commit makes them durable too.
-    let waiting = deferred
-        .map(|d| deferred::lock(d).take())
-        .unwrap_or_default();
+    let waiting = deferred::lock(deferred).take();
     let mark = guard.mark();
     let written = (|| {
-        for b in &waiting {
-            EmbeddedStore::write_batch(&txn, &mut guard, &b.job, b.partition, &b.outputs)?;
-        }
+        write_waiting(&txn, &mut guard, &waiting)?;
         let last_rows = guard.unwritten();
         write_pending(&txn, &guard)?;
         Ok::<_, StoreError>(last_rows)
@@ -488,14 +481,24 @@ fn write_out_all(
         Ok(rows) => rows,
         Err(e) => {
             guard.truncate(mark);
-            if let Some(d) = deferred {
-                deferred::lock(d).put_back(waiting);
-            }
+            deferred::lock(deferred).put_back(waiting);
             return Err(e);
         }
     };
     guard.clear();
     tracing::debug!(held, ?chunks, last_rows, last = ?started.elapsed() - chunks, commit = ?committing.elapsed(), "held-back rows written out");
+    Ok(())
+}
+
+/// Writes the batches that waited out a durable flush into `txn`, in arrival order.
+fn write_waiting(
+    txn: &redb::WriteTransaction,
+    pending: &mut PendingIndex,
+    waiting: &[Batch],
+) -> Result<(), StoreError> {
+    for b in waiting {
+        EmbeddedStore::write_batch(txn, pending, &b.job, b.partition, &b.outputs)?;
+    }
     Ok(())
 }
 
@@ -602,14 +605,7 @@ impl EmbeddedStore {
         let mark = pending.mark();
         let waiting = deferred::lock(&self.deferred).take();
         let written = (|| {
-            for Batch {
-                job,
-                partition,
-                outputs,
-            } in &waiting
-            {
-                Self::write_batch(&txn, &mut pending, job, *partition, outputs)?;
-            }
+            write_waiting(&txn, &mut pending, &waiting)?;
             if let Some((job, partition, outputs)) = own {
                 Self::write_batch(&txn, &mut pending, job, partition, outputs)?;
             }
@@ -728,7 +724,7 @@ impl EmbeddedStore {
             &*self.db()?,
             &self.pending,
             &self.applies,
-            Some(&self.deferred),
+            &self.deferred,
             Durability::Immediate,
         )?;
         let (waited, held) = {

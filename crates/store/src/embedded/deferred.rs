@@ -17,9 +17,9 @@
 //! (`EmbeddedStore::catch_up`), so a result on the live feed is in the store by the time a query
 //! looks for it.
 //!
-//! This module must never hold more than its byte cap (a batch past it waits for the lock as
-//! before), never keep a batch outside a durable flush, and never drop one that no committed
-//! transaction wrote but with the rest of what a file failure lost.
+//! This module must never hold more than its byte cap, by its estimate (a batch past it waits
+//! for the lock as before), never take a batch in while no durable flush runs, and never drop
+//! one that no committed transaction wrote but with the rest of what a file failure lost.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
