@@ -18,7 +18,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use streampulse_core::detect::Alert;
 use streampulse_core::output::WindowResult;
-use streampulse_engine::feed::{Emission, FromElsewhere, LiveFeed, LIVE_FEED_CAPACITY};
+use streampulse_engine::feed::{Emission, FromElsewhere, LiveFeed, FEED_CHUNK, LIVE_FEED_CAPACITY};
 
 use crate::config::KafkaConfig;
 use crate::driver::topic_partitions;
@@ -90,8 +90,18 @@ impl OutputFollower {
             std::thread::Builder::new()
                 .name("output-follower".into())
                 .spawn(move || {
+                    let mut chunk = Vec::with_capacity(FEED_CHUNK);
                     while !stop.load(Relaxed) {
-                        let Some(polled) = consumer.poll(POLL) else {
+                        // What came at once goes to the feed as one chunk; a wait publishes it.
+                        let wait = if chunk.is_empty() {
+                            POLL
+                        } else {
+                            Duration::ZERO
+                        };
+                        let Some(polled) = consumer.poll(wait) else {
+                            if !chunk.is_empty() {
+                                feed.publish_remote(std::mem::take(&mut chunk));
+                            }
                             continue;
                         };
                         let msg = match polled {
@@ -103,6 +113,7 @@ impl OutputFollower {
                         };
                         // Nobody listens: nothing to decode (the offsets move on regardless).
                         if feed.subscribers() == 0 {
+                            chunk.clear();
                             continue;
                         }
                         let emission = msg.payload().and_then(|payload| {
@@ -113,7 +124,7 @@ impl OutputFollower {
                             )
                         });
                         match emission {
-                            Some(Some(emission)) => feed.publish_remote(emission),
+                            Some(Some(emission)) => chunk.push(emission),
                             // A retraction: the feed carries results and alerts only.
                             Some(None) => {}
                             None => {
@@ -123,6 +134,9 @@ impl OutputFollower {
                                     "an output record that is not a result or an alert; skipped"
                                 );
                             }
+                        }
+                        if chunk.len() >= FEED_CHUNK {
+                            feed.publish_remote(std::mem::take(&mut chunk));
                         }
                     }
                 })

@@ -139,10 +139,11 @@ fn a_slow_client_is_told_it_lagged_while_a_fast_one_misses_nothing() {
         let _ = s.set_nodelay(true);
     }
 
-    // 400 metrics × 60 one-second windows: 24,000 tumble_1s results and 12,000 tumble_2s ones,
-    // far more than the feed's ring of 8,192 messages.
-    let metrics = 400;
-    let seconds = 61;
+    // 1,000 metrics × 80 one-second windows: 80,000 tumble_1s results and 40,000 tumble_2s
+    // ones, more than the feed's ring (1,024 chunks of at most 64 messages) and what the slow
+    // client's socket buffers together.
+    let metrics = 1000;
+    let seconds = 81;
     let fast_reader = std::thread::spawn(move || {
         let got = collect(&mut fast, "result", metrics * (seconds as usize - 1));
         got.len()
@@ -152,8 +153,8 @@ fn a_slow_client_is_told_it_lagged_while_a_fast_one_misses_nothing() {
             .map(|m| json!({"metric_id": format!("m{m}"), "ts": 1_700_000_000_000i64 + s * 1000 + 500, "value": 1}).to_string() + "\n")
             .collect();
         assert_eq!(p.post(&body, "application/x-ndjson", None).unwrap().0, 200);
-        // About 600 results per second of events: a pause lets the fast client keep within the
-        // ring on a loaded machine, while the slow one (which reads nothing) still falls behind.
+        // A pause lets the fast client keep within the ring on a loaded machine, while the slow
+        // one (which reads nothing) still falls behind.
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(

@@ -24,16 +24,13 @@
 //! frame carries its reason.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use serde_json::{json, Value};
-use streampulse_engine::feed::{Emission, LiveFeed};
-use tokio::sync::broadcast::error::RecvError;
-use tokio::sync::broadcast::Receiver;
+use streampulse_engine::feed::{Delivery, Emission, LiveFeed, Subscriber};
 
 use crate::subscription::Subscription;
 use crate::{AppState, Problem};
@@ -162,10 +159,40 @@ async fn send(socket: &mut WebSocket, value: Value) -> bool {
     matches!(tokio::time::timeout(SEND_TIMEOUT, sent).await, Ok(Ok(())))
 }
 
+/// Sends the lag notice of `delivery`, if any, then the messages of its chunk the subscription
+/// wants; false once the client is gone.
+async fn deliver(
+    socket: &mut WebSocket,
+    subscription: &Subscription,
+    live: &LiveFeed,
+    delivery: Delivery,
+) -> bool {
+    let skipped = delivery.skipped;
+    if skipped > 0 {
+        live.record_lagged(skipped);
+        let notice = json!({ "type": "lagged", "skipped": skipped,
+            "detail": format!("lagged, {skipped} messages skipped: read faster or subscribe to less") });
+        if !send(socket, notice).await {
+            return false;
+        }
+    }
+    for emission in delivery.chunk.emissions() {
+        if !subscription.matches(emission) {
+            continue;
+        }
+        if let Some(message) = emission_json(emission) {
+            if !send(socket, message).await {
+                return false;
+            }
+        }
+    }
+    true
+}
+
 async fn session(
     mut socket: WebSocket,
     mut subscription: Subscription,
-    mut feed: Receiver<Arc<Emission>>,
+    mut feed: Subscriber,
     live: LiveFeed,
     runtime: streampulse_engine::Runtime,
 ) {
@@ -182,20 +209,10 @@ async fn session(
     loop {
         tokio::select! {
             received = feed.recv() => {
-                let delivered = match received {
-                    Ok(emission) if subscription.matches(&emission) => match emission_json(&emission) {
-                        Some(message) => send(&mut socket, message).await,
-                        None => true,
-                    },
-                    Ok(_) => true,
-                    Err(RecvError::Lagged(skipped)) => {
-                        live.record_lagged(skipped);
-                        send(&mut socket, json!({ "type": "lagged", "skipped": skipped,
-                            "detail": format!("lagged, {skipped} messages skipped: read faster or subscribe to less") })).await
-                    }
-                    Err(RecvError::Closed) => false,
+                let Some(delivery) = received else {
+                    break;
                 };
-                if !delivered {
+                if !deliver(&mut socket, &subscription, &live, delivery).await {
                     break;
                 }
             }
