@@ -79,12 +79,6 @@ impl Emitter {
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
-        // Also after an earlier call gave up (a stop, a rewind) while the store was failing.
-        if let Ok(mut failing) = self.counters.store_failing.lock() {
-            if failing.remove(&partition).is_some() {
-                tracing::info!(partition, "the result store takes writes again");
-            }
-        }
         let (mut results, mut late) = (0, 0);
         for o in outputs.iter() {
             match o {
@@ -120,9 +114,23 @@ impl Emitter {
         }
         // After publishing, so that the store's deferred writes do not hold these results back.
         // A failure here is the store's file failing: its generation tells the checkpoint.
-        if let Err(err) = self.store.write_behind() {
-            tracing::warn!(error = %err, partition, "the result store's deferred writes failed; retried after the next batch");
-            self.counters.store_errors.fetch_add(1, Relaxed);
+        match self.store.write_behind() {
+            Ok(()) => {
+                // Also after an earlier call gave up (a stop, a rewind) while the store was
+                // failing. Not at `apply`: a store may take a batch before writing it.
+                if let Ok(mut failing) = self.counters.store_failing.lock() {
+                    if failing.remove(&partition).is_some() {
+                        tracing::info!(partition, "the result store takes writes again");
+                    }
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, partition, "the result store's deferred writes failed; retried with the next batch, or replayed from the last checkpoint if its file was reopened");
+                self.counters.store_errors.fetch_add(1, Relaxed);
+                if let Ok(mut failing) = self.counters.store_failing.lock() {
+                    failing.insert(partition, err.to_string());
+                }
+            }
         }
         outputs.clear();
         true

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use redb::{
@@ -59,9 +59,11 @@ pub struct EmbeddedStore {
     /// Applies waiting for or holding the write transaction: a write-out of held-back rows
     /// lets them go first (see [`write_out_chunks`]).
     applies: AtomicUsize,
-    /// Batches applied while a durable flush runs, written by the next write transaction (see
-    /// [`deferred`]).
+    /// Batches applied and not yet written, written by `write_behind` or the next write
+    /// transaction (see [`deferred`]).
     deferred: Mutex<Deferred>,
+    /// Held by the one partition doing `write_behind`'s work; the others go on.
+    writing_behind: Mutex<()>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -144,6 +146,7 @@ impl EmbeddedStore {
             unflushed_batches: AtomicU64::new(0),
             applies: AtomicUsize::new(0),
             deferred: Mutex::new(Deferred::new(DEFERRED_BYTES)),
+            writing_behind: Mutex::new(()),
         })
     }
 
@@ -188,7 +191,7 @@ impl EmbeddedStore {
         Self::readable(self.checked(self.catch_up().and_then(|()| self.write_out())))
     }
 
-    /// Writes the batches applied during a durable flush, if any wait, so that a read begun after
+    /// Writes the batches applied and not yet written, if any wait, so that a read begun after
     /// this returns sees them (see [`deferred`]); on a full disk, as [`Self::settle`].
     fn caught_up(&self) -> Result<(), StoreError> {
         Self::readable(self.checked(self.catch_up()))
@@ -219,7 +222,7 @@ impl EmbeddedStore {
         )
     }
 
-    /// Writes the batches that waited out a durable flush, if any.
+    /// Writes the batches applied and not yet written, if any (see [`deferred`]).
     fn catch_up(&self) -> Result<(), StoreError> {
         if deferred::lock(&self.deferred).is_empty() {
             return Ok(());
@@ -234,6 +237,8 @@ impl EmbeddedStore {
         now: Millis,
         limits: Limits,
     ) -> Result<ExpiryReport, StoreError> {
+        // Batches applied before the sweep are in the tables before it looks.
+        self.catch_up()?;
         retention::expire(&*self.db()?, &self.pending, policy, now, limits)
     }
 
@@ -362,9 +367,13 @@ impl EmbeddedStore {
 /// metric and window, tens of MiB past the page cache's budget until its commit.
 pub(crate) const WRITE_OUT_ROWS: usize = 2048;
 
-/// Memory for batches applied while a durable flush runs (see [`deferred`]): a few hundred
-/// milliseconds of results at tens of thousands per second.
+/// Memory for batches applied and not yet written (see [`deferred`]): a few hundred milliseconds
+/// of results at tens of thousands per second, enough to wait out a durable flush.
 const DEFERRED_BYTES: usize = 32 << 20;
+
+/// Transactions of waiting batches one `write_behind` writes at most: others keep applying, and
+/// a partition must get back to its own events.
+const WRITE_BEHIND_ROUNDS: usize = 4;
 
 /// Held-back rows a write-out of all of them leaves to its last transaction.
 const LAST_ROWS: usize = 64;
@@ -454,6 +463,9 @@ fn write_out_all(
     durability: Durability,
 ) -> Result<(), StoreError> {
     let started = Instant::now();
+    // While a durable flush runs, `write_behind` leaves the waiting batches and the held-back
+    // rows to it: partitions that queued for the write lock between its transactions stalled.
+    let _flushing = matches!(durability, Durability::Immediate).then(|| Flushing::begin(deferred));
     let held = pending::lock(pending).unwritten();
     // Nearly all of them: the last transaction holds the write lock through its commit, a
     // durable one through the fsync too, so the fewer rows it writes the shorter the partitions
@@ -461,13 +473,11 @@ fn write_out_all(
     write_out_chunks(db, pending, Some(applies), Until::AtMost(LAST_ROWS))?;
     let chunks = started.elapsed();
     yield_to_applies(applies);
-    // Applies that come while a durable commit holds the lock wait in memory, not on it.
-    let _flushing = matches!(durability, Durability::Immediate).then(|| Flushing::begin(deferred));
     let mut txn = db.begin_write()?;
     txn.set_durability(durability)?;
     let mut guard = pending::lock(pending);
-    // Batches that waited out an earlier flush (another job's) were applied before this one was
-    // called: this commit makes them durable too.
+    // Batches still waiting were applied before this flush was called: this commit makes them
+    // durable too.
     let waiting = deferred::lock(deferred).take();
     let mark = guard.mark();
     let written = (|| {
@@ -490,7 +500,8 @@ fn write_out_all(
     Ok(())
 }
 
-/// Writes the batches that waited out a durable flush into `txn`, in arrival order.
+/// Writes the batches applied and not yet written (see [`deferred`]) into `txn`, in arrival
+/// order.
 fn write_waiting(
     txn: &redb::WriteTransaction,
     pending: &mut PendingIndex,
@@ -577,6 +588,8 @@ fn decode_span(bytes: &[u8]) -> Result<i64, StoreError> {
 
 /// The operations, before [`EmbeddedStore::checked`].
 impl EmbeddedStore {
+    /// Keeps the batch for `write_behind` (see [`deferred`]); past the waiting batches' cap,
+    /// writes them and it now.
     fn apply_now(&self, job: &str, partition: u32, outputs: &[Output]) -> Result<(), StoreError> {
         if outputs.is_empty() {
             return Ok(());
@@ -619,12 +632,38 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    /// Moves a write-out of held-back rows on by one transaction once the buffer is over its
-    /// cap (or a write-out is under way), after the caller published what it applied: the rows
-    /// go out a chunk per batch instead of all at once in the batch that crossed the cap. Past
-    /// twice the cap (rows arrive faster than a chunk per batch writes them) the caller writes
-    /// until the buffer is back under its cap, as its own backpressure.
+    /// The work `apply` put off, after the caller published what it applied: the batches it
+    /// kept (see [`deferred`]), then one transaction of a write-out of held-back rows once the
+    /// buffer is over its cap or a write-out is under way, so the rows go out a chunk per batch
+    /// instead of all at once in the batch that crossed the cap. Past twice the cap (rows arrive
+    /// faster than a chunk per batch writes them) the caller writes until the buffer is back
+    /// under its cap, as its own backpressure.
+    ///
+    /// One partition at a time does it, and none while a durable flush runs (the flush writes
+    /// both): a partition that finds another at it, or a flush, goes back to its events instead
+    /// of queueing for the write lock.
     fn write_behind_now(&self) -> Result<(), StoreError> {
+        let _writing = match self.writing_behind.try_lock() {
+            Ok(guard) => guard,
+            // It guards no data: a panic while it was held left nothing half done here.
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Ok(()),
+        };
+        for _ in 0..WRITE_BEHIND_ROUNDS {
+            {
+                let d = deferred::lock(&self.deferred);
+                if d.flushing() {
+                    return Ok(());
+                }
+                if d.is_empty() {
+                    break;
+                }
+            }
+            self.write_batches(None)?;
+        }
+        if deferred::lock(&self.deferred).flushing() {
+            return Ok(());
+        }
         let until = {
             let p = self.pending();
             if p.far_over_cap() {
@@ -1005,8 +1044,8 @@ impl Drop for EmbeddedStore {
     }
 }
 
-/// Batches applied while a durable flush runs wait in memory (see [`deferred`]) until this is
-/// dropped, whichever way the flush ends.
+/// While a durable flush runs, `write_behind` leaves the batches applied (see [`deferred`]) and
+/// the held-back rows to it, until this is dropped, whichever way the flush ends.
 struct Flushing<'a>(&'a Mutex<Deferred>);
 
 impl<'a> Flushing<'a> {

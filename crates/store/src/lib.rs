@@ -54,9 +54,11 @@ pub trait ResultStore: Send + Sync {
     /// visible. Not necessarily durable until [`ResultStore::flush`].
     fn apply(&self, job: &str, partition: u32, outputs: &[Output]) -> Result<(), StoreError>;
 
-    /// Work that `apply` put off to return sooner, done a step at a time: the caller calls this
-    /// after it published what it applied. It changes nothing a query sees. An error is the
-    /// store's (its file failed): the next `apply` or [`ResultStore::generation`] tells.
+    /// Work that `apply` put off to return sooner (the embedded store's writes of the batches it
+    /// took, and of held-back index rows), done a step at a time: the caller calls this after it
+    /// published what it applied. It changes nothing a query sees (a query writes what waits
+    /// first). An error is the store's: a write that failed and is retried by the next call, or
+    /// its file failing, which [`ResultStore::generation`] tells.
     fn write_behind(&self) -> Result<(), StoreError> {
         Ok(())
     }

@@ -1,25 +1,28 @@
-//! Batches applied while a durable flush holds redb's write lock: kept in memory and written by
-//! the next write transaction, so that the partition that applied them goes on at once.
+//! Batches `apply` kept in memory instead of writing them: the partition that applied them
+//! publishes its results at once, and the writes follow, after its results are out.
 //!
-//! A durable commit holds the write lock while it writes out every page the non-durable commits
-//! since the last one left in redb's write buffer, and through the fsync: 60-400 ms at each
-//! checkpoint under a steady stream. Every partition's apply waited for it, and the results it
-//! had just fired with it. The batches that arrive while a durable flush runs are exactly those
-//! it need not make durable (the checkpoint took every partition's snapshot before it began),
-//! so they wait here instead of the partition.
+//! Writing a batch takes redb's write lock, which one writer holds at a time: another
+//! partition's batch, a write-out of held-back index rows (10-20 ms a transaction), or a durable
+//! flush, which holds it while it writes out every page the commits since the last one left in
+//! redb's write buffer and through the fsync (60-400 ms at each checkpoint under a steady
+//! stream). A partition whose apply waited there held back the results it had just fired. So
+//! `apply` keeps a copy of its outputs here and returns; after publishing, the partition calls
+//! `write_behind`, which writes every batch waiting (its own and other partitions') in one
+//! transaction, unless another partition is writing them already or a durable flush runs
+//! (which writes those waiting when its last transaction begins, and after its commit those that
+//! came during it).
 //!
 //! Whoever takes the write transaction next writes them first, in arrival order and in its own
 //! transaction, before its own writes: so one partition's batches reach the tables in its order.
 //! A durable flush's own transaction writes those waiting when it begins, so a flush makes
-//! durable every batch applied before it was called, also one that waited out another job's
-//! flush.
+//! durable every batch applied before it was called.
 //! Every read first takes a write transaction to write them if any wait
 //! (`EmbeddedStore::catch_up`), so a result on the live feed is in the store by the time a query
 //! looks for it.
 //!
-//! This module must never hold more than its byte cap, by its estimate (a batch past it waits
-//! for the lock as before), never take a batch in while no durable flush runs, and never drop
-//! one that no committed transaction wrote but with the rest of what a file failure lost.
+//! This module must never hold more than its byte cap, by its estimate (a batch past it is
+//! written by its own apply, waiting for the lock, as backpressure), and never drop a batch that
+//! no committed transaction wrote but with the rest of what a file failure lost.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -66,10 +69,10 @@ impl Deferred {
         }
     }
 
-    /// Keeps a copy of `outputs` if a durable flush runs and they fit; returns whether it did.
+    /// Keeps a copy of `outputs` if they fit; returns whether it did.
     pub(crate) fn hold(&mut self, job: &str, partition: u32, outputs: &[Output]) -> bool {
         let bytes = outputs.len().saturating_mul(Self::BYTES_PER_OUTPUT);
-        if self.flushing == 0 || self.bytes.saturating_add(bytes) > self.cap {
+        if self.bytes.saturating_add(bytes) > self.cap {
             return false;
         }
         self.bytes += bytes;
@@ -82,13 +85,19 @@ impl Deferred {
         true
     }
 
-    /// From here until the matching [`Deferred::end_flush`], [`Deferred::hold`] keeps batches.
+    /// From here until the matching [`Deferred::end_flush`], a durable flush runs:
+    /// `write_behind` leaves the waiting batches to it.
     pub(crate) fn begin_flush(&mut self) {
         self.flushing += 1;
     }
 
     pub(crate) fn end_flush(&mut self) {
         self.flushing = self.flushing.saturating_sub(1);
+    }
+
+    /// Whether a durable flush runs (see [`Deferred::begin_flush`]).
+    pub(crate) fn flushing(&self) -> bool {
+        self.flushing > 0
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -146,38 +155,38 @@ mod tests {
     }
 
     #[test]
-    fn batches_are_held_only_during_a_flush_and_within_the_cap() {
+    fn batches_are_held_within_the_cap_in_arrival_order() {
         let mut d = Deferred::new(3 * Deferred::BYTES_PER_OUTPUT);
-        assert!(!d.hold("j", 0, &outputs(1)), "no flush runs");
-        d.begin_flush();
         assert!(d.hold("j", 0, &outputs(2)));
         assert!(!d.hold("j", 1, &outputs(2)), "past the cap");
         assert!(d.hold("j", 1, &outputs(1)));
-        d.end_flush();
-        assert!(!d.hold("j", 0, &outputs(1)));
+        assert!(!d.hold("j", 2, &outputs(1)), "full");
         let taken = d.take();
         assert_eq!(
             taken.iter().map(|b| b.partition).collect::<Vec<_>>(),
             [0, 1]
         );
         assert!(d.is_empty());
+        assert!(d.hold("j", 2, &outputs(3)), "taken batches free their room");
+        assert_eq!(d.held(), 3);
     }
 
     #[test]
-    fn batches_are_held_until_the_last_of_two_flushes_ends() {
+    fn a_flush_runs_until_the_last_of_two_ends() {
         let mut d = Deferred::new(usize::MAX);
         d.begin_flush();
         d.begin_flush();
         d.end_flush();
-        assert!(d.hold("j", 0, &outputs(1)), "one flush still runs");
+        assert!(d.flushing(), "one flush still runs");
         d.end_flush();
-        assert!(!d.hold("j", 0, &outputs(1)));
+        assert!(!d.flushing());
+        d.end_flush();
+        assert!(!d.flushing(), "an extra end does not underflow");
     }
 
     #[test]
     fn batches_put_back_go_before_those_that_came_since() {
         let mut d = Deferred::new(usize::MAX);
-        d.begin_flush();
         d.hold("j", 0, &outputs(1));
         let taken = d.take();
         d.hold("j", 1, &outputs(1));
