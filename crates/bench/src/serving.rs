@@ -531,6 +531,8 @@ fn ws_measure(
     post(agent, base, &event(0))?;
     std::thread::sleep(Duration::from_millis(50));
     let mut sent: HashMap<i64, Instant> = HashMap::new();
+    // When the POST that fires a round's window was answered: its event is in the log then.
+    let mut acked: HashMap<i64, Instant> = HashMap::new();
     let mut round_starts: Vec<(i64, i64)> = Vec::new();
     let mut ack = Vec::new();
     let mut incomplete = 0usize;
@@ -551,6 +553,7 @@ fn ws_measure(
         post(agent, base, &event(k))?;
         ack.push(t.elapsed());
         sent.insert(fired, t);
+        acked.insert(fired, Instant::now());
         // Wait until every client has it (so rounds do not queue behind each other).
         let waited = Instant::now();
         loop {
@@ -594,6 +597,7 @@ fn ws_measure(
             .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
     }
     let mut lat: Vec<Duration> = Vec::new();
+    let mut after_ack: Vec<Duration> = Vec::new();
     let mut first_per_round: HashMap<i64, Duration> = HashMap::new();
     let mut last_per_round: HashMap<i64, Duration> = HashMap::new();
     for r in &receipts {
@@ -601,6 +605,9 @@ fn ws_measure(
             if let Some(t) = sent.get(s) {
                 let d = at.saturating_duration_since(*t);
                 lat.push(d);
+                if let Some(a) = acked.get(s) {
+                    after_ack.push(at.saturating_duration_since(*a));
+                }
                 let f = first_per_round.entry(*s).or_insert(d);
                 *f = (*f).min(d);
                 let l = last_per_round.entry(*s).or_insert(d);
@@ -645,7 +652,7 @@ fn ws_measure(
             format!(" checkpoints={n} checkpoint_p50_le_ms={p50} checkpoint_p99_le_ms={p99}")
         });
     println!(
-        "mode=ws_latency clients={} windows={} deliveries={}/{expected} incomplete_rounds={incomplete} lagged_skipped={lagged} partitions={} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} first_client_p50_ms={:.2} last_client_p50_ms={:.2} last_client_p99_ms={:.2} ingest_ack_p50_ms={:.2} ingest_ack_p99_ms={:.2} server_publish_batches={publish_batches} server_publish_p50_le_ms={publish_p50} server_publish_p99_le_ms={publish_p99}{background_note}{checkpoints} slowest_rounds=[{slowest}] (p50/p99: from just before the POST of the event that fires the window to each client's read of the result, including the HTTP ingest with fsync; slowest_rounds: round:ms; server_publish: the server's own histogram from the start of the batch that fired the window to the result stored and on the feed, as the bucket bound holding the percentile; clients, server and bench share {} cores)",
+        "mode=ws_latency clients={} windows={} deliveries={}/{expected} incomplete_rounds={incomplete} lagged_skipped={lagged} partitions={} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} first_client_p50_ms={:.2} last_client_p50_ms={:.2} last_client_p99_ms={:.2} ingest_ack_p50_ms={:.2} ingest_ack_p99_ms={:.2} after_ack_p50_ms={:.2} after_ack_p99_ms={:.2} server_publish_batches={publish_batches} server_publish_p50_le_ms={publish_p50} server_publish_p99_le_ms={publish_p99}{background_note}{checkpoints} slowest_rounds=[{slowest}] (p50/p99: from just before the POST of the event that fires the window to each client's read of the result, including the HTTP ingest with fsync; after_ack: from the POST's answer, when the event is in the log, to each client's read, so the partition's read, the firing, the store and the push, 0 where the push came first; slowest_rounds: round:ms; server_publish: the server's own histogram from the start of the batch that fired the window to the result stored and on the feed, as the bucket bound holding the percentile; clients, server and bench share {} cores)",
         args.clients,
         args.rounds,
         lat.len(),
@@ -659,6 +666,8 @@ fn ws_measure(
         pct(&mut last, 0.99),
         pct(&mut ack, 0.5),
         pct(&mut ack, 0.99),
+        pct(&mut after_ack, 0.5),
+        pct(&mut after_ack, 0.99),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
     Ok(())
