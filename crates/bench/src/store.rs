@@ -128,11 +128,14 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
                             batch.push(Output::Result(result(m, start)));
                             if batch.len() == BATCH {
                                 store.apply(JOB, p as u32, &batch)?;
+                                // As a partition does once it published the batch.
+                                store.write_behind()?;
                                 batch.clear();
                             }
                         }
                     }
                     store.apply(JOB, p as u32, &batch)?;
+                    store.write_behind()?;
                     store.flush()?;
                     Ok(())
                 })

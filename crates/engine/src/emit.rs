@@ -1,10 +1,13 @@
 //! Where a partition's outputs go once the pipeline has produced them: the result store first
 //! (the record), then the counters, the webhooks and the live feed (notifications).
+//! Stored means that a query finds them from then on: the embedded store may write them after
+//! they are published (`ResultStore::write_behind`), and every read writes what waits first.
 //!
 //! Every partition driver (the embedded log's workers, the Kafka consumer) hands its outputs to an
 //! [`Emitter`], so the order of these effects and the rule that a store error is retried, never
 //! skipped, are the same whatever the source. An emitter never drops an output: it retries the
-//! store until it succeeds or its caller gives up (and will replay from the last checkpoint).
+//! store until it succeeds or its caller gives up (and will replay from the last checkpoint);
+//! a write the store put off is retried by the store, or replayed after a file failure.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use redb::{
@@ -56,11 +56,12 @@ pub struct EmbeddedStore {
     /// Batches applied since the last flush, for its debug log: how many the durable commit
     /// makes durable, next to how long it took.
     unflushed_batches: AtomicU64,
-    /// Applies waiting for or holding the write transaction: a write-out of held-back rows
+    /// Writers of batches (an apply past the waiting batches' cap, `write_behind`, a read's
+    /// catch-up) waiting for or holding the write transaction: a write-out of held-back rows
     /// lets them go first (see [`write_out_chunks`]).
     applies: AtomicUsize,
-    /// Batches applied and not yet written, written by `write_behind` or the next write
-    /// transaction (see [`deferred`]).
+    /// Batches applied and not yet written, written by `write_behind`, a read, an apply past
+    /// their cap or the durable flush (see [`deferred`]).
     deferred: Mutex<Deferred>,
     /// Held by the one partition doing `write_behind`'s work; the others go on.
     writing_behind: Mutex<()>,
@@ -197,16 +198,14 @@ impl EmbeddedStore {
         Self::readable(self.checked(self.catch_up()))
     }
 
-    /// What a read does when the writes it needed first failed: on an I/O failure the file was
-    /// reopened at its last flush, and the read reads that.
+    /// What a read does when the writes it needed first failed: it reads the file as it is. On
+    /// an I/O failure the file was reopened at its last flush, and the read reads that; a batch
+    /// that cannot be written (kept to be retried) must not take every query down with it.
     fn readable(result: Result<(), StoreError>) -> Result<(), StoreError> {
-        match result {
-            Err(StoreError::Db(e)) if streampulse_dbfile::is_io_failure(&e) => {
-                tracing::warn!(error = %e, "cannot write what waited before a query; reading the store as of its last flush");
-                Ok(())
-            }
-            other => other,
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "cannot write what waited before a query; reading the store as it is");
         }
+        Ok(())
     }
 
     fn write_out(&self) -> Result<(), StoreError> {
@@ -222,12 +221,23 @@ impl EmbeddedStore {
         )
     }
 
-    /// Writes the batches applied and not yet written, if any (see [`deferred`]).
+    /// Writes the batches applied and not yet written, if any (see [`deferred`]), or waits for
+    /// the transaction writing them to end: a read begun after this sees every batch applied
+    /// before it was called.
     fn catch_up(&self) -> Result<(), StoreError> {
-        if deferred::lock(&self.deferred).is_empty() {
-            return Ok(());
+        let (waiting, writing) = {
+            let d = deferred::lock(&self.deferred);
+            (!d.is_empty(), d.writing())
+        };
+        if waiting {
+            return self.write_batches(None);
         }
-        self.write_batches(None)
+        if writing {
+            // Taken by a transaction not yet committed: neither waiting nor in the file. redb
+            // runs one write transaction at a time, so this one begins once that one ended.
+            self.db()?.begin_write()?.abort()?;
+        }
+        Ok(())
     }
 
     /// [`ResultStore::expire`] in batches of `limits`.
@@ -468,8 +478,8 @@ fn write_out_all(
     let _flushing = matches!(durability, Durability::Immediate).then(|| Flushing::begin(deferred));
     let held = pending::lock(pending).unwritten();
     // Nearly all of them: the last transaction holds the write lock through its commit, a
-    // durable one through the fsync too, so the fewer rows it writes the shorter the partitions
-    // wait.
+    // durable one through the fsync too, so the fewer rows it writes the shorter reads (and
+    // applies past the waiting batches' cap) wait.
     write_out_chunks(db, pending, Some(applies), Until::AtMost(LAST_ROWS))?;
     let chunks = started.elapsed();
     yield_to_applies(applies);
@@ -480,14 +490,14 @@ fn write_out_all(
     // durable too.
     let waiting = deferred::lock(deferred).take();
     let mark = guard.mark();
-    let written = (|| {
-        write_waiting(&txn, &mut guard, &waiting)?;
+    let result = (|| {
+        write_waiting(&txn, &mut guard, &waiting.batches)?;
         let last_rows = guard.unwritten();
         write_pending(&txn, &guard)?;
         Ok::<_, StoreError>(last_rows)
     })();
     let committing = Instant::now();
-    let last_rows = match written.and_then(|rows| Ok(txn.commit().map(|()| rows)?)) {
+    let last_rows = match result.and_then(|rows| Ok(txn.commit().map(|()| rows)?)) {
         Ok(rows) => rows,
         Err(e) => {
             guard.truncate(mark);
@@ -495,6 +505,7 @@ fn write_out_all(
             return Err(e);
         }
     };
+    deferred::lock(deferred).written(waiting);
     guard.clear();
     tracing::debug!(held, ?chunks, last_rows, last = ?started.elapsed() - chunks, commit = ?committing.elapsed(), "held-back rows written out");
     Ok(())
@@ -617,18 +628,19 @@ impl EmbeddedStore {
         let mut pending = self.pending();
         let mark = pending.mark();
         let waiting = deferred::lock(&self.deferred).take();
-        let written = (|| {
-            write_waiting(&txn, &mut pending, &waiting)?;
+        let result = (|| {
+            write_waiting(&txn, &mut pending, &waiting.batches)?;
             if let Some((job, partition, outputs)) = own {
                 Self::write_batch(&txn, &mut pending, job, partition, outputs)?;
             }
             Ok::<_, StoreError>(())
         })();
-        if let Err(e) = written.and_then(|()| Ok(txn.commit()?)) {
+        if let Err(e) = result.and_then(|()| Ok(txn.commit()?)) {
             pending.truncate(mark);
             deferred::lock(&self.deferred).put_back(waiting);
             return Err(e);
         }
+        deferred::lock(&self.deferred).written(waiting);
         Ok(())
     }
 
@@ -641,12 +653,19 @@ impl EmbeddedStore {
     ///
     /// One partition at a time does it, and none while a durable flush runs (the flush writes
     /// both): a partition that finds another at it, or a flush, goes back to its events instead
-    /// of queueing for the write lock.
+    /// of queueing for the write lock, unless the buffer is past twice its cap.
     fn write_behind_now(&self) -> Result<(), StoreError> {
+        // Past twice the cap every partition waits its turn, as backpressure: the held rows
+        // must not grow faster than one partition writes them out.
+        let far_over_cap = self.pending().far_over_cap();
         let _writing = match self.writing_behind.try_lock() {
             Ok(guard) => guard,
             // It guards no data: a panic while it was held left nothing half done here.
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) if far_over_cap => self
+                .writing_behind
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
             Err(TryLockError::WouldBlock) => return Ok(()),
         };
         for _ in 0..WRITE_BEHIND_ROUNDS {
@@ -766,12 +785,11 @@ impl EmbeddedStore {
             &self.deferred,
             Durability::Immediate,
         )?;
+        // What came during the flush waits for the next `write_behind` or read.
         let (waited, held) = {
             let d = deferred::lock(&self.deferred);
             (d.len(), d.held())
         };
-        // What waited out the commit, now rather than with the next apply.
-        self.catch_up()?;
         tracing::debug!(elapsed = ?started.elapsed(), batches, waited, held_since_open = held, "result store flushed");
         Ok(())
     }

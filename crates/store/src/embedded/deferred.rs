@@ -12,17 +12,19 @@
 //! (which writes those waiting when its last transaction begins, and after its commit those that
 //! came during it).
 //!
-//! Whoever takes the write transaction next writes them first, in arrival order and in its own
-//! transaction, before its own writes: so one partition's batches reach the tables in its order.
-//! A durable flush's own transaction writes those waiting when it begins, so a flush makes
-//! durable every batch applied before it was called.
-//! Every read first takes a write transaction to write them if any wait
+//! Whoever writes batches (`write_behind`, an apply past the cap, a read's catch-up, a durable
+//! flush's last transaction) writes every waiting one, in arrival order and in one transaction,
+//! before its own: so one partition's batches reach the tables in its order. A durable flush's
+//! last transaction writes those waiting when it begins, so a flush makes durable every batch
+//! applied before it was called.
+//! Every read first writes what waits, or waits for the transaction writing it to commit
 //! (`EmbeddedStore::catch_up`), so a result on the live feed is in the store by the time a query
 //! looks for it.
 //!
-//! This module must never hold more than its byte cap, by its estimate (a batch past it is
-//! written by its own apply, waiting for the lock, as backpressure), and never drop a batch that
-//! no committed transaction wrote but with the rest of what a file failure lost.
+//! This module must never hold more than its byte cap, by its estimate, counting batches taken
+//! until their transaction committed (a batch past it is written by its own apply, waiting for
+//! the lock, as backpressure), and never drop a batch that no committed transaction wrote but
+//! with the rest of what a file failure lost.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -36,17 +38,31 @@ pub(crate) struct Batch {
     pub(crate) outputs: Vec<Output>,
 }
 
-/// The batches waiting, and whether a durable flush runs.
+/// The batches waiting, those a transaction is writing, and whether a durable flush runs.
 #[derive(Debug)]
 pub(crate) struct Deferred {
     /// Durable flushes running: each job's checkpoint coordinator flushes the one store.
     flushing: usize,
     batches: Vec<Batch>,
-    /// About the memory the waiting batches take (see [`Deferred::BYTES_PER_OUTPUT`]).
+    /// About the memory the waiting batches and those being written take (see
+    /// [`Deferred::BYTES_PER_OUTPUT`]): they are in memory until their transaction committed.
     bytes: usize,
     cap: usize,
+    /// Transactions writing batches they took: a read must wait for them, since the batches are
+    /// neither waiting nor in the file.
+    writing: usize,
+    /// Counts [`Deferred::clear`]s: batches taken before one are not put back after it.
+    epoch: u64,
     /// Batches held since the store opened.
     held: u64,
+}
+
+/// Batches a transaction took to write ([`Deferred::take`]); handed back with
+/// [`Deferred::written`] once it committed, or [`Deferred::put_back`] if it did not.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    pub(crate) batches: Vec<Batch>,
+    epoch: u64,
 }
 
 /// Locks the waiting batches. A poisoned lock is taken as it is: every change is whole before
@@ -65,8 +81,17 @@ impl Deferred {
             batches: Vec::new(),
             bytes: 0,
             cap,
+            writing: 0,
+            epoch: 0,
             held: 0,
         }
+    }
+
+    fn bytes_of(batches: &[Batch]) -> usize {
+        batches
+            .iter()
+            .map(|b| b.outputs.len().saturating_mul(Self::BYTES_PER_OUTPUT))
+            .sum()
     }
 
     /// Keeps a copy of `outputs` if they fit; returns whether it did.
@@ -114,29 +139,58 @@ impl Deferred {
         self.held
     }
 
-    /// The waiting batches, in arrival order, for the caller's transaction; it gives them back
-    /// ([`Deferred::put_back`]) if that transaction does not commit.
-    pub(crate) fn take(&mut self) -> Vec<Batch> {
-        self.bytes = 0;
-        std::mem::take(&mut self.batches)
+    /// Whether a transaction is writing batches it took (see [`Deferred::take`]).
+    pub(crate) fn writing(&self) -> bool {
+        self.writing > 0
     }
 
-    /// `batches` from [`Deferred::take`] that were not committed, before any that came since.
-    pub(crate) fn put_back(&mut self, mut batches: Vec<Batch>) {
-        let bytes: usize = batches
-            .iter()
-            .map(|b| b.outputs.len().saturating_mul(Self::BYTES_PER_OUTPUT))
-            .sum();
+    /// The waiting batches, in arrival order, for the caller's write transaction; it hands them
+    /// back with [`Deferred::written`] once that transaction committed, or
+    /// [`Deferred::put_back`] if it did not.
+    pub(crate) fn take(&mut self) -> Taken {
+        let batches = std::mem::take(&mut self.batches);
+        if !batches.is_empty() {
+            self.writing += 1;
+        }
+        Taken {
+            batches,
+            epoch: self.epoch,
+        }
+    }
+
+    /// Batches from [`Deferred::take`] whose transaction committed: their memory is free.
+    pub(crate) fn written(&mut self, taken: Taken) {
+        if taken.batches.is_empty() {
+            return;
+        }
+        self.writing = self.writing.saturating_sub(1);
+        if taken.epoch == self.epoch {
+            self.bytes = self.bytes.saturating_sub(Self::bytes_of(&taken.batches));
+        }
+    }
+
+    /// Batches from [`Deferred::take`] that were not committed, before any that came since;
+    /// dropped if the file failed since they were taken (the engine replays them).
+    pub(crate) fn put_back(&mut self, taken: Taken) {
+        if taken.batches.is_empty() {
+            return;
+        }
+        self.writing = self.writing.saturating_sub(1);
+        if taken.epoch != self.epoch {
+            return;
+        }
+        let mut batches = taken.batches;
         batches.append(&mut self.batches);
         self.batches = batches;
-        self.bytes = self.bytes.saturating_add(bytes);
     }
 
     /// Forgets every waiting batch: the file failed and was reopened at its last flush, and the
-    /// engine replays what came after it.
+    /// engine replays what came after it. Batches a transaction is writing are forgotten when it
+    /// hands them back.
     pub(crate) fn clear(&mut self) {
         self.batches.clear();
         self.bytes = 0;
+        self.epoch += 1;
     }
 }
 
@@ -163,11 +217,24 @@ mod tests {
         assert!(!d.hold("j", 2, &outputs(1)), "full");
         let taken = d.take();
         assert_eq!(
-            taken.iter().map(|b| b.partition).collect::<Vec<_>>(),
+            taken
+                .batches
+                .iter()
+                .map(|b| b.partition)
+                .collect::<Vec<_>>(),
             [0, 1]
         );
-        assert!(d.is_empty());
-        assert!(d.hold("j", 2, &outputs(3)), "taken batches free their room");
+        assert!(d.is_empty() && d.writing());
+        assert!(
+            !d.hold("j", 2, &outputs(1)),
+            "taken batches keep their room until written"
+        );
+        d.written(taken);
+        assert!(!d.writing());
+        assert!(
+            d.hold("j", 2, &outputs(3)),
+            "written batches free their room"
+        );
         assert_eq!(d.held(), 3);
     }
 
@@ -191,7 +258,22 @@ mod tests {
         let taken = d.take();
         d.hold("j", 1, &outputs(1));
         d.put_back(taken);
-        let order: Vec<u32> = d.take().iter().map(|b| b.partition).collect();
+        assert!(!d.writing());
+        let order: Vec<u32> = d.take().batches.iter().map(|b| b.partition).collect();
         assert_eq!(order, [0, 1]);
+    }
+
+    #[test]
+    fn batches_taken_before_a_file_failure_are_not_put_back_after_it() {
+        let mut d = Deferred::new(4 * Deferred::BYTES_PER_OUTPUT);
+        d.hold("j", 0, &outputs(2));
+        let taken = d.take();
+        d.clear();
+        d.hold("j", 1, &outputs(1));
+        d.put_back(taken);
+        assert!(!d.writing());
+        let order: Vec<u32> = d.take().batches.iter().map(|b| b.partition).collect();
+        assert_eq!(order, [1], "the engine replays what the failure lost");
+        assert!(d.hold("j", 2, &outputs(3)), "their room is free");
     }
 }

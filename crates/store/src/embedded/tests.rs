@@ -684,6 +684,39 @@ fn applied_batches_wait_in_memory_until_write_behind_or_a_read() {
     assert_eq!(rows[0].revision, 4, "a clean close writes what waits");
 }
 
+/// A read that comes while another transaction is writing the batches it took (taken, so no
+/// longer waiting, and not yet committed) waits for that commit, so it sees them: a result on
+/// the live feed is found by a query.
+#[test]
+fn a_read_waits_for_the_transaction_writing_the_batches_it_took() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = open(tmp.path());
+    store
+        .apply("job", 0, &[Output::Result(result("m", "w", 0, 1))])
+        .expect("apply");
+    let (took, taken_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let txn = store.db().expect("db").begin_write().expect("begin");
+            let taken = {
+                let mut pending = store.pending();
+                let taken = super::deferred::lock(&store.deferred).take();
+                super::write_waiting(&txn, &mut pending, &taken.batches).expect("write");
+                taken
+            };
+            took.send(()).expect("send");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            txn.commit().expect("commit");
+            super::deferred::lock(&store.deferred).written(taken);
+        });
+        taken_rx.recv().expect("taken");
+        let rows = store
+            .query_results(&query("job", 0, 1, None, None, 10))
+            .expect("query");
+        assert_eq!(rows.len(), 1, "the read saw the batch being written");
+    });
+}
+
 /// Partitions apply revisions of their own keys while another thread flushes durably over and
 /// over, until some batches waited out a flush (and were written by the next transaction): both
 /// indexes end with every key's last revision, and so does the store reopened (what a crash
