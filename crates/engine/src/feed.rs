@@ -2,9 +2,10 @@
 //! (the WebSocket API).
 //!
 //! A bounded broadcast ring of chunks: each publish puts its emissions in chunks of at most
-//! [`FEED_CHUNK`], so a window firing for ten thousand metrics takes a few hundred slots, not
-//! ten thousand, and a subscriber takes a chunk per wake-up and filters it in one pass.
-//! Publishing never blocks and never allocates when nobody listens; a subscriber that falls more
+//! [`FEED_CHUNK`], so a window firing for ten thousand metrics takes 1,250 slots, not ten
+//! thousand, and a subscriber takes a chunk per wake-up and filters it in one pass.
+//! Publishing never waits for a subscriber and never allocates when nobody listens (each chunk
+//! takes a short lock, for its number); a subscriber that falls more
 //! than the ring's [`LIVE_FEED_CAPACITY`] chunks behind loses the oldest and is told how many
 //! messages (every message has a sequence number, so the count is exact), so a slow client can
 //! neither slow the engine nor grow memory past the ring (a chunk is dropped once every
@@ -28,11 +29,12 @@ use streampulse_core::output::{Output, WindowResult};
 use tokio::sync::broadcast;
 
 /// Chunks kept for subscribers that fall behind: with [`FEED_CHUNK`], at most 65,536 messages
-/// (a few tens of MiB), held only while some subscriber has not read them.
-pub const LIVE_FEED_CAPACITY: usize = 1024;
+/// (a few tens of MiB), held only while some subscriber has not read them. A trickle of single
+/// results takes a slot each, so the slots are as many as a ring of messages would have.
+pub const LIVE_FEED_CAPACITY: usize = 8192;
 
 /// Most emissions in one chunk of the ring.
-pub const FEED_CHUNK: usize = 64;
+pub const FEED_CHUNK: usize = 8;
 
 #[derive(Debug, Clone)]
 pub enum Emission {
@@ -259,20 +261,21 @@ mod tests {
     fn a_lagging_subscriber_is_told_how_many_messages_it_missed() {
         let feed = LiveFeed::new(2);
         let mut slow = feed.subscribe();
+        let n = FEED_CHUNK as i64;
         // Five chunks into a ring of two: the first three are gone.
         for c in 0..5 {
-            let outputs: Vec<Output> = (0..10).map(|i| result(c * 10 + i)).collect();
+            let outputs: Vec<Output> = (0..n).map(|i| result(c * n + i)).collect();
             feed.publish(&outputs);
         }
         let Some(d) = slow.try_recv() else {
             panic!("the newest 2 chunks are kept")
         };
-        assert_eq!(d.skipped, 30);
-        assert_eq!(starts(&d).first(), Some(&30));
+        assert_eq!(d.skipped, 3 * FEED_CHUNK as u64);
+        assert_eq!(starts(&d).first(), Some(&(3 * n)));
         let Some(d) = slow.try_recv() else {
             panic!("and the last")
         };
-        assert_eq!((d.skipped, starts(&d).first()), (0, Some(&40)));
+        assert_eq!((d.skipped, starts(&d).first()), (0, Some(&(4 * n))));
         assert!(slow.try_recv().is_none());
     }
 

@@ -139,10 +139,10 @@ fn a_slow_client_is_told_it_lagged_while_a_fast_one_misses_nothing() {
         let _ = s.set_nodelay(true);
     }
 
-    // 1,000 metrics × 80 one-second windows: 80,000 tumble_1s results and 40,000 tumble_2s
-    // ones, more than the feed's ring (1,024 chunks of at most 64 messages) and what the slow
+    // 1,500 metrics × 80 one-second windows: 120,000 tumble_1s results and 60,000 tumble_2s
+    // ones, more than the feed's ring (8,192 chunks of at most 8 messages) and what the slow
     // client's socket buffers together.
-    let metrics = 1000;
+    let metrics = 1500;
     let seconds = 81;
     let fast_reader = std::thread::spawn(move || {
         let got = collect(&mut fast, "result", metrics * (seconds as usize - 1));
