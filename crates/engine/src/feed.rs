@@ -173,9 +173,16 @@ impl LiveFeed {
     /// Puts `emissions` in the ring as chunks of at most [`FEED_CHUNK`].
     fn send(&self, emissions: impl IntoIterator<Item = Emission>) {
         let mut emissions = emissions.into_iter().peekable();
+        let mut chunks: Vec<Vec<Emission>> = Vec::new();
         while emissions.peek().is_some() {
-            let chunk: Vec<Emission> = emissions.by_ref().take(FEED_CHUNK).collect();
-            let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+            chunks.push(emissions.by_ref().take(FEED_CHUNK).collect());
+        }
+        if chunks.is_empty() {
+            return;
+        }
+        // One lock for the whole publish: partitions that took it chunk by chunk queued on it.
+        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        for chunk in chunks {
             let n = chunk.len() as u64;
             // An error only means every subscriber left in the meantime.
             let _ = self.tx.send(Arc::new(Chunk {

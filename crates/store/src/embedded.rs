@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use redb::{
@@ -606,10 +606,21 @@ impl EmbeddedStore {
             return Ok(());
         }
         self.unflushed_batches.fetch_add(1, Relaxed);
-        if deferred::lock(&self.deferred).hold(job, partition, outputs) {
+        // Copied before the lock, which every partition takes.
+        let batch = Batch {
+            job: job.to_string(),
+            partition,
+            outputs: outputs.to_vec(),
+        };
+        if deferred::lock(&self.deferred).hold(batch) {
             return Ok(());
         }
-        self.write_batches(Some((job, partition, outputs)))
+        self.write_batches(Some((job, partition, outputs)))?;
+        // Backpressure: while one partition writes behind, this is the only way in for rows.
+        if self.pending().far_over_cap() {
+            write_out_chunks(&*self.db()?, &self.pending, None, Until::UnderCap)?;
+        }
+        Ok(())
     }
 
     /// Writes the batches waiting in [`deferred`], then `own` (a batch of one partition of one
@@ -653,19 +664,13 @@ impl EmbeddedStore {
     ///
     /// One partition at a time does it, and none while a durable flush runs (the flush writes
     /// both): a partition that finds another at it, or a flush, goes back to its events instead
-    /// of queueing for the write lock, unless the buffer is past twice its cap.
+    /// of queueing for the write lock. Meanwhile the held rows grow only through applies past
+    /// the waiting batches' cap, which write them out themselves past twice the buffer's cap.
     fn write_behind_now(&self) -> Result<(), StoreError> {
-        // Past twice the cap every partition waits its turn, as backpressure: the held rows
-        // must not grow faster than one partition writes them out.
-        let far_over_cap = self.pending().far_over_cap();
         let _writing = match self.writing_behind.try_lock() {
             Ok(guard) => guard,
             // It guards no data: a panic while it was held left nothing half done here.
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) if far_over_cap => self
-                .writing_behind
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
             Err(TryLockError::WouldBlock) => return Ok(()),
         };
         for _ in 0..WRITE_BEHIND_ROUNDS {
@@ -785,11 +790,16 @@ impl EmbeddedStore {
             &self.deferred,
             Durability::Immediate,
         )?;
-        // What came during the flush waits for the next `write_behind` or read.
         let (waited, held) = {
             let d = deferred::lock(&self.deferred);
             (d.len(), d.held())
         };
+        // What came during the flush, here rather than by the next partition's `write_behind`,
+        // which would hold that partition up as long. The flush itself is done: a failure here
+        // is the next write's (on an I/O failure the file is reopened and the engine replays).
+        if let Err(err) = self.checked(self.catch_up()) {
+            tracing::warn!(error = %err, "cannot write the batches applied during the flush; retried by the next write");
+        }
         tracing::debug!(elapsed = ?started.elapsed(), batches, waited, held_since_open = held, "result store flushed");
         Ok(())
     }

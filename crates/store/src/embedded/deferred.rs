@@ -94,19 +94,15 @@ impl Deferred {
             .sum()
     }
 
-    /// Keeps a copy of `outputs` if they fit; returns whether it did.
-    pub(crate) fn hold(&mut self, job: &str, partition: u32, outputs: &[Output]) -> bool {
-        let bytes = outputs.len().saturating_mul(Self::BYTES_PER_OUTPUT);
+    /// Keeps `batch` if it fits; returns whether it did.
+    pub(crate) fn hold(&mut self, batch: Batch) -> bool {
+        let bytes = batch.outputs.len().saturating_mul(Self::BYTES_PER_OUTPUT);
         if self.bytes.saturating_add(bytes) > self.cap {
             return false;
         }
         self.bytes += bytes;
         self.held += 1;
-        self.batches.push(Batch {
-            job: job.to_string(),
-            partition,
-            outputs: outputs.to_vec(),
-        });
+        self.batches.push(batch);
         true
     }
 
@@ -199,22 +195,26 @@ mod tests {
     use super::*;
     use streampulse_core::output::Output;
 
-    fn outputs(n: usize) -> Vec<Output> {
-        (0..n)
-            .map(|i| Output::Metric {
-                metric_id: format!("m{i}"),
-                tags: Default::default(),
-            })
-            .collect()
+    fn batch(partition: u32, n: usize) -> Batch {
+        Batch {
+            job: "j".into(),
+            partition,
+            outputs: (0..n)
+                .map(|i| Output::Metric {
+                    metric_id: format!("m{i}"),
+                    tags: Default::default(),
+                })
+                .collect(),
+        }
     }
 
     #[test]
     fn batches_are_held_within_the_cap_in_arrival_order() {
         let mut d = Deferred::new(3 * Deferred::BYTES_PER_OUTPUT);
-        assert!(d.hold("j", 0, &outputs(2)));
-        assert!(!d.hold("j", 1, &outputs(2)), "past the cap");
-        assert!(d.hold("j", 1, &outputs(1)));
-        assert!(!d.hold("j", 2, &outputs(1)), "full");
+        assert!(d.hold(batch(0, 2)));
+        assert!(!d.hold(batch(1, 2)), "past the cap");
+        assert!(d.hold(batch(1, 1)));
+        assert!(!d.hold(batch(2, 1)), "full");
         let taken = d.take();
         assert_eq!(
             taken
@@ -226,15 +226,12 @@ mod tests {
         );
         assert!(d.is_empty() && d.writing());
         assert!(
-            !d.hold("j", 2, &outputs(1)),
+            !d.hold(batch(2, 1)),
             "taken batches keep their room until written"
         );
         d.written(taken);
         assert!(!d.writing());
-        assert!(
-            d.hold("j", 2, &outputs(3)),
-            "written batches free their room"
-        );
+        assert!(d.hold(batch(2, 3)), "written batches free their room");
         assert_eq!(d.held(), 3);
     }
 
@@ -254,9 +251,9 @@ mod tests {
     #[test]
     fn batches_put_back_go_before_those_that_came_since() {
         let mut d = Deferred::new(usize::MAX);
-        d.hold("j", 0, &outputs(1));
+        d.hold(batch(0, 1));
         let taken = d.take();
-        d.hold("j", 1, &outputs(1));
+        d.hold(batch(1, 1));
         d.put_back(taken);
         assert!(!d.writing());
         let order: Vec<u32> = d.take().batches.iter().map(|b| b.partition).collect();
@@ -266,14 +263,14 @@ mod tests {
     #[test]
     fn batches_taken_before_a_file_failure_are_not_put_back_after_it() {
         let mut d = Deferred::new(4 * Deferred::BYTES_PER_OUTPUT);
-        d.hold("j", 0, &outputs(2));
+        d.hold(batch(0, 2));
         let taken = d.take();
         d.clear();
-        d.hold("j", 1, &outputs(1));
+        d.hold(batch(1, 1));
         d.put_back(taken);
         assert!(!d.writing());
         let order: Vec<u32> = d.take().batches.iter().map(|b| b.partition).collect();
         assert_eq!(order, [1], "the engine replays what the failure lost");
-        assert!(d.hold("j", 2, &outputs(3)), "their room is free");
+        assert!(d.hold(batch(2, 3)), "their room is free");
     }
 }
