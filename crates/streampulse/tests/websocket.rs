@@ -140,7 +140,7 @@ fn a_slow_client_is_told_it_lagged_while_a_fast_one_misses_nothing() {
     }
 
     // 1,500 metrics × 80 one-second windows: 120,000 tumble_1s results and 60,000 tumble_2s
-    // ones, more than the feed's ring (8,192 chunks of at most 8 messages) and what the slow
+    // ones, more than the feed's ring (1,024 chunks of at most 64 messages) and what the slow
     // client's socket buffers together.
     let metrics = 1500;
     let seconds = 81;
