@@ -24,6 +24,7 @@ pub mod detect;
 pub mod event;
 pub mod glob;
 pub mod job;
+mod key_index;
 pub mod name;
 pub mod output;
 pub mod pipeline;

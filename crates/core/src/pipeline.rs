@@ -40,6 +40,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::detect::{DetectorOperator, Series};
 use crate::job::Job;
+use crate::key_index::KeyIndex;
 use crate::output::{Output, RawEvent, WindowResult};
 use crate::time::Millis;
 use crate::watermark::{WatermarkTracker, WATERMARK_MAX};
@@ -149,10 +150,8 @@ pub enum RestoreError {
 pub struct PartitionPipeline {
     job: Job,
     state: PipelineState,
-    /// Metric id → key id, live keys only. Looked up once per event: foldhash, seeded per
-    /// table like std's SipHash (so ids cannot be chosen to collide without the seed), costs a
-    /// fraction of SipHash on short ids.
-    index: HashMap<String, u32, foldhash::fast::RandomState>,
+    /// Metric id → key id, live keys only.
+    index: KeyIndex,
     /// (expiry time, key) of every live key when the job has a state TTL: the key expires once
     /// the watermark is past its time. Derived from `state.last_seen`, so not checkpointed.
     expiry: BTreeSet<(Millis, u32)>,
@@ -187,7 +186,7 @@ impl PartitionPipeline {
         Self {
             job: job.clone(),
             state,
-            index: HashMap::default(),
+            index: KeyIndex::default(),
             expiry: BTreeSet::new(),
             has_window_detectors: has_window_detectors(job),
             key_rules: Vec::new(),
@@ -262,7 +261,7 @@ impl PartitionPipeline {
         let live = |i: &usize| !state.free.contains(&(*i as u32));
         let index = (0..keys)
             .filter(live)
-            .map(|i| (state.names[i].clone(), i as u32))
+            .map(|i| (state.names[i].as_str(), i as u32))
             .collect();
         // Free keys get a rule when handed out again.
         let key_rules = (0..keys)
@@ -318,7 +317,7 @@ impl PartitionPipeline {
         metric_id: &str,
         tags: impl FnOnce() -> BTreeMap<String, String>,
     ) -> (u32, bool) {
-        if let Some(&id) = self.index.get(metric_id) {
+        if let Some(id) = self.index.get(metric_id) {
             return (id, false);
         }
         let tags = tags();
@@ -341,7 +340,7 @@ impl PartitionPipeline {
                 id
             }
         };
-        self.index.insert(metric_id.to_string(), id);
+        self.index.insert(metric_id, id);
         (id, true)
     }
 
@@ -545,7 +544,7 @@ impl PartitionPipeline {
             if r.revision != 0 {
                 continue;
             }
-            let Some(&key) = self.index.get(&r.metric_id) else {
+            let Some(key) = self.index.get(&r.metric_id) else {
                 continue;
             };
             let rule = self.key_rules.get(key as usize).copied().flatten();
