@@ -18,6 +18,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 
+use super::kept_quantiles::KeptQuantiles;
 use super::AggregateKind;
 use crate::time::Millis;
 
@@ -70,6 +71,38 @@ impl Percentiles {
         match self {
             Percentiles::Values(values) => Cow::Owned(sketch_of(values)),
             Percentiles::Sketch(sketch) => Cow::Borrowed(sketch),
+        }
+    }
+
+    /// What answers percentiles: the kept values' bins where they answer as the sketch would,
+    /// else the sketch.
+    fn quantiles(&self) -> Quantiles<'_> {
+        match self {
+            Percentiles::Values(values) => {
+                match KeptQuantiles::new(values, sketch_config(), SKETCH_MAX_BINS) {
+                    Some(kept) => Quantiles::Kept(kept),
+                    None => Quantiles::Sketch(Cow::Owned(sketch_of(values))),
+                }
+            }
+            Percentiles::Sketch(sketch) => Quantiles::Sketch(Cow::Borrowed(sketch)),
+        }
+    }
+}
+
+// On the stack for one result at a time: boxing the large variant would bring back the
+// allocation it saves.
+#[allow(clippy::large_enum_variant)]
+enum Quantiles<'a> {
+    Kept(KeptQuantiles),
+    Sketch(Cow<'a, DDSketch>),
+}
+
+impl Quantiles<'_> {
+    fn get(&self, kind: AggregateKind) -> Option<f64> {
+        let q = kind.quantile()?;
+        match self {
+            Quantiles::Kept(kept) => kept.quantile(q),
+            Quantiles::Sketch(sketch) => sketch.quantile(q).ok().flatten(),
         }
     }
 }
@@ -206,21 +239,21 @@ impl Accumulator {
             AggregateKind::First => Some(self.first.1),
             AggregateKind::Last => Some(self.last.1),
             AggregateKind::P50 | AggregateKind::P90 | AggregateKind::P95 | AggregateKind::P99 => {
-                quantile(&self.sketch.as_ref()?.sketch(), kind)
+                self.sketch.as_ref()?.quantiles().get(kind)
             }
         }
     }
 
-    /// The values of `kinds`, in order; the sketch is made at most once.
+    /// The values of `kinds`, in order; what answers percentiles is made at most once.
     pub fn values(&self, kinds: &[AggregateKind]) -> Vec<(AggregateKind, Option<f64>)> {
-        let mut sketch = None;
+        let mut quantiles = None;
         kinds
             .iter()
             .map(|&kind| match (kind.quantile(), &self.sketch) {
-                (Some(_), Some(p)) if self.count > 0 => {
-                    let sketch = sketch.get_or_insert_with(|| p.sketch());
-                    (kind, quantile(sketch, kind))
-                }
+                (Some(_), Some(p)) if self.count > 0 => (
+                    kind,
+                    quantiles.get_or_insert_with(|| p.quantiles()).get(kind),
+                ),
                 _ => (kind, self.value(kind)),
             })
             .collect()
@@ -239,12 +272,11 @@ impl std::fmt::Debug for Accumulator {
     }
 }
 
-fn quantile(sketch: &DDSketch, kind: AggregateKind) -> Option<f64> {
-    sketch.quantile(kind.quantile()?).ok().flatten()
-}
+/// Bins a sign of the percentile sketch keeps before it collapses the lowest.
+pub(super) const SKETCH_MAX_BINS: u32 = 2048;
 
-fn sketch_config() -> SketchConfig {
-    SketchConfig::new(SKETCH_RELATIVE_ACCURACY, 2048, 1.0e-9)
+pub(super) fn sketch_config() -> SketchConfig {
+    SketchConfig::new(SKETCH_RELATIVE_ACCURACY, SKETCH_MAX_BINS, 1.0e-9)
 }
 
 #[cfg(test)]

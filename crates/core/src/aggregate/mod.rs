@@ -5,6 +5,7 @@
 //! always computed (they are nearly free); the others are computed when a window lists them.
 
 mod accumulator;
+mod kept_quantiles;
 mod kind;
 
 pub use accumulator::Accumulator;
