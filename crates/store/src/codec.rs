@@ -233,8 +233,14 @@ pub fn decode_alert(table: &'static str, bytes: &[u8]) -> Result<Alert, StoreErr
 }
 
 fn encode<T: Serialize>(what: &'static str, v: &T) -> Result<Vec<u8>, StoreError> {
-    postcard::to_extend(v, vec![V1]).map_err(|source| StoreError::Encode { what, source })
+    // Room for a window result (about 150 bytes) at once: grown from one byte, the buffer was
+    // reallocated six times per row.
+    let mut out = Vec::with_capacity(ENCODE_CAPACITY);
+    out.push(V1);
+    postcard::to_extend(v, out).map_err(|source| StoreError::Encode { what, source })
 }
+
+const ENCODE_CAPACITY: usize = 256;
 
 fn decode<'a, T: Deserialize<'a>>(table: &'static str, bytes: &'a [u8]) -> Result<T, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt { table, reason };
