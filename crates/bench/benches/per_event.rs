@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the per-event path, in nanoseconds per event: reading an event's JSON
 //! text, then a partition pipeline (window updates, detectors) over events of 10,000 metrics in
-//! its steady state.
+//! its steady state; and the snapshot of such a partition that every checkpoint takes.
 //!
 //! `cargo bench -p streampulse-bench --bench per_event`. The throughput figures of whole paths
 //! (replay, HTTP ingest, the engine over the log) are the `streampulse-bench` modes, recorded in
@@ -14,6 +14,7 @@ use streampulse_core::event::EventFormat;
 use streampulse_core::job::{Job, JobSpec};
 use streampulse_core::pipeline::PartitionPipeline;
 use streampulse_core::window::{WindowSpec, WindowType};
+use streampulse_engine::checkpoint::PartitionCheckpoint;
 
 const LINE: &str = r#"{"metric_id": "metric_07442", "ts": 1699999998515, "value": 604.649, "tags": {"host": "host-036"}}"#;
 
@@ -85,6 +86,36 @@ fn job(name: &str) -> Job {
     }
 }
 
+/// A checkpoint's snapshot of one partition of the default job with 10,000 metrics in its
+/// steady state: what the partition thread spends, between two batches, at every checkpoint.
+#[divan::bench(sample_count = 10)]
+fn snapshot(bencher: Bencher) {
+    let pipeline = warmed(&job("default"), &events(WARM));
+    let snapshot = |last_size| match PartitionCheckpoint::of_sized(
+        0,
+        WARM as u64,
+        black_box(&pipeline),
+        last_size,
+    ) {
+        Ok(snapshot) => snapshot.state.len(),
+        Err(e) => panic!("snapshot: {e}"),
+    };
+    // As the partition takes every snapshot but its first.
+    let last_size = snapshot(0);
+    bencher.bench_local(|| snapshot(last_size));
+}
+
+/// A pipeline of `job` after `events`.
+fn warmed(job: &Job, events: &[(String, i64, f64)]) -> PartitionPipeline {
+    let mut pipeline = PartitionPipeline::new(job);
+    let mut out = Vec::new();
+    for (offset, (metric, ts, value)) in events.iter().enumerate() {
+        pipeline.process(metric, *ts, *value, offset as u64, &mut out);
+        out.clear();
+    }
+    pipeline
+}
+
 /// Events measured per sample, after [`WARM`] events that bring every metric's detectors past
 /// their warm-up and fill the windows: the steady state of a long-running job, not its start.
 const MEASURED: usize = 200_000;
@@ -95,12 +126,7 @@ fn pipeline(bencher: Bencher, name: &str) {
     let job = job(name);
     let events = events(WARM + MEASURED);
     let (warm, measured) = events.split_at(WARM);
-    let mut warmed = PartitionPipeline::new(&job);
-    let mut out = Vec::new();
-    for (offset, (metric, ts, value)) in warm.iter().enumerate() {
-        warmed.process(metric, *ts, *value, offset as u64, &mut out);
-        out.clear();
-    }
+    let warmed = warmed(&job, warm);
     bencher
         .counter(ItemsCount::new(measured.len()))
         .with_inputs(

@@ -163,8 +163,15 @@ impl PartitionTask {
         let Some(next_offset) = self.next_offset else {
             return Ok(None);
         };
-        let snapshot = PartitionCheckpoint::of(self.partition, next_offset, &self.pipeline)?;
-        if let Some(c) = counters.partitions.get(self.partition as usize) {
+        let counter = counters.partitions.get(self.partition as usize);
+        let last_size = counter.map_or(0, |c| c.state_bytes.load(Relaxed));
+        let snapshot = PartitionCheckpoint::of_sized(
+            self.partition,
+            next_offset,
+            &self.pipeline,
+            usize::try_from(last_size).unwrap_or(0),
+        )?;
+        if let Some(c) = counter {
             c.state_bytes.store(snapshot.state.len() as u64, Relaxed);
         }
         Ok(Some(snapshot))

@@ -56,7 +56,21 @@ impl PartitionCheckpoint {
         next_offset: u64,
         pipeline: &PartitionPipeline,
     ) -> Result<Self, SnapshotError> {
-        let state = postcard::to_allocvec(pipeline.state())
+        Self::of_sized(partition, next_offset, pipeline, 0)
+    }
+
+    /// [`Self::of`] into a buffer of about `last_size` bytes (the partition's last snapshot, or
+    /// 0): the state of ten thousand metrics is megabytes, and a buffer doubled up to that
+    /// copied it twice over, a sixth of the snapshot's time, with the partition's events waiting.
+    pub fn of_sized(
+        partition: u32,
+        next_offset: u64,
+        pipeline: &PartitionPipeline,
+        last_size: usize,
+    ) -> Result<Self, SnapshotError> {
+        // Room for some growth since the last one.
+        let buf = Vec::with_capacity(last_size.saturating_add(last_size / 8));
+        let state = postcard::to_extend(pipeline.state(), buf)
             .map_err(|source| SnapshotError::Encode { partition, source })?;
         Ok(Self {
             partition,
