@@ -52,7 +52,11 @@ use crate::window::{Arrival, WindowOperator};
 /// checkpoints, cannot skip or default a missing trailing field, so [`PipelineState`]'s
 /// `Deserialize` reads the version first and reads the new fields only from version 3 on: a
 /// version 2 checkpoint still restores (every key live, none ever expired).
-pub const STATE_FORMAT_VERSION: u32 = 3;
+///
+/// 4 writes the percentiles of a window of up to 64 values as the values, where 3 wrote the
+/// sketch they make; a sketch is written as before, so states of 2 and 3 still read (see
+/// `crate::aggregate`). A state of 4 does not read in a version that only knows 3.
+pub const STATE_FORMAT_VERSION: u32 = 4;
 
 /// The oldest [`PipelineState::format_version`] that [`PartitionPipeline::restore`] accepts.
 pub const OLDEST_STATE_FORMAT_VERSION: u32 = 2;

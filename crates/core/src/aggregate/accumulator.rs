@@ -5,13 +5,13 @@
 //! relative error of 1 % (DDSketch), and floating-point sums, whose last bits depend on the order
 //! of addition.
 //!
-//! A window of a few values keeps them as they are and builds the sketch only when asked for a
-//! percentile, when merged with a sketch, when serialized, or past [`KEPT_VALUES`]: the sketch is
-//! the same as if every value had been added to it (its bins count values, whatever the order),
-//! so results do not change and checkpoints keep their format, but the short windows that most
+//! A window of a few values keeps them as they are and builds the sketch only when merged with a
+//! sketch or past [`KEPT_VALUES`]: the sketch is the same as if every value had been added to it
+//! (its bins count values, whatever the order), and its percentiles are read from the values
+//! ([`super::kept_quantiles`]), so results do not change, but the short windows that most
 //! metrics have no longer each carry a kilobyte of sketch that every event chases pointers into.
-//! The price is paid at a checkpoint, which builds the sketch of every window still keeping
-//! values (and restores it as a sketch).
+//! A checkpoint writes the values too (state format 4): building and writing the sketch of every
+//! such window was two thirds of a snapshot, with the partition's events waiting.
 
 use std::borrow::Cow;
 
@@ -116,17 +116,38 @@ fn sketch_of(values: &[f64]) -> DDSketch {
     sketch
 }
 
-/// Percentiles are written as the sketch they make (`Option<DDSketch>`, as before values were
-/// kept), so checkpoints keep their format; they are read back as a sketch.
-mod as_sketch {
+/// How percentiles are written in a checkpoint. Postcard writes an enum's variant as its index
+/// and an `Option` as a 0 or 1 tag, so `None` and `Sketch` are byte for byte the
+/// `Option<DDSketch>` that state formats up to 3 wrote, which therefore still read.
+#[derive(Serialize, Deserialize)]
+enum Stored<S, V> {
+    None,
+    Sketch(S),
+    Values(V),
+}
+
+mod stored {
     use super::*;
 
     pub fn serialize<S: Serializer>(p: &Option<Percentiles>, s: S) -> Result<S::Ok, S::Error> {
-        p.as_ref().map(Percentiles::sketch).serialize(s)
+        let stored: Stored<&DDSketch, &[f64]> = match p {
+            None => Stored::None,
+            Some(Percentiles::Sketch(sketch)) => Stored::Sketch(sketch),
+            Some(Percentiles::Values(values)) => Stored::Values(values),
+        };
+        stored.serialize(s)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Percentiles>, D::Error> {
-        Ok(Option::<Box<DDSketch>>::deserialize(d)?.map(Percentiles::Sketch))
+        Ok(match Stored::<Box<DDSketch>, Vec<f64>>::deserialize(d)? {
+            Stored::None => None,
+            Stored::Sketch(sketch) => Some(Percentiles::Sketch(sketch)),
+            // Never more than a window keeps, whatever the file says.
+            Stored::Values(values) if values.len() > KEPT_VALUES => {
+                Some(Percentiles::Sketch(Box::new(sketch_of(&values))))
+            }
+            Stored::Values(values) => Some(Percentiles::Values(values)),
+        })
     }
 }
 
@@ -141,7 +162,7 @@ pub struct Accumulator {
     m2: f64,
     first: (Millis, f64),
     last: (Millis, f64),
-    #[serde(with = "as_sketch")]
+    #[serde(with = "stored")]
     sketch: Option<Percentiles>,
 }
 
@@ -372,9 +393,10 @@ mod tests {
 
     proptest! {
         /// Kept values give the results of a sketch fed from the first value, alone and merged
-        /// with others of any kind, and the same checkpoint bytes where no two lists of kept
-        /// values were merged. (Merged lists are one sketch where a sketch merge adds two: the
-        /// sketch's own running sum, which no result reads, may then differ in its last bit.)
+        /// with others of any kind, also read back from a checkpoint; a merge with a sketch
+        /// makes the same sketch, to the checkpoint bytes, where no two lists of kept values were
+        /// merged. (Merged lists are one sketch where a sketch merge adds two: the sketch's own
+        /// running sum, which no result reads, may then differ in its last bit.)
         #[test]
         fn kept_values_are_what_the_sketch_would_hold(
             a in value_strategy(),
@@ -392,8 +414,11 @@ mod tests {
             let bytes = |acc: &Accumulator| postcard::to_allocvec(acc).unwrap();
             let mut kept = filled(&a, true);
             let mut reference = sketched(&a);
-            prop_assert_eq!(bytes(&kept), bytes(&reference));
             prop_assert!(same_results(&kept, &reference));
+            // Read back, it keeps its values (or its sketch, past them): the same bytes again.
+            let restored: Accumulator = postcard::from_bytes(&bytes(&kept)).unwrap();
+            prop_assert_eq!(bytes(&restored), bytes(&kept));
+            prop_assert!(same_results(&restored, &reference));
             // Merged with kept values, then with a sketch.
             kept.merge(&filled(&b, true));
             reference.merge(&sketched(&b));
@@ -413,9 +438,42 @@ mod tests {
             reference.merge(&sketched(&c));
             prop_assert_eq!(bytes(&kept_first), bytes(&reference));
             prop_assert!(same_results(&kept_first, &reference));
-            // Read back, it is a sketch again, and the same.
-            let restored: Accumulator = postcard::from_bytes(&bytes(&kept)).unwrap();
-            prop_assert_eq!(bytes(&restored), bytes(&kept));
+        }
+
+        /// State formats up to 3 wrote percentiles as an `Option<DDSketch>`: the same bytes as
+        /// a sketch (or none) now, and they read back as it.
+        #[test]
+        fn percentiles_of_format_3_read_back(a in value_strategy(), with_sketch: bool) {
+            #[derive(Serialize)]
+            struct Format3 {
+                count: u64,
+                sum: f64,
+                min: f64,
+                max: f64,
+                welford_mean: f64,
+                m2: f64,
+                first: (Millis, f64),
+                last: (Millis, f64),
+                sketch: Option<DDSketch>,
+            }
+            let acc = if with_sketch { sketched(&a) } else { filled(&a, false) };
+            let old = Format3 {
+                count: acc.count,
+                sum: acc.sum,
+                min: acc.min,
+                max: acc.max,
+                welford_mean: acc.welford_mean,
+                m2: acc.m2,
+                first: acc.first,
+                last: acc.last,
+                sketch: with_sketch.then(|| sketch_of(&a.iter().map(|v| v.1).collect::<Vec<_>>())),
+            };
+            let old_bytes = postcard::to_allocvec(&old).unwrap();
+            prop_assert_eq!(&old_bytes, &postcard::to_allocvec(&acc).unwrap());
+            let read: Accumulator = postcard::from_bytes(&old_bytes).unwrap();
+            for kind in AggregateKind::ALL {
+                prop_assert_eq!(read.value(kind), acc.value(kind), "{}", kind);
+            }
         }
 
         /// Merging the accumulators of any split equals accumulating the whole (up to float rounding).
