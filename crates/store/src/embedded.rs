@@ -38,7 +38,7 @@ use crate::{
     MetricMatch, RawQuery, RawRow, ResultKey, ResultPage, ResultQuery, ResultStore,
     RetentionPolicy, ScanBudget, StoreCounts,
 };
-use deferred::{Batch, Deferred};
+use deferred::{Batch, Deferred, Taken};
 use pending::PendingIndex;
 
 type ReadTable = ReadOnlyTable<Bytes, Bytes>;
@@ -189,7 +189,11 @@ impl EmbeddedStore {
     /// query then reads that state, consistent in both indexes, as reads did before rows were
     /// held back.
     fn settle(&self) -> Result<(), StoreError> {
-        Self::readable(self.checked(self.catch_up().and_then(|()| self.write_out())))
+        let caught_up = self.checked(self.catch_up());
+        // The held rows are of batches written already: they go out even if a waiting batch
+        // cannot be written.
+        let written = self.checked(self.write_out());
+        Self::readable(caught_up.and(written))
     }
 
     /// Writes the batches applied and not yet written, if any wait, so that a read begun after
@@ -486,9 +490,13 @@ fn write_out_all(
     let mut txn = db.begin_write()?;
     txn.set_durability(durability)?;
     let mut guard = pending::lock(pending);
-    // Batches still waiting were applied before this flush was called: this commit makes them
-    // durable too.
-    let waiting = deferred::lock(deferred).take();
+    // Batches still waiting were applied before a durable flush was called: its commit makes
+    // them durable too. A read's write-out leaves them to the catch-up before it, so that a
+    // batch that cannot be written does not keep the rows of those that were out of the index.
+    let waiting = match durability {
+        Durability::Immediate => deferred::lock(deferred).take(),
+        _ => deferred::lock(deferred).take_none(),
+    };
     let mark = guard.mark();
     let result = (|| {
         write_waiting(&txn, &mut guard, &waiting.batches)?;
@@ -509,6 +517,16 @@ fn write_out_all(
     guard.clear();
     tracing::debug!(held, ?chunks, last_rows, last = ?started.elapsed() - chunks, commit = ?committing.elapsed(), "held-back rows written out");
     Ok(())
+}
+
+/// Whether `e`, failing a transaction of batches, came from one of them (a stored row that does
+/// not parse, a value that cannot be encoded) rather than from the file, which every batch meets.
+fn stops_only_its_batch(e: &StoreError) -> bool {
+    match e {
+        StoreError::Db(e) => !streampulse_dbfile::is_io_failure(e),
+        StoreError::Encode { .. } | StoreError::Corrupt { .. } => true,
+        _ => false,
+    }
 }
 
 /// Writes the batches applied and not yet written (see [`deferred`]) into `txn`, in arrival
@@ -625,8 +643,23 @@ impl EmbeddedStore {
 
     /// Writes the batches waiting in [`deferred`], then `own` (a batch of one partition of one
     /// job), in one non-durable transaction: all or nothing, and the waiting ones are kept for
-    /// the next one if it fails.
+    /// the next one if it fails. If it failed because of one batch rather than the file, they
+    /// are written apart ([`Self::write_batches_apart`]), so that the batch holds up only its
+    /// own partition.
     fn write_batches(&self, own: Option<(&str, u32, &[Output])>) -> Result<(), StoreError> {
+        match self.write_in_one(Deferred::take, own) {
+            Err(e) if stops_only_its_batch(&e) => self.write_batches_apart(own),
+            result => result,
+        }
+    }
+
+    /// Writes what `take` takes out of [`deferred`], then `own`, in one non-durable transaction,
+    /// and hands what it took back as written, or to wait again if it failed.
+    fn write_in_one(
+        &self,
+        take: impl FnOnce(&mut Deferred) -> Taken,
+        own: Option<(&str, u32, &[Output])>,
+    ) -> Result<(), StoreError> {
         // Counted until it committed or failed, so that write-outs let it go first.
         self.applies.fetch_add(1, Relaxed);
         let _applied = Decrement(&self.applies);
@@ -635,10 +668,11 @@ impl EmbeddedStore {
         let mut txn = self.db()?.begin_write()?;
         // Not durable yet: fsync per batch would cap throughput. `flush` makes it durable.
         txn.set_durability(Durability::None)?;
-        // After the write transaction began: see `pending` for the lock order.
+        // After the write transaction began: see `pending` for the lock order, and
+        // `catch_up` for why batches are taken only now.
         let mut pending = self.pending();
         let mark = pending.mark();
-        let waiting = deferred::lock(&self.deferred).take();
+        let waiting = take(&mut deferred::lock(&self.deferred));
         let result = (|| {
             write_waiting(&txn, &mut pending, &waiting.batches)?;
             if let Some((job, partition, outputs)) = own {
@@ -653,6 +687,58 @@ impl EmbeddedStore {
         }
         deferred::lock(&self.deferred).written(waiting);
         Ok(())
+    }
+
+    /// After a transaction of several batches failed because of one of them: each waiting batch
+    /// in a transaction of its own, in arrival order. A batch that fails stays waiting, and so
+    /// does every later batch of its partition (they must not reach the tables before it); the
+    /// other partitions' are written. Then `own`, unless its partition is held up. Returns the
+    /// first batch's error, if any failed: checkpoints fail until it is written (a flush writes
+    /// every waiting batch), and so do the partition's applies once the waiting batches reach
+    /// their cap.
+    fn write_batches_apart(&self, own: Option<(&str, u32, &[Output])>) -> Result<(), StoreError> {
+        let mut held_up: Vec<(String, u32)> = Vec::new();
+        let mut failure = None;
+        // Batches applied meanwhile wait for the next write.
+        let rounds = deferred::lock(&self.deferred).len();
+        for _ in 0..rounds {
+            let mut from = None;
+            let result = self.write_in_one(
+                |d| {
+                    let taken = d.take_first(|b| {
+                        !held_up
+                            .iter()
+                            .any(|(job, p)| *job == b.job && *p == b.partition)
+                    });
+                    from = taken.batches.first().map(|b| (b.job.clone(), b.partition));
+                    taken
+                },
+                None,
+            );
+            let Some((job, partition)) = from else {
+                // Nothing taken: an error came before, from the file.
+                result?;
+                break;
+            };
+            match result {
+                Ok(()) => {}
+                Err(e) if stops_only_its_batch(&e) => {
+                    tracing::error!(job, partition, error = %e, "a batch of results cannot be written; the partition's later batches wait behind it");
+                    held_up.push((job, partition));
+                    failure.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some((job, partition, _)) = own {
+            if held_up.iter().any(|(j, p)| j == job && *p == partition) {
+                if let Some(e) = failure {
+                    return Err(e);
+                }
+            }
+            self.write_in_one(Deferred::take_none, own)?;
+        }
+        failure.map_or(Ok(()), Err)
     }
 
     /// The work `apply` put off, after the caller published what it applied: the batches it
@@ -1066,7 +1152,8 @@ impl ResultStore for EmbeddedStore {
 /// the held-back index rows are written first.
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
-        if let Err(err) = self.catch_up().and_then(|()| self.write_out()) {
+        let caught_up = self.catch_up();
+        if let Err(err) = caught_up.and(self.write_out()) {
             tracing::warn!(error = %err, "cannot write the held-back index rows on close; a replay from the last checkpoint writes them again");
         }
     }

@@ -14,7 +14,11 @@
 //!
 //! Whoever writes batches (`write_behind`, an apply past the cap, a read's catch-up, a durable
 //! flush's last transaction) writes every waiting one, in arrival order and in one transaction,
-//! before its own: so one partition's batches reach the tables in its order. A durable flush's
+//! before its own: so one partition's batches reach the tables in its order. If that
+//! transaction fails because of one batch (a stored row that does not parse, say) rather than
+//! the file, the batches are written a transaction each: the one that fails waits, with its
+//! partition's later ones behind it, and the other partitions' go on. It holds up its partition
+//! and the checkpoints (which must include it), not every partition's writes. A durable flush's
 //! last transaction writes those waiting when it begins, so a flush makes durable every batch
 //! applied before it was called.
 //! Every read first writes what waits, or waits for the transaction writing it to commit
@@ -154,6 +158,30 @@ impl Deferred {
         }
     }
 
+    /// The first waiting batch that `wanted` accepts, alone, as [`Deferred::take`] takes them
+    /// all; none if it accepts none.
+    pub(crate) fn take_first(&mut self, wanted: impl Fn(&Batch) -> bool) -> Taken {
+        let batches = match self.batches.iter().position(wanted) {
+            Some(i) => {
+                self.writing += 1;
+                vec![self.batches.remove(i)]
+            }
+            None => Vec::new(),
+        };
+        Taken {
+            batches,
+            epoch: self.epoch,
+        }
+    }
+
+    /// No batch: for a transaction that writes only its caller's.
+    pub(crate) fn take_none(&mut self) -> Taken {
+        Taken {
+            batches: Vec::new(),
+            epoch: self.epoch,
+        }
+    }
+
     /// Batches from [`Deferred::take`] whose transaction committed: their memory is free.
     pub(crate) fn written(&mut self, taken: Taken) {
         if taken.batches.is_empty() {
@@ -165,8 +193,10 @@ impl Deferred {
         }
     }
 
-    /// Batches from [`Deferred::take`] that were not committed, before any that came since;
-    /// dropped if the file failed since they were taken (the engine replays them).
+    /// Batches from [`Deferred::take`] that were not committed, before any waiting now (a
+    /// batch from [`Deferred::take_first`] was its partition's first waiting one, so its
+    /// partition's order holds); dropped if the file failed since they were taken (the engine
+    /// replays them).
     pub(crate) fn put_back(&mut self, taken: Taken) {
         if taken.batches.is_empty() {
             return;

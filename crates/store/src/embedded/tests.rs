@@ -717,6 +717,82 @@ fn a_read_waits_for_the_transaction_writing_the_batches_it_took() {
     });
 }
 
+/// A batch that cannot be written (here a stored late row that does not parse, which its late
+/// event would replace) holds up its own partition's later batches and the durable flush, not
+/// the other partitions' writes; once the row is fixed, the held batches go in, in order.
+#[test]
+fn a_batch_that_cannot_be_written_holds_up_only_its_partition() {
+    use crate::error::StoreError;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = open(tmp.path());
+    let waiting = |store: &EmbeddedStore| super::deferred::lock(&store.deferred).len();
+    let bad_row = crate::keys::late("job", 1, "w", 7);
+    let set_bad_row = |store: &EmbeddedStore, bad: bool| {
+        let txn = store.db().expect("db").begin_write().expect("begin");
+        {
+            let mut late = txn.open_table(crate::schema::LATE_EVENTS).expect("table");
+            if bad {
+                late.insert(bad_row.as_slice(), &b"\xffnot a late event"[..])
+                    .expect("insert");
+            } else {
+                late.remove(bad_row.as_slice()).expect("remove");
+            }
+        }
+        txn.commit().expect("commit");
+    };
+    set_bad_row(&store, true);
+    let rows = |store: &EmbeddedStore, metric: &str| {
+        store
+            .query_results(&query("job", 0, 100_000, Some(metric), None, 10))
+            .expect("query")
+    };
+    store
+        .apply("job", 0, &[Output::Result(result("a", "w", 0, 0))])
+        .expect("apply");
+    store
+        .apply("job", 1, &[Output::Late(late("b", "w", 5, 7))])
+        .expect("apply");
+    store
+        .apply("job", 1, &[Output::Result(result("b", "w", 0, 0))])
+        .expect("apply");
+    store
+        .apply("job", 0, &[Output::Result(result("a", "w", 10_000, 0))])
+        .expect("apply");
+
+    let err = store.write_behind().expect_err("a batch cannot be written");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert_eq!(waiting(&store), 2, "partition 1's two batches wait");
+    assert_eq!(rows(&store, "a").len(), 2, "partition 0's went in");
+    assert_eq!(rows(&store, "b").len(), 0, "held behind its late event");
+    assert!(
+        store.flush().is_err(),
+        "a flush must not pass a batch not written"
+    );
+    // Partition 0 goes on writing.
+    store
+        .apply("job", 0, &[Output::Result(result("a", "w", 20_000, 0))])
+        .expect("apply");
+    assert!(store.write_behind().is_err());
+    assert_eq!(rows(&store, "a").len(), 3);
+    assert_eq!(waiting(&store), 2);
+
+    set_bad_row(&store, false);
+    store.write_behind().expect("written now");
+    assert_eq!(waiting(&store), 0);
+    assert_eq!(rows(&store, "b").len(), 1);
+    let late_rows = store
+        .query_late(&LateQuery {
+            job: "job".into(),
+            start: i64::MIN,
+            end: i64::MAX,
+            metric_id: None,
+            limit: 10,
+        })
+        .expect("late");
+    assert_eq!(late_rows.len(), 1);
+    store.flush().expect("flush");
+}
+
 /// Partitions apply revisions of their own keys while another thread flushes durably over and
 /// over, until some batches waited out a flush (and were written by the next transaction): both
 /// indexes end with every key's last revision, and so does the store reopened (what a crash
