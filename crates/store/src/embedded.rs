@@ -251,8 +251,9 @@ impl EmbeddedStore {
         now: Millis,
         limits: Limits,
     ) -> Result<ExpiryReport, StoreError> {
-        // Batches applied before the sweep are in the tables before it looks.
-        self.catch_up()?;
+        // Batches applied before the sweep are in the tables before it looks (as for a read, a
+        // batch that cannot be written does not stop the sweep of everything else).
+        self.caught_up()?;
         retention::expire(&*self.db()?, &self.pending, policy, now, limits)
     }
 
