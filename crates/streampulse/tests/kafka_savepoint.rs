@@ -88,8 +88,24 @@ fn state(p: &Platform) -> String {
 }
 
 fn wait_until(what: &str, timeout: Duration, workers: &[&Platform], done: impl Fn() -> bool) {
+    wait_for(what, timeout, workers, || {
+        if done() {
+            Ok(())
+        } else {
+            Err(String::new())
+        }
+    });
+}
+
+/// [`wait_until`], with what is still missing (the last `Err` of `done`) in the failure.
+fn wait_for(
+    what: &str,
+    timeout: Duration,
+    workers: &[&Platform],
+    done: impl Fn() -> Result<(), String>,
+) {
     let deadline = Instant::now() + timeout;
-    while !done() {
+    while let Err(missing) = done() {
         if Instant::now() > deadline {
             // Each worker's last lines, oldest first, under its directory's name: enough to
             // follow a rebalance and a savepoint's steps.
@@ -107,7 +123,7 @@ fn wait_until(what: &str, timeout: Duration, workers: &[&Platform], done: impl F
                 })
                 .collect();
             panic!(
-                "{what} within {timeout:?}; logs:\n{}",
+                "{what} within {timeout:?}{missing}; logs:\n{}",
                 logs.join("\n-----\n")
             );
         }
@@ -141,8 +157,19 @@ fn completes(what: &str, w1: &Platform, w2: &Platform, total: u64) {
             stored_results(w2, BASE_TS, end),
         ])
     };
-    wait_until(what, Duration::from_secs(90), &[w1, w2], || {
-        differences(&want, &got(), "tumble_10s").is_empty()
+    wait_for(what, Duration::from_secs(90), &[w1, w2], || {
+        let diffs = differences(&want, &got(), "tumble_10s");
+        if diffs.is_empty() {
+            return Ok(());
+        }
+        let holds = |w: &Platform| format!("{:?}", owned(w, JOB));
+        Err(format!(
+            " (w1 holds {}, w2 {}; {} differences: {})",
+            holds(w1),
+            holds(w2),
+            diffs.len(),
+            diffs[..diffs.len().min(10)].join("; ")
+        ))
     });
 }
 
