@@ -98,8 +98,10 @@ struct Args {
     /// ws-latency mode: the server's `checkpoint.interval` in milliseconds (default: its own).
     #[arg(long)]
     checkpoint_interval_ms: Option<u64>,
-    /// ws-latency mode: writes every round as a CSV line (`round,started_unix_ms,latency_ms`: the
-    /// window's second, when the round started, the slowest client's latency) to this file, to line rounds up with the server's log.
+    /// ws-latency mode: writes every round as a CSV line
+    /// (`round,started_unix_ms,latency_ms,ingest_ack_ms`: the window's second, when the round
+    /// started, the slowest client's latency, the answer time of the POST that fired it) to this
+    /// file, to line rounds up with the server's log.
     #[arg(long)]
     rounds_out: Option<std::path::PathBuf>,
     /// Engine mode: jobs reading the same log, each at its own offsets (as jobs submitted with

@@ -631,12 +631,16 @@ fn ws_measure(
         .collect::<Vec<_>>()
         .join(",");
     if let Some(path) = &args.rounds_out {
-        let mut csv = String::from("round,started_unix_ms,latency_ms\n");
-        for (s, at) in &round_starts {
+        let mut csv = String::from("round,started_unix_ms,latency_ms,ingest_ack_ms\n");
+        for (i, (s, at)) in round_starts.iter().enumerate() {
             let latency = last_per_round
                 .get(s)
                 .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
-            csv.push_str(&format!("{},{at},{latency:.2}\n", (s - t0) / 1000));
+            let acked = ack.get(i).map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+            csv.push_str(&format!(
+                "{},{at},{latency:.2},{acked:.2}\n",
+                (s - t0) / 1000
+            ));
         }
         std::fs::write(path, csv)?;
     }

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use redb::{
@@ -870,6 +870,15 @@ impl EmbeddedStore {
         // ("previously unpersisted allocations that are now becoming durable") before its fsync.
         // An empty transaction is not skipped: `commit` always runs the durable path.
         let batches = self.unflushed_batches.swap(0, Relaxed);
+        // No write-behind runs during the flush: new ones see it flushing and go back to their
+        // events, and one already under way finishes first. One that passed its check just
+        // before waited for redb's write lock behind the flush's transactions, and held its
+        // partition's next batch back for the whole flush (up to 0.7 s at 50 k events/s).
+        let _flushing = Flushing::begin(&self.deferred);
+        let _no_write_behind = self
+            .writing_behind
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         write_out_all(
             &*self.db()?,
             &self.pending,
