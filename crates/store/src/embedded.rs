@@ -478,9 +478,6 @@ fn write_out_all(
     durability: Durability,
 ) -> Result<(), StoreError> {
     let started = Instant::now();
-    // While a durable flush runs, `write_behind` leaves the waiting batches and the held-back
-    // rows to it: partitions that queued for the write lock between its transactions stalled.
-    let _flushing = matches!(durability, Durability::Immediate).then(|| Flushing::begin(deferred));
     let held = pending::lock(pending).unwritten();
     // Nearly all of them: the last transaction holds the write lock through its commit, a
     // durable one through the fsync too, so the fewer rows it writes the shorter reads (and
@@ -528,6 +525,11 @@ fn stops_only_its_batch(e: &StoreError) -> bool {
         StoreError::Encode { .. } | StoreError::Corrupt { .. } => true,
         _ => false,
     }
+}
+
+/// Whether a batch of `partition` of `job` failed in [`EmbeddedStore::write_batches_apart`].
+fn is_held_up(held_up: &[(String, u32)], job: &str, partition: u32) -> bool {
+    held_up.iter().any(|(j, p)| j == job && *p == partition)
 }
 
 /// Writes the batches applied and not yet written (see [`deferred`]) into `txn`, in arrival
@@ -706,11 +708,7 @@ impl EmbeddedStore {
             let mut from = None;
             let result = self.write_in_one(
                 |d| {
-                    let taken = d.take_first(|b| {
-                        !held_up
-                            .iter()
-                            .any(|(job, p)| *job == b.job && *p == b.partition)
-                    });
+                    let taken = d.take_first(|b| !is_held_up(&held_up, &b.job, b.partition));
                     from = taken.batches.first().map(|b| (b.job.clone(), b.partition));
                     taken
                 },
@@ -731,13 +729,11 @@ impl EmbeddedStore {
                 Err(e) => return Err(e),
             }
         }
-        if let Some((job, partition, _)) = own {
-            if held_up.iter().any(|(j, p)| j == job && *p == partition) {
-                if let Some(e) = failure {
-                    return Err(e);
-                }
-            }
-            self.write_in_one(Deferred::take_none, own)?;
+        match own {
+            // Its partition's earlier batch failed: `failure` says why.
+            Some((job, partition, _)) if is_held_up(&held_up, job, partition) => {}
+            Some(_) => self.write_in_one(Deferred::take_none, own)?,
+            None => {}
         }
         failure.map_or(Ok(()), Err)
     }
@@ -870,10 +866,12 @@ impl EmbeddedStore {
         // ("previously unpersisted allocations that are now becoming durable") before its fsync.
         // An empty transaction is not skipped: `commit` always runs the durable path.
         let batches = self.unflushed_batches.swap(0, Relaxed);
-        // No write-behind runs during the flush: new ones see it flushing and go back to their
-        // events, and one already under way finishes first. One that passed its check just
-        // before waited for redb's write lock behind the flush's transactions, and held its
-        // partition's next batch back for the whole flush (up to 0.7 s at 50 k events/s).
+        // No write-behind runs during the flush, which writes the waiting batches and the
+        // held-back rows itself: partitions that queued for the write lock between its
+        // transactions stalled. New ones see it flushing and go back to their events, and one
+        // already under way finishes first: one that passed its check just before waited for
+        // redb's write lock behind the flush's transactions, and held its partition's next
+        // batch back for the whole flush (up to 0.7 s at 50 k events/s).
         let _flushing = Flushing::begin(&self.deferred);
         let _no_write_behind = self
             .writing_behind
