@@ -4,11 +4,12 @@
 //! Recovery relies on redb: its commits are atomic and checksummed, and on open it rolls back
 //! a torn or partial tail transaction (including non-durable commits never followed by a
 //! durable one). So the file always opens at its last complete commit, and the end offset of
-//! each partition is simply the last key of its table plus one (or the retained start, if
-//! retention emptied it).
+//! each partition is simply the last chunk's key plus its record count (or the retained start,
+//! if retention emptied it).
 //!
-//! This module must never write records itself: every write goes through the writer thread, so
-//! offsets are assigned in exactly one place.
+//! Once the writer thread runs, this module must never write records itself: every write goes
+//! through that thread, so offsets are assigned in exactly one place. (Opening a file written
+//! before chunks moves its records into chunks, before the writer starts.)
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ use streampulse_dbfile::DbFile;
 use tokio::sync::oneshot;
 use tracing::{error, info};
 
+use crate::chunk;
 use crate::config::LogConfig;
 use crate::error::LogError;
 use crate::partitioner::partition_for;
@@ -224,10 +226,10 @@ impl EmbeddedLog {
     ) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
         let tables = core.tables(partition)?;
         let txn = core.db.get()?.begin_read()?;
-        let records = txn.open_table(tables.records())?;
+        let chunks = txn.open_table(tables.chunks())?;
         // The truncation check uses the same snapshot as the read, so a concurrent retention
         // run can never make this silently skip records.
-        let first_available = match records.first()? {
+        let first_available = match chunks.first()? {
             Some((k, _)) => k.value(),
             None => {
                 let meta = txn.open_table(META)?;
@@ -246,9 +248,23 @@ impl EmbeddedLog {
         if max_records == 0 {
             return Ok(out);
         }
-        for entry in records.range(from..)?.take(max_records) {
+        // The chunk holding `from` is the last one keyed at or before it.
+        let Some(holding) = chunks.range(..=from)?.next_back() else {
+            return Ok(out);
+        };
+        let start = holding?.0.value();
+        for entry in chunks.range(start..)? {
             let (k, v) = entry?;
-            out.push((k.value(), v.value().to_vec()));
+            let first = k.value();
+            for (offset, payload) in (first..).zip(chunk::records(v.value(), partition, first)) {
+                if offset < from {
+                    continue;
+                }
+                out.push((offset, payload?.to_vec()));
+                if out.len() == max_records {
+                    return Ok(out);
+                }
+            }
         }
         Ok(out)
     }
@@ -372,12 +388,55 @@ fn init_schema(db: &Database, configured: u32, tables: &[PartitionTables]) -> Re
         }
         txn.open_table(IDEMPOTENCY)?;
         txn.open_table(IDEMPOTENCY_BY_TIME)?;
-        for t in tables {
-            txn.open_table(t.records())?;
+        for (partition, t) in (0u32..).zip(tables) {
+            txn.open_table(t.chunks())?;
             txn.open_table(t.batches())?;
+            move_records_into_chunks(&txn, partition, t)?;
         }
     }
     txn.commit()?;
+    Ok(())
+}
+
+/// Rewrites the one-row-per-record table of a file written before chunks as chunks: once, in the
+/// transaction that opens such a file, so nothing else ever reads the old layout. Offsets, the
+/// batch index and the byte counts do not change.
+///
+/// The old table's name is then taken by an empty table of another type, which an earlier
+/// release's open refuses: it would otherwise find no records, start its offsets again from the
+/// retained start and hand out offsets the checkpoints have already passed.
+fn move_records_into_chunks(
+    txn: &redb::WriteTransaction,
+    partition: u32,
+    tables: &PartitionTables,
+) -> Result<(), LogError> {
+    let records = match txn.open_table(tables.legacy_records()) {
+        Ok(records) => records,
+        // Already moved: the name holds the guard.
+        Err(redb::TableError::TableTypeMismatch { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    {
+        let mut chunks = txn.open_table(tables.chunks())?;
+        let mut builder = chunk::Builder::default();
+        let mut moved = 0u64;
+        for entry in records.range::<u64>(..)? {
+            let (k, v) = entry?;
+            if let Some((first, bytes)) = builder.push(k.value(), v.value()) {
+                chunks.insert(first, bytes.as_slice())?;
+            }
+            moved += 1;
+        }
+        if let Some((first, bytes)) = builder.take() {
+            chunks.insert(first, bytes.as_slice())?;
+        }
+        if moved > 0 {
+            info!(partition, records = moved, "log records moved into chunks");
+        }
+    }
+    drop(records);
+    txn.delete_table(tables.legacy_records())?;
+    txn.open_table(tables.downgrade_guard())?;
     Ok(())
 }
 
@@ -390,15 +449,21 @@ pub(crate) fn recover(
     let meta = txn.open_table(META)?;
     let mut states = Vec::with_capacity(tables.len());
     let mut last_time_ms = 0u64;
-    for t in tables {
-        let records = txn.open_table(t.records())?;
+    for (partition, t) in (0u32..).zip(tables) {
+        let chunks = txn.open_table(t.chunks())?;
         let index = txn.open_table(t.batches())?;
         let retained_start = meta.get(t.start_key())?.map_or(0, |v| v.value());
         let bytes = meta.get(t.bytes_key())?.map_or(0, |v| v.value());
-        let first = records.first()?.map(|(k, _)| k.value());
-        let last = records.last()?.map(|(k, _)| k.value());
+        let first = chunks.first()?.map(|(k, _)| k.value());
+        let last_end = match chunks.last()? {
+            Some((k, v)) => {
+                let first = k.value();
+                Some(first + chunk::count(v.value(), partition, first)?.0)
+            }
+            None => None,
+        };
         // An emptied partition continues after its retained start: offsets are never reused.
-        let end = last.map_or(0, |l| l + 1).max(retained_start);
+        let end = last_end.unwrap_or(0).max(retained_start);
         let start = first.unwrap_or(end);
         if let Some((_, v)) = index.last()? {
             last_time_ms = last_time_ms.max(v.value().0);

@@ -39,6 +39,10 @@ pub enum LogError {
         requested: u64,
         first_available: u64,
     },
+    /// A stored chunk of records does not parse (see `chunk`): the file holds what this version
+    /// did not write.
+    #[error("the log's chunk at offset {first} of partition {partition} is malformed")]
+    MalformedChunk { partition: u32, first: u64 },
     /// The log was closed (or its writer thread stopped); nothing more can be appended.
     #[error("log is closed")]
     Closed,

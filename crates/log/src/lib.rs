@@ -17,11 +17,16 @@
 //! (a crash mid-commit, or non-durable commits not yet followed by a durable one) is rolled back
 //! by redb when the file is opened, so the log is always recovered at the last complete commit.
 //! That is how "corrupt or torn tails are detected and cut on recovery" is met; this crate then
-//! rebuilds its in-memory end offsets from the last key of each partition table.
+//! rebuilds its in-memory end offsets from the last chunk of each partition.
+//!
+//! Records are stored in chunks: a partition's consecutive records as one value, keyed by the
+//! first one's offset (see `chunk`), so the writer pays one B-tree insert per chunk, not per
+//! record.
 //!
 //! This crate must never interpret payloads, and once a log is open, must never let anything but
 //! its writer thread run write transactions.
 
+mod chunk;
 mod config;
 mod embedded;
 mod error;

@@ -13,6 +13,7 @@ use std::time::Duration;
 use redb::{ReadableTable, Table, WriteTransaction};
 use tracing::{info, warn};
 
+use crate::chunk;
 use crate::error::LogError;
 use crate::schema::{PartitionTables, IDEMPOTENCY, IDEMPOTENCY_BY_TIME, META};
 use crate::shared::Core;
@@ -148,6 +149,7 @@ impl<'c> Run<'c> {
         }
         let (count, bytes) = truncate(
             txn,
+            p as u32,
             &self.core.tables[p],
             self.ends[p],
             upto,
@@ -205,10 +207,10 @@ fn plan_bytes(
     mut excess: u64,
 ) -> Result<(Vec<u64>, u64), LogError> {
     let mut indexes = Vec::with_capacity(core.tables.len());
-    let mut records = Vec::with_capacity(core.tables.len());
+    let mut chunks = Vec::with_capacity(core.tables.len());
     for t in &core.tables {
         indexes.push(txn.open_table(t.batches())?);
-        records.push(txn.open_table(t.records())?);
+        chunks.push(txn.open_table(t.chunks())?);
     }
     // Min-heap by (append time, partition): the globally oldest batch is deleted first.
     let mut heap = BinaryHeap::new();
@@ -233,12 +235,26 @@ fn plan_bytes(
         } else {
             // Only part of this batch may or need go: walk its records.
             let mut freed = 0u64;
-            for entry in records[p].range(first..limit)? {
+            // A batch starts at a chunk's key, except in a file whose records were moved into
+            // chunks: start from the chunk holding its first record.
+            let holding = match chunks[p].range(..=first)?.next_back() {
+                Some(entry) => entry?.0.value(),
+                None => first,
+            };
+            'walk: for entry in chunks[p].range(holding..limit)? {
                 let (k, v) = entry?;
-                freed = freed.saturating_add(v.value().len() as u64);
-                targets[p] = k.value() + 1;
-                if freed >= excess {
-                    break;
+                let (chunk_first, partition) = (k.value(), p as u32);
+                let records = chunk::records(v.value(), partition, chunk_first);
+                for (offset, payload) in (chunk_first..limit).zip(records) {
+                    let payload = payload?;
+                    if offset < first {
+                        continue;
+                    }
+                    freed = freed.saturating_add(payload.len() as u64);
+                    targets[p] = offset + 1;
+                    if freed >= excess {
+                        break 'walk;
+                    }
                 }
             }
             excess = excess.saturating_sub(freed);
@@ -257,9 +273,11 @@ fn plan_bytes(
 
 /// Deletes records `[start, upto)` of one partition and keeps the batch index and meta in step:
 /// the batch straddling `upto` is re-keyed to `upto` with its remaining bytes, so the index's
-/// first key stays the first retained offset. Returns `(records, bytes)` deleted.
+/// first key stays the first retained offset, and so is the chunk straddling it, which keeps
+/// only its records from `upto` on. Returns `(records, bytes)` deleted.
 fn truncate(
     txn: &WriteTransaction,
+    partition: u32,
     tables: &PartitionTables,
     end: u64,
     upto: u64,
@@ -276,15 +294,28 @@ fn truncate(
     let straddling_from = straddling.map_or(u64::MAX, |(k, _)| k);
     let (mut count, mut bytes, mut bytes_of_straddling) = (0u64, 0u64, 0u64);
     {
-        let mut records = txn.open_table(tables.records())?;
-        for entry in records.extract_from_if(..upto, |_, _| true)? {
+        let mut chunks = txn.open_table(tables.chunks())?;
+        // Only the last chunk keyed below `upto` can reach past it: chunks do not overlap.
+        let mut kept: Option<Vec<u8>> = None;
+        for entry in chunks.extract_from_if(..upto, |_, _| true)? {
             let (k, v) = entry?;
-            let len = v.value().len() as u64;
-            count += 1;
-            bytes += len;
-            if k.value() >= straddling_from {
-                bytes_of_straddling += len;
+            let (first, chunk) = (k.value(), v.value());
+            let (gone, gone_bytes) = chunk::count_in(chunk, partition, first, first..upto)?;
+            count += gone;
+            bytes += gone_bytes;
+            // A batch can span several chunks, and a chunk hold the end of the batch before
+            // the straddling one: its part is counted by offset.
+            let straddling_part = straddling_from.max(first)..upto;
+            bytes_of_straddling += chunk::count_in(chunk, partition, first, straddling_part)?.1;
+            if first + gone == upto {
+                let tail = chunk::tail_from(chunk, partition, first, upto)?;
+                if !tail.is_empty() {
+                    kept = Some(tail.to_vec());
+                }
             }
+        }
+        if let Some(tail) = kept {
+            chunks.insert(upto, tail.as_slice())?;
         }
     }
     index.retain_in(..upto, |_, _| false)?;

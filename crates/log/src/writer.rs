@@ -1,8 +1,9 @@
 //! The writer thread: the only place write transactions run.
 //!
 //! Group commit: take the first queued command, drain every append already queued (up to
-//! `max_batch_records`), write them all in one redb transaction together with their
-//! idempotency keys and the batch-time index, commit with the policy's durability, then
+//! `max_batch_records`), write them all in one redb transaction, each partition's records as
+//! chunks of consecutive records ([`crate::chunk`]), together with their idempotency keys and the
+//! batch-time index, commit with the policy's durability, then
 //! publish the new end offsets, wake readers and answer each request. Retention runs here too,
 //! so it is serialized with appends without extra locking.
 //!
@@ -20,6 +21,7 @@ use redb::ReadableTable;
 use tokio::sync::oneshot;
 use tracing::{debug, error, warn};
 
+use crate::chunk;
 use crate::error::LogError;
 use crate::retention::{self, RetentionReport};
 use crate::schema::{IDEMPOTENCY, IDEMPOTENCY_BY_TIME, META};
@@ -305,6 +307,7 @@ fn write_batch(
         let mut keys_by_time = txn.open_table(IDEMPOTENCY_BY_TIME)?;
         let mut tables: Vec<Option<redb::Table<u64, &'static [u8]>>> =
             (0..partitions).map(|_| None).collect();
+        let mut chunks: Vec<chunk::Builder> = (0..partitions).map(|_| Default::default()).collect();
         for req in batch {
             if let Some(key) = req.idempotency_key.as_deref() {
                 // Also catches a repeat of a key first seen earlier in this same batch, since
@@ -322,15 +325,13 @@ fn write_batch(
             for (partition, payload) in &req.records {
                 let p = *partition as usize;
                 let invalid = || LogError::InvalidPartition(*partition);
-                let slot = tables.get_mut(p).ok_or_else(invalid)?;
-                let table = match slot {
-                    Some(t) => t,
-                    None => slot.insert(txn.open_table(core.tables(*partition)?.records())?),
-                };
                 let offset_slot = next.get_mut(p).ok_or_else(invalid)?;
                 let offset = *offset_slot;
-                table.insert(offset, payload.as_slice())?;
                 *offset_slot += 1;
+                let builder = chunks.get_mut(p).ok_or_else(invalid)?;
+                if let Some((first, bytes)) = builder.push(offset, payload) {
+                    insert_chunk(&txn, core, &mut tables, *partition, first, &bytes)?;
+                }
                 if let Some(b) = bytes.get_mut(p) {
                     *b += payload.len() as u64;
                 }
@@ -355,6 +356,11 @@ fn write_batch(
                 ranges,
             });
         }
+        for (partition, builder) in (0u32..).zip(&mut chunks) {
+            if let Some((first, bytes)) = builder.take() {
+                insert_chunk(&txn, core, &mut tables, partition, first, &bytes)?;
+            }
+        }
     }
     {
         let mut meta = txn.open_table(META)?;
@@ -375,6 +381,26 @@ fn write_batch(
     }
     txn.commit()?;
     Ok(Written { receipts, bytes })
+}
+
+/// Writes one chunk of `partition`, opening its table on first use within the transaction.
+fn insert_chunk<'t>(
+    txn: &'t redb::WriteTransaction,
+    core: &Core,
+    tables: &mut [Option<redb::Table<'t, u64, &'static [u8]>>],
+    partition: u32,
+    first: u64,
+    bytes: &[u8],
+) -> Result<(), LogError> {
+    let slot = tables
+        .get_mut(partition as usize)
+        .ok_or(LogError::InvalidPartition(partition))?;
+    let table = match slot {
+        Some(t) => t,
+        None => slot.insert(txn.open_table(core.tables(partition)?.chunks())?),
+    };
+    table.insert(first, bytes)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -740,3 +740,206 @@ fn crash_with_fsync_never_may_lose_the_tail_but_reopens_cleanly() {
     }
     assert_consistent(&log);
 }
+
+// --- chunks -------------------------------------------------------------------------------------
+
+/// Appends and byte-retention runs, checked against a model of every record ever appended: the
+/// log must hold exactly the model's records from its start offsets on, count exactly their
+/// bytes, and say the same after a reopen. Records are large enough that one append spans many
+/// chunks, so retention cuts through chunks and through batches that span several.
+mod chunked {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::chunk::TARGET_BYTES;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// `(partition, record length)`, in append order.
+        Append(Vec<(u32, usize)>),
+        /// Byte limit as a fraction (of 1,000) of the retained bytes, and the checkpointed offsets
+        /// as fractions of each partition's end.
+        Retain(u64, [u64; 2]),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let record = (
+            0u32..2,
+            prop_oneof![0usize..200, 1_000usize..(TARGET_BYTES + 100)],
+        );
+        prop_oneof![
+            3 => prop::collection::vec(record, 1..60).prop_map(Step::Append),
+            1 => (0u64..1_000, [0u64..=1_000, 0u64..=1_000]).prop_map(|(l, s)| Step::Retain(l, s)),
+        ]
+    }
+
+    fn check(log: &EmbeddedLog, model: &[Vec<Vec<u8>>; 2]) {
+        let mut bytes = 0;
+        for (p, records) in (0u32..).zip(model) {
+            assert_eq!(log.end_offset(p), records.len() as u64);
+            let start = log.start_offset(p).expect("start");
+            let held: Vec<_> = read_all(log, p);
+            let expected: Vec<_> = (start..)
+                .zip(records.iter().skip(start as usize).cloned())
+                .collect();
+            assert!(held == expected, "partition {p} from {start} differs");
+            bytes += expected.iter().map(|(_, r)| r.len() as u64).sum::<u64>();
+            // A read from inside a chunk starts at its offset and stops at its count.
+            if let Some(mid) = (start..log.end_offset(p)).nth(expected.len() / 2) {
+                let part = log.read(p, mid, 3).expect("read");
+                assert_eq!(
+                    part.as_slice(),
+                    &expected[(mid - start) as usize..][..part.len()]
+                );
+                assert_eq!(part.len(), 3.min(expected.len() - (mid - start) as usize));
+            }
+        }
+        assert_eq!(log.size_bytes(), bytes);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn the_log_holds_what_was_appended_less_what_retention_took(
+            steps in prop::collection::vec(step(), 1..12)
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let open = |limit: u64| {
+                let cfg = LogConfig {
+                    partitions: 2,
+                    retention_age: None,
+                    retention_bytes: Some(limit),
+                    fsync: FsyncPolicy::Never,
+                    ..LogConfig::default()
+                };
+                EmbeddedLog::open(dir.path(), cfg).expect("open")
+            };
+            let mut log = open(u64::MAX);
+            let mut model: [Vec<Vec<u8>>; 2] = [Vec::new(), Vec::new()];
+            for (n, step) in steps.into_iter().enumerate() {
+                match step {
+                    Step::Append(records) => {
+                        let records: Vec<(u32, Vec<u8>)> = records
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, (p, len))| (p, vec![(n * 61 + i) as u8; len]))
+                            .collect();
+                        for (p, r) in &records {
+                            model[*p as usize].push(r.clone());
+                        }
+                        log.append_blocking(records, None).expect("append");
+                    }
+                    Step::Retain(fraction, safe) => {
+                        let bytes = log.size_bytes() * fraction / 1_000;
+                        log.close();
+                        log = open(bytes);
+                        let safe: Vec<u64> = (0..2)
+                            .map(|p| model[p].len() as u64 * safe[p] / 1_000)
+                            .collect();
+                        let before = log.size_bytes();
+                        let starts: Vec<u64> =
+                            (0..2).map(|p| log.start_offset(p).expect("start")).collect();
+                        let report = log.apply_retention(&safe).expect("retention");
+                        prop_assert_eq!(before - log.size_bytes(), report.deleted_bytes);
+                        if !report.limited_by_checkpoint {
+                            prop_assert!(log.size_bytes() <= bytes);
+                        }
+                        for p in 0..2u32 {
+                            // Never past the checkpoint, unless an earlier run already was.
+                            let bound = safe[p as usize].max(starts[p as usize]);
+                            prop_assert!(log.start_offset(p).expect("start") <= bound);
+                        }
+                    }
+                }
+                check(&log, &model);
+            }
+            log.close();
+            check(&open(u64::MAX), &model);
+        }
+    }
+}
+
+/// A file written before chunks (one row per record in `records_p{p}`) opens with every record,
+/// offset and count it had, takes appends after them, and no longer has the old tables.
+#[test]
+fn a_file_of_one_row_per_record_is_moved_into_chunks_on_open() {
+    use redb::{ReadableTableMetadata, TableDefinition};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let payloads: Vec<Vec<u8>> = (0..3_000u32)
+        .map(|i| format!("{{\"metric\":\"m{i}\",\"value\":{i}}}").into_bytes())
+        .collect();
+    let retained_from = 500u64;
+    let retained: u64 = payloads[retained_from as usize..]
+        .iter()
+        .map(|p| p.len() as u64)
+        .sum();
+    {
+        let db = Database::create(dir.path().join(LOG_FILE_NAME)).expect("create");
+        let txn = db.begin_write().expect("txn");
+        {
+            let mut meta = txn.open_table(META).expect("meta");
+            meta.insert(META_PARTITIONS, 2).expect("partitions");
+            meta.insert("start/0", retained_from).expect("start");
+            meta.insert("bytes/0", retained).expect("bytes");
+            let old: TableDefinition<u64, &[u8]> = TableDefinition::new("records_p0");
+            let mut records = txn.open_table(old).expect("records");
+            for (offset, p) in (retained_from..).zip(&payloads[retained_from as usize..]) {
+                records.insert(offset, p.as_slice()).expect("insert");
+            }
+            // Two group commits, the second starting inside what becomes the first chunk.
+            let batches: TableDefinition<u64, (u64, u64)> = TableDefinition::new("batches_p0");
+            let mut index = txn.open_table(batches).expect("index");
+            let half: u64 = payloads[retained_from as usize..1_000]
+                .iter()
+                .map(|p| p.len() as u64)
+                .sum();
+            index.insert(retained_from, (1_000, half)).expect("batch");
+            index
+                .insert(1_000, (2_000, retained - half))
+                .expect("batch");
+        }
+        txn.commit().expect("commit");
+    }
+    let cfg = LogConfig {
+        partitions: 2,
+        retention_age: None,
+        retention_bytes: Some(retained / 2),
+        ..LogConfig::default()
+    };
+    let log = EmbeddedLog::open(dir.path(), cfg.clone()).expect("open");
+    assert_eq!(log.start_offset(0).expect("start"), retained_from);
+    assert_eq!(log.end_offset(0), 3_000);
+    assert_eq!((log.end_offset(1), log.size_bytes()), (0, retained));
+    let expected: Vec<(u64, Vec<u8>)> = (retained_from..)
+        .zip(payloads[retained_from as usize..].iter().cloned())
+        .collect();
+    assert!(read_all(&log, 0) == expected);
+    assert_eq!(
+        log.read(0, 2_999, 5).expect("read"),
+        vec![(2_999, payloads[2_999].clone())]
+    );
+    let receipt = log
+        .append_blocking(vec![(0, payload("next"))], None)
+        .expect("append");
+    assert_eq!(receipt.ranges, vec![(0, 3_000, 1)]);
+    // Retention goes by the old batch index, through a chunk the move made.
+    let report = log.apply_retention(&[3_001, 0]).expect("retention");
+    assert!(!report.limited_by_checkpoint);
+    let start = log.start_offset(0).expect("start");
+    assert!(start > 1_000 && start < 3_000, "{start}");
+    assert_eq!(read_all(&log, 0).first().map(|(o, _)| *o), Some(start));
+    log.close();
+
+    let db = Database::open(dir.path().join(LOG_FILE_NAME)).expect("reopen");
+    let txn = db.begin_read().expect("read");
+    // A release from before chunks opens `records_p{p}` as its records and must fail to.
+    let old: TableDefinition<u64, &[u8]> = TableDefinition::new("records_p0");
+    assert!(matches!(
+        txn.open_table(old),
+        Err(redb::TableError::TableTypeMismatch { .. })
+    ));
+    let chunks: TableDefinition<u64, &[u8]> = TableDefinition::new("chunks_p0");
+    assert!(txn.open_table(chunks).expect("chunks").len().expect("len") < 100);
+}
