@@ -53,7 +53,7 @@ impl Emitter {
     }
 
     /// Writes `outputs` of `partition` to the store, retrying with backoff until it succeeds,
-    /// then counts and publishes them and clears the vector. `on_failure` is asked after every
+    /// then counts and publishes them, which empties the vector. `on_failure` is asked after every
     /// failed attempt (with the error, shared so it can be handed on) whether to keep trying;
     /// returns false when it gave up. `started` is when the batch these outputs came from began
     /// processing: the time to publish its results is measured from it.
@@ -108,7 +108,8 @@ impl Emitter {
                 }
             }
         }
-        self.feed.publish(outputs);
+        // The last use of the outputs: the feed takes them (the vector keeps its capacity).
+        self.feed.publish(outputs.drain(..));
         if results > 0 {
             self.counters
                 .metrics
@@ -135,7 +136,6 @@ impl Emitter {
                 }
             }
         }
-        outputs.clear();
         true
     }
 }
