@@ -14,6 +14,7 @@
 //! such window was two thirds of a snapshot, with the partition's events waiting.
 
 use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sketches_ddsketch::{Config as SketchConfig, DDSketch};
@@ -74,35 +75,22 @@ impl Percentiles {
         }
     }
 
-    /// What answers percentiles: the kept values' bins where they answer as the sketch would,
-    /// else the sketch.
-    fn quantiles(&self) -> Quantiles<'_> {
+    /// Calls `answer` with what answers percentiles (the percentile at q, for q in [0, 1]): the
+    /// kept values' bins where they answer as the sketch would, else the sketch.
+    ///
+    /// The kept values' bins are built in this frame and lent: returned, wrapped and moved, their
+    /// half KiB of keys was copied several times over, a sixth of a window result's cost.
+    fn with_quantiles<R>(&self, answer: impl FnOnce(&mut dyn FnMut(f64) -> Option<f64>) -> R) -> R {
         match self {
             Percentiles::Values(values) => {
-                match KeptQuantiles::new(values, sketch_config(), SKETCH_MAX_BINS) {
-                    Some(kept) => Quantiles::Kept(kept),
-                    None => Quantiles::Sketch(Cow::Owned(sketch_of(values))),
+                let mut kept = KeptQuantiles::new(*SKETCH_CONFIG);
+                if kept.fill(values, SKETCH_MAX_BINS) {
+                    return answer(&mut |q| kept.quantile(q));
                 }
+                let sketch = sketch_of(values);
+                answer(&mut |q| sketch.quantile(q).ok().flatten())
             }
-            Percentiles::Sketch(sketch) => Quantiles::Sketch(Cow::Borrowed(sketch)),
-        }
-    }
-}
-
-// On the stack for one result at a time: boxing the large variant would bring back the
-// allocation it saves.
-#[allow(clippy::large_enum_variant)]
-enum Quantiles<'a> {
-    Kept(KeptQuantiles),
-    Sketch(Cow<'a, DDSketch>),
-}
-
-impl Quantiles<'_> {
-    fn get(&self, kind: AggregateKind) -> Option<f64> {
-        let q = kind.quantile()?;
-        match self {
-            Quantiles::Kept(kept) => kept.quantile(q),
-            Quantiles::Sketch(sketch) => sketch.quantile(q).ok().flatten(),
+            Percentiles::Sketch(sketch) => answer(&mut |q| sketch.quantile(q).ok().flatten()),
         }
     }
 }
@@ -260,24 +248,29 @@ impl Accumulator {
             AggregateKind::First => Some(self.first.1),
             AggregateKind::Last => Some(self.last.1),
             AggregateKind::P50 | AggregateKind::P90 | AggregateKind::P95 | AggregateKind::P99 => {
-                self.sketch.as_ref()?.quantiles().get(kind)
+                let q = kind.quantile()?;
+                self.sketch.as_ref()?.with_quantiles(|quantile| quantile(q))
             }
         }
     }
 
     /// The values of `kinds`, in order; what answers percentiles is made at most once.
     pub fn values(&self, kinds: &[AggregateKind]) -> Vec<(AggregateKind, Option<f64>)> {
-        let mut quantiles = None;
-        kinds
-            .iter()
-            .map(|&kind| match (kind.quantile(), &self.sketch) {
-                (Some(_), Some(p)) if self.count > 0 => (
-                    kind,
-                    quantiles.get_or_insert_with(|| p.quantiles()).get(kind),
-                ),
-                _ => (kind, self.value(kind)),
-            })
-            .collect()
+        let wants_quantiles = kinds.iter().any(|k| k.quantile().is_some());
+        match &self.sketch {
+            Some(percentiles) if self.count > 0 && wants_quantiles => {
+                percentiles.with_quantiles(|quantile| {
+                    kinds
+                        .iter()
+                        .map(|&kind| match kind.quantile() {
+                            Some(q) => (kind, quantile(q)),
+                            None => (kind, self.value(kind)),
+                        })
+                        .collect()
+                })
+            }
+            _ => kinds.iter().map(|&kind| (kind, self.value(kind))).collect(),
+        }
     }
 }
 
@@ -297,8 +290,12 @@ impl std::fmt::Debug for Accumulator {
 pub(super) const SKETCH_MAX_BINS: u32 = 2048;
 
 pub(super) fn sketch_config() -> SketchConfig {
-    SketchConfig::new(SKETCH_RELATIVE_ACCURACY, SKETCH_MAX_BINS, 1.0e-9)
+    *SKETCH_CONFIG
 }
+
+/// Made once: making it takes two logarithms, and every window result with percentiles needs it.
+static SKETCH_CONFIG: LazyLock<SketchConfig> =
+    LazyLock::new(|| SketchConfig::new(SKETCH_RELATIVE_ACCURACY, SKETCH_MAX_BINS, 1.0e-9));
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,9 @@
 //!
 //! It must never answer where the sketch would answer differently: when the keys of a store
 //! span more bins than the sketch keeps (it would collapse the lowest), or a value is not finite,
-//! [`KeptQuantiles::new`] gives `None` and the caller builds the sketch.
+//! [`KeptQuantiles::fill`] says no and the caller builds the sketch.
+
+use std::cell::Cell;
 
 use sketches_ddsketch::Config;
 use smallvec::SmallVec;
@@ -29,52 +31,68 @@ pub(super) struct KeptQuantiles {
     zeros: usize,
     min: f64,
     max: f64,
+    last: Cell<Option<(i32, f64)>>,
 }
 
 impl KeptQuantiles {
-    /// The values' bins, or `None` where the sketch of `values` made with `config`, keeping up to
-    /// `max_bins` bins a sign, could answer otherwise.
-    pub(super) fn new(values: &[f64], config: Config, max_bins: u32) -> Option<Self> {
-        let smallest = config.min_possible();
-        let (mut positive, mut negative) = (Keys::new(), Keys::new());
-        let mut zeros = 0;
-        let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+    /// Empty: [`Self::fill`] puts the values in, in place, since the keys are half a KiB.
+    pub(super) fn new(config: Config) -> Self {
+        Self {
+            config,
+            positive: Keys::new(),
+            negative: Keys::new(),
+            zeros: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            last: Cell::new(None),
+        }
+    }
+
+    /// Takes `values` (at most [`KEPT_VALUES`] of them, else the keys spill to the heap); false when
+    /// they do not answer as the sketch would (a value that is not finite, or keys of one sign
+    /// spanning `max_bins` or more, past which the sketch collapses its lowest bins).
+    pub(super) fn fill(&mut self, values: &[f64], max_bins: u32) -> bool {
+        let smallest = self.config.min_possible();
         for &v in values {
             if !v.is_finite() {
-                return None;
+                return false;
             }
-            // The sketch's own order of tests.
             if v > smallest {
-                positive.push(config.key(v));
+                self.positive.push(self.config.key(v));
             } else if v < -smallest {
-                negative.push(config.key(-v));
+                self.negative.push(self.config.key(-v));
             } else {
-                zeros += 1;
+                self.zeros += 1;
             }
-            if v < min {
-                min = v;
+            if v < self.min {
+                self.min = v;
             }
-            if max < v {
-                max = v;
+            if self.max < v {
+                self.max = v;
             }
         }
-        positive.sort_unstable();
-        negative.sort_unstable();
+        self.positive.sort_unstable();
+        self.negative.sort_unstable();
         let within = |keys: &Keys| match (keys.first(), keys.last()) {
             (Some(&lo), Some(&hi)) => i64::from(hi) - i64::from(lo) < i64::from(max_bins),
             _ => true,
         };
-        (within(&positive) && within(&negative)).then_some(Self {
-            config,
-            positive,
-            negative,
-            zeros,
-            min,
-            max,
-        })
+        within(&self.positive) && within(&self.negative)
     }
 
-    /// `DDSketch::quantile(q)` of the sketch, for `q` in [0, 1].
+    /// The value of bin `key`; the last one is kept, since a window's few values often put
+    /// several percentiles in one bin and the mapping takes an `exp`.
+    fn value(&self, key: i32) -> f64 {
+        match self.last.get() {
+            Some((k, v)) if k == key => v,
+            _ => {
+                let v = self.config.value(key);
+                self.last.set(Some((key, v)));
+                v
+            }
+        }
+    }
+
     pub(super) fn quantile(&self, q: f64) -> Option<f64> {
         let negatives = self.negative.len();
         let count = negatives + self.zeros + self.positive.len();
@@ -92,12 +110,12 @@ impl KeptQuantiles {
         if rank < negatives {
             // The negative store counts magnitudes: its largest key is the smallest value.
             let key = self.negative[negatives - rank - 1];
-            Some(-self.config.value(key))
+            Some(-self.value(key))
         } else if rank < negatives + self.zeros {
             Some(0.0)
         } else {
             let key = *self.positive.get(rank - negatives - self.zeros)?;
-            Some(self.config.value(key))
+            Some(self.value(key))
         }
     }
 }
@@ -108,6 +126,11 @@ mod tests {
     use sketches_ddsketch::DDSketch;
 
     use super::*;
+
+    fn filled(values: &[f64], config: Config, max_bins: u32) -> Option<KeptQuantiles> {
+        let mut kept = KeptQuantiles::new(config);
+        kept.fill(values, max_bins).then_some(kept)
+    }
     use crate::aggregate::accumulator::{sketch_config, SKETCH_MAX_BINS};
 
     fn sketch_answer(values: &[f64], q: f64) -> Option<f64> {
@@ -138,7 +161,7 @@ mod tests {
     proptest! {
         #[test]
         fn the_sketch_s_answer_to_the_bit(values in prop::collection::vec(value(), 0..=KEPT_VALUES)) {
-            match KeptQuantiles::new(&values, sketch_config(), SKETCH_MAX_BINS) {
+            match filled(&values, sketch_config(), SKETCH_MAX_BINS) {
                 Some(kept) => {
                     for q in QUANTILES {
                         let (got, want) = (kept.quantile(q), sketch_answer(&values, q));
@@ -166,13 +189,13 @@ mod tests {
         let c = sketch_config();
         let within = [1.0, 1.0e15];
         assert!(c.key(1.0e15) - c.key(1.0) < SKETCH_MAX_BINS as i32);
-        assert!(KeptQuantiles::new(&within, c, SKETCH_MAX_BINS).is_some());
+        assert!(filled(&within, c, SKETCH_MAX_BINS).is_some());
         let beyond = [1.0e-8, 1.0e300];
-        assert!(KeptQuantiles::new(&beyond, c, SKETCH_MAX_BINS).is_none());
-        assert!(KeptQuantiles::new(&[-1.0e-8, -1.0e300], c, SKETCH_MAX_BINS).is_none());
+        assert!(filled(&beyond, c, SKETCH_MAX_BINS).is_none());
+        assert!(filled(&[-1.0e-8, -1.0e300], c, SKETCH_MAX_BINS).is_none());
         // One sign each way is no span.
-        assert!(KeptQuantiles::new(&[-1.0e-8, 1.0e300], c, SKETCH_MAX_BINS).is_some());
-        assert!(KeptQuantiles::new(&[f64::NAN], c, SKETCH_MAX_BINS).is_none());
+        assert!(filled(&[-1.0e-8, 1.0e300], c, SKETCH_MAX_BINS).is_some());
+        assert!(filled(&[f64::NAN], c, SKETCH_MAX_BINS).is_none());
     }
 
     #[test]
@@ -184,7 +207,7 @@ mod tests {
             vec![1.0, 1.0, 2.0, top]
         };
         let widest = span(SKETCH_MAX_BINS as i32);
-        let kept = KeptQuantiles::new(&widest, c, SKETCH_MAX_BINS).expect("within the bins");
+        let kept = filled(&widest, c, SKETCH_MAX_BINS).expect("within the bins");
         for q in QUANTILES {
             assert_eq!(
                 kept.quantile(q).map(f64::to_bits),
@@ -192,14 +215,14 @@ mod tests {
             );
         }
         let beyond = span(SKETCH_MAX_BINS as i32 + 1);
-        assert!(KeptQuantiles::new(&beyond, c, SKETCH_MAX_BINS).is_none());
+        assert!(filled(&beyond, c, SKETCH_MAX_BINS).is_none());
         let negated: Vec<f64> = beyond.iter().map(|v| -v).collect();
-        assert!(KeptQuantiles::new(&negated, c, SKETCH_MAX_BINS).is_none());
+        assert!(filled(&negated, c, SKETCH_MAX_BINS).is_none());
     }
 
     #[test]
     fn an_empty_window_has_no_percentile() {
-        let kept = KeptQuantiles::new(&[], sketch_config(), SKETCH_MAX_BINS);
+        let kept = filled(&[], sketch_config(), SKETCH_MAX_BINS);
         assert_eq!(kept.map(|k| k.quantile(0.5)), Some(None));
     }
 }
