@@ -134,7 +134,7 @@ impl Subscription {
             Emission::Result(r) | Emission::Partial(r) => {
                 self.results
                     && self.metric_matches(&r.metric_id)
-                    && (self.windows.is_empty() || self.windows.contains(&r.window))
+                    && (self.windows.is_empty() || self.windows.iter().any(|w| **w == *r.window))
             }
             Emission::Alert(a) => {
                 self.alerts

@@ -77,7 +77,7 @@ pub(crate) fn cassandra_pid() -> Option<u32> {
 fn result(metric: usize, start: i64) -> WindowResult {
     let v = (metric as f64) + (start / WINDOW_MS % 100) as f64;
     WindowResult {
-        metric_id: format!("bench.metric.{metric:05}"),
+        metric_id: format!("bench.metric.{metric:05}").into(),
         window: "tumble_10s".into(),
         window_start: start,
         window_end: start + WINDOW_MS,
@@ -185,7 +185,7 @@ pub(crate) fn run(args: &Args) -> anyhow::Result<()> {
     ] {
         let mut samples = Vec::with_capacity(queries);
         for i in 0..queries {
-            let metric = one_metric.then(|| result(i * 7919 % metrics, BASE).metric_id);
+            let metric = one_metric.then(|| result(i * 7919 % metrics, BASE).metric_id.to_string());
             let latest = (DAY_MS - span).max(0);
             let start = BASE + (i as i64 * 7_919_000) % (latest + 1) / WINDOW_MS * WINDOW_MS;
             let q = query(metric, start, span);

@@ -63,8 +63,8 @@ fn result_of(
 ) -> Result<WindowResult, StoreError> {
     let extra: Vec<(AggregateKind, Option<f64>)> = decode("results", &c.6)?;
     Ok(WindowResult {
-        metric_id,
-        window,
+        metric_id: metric_id.into(),
+        window: window.into(),
         window_start,
         window_end: c.0,
         count: c.1.max(0) as u64,

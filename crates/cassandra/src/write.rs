@@ -143,12 +143,12 @@ pub(crate) async fn apply(
                 );
                 let mb = bucket(r.window_start, metric_bucket);
                 by_metric
-                    .entry((r.metric_id.clone(), r.window.clone(), mb))
+                    .entry((r.metric_id.to_string(), r.window.to_string(), mb))
                     .or_default()
                     .push((
                         job.clone(),
-                        r.metric_id.clone(),
-                        r.window.clone(),
+                        r.metric_id.to_string(),
+                        r.window.to_string(),
                         mb,
                         r.window_start,
                         row.0,
@@ -167,8 +167,8 @@ pub(crate) async fn apply(
                     job.clone(),
                     tb,
                     r.window_start,
-                    r.metric_id.clone(),
-                    r.window.clone(),
+                    r.metric_id.to_string(),
+                    r.window.to_string(),
                     row.0,
                     row.1,
                     row.2,
@@ -183,7 +183,7 @@ pub(crate) async fn apply(
                 let ittl = index_ttl(ttl, RESULT_MARGIN_SECS);
                 new_buckets.push(("time", String::new(), tb, ittl));
                 new_buckets.push(("series", series_key(&r.metric_id, &r.window), mb, ittl));
-                new_series.push((r.metric_id.clone(), r.window.clone()));
+                new_series.push((r.metric_id.to_string(), r.window.to_string()));
             }
             Output::Retract {
                 metric_id,

@@ -4,6 +4,8 @@
 //! Every output carries its own idempotency key (see [`Output::key`]), so a sink that upserts by
 //! that key turns replay after a crash into a no-op rewrite. This module holds data only.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Accumulator, AggregateKind};
@@ -12,9 +14,11 @@ use crate::time::Millis;
 /// The aggregates of one window of one metric, as emitted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowResult {
-    pub metric_id: String,
+    /// Shared with the partition's key table (and the window name with its operator): a firing
+    /// of thousands of windows allocated both strings for each result, and again for each copy.
+    pub metric_id: Arc<str>,
     /// The window's name from the job config, e.g. `tumble_10s`.
-    pub window: String,
+    pub window: Arc<str>,
     /// Inclusive start, epoch ms.
     pub window_start: Millis,
     /// Exclusive end, epoch ms.
@@ -33,8 +37,8 @@ pub struct WindowResult {
 
 impl WindowResult {
     pub fn from_accumulator(
-        metric_id: &str,
-        window: &str,
+        metric_id: &Arc<str>,
+        window: &Arc<str>,
         (window_start, window_end): (Millis, Millis),
         acc: &Accumulator,
         extra: &[AggregateKind],
@@ -42,8 +46,8 @@ impl WindowResult {
     ) -> Self {
         let basic = |k| acc.value(k).unwrap_or(f64::NAN);
         Self {
-            metric_id: metric_id.to_string(),
-            window: window.to_string(),
+            metric_id: Arc::clone(metric_id),
+            window: Arc::clone(window),
             window_start,
             window_end,
             count: acc.count(),
@@ -60,8 +64,8 @@ impl WindowResult {
     /// further ones by name, then `revision`. Undefined values are `null`.
     pub fn to_json(&self) -> serde_json::Value {
         let mut obj = serde_json::Map::new();
-        obj.insert("metric_id".into(), self.metric_id.clone().into());
-        obj.insert("window".into(), self.window.clone().into());
+        obj.insert("metric_id".into(), (*self.metric_id).into());
+        obj.insert("window".into(), (*self.window).into());
         obj.insert("window_start".into(), self.window_start.into());
         obj.insert("window_end".into(), self.window_end.into());
         obj.insert("count".into(), self.count.into());
@@ -95,8 +99,8 @@ impl WindowResult {
             .filter_map(|&k| Some((k, obj.get(k.name())?.as_f64())))
             .collect();
         Some(Self {
-            metric_id: obj.get("metric_id")?.as_str()?.to_string(),
-            window: obj.get("window")?.as_str()?.to_string(),
+            metric_id: obj.get("metric_id")?.as_str()?.into(),
+            window: obj.get("window")?.as_str()?.into(),
             window_start: obj.get("window_start")?.as_i64()?,
             window_end: obj.get("window_end")?.as_i64()?,
             count: obj.get("count")?.as_u64()?,
@@ -198,10 +202,23 @@ mod tests {
             acc.add(ts, v);
         }
         let extra = [AggregateKind::Stddev, AggregateKind::P99];
-        let r = WindowResult::from_accumulator("cpu", "tumble_10s", (0, 10_000), &acc, &extra, 2);
+        let r = WindowResult::from_accumulator(
+            &"cpu".into(),
+            &"tumble_10s".into(),
+            (0, 10_000),
+            &acc,
+            &extra,
+            2,
+        );
         assert_eq!(WindowResult::from_json(&r.to_json()), Some(r));
-        let empty =
-            WindowResult::from_accumulator("m", "w", (0, 1), &Accumulator::new(false), &[], 0);
+        let empty = WindowResult::from_accumulator(
+            &"m".into(),
+            &"w".into(),
+            (0, 1),
+            &Accumulator::new(false),
+            &[],
+            0,
+        );
         let back = WindowResult::from_json(&empty.to_json()).unwrap();
         assert!(back.min.is_nan() && back.count == 0);
         let retraction = serde_json::json!({"metric_id": "m", "window": "w", "window_start": 0, "retracted": true});

@@ -34,6 +34,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 use serde::de::{self, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -67,7 +68,7 @@ pub struct PipelineState {
     pub format_version: u32,
     pub watermark: WatermarkTracker,
     /// Key id → metric id ("" for a free id).
-    pub names: Vec<String>,
+    pub names: Vec<Arc<str>>,
     /// Key id → the tags of the metric's first event since it became live (alerts carry them).
     pub tags: Vec<BTreeMap<String, String>>,
     pub operators: Vec<WindowOperator>,
@@ -205,7 +206,7 @@ impl PartitionPipeline {
                 found: state.format_version,
             });
         }
-        let mut saved: HashMap<String, WindowOperator> = state
+        let mut saved: HashMap<Arc<str>, WindowOperator> = state
             .operators
             .drain(..)
             .map(|op| (op.def().name.clone(), op))
@@ -213,7 +214,7 @@ impl PartitionPipeline {
         for def in &job.windows {
             let op = match saved.remove(&def.name) {
                 Some(op) if op.def() != def => {
-                    return Err(RestoreError::WindowChanged(def.name.clone()))
+                    return Err(RestoreError::WindowChanged(def.name.to_string()))
                 }
                 // Its timers were scheduled with the old lateness.
                 Some(op) if op.lateness() != job.allowed_lateness => {
@@ -265,7 +266,7 @@ impl PartitionPipeline {
         let live = |i: &usize| !state.free.contains(&(*i as u32));
         let index = (0..keys)
             .filter(live)
-            .map(|i| (state.names[i].as_str(), i as u32))
+            .map(|i| (&*state.names[i], i as u32))
             .collect();
         // Free keys get a rule when handed out again.
         let key_rules = (0..keys)
@@ -328,14 +329,14 @@ impl PartitionPipeline {
         let rule = crate::detect::rules::rule_of(&self.job.rules, metric_id, &tags);
         let id = match self.state.free.pop_first() {
             Some(id) => {
-                self.state.names[id as usize] = metric_id.to_string();
+                self.state.names[id as usize] = metric_id.into();
                 self.state.tags[id as usize] = tags;
                 self.key_rules[id as usize] = rule;
                 id
             }
             None => {
                 let id = self.state.names.len() as u32;
-                self.state.names.push(metric_id.to_string());
+                self.state.names.push(metric_id.into());
                 self.state.tags.push(tags);
                 self.key_rules.push(rule);
                 if self.job.state_ttl.is_some() {
@@ -445,7 +446,7 @@ impl PartitionPipeline {
         let watermark = self.state.watermark.current();
         let arrival = Arrival {
             key,
-            metric_id,
+            metric_id: &self.state.names[key as usize],
             ts,
             value,
             offset,
@@ -554,7 +555,7 @@ impl PartitionPipeline {
             let rule = self.key_rules.get(key as usize).copied().flatten();
             for (i, detector) in self.state.detectors.iter().enumerate() {
                 if let Series::Window { window, aggregate } = &detector.def().series {
-                    if *window == r.window && detector.def().rule == rule {
+                    if **window == *r.window && detector.def().rule == rule {
                         if let Some(x) = r.get(*aggregate) {
                             points.push((i, key, r.metric_id.clone(), r.window_start, x));
                         }
@@ -1041,7 +1042,7 @@ mod tests {
             "announced again (a catalog upsert): {out:?}"
         );
         assert_eq!(p.live_keys(), 2);
-        assert_eq!(p.state().names[0], "gone", "the freed id is reused");
+        assert_eq!(&*p.state().names[0], "gone", "the freed id is reused");
         for (i, ts) in (8_500..=9_500).step_by(500).enumerate() {
             p.process("gone", ts, 1_000.0, 301 + i as u64, &mut out);
         }
@@ -1119,7 +1120,7 @@ mod tests {
     struct StateV2<'a> {
         format_version: u32,
         watermark: &'a WatermarkTracker,
-        names: &'a Vec<String>,
+        names: &'a Vec<Arc<str>>,
         tags: &'a Vec<BTreeMap<String, String>>,
         operators: &'a Vec<WindowOperator>,
         detectors: &'a Vec<DetectorOperator>,

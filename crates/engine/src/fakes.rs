@@ -107,7 +107,11 @@ impl FlakyStore {
             .into_iter()
             .map(|r| {
                 (
-                    (r.metric_id, r.window, r.window_start),
+                    (
+                        r.metric_id.to_string(),
+                        r.window.to_string(),
+                        r.window_start,
+                    ),
                     (r.window_end, r.count, r.sum, r.min, r.max),
                 )
             })

@@ -232,8 +232,8 @@ mod tests {
         let mut acc = Accumulator::new(false);
         acc.add(i, 1.0);
         Output::Result(WindowResult::from_accumulator(
-            "m",
-            "w",
+            &"m".into(),
+            &"w".into(),
             (i, i + 1),
             &acc,
             &[],

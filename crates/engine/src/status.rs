@@ -125,7 +125,7 @@ impl JobCounters {
             .collect();
         Self {
             partitions,
-            windows: job.windows.iter().map(|w| w.name.clone()).collect(),
+            windows: job.windows.iter().map(|w| w.name.to_string()).collect(),
             keep_raw_events: job.keep_raw_events,
             ingest_received: AtomicU64::new(0),
             ingest_accepted: AtomicU64::new(0),

@@ -256,7 +256,7 @@ impl EngineMetrics {
                 .windows
                 .iter()
                 .map(|w| WindowCounters {
-                    name: w.name.clone(),
+                    name: w.name.to_string(),
                     results_final: AtomicU64::new(0),
                     results_update: AtomicU64::new(0),
                     results_partial: AtomicU64::new(0),
@@ -302,7 +302,7 @@ struct WindowTally {
 /// Counts early-firing partial results by window (one add per window touched).
 pub fn count_partials(metrics: &EngineMetrics, results: &[WindowResult]) {
     for w in &metrics.windows {
-        let n = results.iter().filter(|r| r.window == w.name).count() as u64;
+        let n = results.iter().filter(|r| *r.window == *w.name).count() as u64;
         if n > 0 {
             w.results_partial
                 .fetch_add(n, std::sync::atomic::Ordering::Relaxed);

@@ -176,7 +176,7 @@ impl OutputTopics {
                     let Some(topic) = &self.results_topic else {
                         continue;
                     };
-                    (topic, r.metric_id.as_str(), r.to_json())
+                    (topic, &*r.metric_id, r.to_json())
                 }
                 Output::Retract {
                     metric_id,

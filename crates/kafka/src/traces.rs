@@ -153,7 +153,7 @@ impl TraceWatch {
         let mut made = 0;
         for output in outputs {
             let Output::Result(r) = output else { continue };
-            let Some(waiting) = self.by_metric.get(&r.metric_id) else {
+            let Some(waiting) = self.by_metric.get(&*r.metric_id) else {
                 continue;
             };
             for w in waiting.iter().filter(|w| {

@@ -8,6 +8,7 @@
 //! [`StoreError::Corrupt`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use streampulse_core::aggregate::AggregateKind;
@@ -20,8 +21,8 @@ const V1: u8 = 1;
 
 #[derive(Serialize, Deserialize)]
 struct ResultV1 {
-    metric_id: String,
-    window: String,
+    metric_id: Arc<str>,
+    window: Arc<str>,
     window_start: i64,
     window_end: i64,
     count: u64,

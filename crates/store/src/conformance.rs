@@ -207,7 +207,7 @@ pub fn results_are_filtered_by_the_tags_in_the_metric_catalog(store: &dyn Result
             .query_results(q)
             .expect("query")
             .into_iter()
-            .map(|r| r.metric_id)
+            .map(|r| r.metric_id.to_string())
             .collect();
         ids.dedup();
         ids.sort();
@@ -407,7 +407,13 @@ pub fn queries_respect_half_open_range_filters_order_and_limit(store: &dyn Resul
 
     let starts = |rows: Vec<WindowResult>| -> Vec<(String, String, i64)> {
         rows.into_iter()
-            .map(|r| (r.metric_id, r.window, r.window_start))
+            .map(|r| {
+                (
+                    r.metric_id.to_string(),
+                    r.window.to_string(),
+                    r.window_start,
+                )
+            })
             .collect()
     };
     let row = |m: &str, w: &str, s: i64| (m.to_string(), w.to_string(), s);

@@ -353,11 +353,11 @@ impl EmbeddedStore {
         for entry in table.range(lo.as_slice()..hi.as_slice())? {
             let (_, value) = entry?;
             let r = decode_result(RESULTS_BY_TIME_NAME, value.value())?;
-            let wanted = q.metric_id.as_ref().is_none_or(|m| *m == r.metric_id)
+            let wanted = q.metric_id.as_ref().is_none_or(|m| **m == *r.metric_id)
                 && q.metric_match
                     .as_ref()
                     .is_none_or(|f| f.matches(&r.metric_id))
-                && q.window.as_ref().is_none_or(|w| *w == r.window);
+                && q.window.as_ref().is_none_or(|w| **w == *r.window);
             if wanted && out.len() + 1 >= q.limit {
                 out.push(r);
                 break;

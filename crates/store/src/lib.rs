@@ -239,7 +239,7 @@ pub fn tag_walk(
         let full = found.rows.len() >= page.limit;
         let last = found.rows.last().map(ResultKey::of);
         for r in found.rows {
-            let keep = wanted.contains(&r.metric_id);
+            let keep = wanted.contains(&*r.metric_id);
             if keep && out.len() + 1 >= q.limit {
                 out.push(r);
                 return Ok(budget.page(out));
@@ -300,8 +300,8 @@ pub struct ResultKey {
 impl ResultKey {
     pub fn of(r: &WindowResult) -> Self {
         Self {
-            metric_id: r.metric_id.clone(),
-            window: r.window.clone(),
+            metric_id: r.metric_id.to_string(),
+            window: r.window.to_string(),
             window_start: r.window_start,
         }
     }

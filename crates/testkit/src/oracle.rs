@@ -47,7 +47,7 @@ pub fn batch(job: &Job, events: &[Event]) -> BTreeMap<Key, Row> {
         for (m, ts, v) in events {
             let mut s = align_down(*ts, slide, offset);
             while s + size > *ts {
-                add((m.clone(), def.name.clone(), s), s + size, *v);
+                add((m.clone(), def.name.to_string(), s), s + size, *v);
                 s -= slide;
             }
         }
@@ -85,7 +85,11 @@ pub fn upsert(store: &mut BTreeMap<Key, Row>, outputs: &[Output]) {
         match o {
             Output::Result(r) => {
                 store.insert(
-                    (r.metric_id.clone(), r.window.clone(), r.window_start),
+                    (
+                        r.metric_id.to_string(),
+                        r.window.to_string(),
+                        r.window_start,
+                    ),
                     (r.window_end, r.count, r.sum, r.min, r.max),
                 );
             }

@@ -163,10 +163,10 @@ async fn answer(
 
 fn check_window(job: &Job, w: &str) -> Result<(), Problem> {
     let windows = &job.windows;
-    if windows.iter().any(|d| d.name == w) {
+    if windows.iter().any(|d| *d.name == *w) {
         return Ok(());
     }
-    let names: Vec<&str> = windows.iter().map(|d| d.name.as_str()).collect();
+    let names: Vec<&str> = windows.iter().map(|d| &*d.name).collect();
     Err(Problem::bad_request(format!(
         "unknown window '{w}'; job '{}' has: {}",
         job.name,

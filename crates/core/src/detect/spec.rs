@@ -254,7 +254,7 @@ impl DetectorSpec {
             })?;
             let def = windows
                 .iter()
-                .find(|w| w.name == window)
+                .find(|w| *w.name == *window)
                 .ok_or_else(|| err("series", format!("no window named '{window}' in this job")))?;
             let aggregate = AggregateKind::ALL
                 .into_iter()

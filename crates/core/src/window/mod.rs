@@ -22,6 +22,7 @@ pub use sliced::SlicedWindows;
 pub use spec::{WindowDef, WindowKind, WindowSpec, WindowType, MAX_WINDOW};
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use crate::output::{Output, WindowResult};
 use crate::time::Millis;
@@ -31,7 +32,7 @@ use crate::time::Millis;
 pub struct Arrival<'a> {
     /// Dense id of the metric within the partition.
     pub key: u32,
-    pub metric_id: &'a str,
+    pub metric_id: &'a Arc<str>,
     pub ts: Millis,
     pub value: f64,
     /// Position in the source partition (identifies a late event).
@@ -75,7 +76,7 @@ impl WindowOperator {
     }
 
     /// Fires and expires what the new `watermark` has passed. `names` maps key ids to metric ids.
-    pub fn advance(&mut self, watermark: Millis, names: &[String], out: &mut Vec<Output>) {
+    pub fn advance(&mut self, watermark: Millis, names: &[Arc<str>], out: &mut Vec<Output>) {
         match self {
             Self::Sliced(op) => op.advance(watermark, names, out),
             Self::Session(op) => op.advance(watermark, names, out),
@@ -91,7 +92,7 @@ impl WindowOperator {
     }
 
     /// The current aggregates of every window that has not fired yet (early firing).
-    pub fn partials(&self, names: &[String], out: &mut Vec<WindowResult>) {
+    pub fn partials(&self, names: &[Arc<str>], out: &mut Vec<WindowResult>) {
         match self {
             Self::Sliced(op) => op.partials(names, out),
             Self::Session(op) => op.partials(names, out),

@@ -11,6 +11,7 @@
 //! so the store never shows both.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use super::timer::{Timer, TimerKind, TimerQueue};
 use super::{Arrival, WindowDef, WindowKind};
@@ -163,7 +164,7 @@ impl SessionWindows {
             if old.revision.is_some() && old.start != merged.start {
                 out.push(Output::Retract {
                     metric_id: metric_id.to_string(),
-                    window: self.def.name.clone(),
+                    window: self.def.name.to_string(),
                     window_start: old.start,
                     window_end: old.end,
                 });
@@ -215,7 +216,7 @@ impl SessionWindows {
         }
     }
 
-    pub fn advance(&mut self, watermark: Millis, names: &[String], out: &mut Vec<Output>) {
+    pub fn advance(&mut self, watermark: Millis, names: &[Arc<str>], out: &mut Vec<Output>) {
         while let Some(timer) = self.timers.pop_due(watermark) {
             let idx = timer.key as usize;
             let Ok(pos) = self.keys[idx].binary_search_by_key(&timer.start, |s| s.start) else {
@@ -248,7 +249,7 @@ impl SessionWindows {
     }
 
     /// The sessions that have not fired yet, as they stand now (early firing). Reads only.
-    pub fn partials(&self, names: &[String], out: &mut Vec<WindowResult>) {
+    pub fn partials(&self, names: &[Arc<str>], out: &mut Vec<WindowResult>) {
         for (key, sessions) in self.keys.iter().enumerate() {
             let Some(metric_id) = names.get(key) else {
                 continue;
@@ -266,7 +267,7 @@ impl SessionWindows {
         }
     }
 
-    fn emit(def: &WindowDef, session: &mut Session, metric_id: &str, out: &mut Vec<Output>) {
+    fn emit(def: &WindowDef, session: &mut Session, metric_id: &Arc<str>, out: &mut Vec<Output>) {
         let revision = session.revision.map_or(0, |r| r + 1);
         session.revision = Some(revision);
         out.push(Output::Result(WindowResult::from_accumulator(
@@ -390,7 +391,7 @@ mod tests {
             sessions.sort_by_key(|s| s.0);
         }
 
-        fn advance(&mut self, wm: Millis, names: &[String], seen: &mut Seen) {
+        fn advance(&mut self, wm: Millis, names: &[Arc<str>], seen: &mut Seen) {
             for (key, sessions) in self.keys.iter_mut().enumerate() {
                 for s in sessions.iter_mut() {
                     if !s.5 && s.1 - 1 <= wm {
@@ -413,7 +414,7 @@ mod tests {
             events in prop::collection::vec((0usize..3, 0i64..3_000, -1_500i64..200, -50i32..50), 1..150),
         ) {
             let def = WindowDef { name: "s".into(), kind: WindowKind::Session { gap }, extra: vec![] };
-            let names: Vec<String> = (0..3).map(|k| format!("m{k}")).collect();
+            let names: Vec<Arc<str>> = (0..3).map(|k| format!("m{k}").into()).collect();
             let mut op = SessionWindows::new(&def, lateness);
             let mut model = Model { gap, lateness, keys: vec![Vec::new(); 3] };
             let (mut got, mut want) = (Seen::default(), Seen::default());

@@ -11,6 +11,7 @@
 //! it holds data, as in Flink.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use super::spec::gcd;
 use super::timer::{Timer, TimerKind, TimerQueue};
@@ -159,7 +160,7 @@ impl SlicedWindows {
         }
     }
 
-    pub fn advance(&mut self, watermark: Millis, names: &[String], out: &mut Vec<Output>) {
+    pub fn advance(&mut self, watermark: Millis, names: &[Arc<str>], out: &mut Vec<Output>) {
         while let Some(timer) = self.timers.pop_due(watermark) {
             let name = &names[timer.key as usize];
             match timer.kind {
@@ -177,7 +178,7 @@ impl SlicedWindows {
         }
     }
 
-    fn emit(&mut self, key: u32, start: Millis, metric_id: &str, out: &mut Vec<Output>) {
+    fn emit(&mut self, key: u32, start: Millis, metric_id: &Arc<str>, out: &mut Vec<Output>) {
         let state = &mut self.keys[key as usize];
         let Some(revision) = state.windows.get_mut(&start) else {
             return;
@@ -194,7 +195,7 @@ impl SlicedWindows {
         &self,
         state: &KeyState,
         start: Millis,
-        metric_id: &str,
+        metric_id: &Arc<str>,
         revision: u32,
     ) -> Option<WindowResult> {
         let end = start + self.size;
@@ -223,7 +224,7 @@ impl SlicedWindows {
     }
 
     /// The windows that have not fired yet, as they stand now (early firing). Reads only.
-    pub fn partials(&self, names: &[String], out: &mut Vec<WindowResult>) {
+    pub fn partials(&self, names: &[Arc<str>], out: &mut Vec<WindowResult>) {
         for (key, state) in self.keys.iter().enumerate() {
             let Some(metric_id) = names.get(key) else {
                 continue;

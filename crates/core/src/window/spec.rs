@@ -2,6 +2,7 @@
 //! ([`WindowDef`]).
 
 use crate::config::ConfigError;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -105,7 +106,8 @@ impl WindowKind {
 /// A window definition that passed validation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowDef {
-    pub name: String,
+    /// Shared with every result the window emits.
+    pub name: Arc<str>,
     pub kind: WindowKind,
     /// Non-basic aggregates to report, deduplicated, in config order.
     pub extra: Vec<AggregateKind>,
@@ -223,7 +225,7 @@ impl WindowSpec {
             }
         }
         Ok(WindowDef {
-            name: self.name.clone(),
+            name: self.name.as_str().into(),
             kind,
             extra,
         })

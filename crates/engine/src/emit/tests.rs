@@ -15,8 +15,8 @@ fn result(start: i64) -> Output {
     let mut acc = Accumulator::new(false);
     acc.add(start, 2.0);
     Output::Result(WindowResult::from_accumulator(
-        "m",
-        "w",
+        &"m".into(),
+        &"w".into(),
         (start, start + 10_000),
         &acc,
         &[],

@@ -814,7 +814,7 @@ fn applies_during_repeated_durable_flushes_end_with_every_last_revision() {
                 assert_eq!(rows[0].revision, last[p as usize], "{m} by metric");
                 let q = query("job", k * 1_000, k * 1_000 + 1, None, None, 100);
                 let rows = store.query_results(&q).expect("query");
-                let row = rows.iter().find(|r| r.metric_id == m).expect("by time");
+                let row = rows.iter().find(|r| *r.metric_id == *m).expect("by time");
                 assert_eq!(row.revision, last[p as usize], "{m} by time");
             }
         }

@@ -131,7 +131,14 @@ fn results_of(store: &EmbeddedStore, job: &str) -> BTreeSet<(String, String, i64
             .query_results(q)
             .expect("query results")
             .into_iter()
-            .map(|r| (r.metric_id, r.window, r.window_start, r.window_end))
+            .map(|r| {
+                (
+                    r.metric_id.to_string(),
+                    r.window.to_string(),
+                    r.window_start,
+                    r.window_end,
+                )
+            })
             .collect()
     };
     let by_time = rows(&results_query(job, None));
@@ -320,8 +327,8 @@ fn a_result_goes_by_its_window_end_not_its_start() {
         .iter()
         .map(|r| {
             (
-                r.metric_id.clone(),
-                r.window.clone(),
+                r.metric_id.to_string(),
+                r.window.to_string(),
                 r.window_start,
                 r.window_end,
             )
@@ -648,7 +655,7 @@ proptest! {
                     (j, Output::Raw(e.clone()))
                 }
                 Row::Result(j, w) => {
-                    result_model.insert((j.clone(), w.metric_id.clone(), w.window_start), w.window_end);
+                    result_model.insert((j.clone(), w.metric_id.to_string(), w.window_start), w.window_end);
                     (j, Output::Result(w.clone()))
                 }
                 Row::Late(j, e) => {
