@@ -14,6 +14,7 @@ use streampulse_core::event::Event;
 use streampulse_core::job::{Job, JobSpec};
 use streampulse_core::output::{LateEvent, Output};
 use streampulse_core::time::Millis;
+use streampulse_log::RecordBatch;
 use streampulse_store::{
     AlertQuery, EmbeddedStore, ExpiryReport, LateQuery, RawQuery, RawRow, ResultPage, ResultQuery,
     ResultStore, RetentionPolicy, StoreCounts, StoreError,
@@ -51,7 +52,13 @@ impl EventSource for FakeSource {
         self.records.lock().unwrap().len() as u64
     }
 
-    fn read(&self, _: u32, from: u64, max: usize) -> Result<Vec<(u64, Vec<u8>)>, SourceError> {
+    fn read(
+        &self,
+        _: u32,
+        from: u64,
+        max: usize,
+        batch: &mut RecordBatch,
+    ) -> Result<(), SourceError> {
         let unavailable = || {
             SourceError::Log(streampulse_log::LogError::Unavailable(
                 "the fake source fails".into(),
@@ -66,13 +73,11 @@ impl EventSource for FakeSource {
             return Err(unavailable());
         }
         let records = self.records.lock().unwrap();
-        Ok(records
-            .iter()
-            .enumerate()
-            .skip(from as usize)
-            .take(max)
-            .map(|(offset, payload)| (offset as u64, payload.clone()))
-            .collect())
+        batch.clear(from);
+        for payload in records.iter().skip(from as usize).take(max) {
+            batch.push(payload);
+        }
+        Ok(())
     }
 
     fn wait_for(&self, partition: u32, offset: u64, timeout: Duration) -> bool {

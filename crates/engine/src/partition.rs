@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use streampulse_core::pipeline::PartitionPipeline;
+use streampulse_log::RecordBatch;
 
 use crate::checkpoint::PartitionCheckpoint;
 use crate::emit::{Emitter, RetryDecision};
@@ -90,6 +91,8 @@ impl PartitionWorker {
         let early_firing = self.task.pipeline().job().early_firing;
         let mut flush_requested = false;
         let mut tally = OutputTally::new(&self.emitter.counters.metrics);
+        // Kept across reads: the log fills it without allocating once it has grown.
+        let mut batch = RecordBatch::new();
         let mut next_partials = Instant::now();
         self.task.publish(&self.emitter.counters);
         loop {
@@ -119,11 +122,11 @@ impl PartitionWorker {
                     Err(TryRecvError::Empty) => break,
                 }
             }
-            let batch = match self
+            match self
                 .source
-                .read(self.partition(), self.next_offset(), READ_BATCH)
+                .read(self.partition(), self.next_offset(), READ_BATCH, &mut batch)
             {
-                Ok(batch) => batch,
+                Ok(()) => {}
                 Err(err) => {
                     let first = self.source.start_offset(self.partition());
                     if self.next_offset() < first {
@@ -171,12 +174,12 @@ impl PartitionWorker {
     }
 
     /// Runs one batch of log records; true if it held this job's idle-flush marker.
-    fn process(&mut self, batch: &[(u64, Vec<u8>)]) -> bool {
+    fn process(&mut self, batch: &RecordBatch) -> bool {
         let job = self.emitter.job_name.clone();
         let mut marker_seen = false;
         // Other jobs' idle markers are not arrivals: only events restart the idle clock.
         let mut arrived = false;
-        for (offset, payload) in batch {
+        for (offset, payload) in batch.iter() {
             match record::decode(payload) {
                 Ok(Record::Event {
                     metric_id,
@@ -188,23 +191,23 @@ impl PartitionWorker {
                     // (the catalog and alerts carry them), or for every event when the job keeps
                     // raw events.
                     let tags = || record::decode_tags(payload);
-                    self.task.event(*offset, metric_id, tags, ts, value);
+                    self.task.event(offset, metric_id, tags, ts, value);
                 }
                 Ok(marker) => {
                     // Another job's marker is not ours to act on.
                     if let Some(decided_at) = marker.idle_flush_for(&job) {
                         marker_seen = true;
                         // Only if nothing arrived between the decision and the marker.
-                        if decided_at == *offset {
+                        if decided_at == offset {
                             self.task.flush_idle(&self.emitter.counters);
                         }
                     }
-                    self.task.step_over(*offset);
+                    self.task.step_over(offset);
                 }
                 Err(err) => {
                     self.counters().skipped_records.fetch_add(1, Relaxed);
                     tracing::error!(error = %err, offset, "skipping an undecodable log record");
-                    self.task.step_over(*offset);
+                    self.task.step_over(offset);
                 }
             }
         }

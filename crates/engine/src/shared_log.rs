@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use streampulse_log::EmbeddedLog;
+use streampulse_log::{EmbeddedLog, RecordBatch};
 
 use crate::source::{EventSource, SourceError};
 
@@ -145,8 +145,9 @@ impl EventSource for LogReader {
         partition: u32,
         from: u64,
         max: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, SourceError> {
-        EventSource::read(&self.shared.log, partition, from, max)
+        batch: &mut RecordBatch,
+    ) -> Result<(), SourceError> {
+        EventSource::read(&self.shared.log, partition, from, max, batch)
     }
 
     fn wait_for(&self, partition: u32, offset: u64, timeout: Duration) -> bool {

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use streampulse_log::EmbeddedLog;
+use streampulse_log::{EmbeddedLog, RecordBatch};
 
 use crate::record;
 
@@ -26,13 +26,15 @@ pub trait EventSource: Send + Sync {
     fn start_offset(&self, partition: u32) -> u64;
     /// The offset the next record of `partition` will get.
     fn end_offset(&self, partition: u32) -> u64;
-    /// Up to `max` records at offsets `>= from`, in offset order.
+    /// Up to `max` records at offsets `>= from`, in offset order, into `batch` (emptied first;
+    /// the caller keeps it across reads, so that its buffers are reused).
     fn read(
         &self,
         partition: u32,
         from: u64,
         max: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, SourceError>;
+        batch: &mut RecordBatch,
+    ) -> Result<(), SourceError>;
     /// Blocks until a record at `offset` exists or `timeout` passes; true if one does.
     fn wait_for(&self, partition: u32, offset: u64, timeout: Duration) -> bool;
     /// Makes `job`'s idle flush part of the partition's input (see [`crate::record`]);
@@ -66,8 +68,9 @@ impl EventSource for EmbeddedLog {
         partition: u32,
         from: u64,
         max: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, SourceError> {
-        Ok(EmbeddedLog::read(self, partition, from, max)?)
+        batch: &mut RecordBatch,
+    ) -> Result<(), SourceError> {
+        Ok(EmbeddedLog::read_into(self, partition, from, max, batch)?)
     }
 
     fn wait_for(&self, partition: u32, offset: u64, timeout: Duration) -> bool {

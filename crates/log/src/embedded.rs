@@ -24,6 +24,7 @@ use streampulse_dbfile::DbFile;
 use tokio::sync::oneshot;
 use tracing::{error, info};
 
+use crate::batch::RecordBatch;
 use crate::chunk;
 use crate::config::LogConfig;
 use crate::error::LogError;
@@ -214,8 +215,23 @@ impl EmbeddedLog {
         from: u64,
         max_records: usize,
     ) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
+        let mut batch = RecordBatch::new();
+        self.read_into(partition, from, max_records, &mut batch)?;
+        Ok(batch.iter().map(|(o, p)| (o, p.to_vec())).collect())
+    }
+
+    /// [`read`](Self::read) into `batch` (emptied first), whose buffers a caller reading again
+    /// and again keeps: no allocation per record, nor per read once they have grown.
+    pub fn read_into(
+        &self,
+        partition: u32,
+        from: u64,
+        max_records: usize,
+        batch: &mut RecordBatch,
+    ) -> Result<(), LogError> {
         let core = self.core();
-        core.checked(Self::read_from(core, partition, from, max_records))
+        batch.clear(from);
+        core.checked(Self::read_from(core, partition, from, max_records, batch))
     }
 
     fn read_from(
@@ -223,7 +239,8 @@ impl EmbeddedLog {
         partition: u32,
         from: u64,
         max_records: usize,
-    ) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
+        out: &mut RecordBatch,
+    ) -> Result<(), LogError> {
         let tables = core.tables(partition)?;
         let txn = core.db.get()?.begin_read()?;
         let chunks = txn.open_table(tables.chunks())?;
@@ -244,13 +261,12 @@ impl EmbeddedLog {
                 first_available,
             });
         }
-        let mut out = Vec::with_capacity(max_records.min(1024));
         if max_records == 0 {
-            return Ok(out);
+            return Ok(());
         }
         // The chunk holding `from` is the last one keyed at or before it.
         let Some(holding) = chunks.range(..=from)?.next_back() else {
-            return Ok(out);
+            return Ok(());
         };
         let start = holding?.0.value();
         for entry in chunks.range(start..)? {
@@ -260,13 +276,13 @@ impl EmbeddedLog {
                 if offset < from {
                     continue;
                 }
-                out.push((offset, payload?.to_vec()));
+                out.push(payload?);
                 if out.len() == max_records {
-                    return Ok(out);
+                    return Ok(());
                 }
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Next offset to be assigned in `partition` (committed records only); 0 for a partition

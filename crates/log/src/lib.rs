@@ -26,6 +26,7 @@
 //! This crate must never interpret payloads, and once a log is open, must never let anything but
 //! its writer thread run write transactions.
 
+mod batch;
 mod chunk;
 mod config;
 mod embedded;
@@ -36,6 +37,7 @@ mod schema;
 mod shared;
 mod writer;
 
+pub use batch::RecordBatch;
 pub use config::{FsyncPolicy, LogConfig, DEFAULT_LOG_CACHE_BYTES};
 pub use embedded::{EmbeddedLog, LOG_FILE_NAME};
 pub use error::LogError;
