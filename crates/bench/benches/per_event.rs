@@ -145,14 +145,11 @@ fn pipeline(bencher: Bencher, name: &str) {
         });
 }
 
-/// The firing of the default job's 10 s windows for 2,500 metrics (a partition's share of 10,000
-/// metrics), from the event that moves the watermark past their end to the outputs: what the
-/// result of a window fired with thousands of others waits for before it can be stored.
-#[divan::bench(sample_count = 20)]
-fn fire(bencher: Bencher) {
-    const METRICS: usize = 2_500;
+/// The default job's 10 s windows of `METRICS` metrics (a partition's share of 10,000 metrics),
+/// each with one value, and the event time that closes them all.
+fn about_to_fire() -> (Job, streampulse_core::pipeline::PipelineState, i64) {
     let job = job("default");
-    // A minute boundary, so only the 10 s windows close below.
+    // A minute boundary, so only the 10 s windows close.
     let start = 1_700_000_040_000i64;
     let mut pipeline = PartitionPipeline::new(&job);
     let mut out = Vec::new();
@@ -160,8 +157,18 @@ fn fire(bencher: Bencher) {
         let ts = start + (i as i64 * 4) % 10_000;
         pipeline.process(&format!("metric_{i:05}"), ts, i as f64, i as u64, &mut out);
     }
-    let state = pipeline.state().clone();
     let past = start + 10_000 + job.max_out_of_orderness;
+    (job, pipeline.state().clone(), past)
+}
+
+const METRICS: usize = 2_500;
+
+/// The firing of those windows, from the event that moves the watermark past their end to the
+/// outputs: what the result of a window fired with thousands of others waits for before it can
+/// be stored.
+#[divan::bench(sample_count = 20)]
+fn fire(bencher: Bencher) {
+    let (job, state, past) = about_to_fire();
     bencher
         .counter(ItemsCount::new(METRICS))
         .with_inputs(|| match PartitionPipeline::restore(&job, state.clone()) {
@@ -172,5 +179,27 @@ fn fire(bencher: Bencher) {
             pipeline.process("metric_00000", past, 1.0, METRICS as u64, &mut out);
             assert!(out.len() >= METRICS, "every metric's window fires");
             out
+        });
+}
+
+/// What that firing's outputs cost once made, before the next batch: the embedded store's
+/// deferred copy of them, and the drop of both (the store's after its write, the live feed's
+/// when its ring moves past them).
+#[divan::bench(sample_count = 20)]
+fn fired_outputs_copied(bencher: Bencher) {
+    let (job, state, past) = about_to_fire();
+    let mut outputs = Vec::new();
+    match PartitionPipeline::restore(&job, state) {
+        Ok(mut pipeline) => pipeline.process("metric_00000", past, 1.0, 0, &mut outputs),
+        Err(e) => panic!("restore: {e}"),
+    }
+    assert!(outputs.len() >= METRICS, "every metric's window fires");
+    bencher
+        .counter(ItemsCount::new(outputs.len()))
+        .with_inputs(|| outputs.clone())
+        .bench_local_values(|fired| {
+            let deferred = fired.clone();
+            drop(black_box(deferred));
+            drop(black_box(fired));
         });
 }

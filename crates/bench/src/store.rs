@@ -86,7 +86,7 @@ fn result(metric: usize, start: i64) -> WindowResult {
         min: v - 1.0,
         max: v + 1.0,
         mean: v,
-        extra: vec![],
+        extra: Default::default(),
         revision: 0,
     }
 }

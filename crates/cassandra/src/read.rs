@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 use scylla::response::{PagingState, PagingStateResponse};
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
-use streampulse_core::aggregate::AggregateKind;
+use streampulse_core::aggregate::ExtraValues;
 use streampulse_core::detect::Alert;
 use streampulse_core::output::{LateEvent, RawEvent, WindowResult};
 use streampulse_core::time::Millis;
@@ -61,7 +61,7 @@ fn result_of(
     window_start: Millis,
     c: ResultCols,
 ) -> Result<WindowResult, StoreError> {
-    let extra: Vec<(AggregateKind, Option<f64>)> = decode("results", &c.6)?;
+    let extra: ExtraValues = decode("results", &c.6)?;
     Ok(WindowResult {
         metric_id: metric_id.into(),
         window: window.into(),

@@ -673,7 +673,7 @@ mod tests {
             min: 1.0,
             max: 1.0,
             mean: 1.0,
-            extra: vec![],
+            extra: Default::default(),
             revision,
         };
         assert!(result_timestamp(&r(10, 1)) > result_timestamp(&r(10, 0)));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::{Accumulator, AggregateKind};
+use crate::aggregate::{Accumulator, AggregateKind, ExtraValues};
 use crate::time::Millis;
 
 /// The aggregates of one window of one metric, as emitted.
@@ -29,8 +29,8 @@ pub struct WindowResult {
     pub max: f64,
     pub mean: f64,
     /// Further aggregates the window asked for, in the order of its config.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub extra: Vec<(AggregateKind, Option<f64>)>,
+    #[serde(default, skip_serializing_if = "ExtraValues::is_empty")]
+    pub extra: ExtraValues,
     /// 0 for the first emission; each late update within `allowed_lateness` adds one.
     pub revision: u32,
 }
@@ -77,8 +77,8 @@ impl WindowResult {
         ] {
             obj.insert(name.into(), json_number(Some(v)));
         }
-        for (kind, v) in &self.extra {
-            obj.insert(kind.name().into(), json_number(*v));
+        for (kind, v) in self.extra.iter() {
+            obj.insert(kind.name().into(), json_number(v));
         }
         obj.insert("revision".into(), self.revision.into());
         serde_json::Value::Object(obj)
@@ -121,11 +121,7 @@ impl WindowResult {
             AggregateKind::Min => Some(self.min),
             AggregateKind::Max => Some(self.max),
             AggregateKind::Mean => Some(self.mean),
-            other => self
-                .extra
-                .iter()
-                .find(|(k, _)| *k == other)
-                .and_then(|(_, v)| *v),
+            other => self.extra.get(other),
         }
     }
 }

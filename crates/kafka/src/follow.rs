@@ -192,7 +192,7 @@ mod tests {
             min: 1.0,
             max: 2.0,
             mean: 1.5,
-            extra: vec![],
+            extra: Default::default(),
             revision: 1,
         };
         let payload = r.to_json().to_string();

@@ -206,7 +206,7 @@ mod tests {
             min: 1.0,
             max: 1.0,
             mean: 1.0,
-            extra: vec![],
+            extra: Default::default(),
             revision: 0,
         })
     }

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use streampulse_core::aggregate::AggregateKind;
+use streampulse_core::aggregate::ExtraValues;
 use streampulse_core::detect::{Alert, AlertState, Severity};
 use streampulse_core::output::{LateEvent, WindowResult};
 
@@ -30,7 +30,7 @@ struct ResultV1 {
     min: f64,
     max: f64,
     mean: f64,
-    extra: Vec<(AggregateKind, Option<f64>)>,
+    extra: ExtraValues,
     revision: u32,
 }
 
@@ -263,6 +263,7 @@ fn decode<'a, T: Deserialize<'a>>(table: &'static str, bytes: &'a [u8]) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use streampulse_core::aggregate::AggregateKind;
 
     fn result(extra: Vec<(AggregateKind, Option<f64>)>) -> WindowResult {
         WindowResult {
@@ -275,7 +276,7 @@ mod tests {
             min: f64::INFINITY,
             max: 3.5,
             mean: 1.25,
-            extra,
+            extra: extra.into_iter().collect(),
             revision: 7,
         }
     }

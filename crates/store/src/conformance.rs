@@ -28,7 +28,7 @@ pub fn result(metric: &str, window: &str, start: i64, revision: u32) -> WindowRe
         min: -1.0,
         max: 1.0,
         mean: 0.5,
-        extra: vec![],
+        extra: Default::default(),
         revision,
     }
 }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sketches_ddsketch::{Config as SketchConfig, DDSketch};
 
 use super::kept_quantiles::KeptQuantiles;
-use super::AggregateKind;
+use super::{AggregateKind, ExtraValues};
 use crate::time::Millis;
 
 /// Relative accuracy of the percentile sketch.
@@ -255,7 +255,7 @@ impl Accumulator {
     }
 
     /// The values of `kinds`, in order; what answers percentiles is made at most once.
-    pub fn values(&self, kinds: &[AggregateKind]) -> Vec<(AggregateKind, Option<f64>)> {
+    pub fn values(&self, kinds: &[AggregateKind]) -> ExtraValues {
         let wants_quantiles = kinds.iter().any(|k| k.quantile().is_some());
         match &self.sketch {
             Some(percentiles) if self.count > 0 && wants_quantiles => {
@@ -403,9 +403,9 @@ mod tests {
             let kinds = AggregateKind::ALL;
             let same_results = |kept: &Accumulator, reference: &Accumulator| {
                 let values = kept.values(&kinds);
-                kinds.into_iter().enumerate().all(|(i, kind)| {
+                values.len() == kinds.len() && kinds.into_iter().zip(values.iter()).all(|(kind, got)| {
                     let want = reference.value(kind);
-                    values[i] == (kind, want) && kept.value(kind) == want
+                    got == (kind, want) && kept.value(kind) == want
                 })
             };
             let bytes = |acc: &Accumulator| postcard::to_allocvec(acc).unwrap();

@@ -5,8 +5,10 @@
 //! always computed (they are nearly free); the others are computed when a window lists them.
 
 mod accumulator;
+mod extra;
 mod kept_quantiles;
 mod kind;
 
 pub use accumulator::Accumulator;
+pub use extra::ExtraValues;
 pub use kind::AggregateKind;

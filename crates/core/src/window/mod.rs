@@ -61,6 +61,12 @@ pub enum WindowOperator {
 
 impl WindowOperator {
     pub fn new(def: &WindowDef, allowed_lateness: Millis) -> Self {
+        // A name of this operator's own: every result holds it, and a count shared with the
+        // other partitions' operators made each result's copy and drop a contended atomic.
+        let def = &WindowDef {
+            name: Arc::from(&*def.name),
+            ..def.clone()
+        };
         match def.kind {
             WindowKind::Session { .. } => Self::Session(SessionWindows::new(def, allowed_lateness)),
             _ => Self::Sliced(SlicedWindows::new(def, allowed_lateness)),

@@ -35,7 +35,7 @@ fn result(metric: &str, window: &str, start: i64, end: i64) -> WindowResult {
         min: 2.0,
         max: 2.0,
         mean: 2.0,
-        extra: vec![],
+        extra: Default::default(),
         revision: 0,
     }
 }
