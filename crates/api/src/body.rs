@@ -37,6 +37,13 @@ pub async fn read(mut body: Body, limits: &BodyLimits) -> Result<Held, Problem> 
     let deadline = tokio::time::Instant::now() + limits.read_timeout;
     let mut buf: Vec<u8> = Vec::new();
     let mut reservation: Option<OwnedSemaphorePermit> = None;
+    // A declared length (Content-Length) is refused or reserved at once: the body arrives in
+    // frames of a few KiB, and growing to its length by doubling copied it about once more.
+    let declared = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
+    if declared > limits.max_bytes {
+        return Err(too_large(limits));
+    }
+    grow(&mut buf, &mut reservation, declared, limits)?;
     loop {
         let frame = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx));
         let frame = match tokio::time::timeout_at(deadline, frame).await {
@@ -61,36 +68,15 @@ pub async fn read(mut body: Body, limits: &BodyLimits) -> Result<Held, Problem> 
             continue; // trailers
         };
         if buf.len() + data.len() > limits.max_bytes {
-            return Err(Problem::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "the body exceeds {} bytes (server.max_body_bytes); split it into smaller \
-                     requests",
-                    limits.max_bytes
-                ),
-            ));
+            return Err(too_large(limits));
         }
         let needed = buf.len() + data.len();
         if needed > buf.capacity() {
-            // The budget counts the buffer's capacity, not its length: growth doubles (bounded by
-            // the body limit) so copies stay linear, and every allocated byte is reserved.
+            // Growth doubles (bounded by the body limit) so copies stay linear.
             let capacity = needed
                 .max(buf.capacity().saturating_mul(2))
                 .min(limits.max_bytes);
-            let more = u32::try_from(capacity - buf.capacity())
-                .ok()
-                .and_then(|n| limits.budget.clone().try_acquire_many_owned(n).ok())
-                .ok_or_else(|| {
-                    Problem::unavailable(
-                        "the server holds as many request bytes as it may \
-                         (server.max_inflight_bytes); retry with backoff",
-                    )
-                })?;
-            match reservation.as_mut() {
-                Some(held) => held.merge(more),
-                None => reservation = Some(more),
-            }
-            buf.reserve_exact(capacity - buf.len());
+            grow(&mut buf, &mut reservation, capacity, limits)?;
         }
         buf.extend_from_slice(&data);
     }
@@ -98,6 +84,44 @@ pub async fn read(mut body: Body, limits: &BodyLimits) -> Result<Held, Problem> 
         bytes: Bytes::from(buf),
         _reservation: reservation,
     })
+}
+
+fn too_large(limits: &BodyLimits) -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "the body exceeds {} bytes (server.max_body_bytes); split it into smaller requests",
+            limits.max_bytes
+        ),
+    )
+}
+
+/// Gives `buf` room for `capacity` bytes, having reserved them of the budget first: the budget
+/// counts the buffer's capacity, not its length, so every allocated byte is reserved.
+fn grow(
+    buf: &mut Vec<u8>,
+    reservation: &mut Option<OwnedSemaphorePermit>,
+    capacity: usize,
+    limits: &BodyLimits,
+) -> Result<(), Problem> {
+    if capacity <= buf.capacity() {
+        return Ok(());
+    }
+    let more = u32::try_from(capacity - buf.capacity())
+        .ok()
+        .and_then(|n| limits.budget.clone().try_acquire_many_owned(n).ok())
+        .ok_or_else(|| {
+            Problem::unavailable(
+                "the server holds as many request bytes as it may \
+                 (server.max_inflight_bytes); retry with backoff",
+            )
+        })?;
+    match reservation.as_mut() {
+        Some(held) => held.merge(more),
+        None => *reservation = Some(more),
+    }
+    buf.reserve_exact(capacity - buf.len());
+    Ok(())
 }
 
 #[cfg(test)]
@@ -127,6 +151,41 @@ mod tests {
         );
         drop(held);
         assert_eq!(l.budget.available_permits(), 150);
+    }
+
+    /// A body that declares its length and then sends nothing.
+    struct Declared(u64);
+
+    impl HttpBody for Declared {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+            std::task::Poll::Pending
+        }
+        fn size_hint(&self) -> hyper::body::SizeHint {
+            hyper::body::SizeHint::with_exact(self.0)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_is_refused_or_reserved_before_the_body_arrives() {
+        let l = limits(10, 1000);
+        let big = read(Body::new(Declared(11)), &l).await.err().unwrap();
+        assert_eq!(big.status, 413, "refused without waiting for the body");
+        let budget = Arc::clone(&l.budget);
+        let waiting = tokio::spawn(async move { read(Body::new(Declared(10)), &l).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            budget.available_permits(),
+            990,
+            "the declared length is reserved"
+        );
+        let late = waiting.await.unwrap().err().unwrap();
+        assert_eq!(late.status, 408);
+        assert_eq!(budget.available_permits(), 1000);
     }
 
     #[tokio::test]
