@@ -20,6 +20,9 @@ pub(crate) const TARGET_BYTES: usize = 16 * 1024;
 
 const LEN: usize = std::mem::size_of::<u32>();
 
+/// The longest record a chunk's length prefix can say; appends refuse longer ones.
+pub const MAX_RECORD: usize = u32::MAX as usize;
+
 /// Builds the chunks of one partition within one commit.
 #[derive(Debug, Default)]
 pub(crate) struct Builder {
@@ -41,7 +44,7 @@ impl Builder {
             self.first = offset;
             self.bytes.reserve(TARGET_BYTES.max(LEN + payload.len()));
         }
-        // Payloads above 4 GiB cannot reach the log: ingest bounds bodies far below that.
+        // Appends refuse a payload past `MAX_RECORD` before it reaches a chunk.
         let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
         self.bytes.extend_from_slice(&len.to_le_bytes());
         self.bytes.extend_from_slice(payload);

@@ -184,6 +184,15 @@ impl EmbeddedLog {
         if let Some(&(bad, _)) = records.iter().find(|(p, _)| *p >= partitions) {
             return Err(LogError::InvalidPartition(bad));
         }
+        if let Some((partition, payload)) =
+            records.iter().find(|(_, r)| r.len() > crate::MAX_RECORD)
+        {
+            return Err(LogError::RecordTooLarge {
+                partition: *partition,
+                bytes: payload.len(),
+                limit: crate::MAX_RECORD,
+            });
+        }
         if records.is_empty() && idempotency_key.is_none() {
             return Ok(Some(AppendReceipt {
                 duplicate: false,

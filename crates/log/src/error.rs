@@ -43,6 +43,14 @@ pub enum LogError {
     /// did not write.
     #[error("the log's chunk at offset {first} of partition {partition} is malformed")]
     MalformedChunk { partition: u32, first: u64 },
+    /// A record longer than a chunk's length prefix can say ([`crate::MAX_RECORD`]); nothing
+    /// of its append was written.
+    #[error("a record of {bytes} bytes for partition {partition} exceeds the log's limit of {limit} bytes")]
+    RecordTooLarge {
+        partition: u32,
+        bytes: usize,
+        limit: usize,
+    },
     /// The log was closed (or its writer thread stopped); nothing more can be appended.
     #[error("log is closed")]
     Closed,

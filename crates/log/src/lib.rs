@@ -38,6 +38,7 @@ mod shared;
 mod writer;
 
 pub use batch::RecordBatch;
+pub use chunk::MAX_RECORD;
 pub use config::{FsyncPolicy, LogConfig, DEFAULT_LOG_CACHE_BYTES};
 pub use embedded::{EmbeddedLog, LOG_FILE_NAME};
 pub use error::LogError;

@@ -188,6 +188,26 @@ fn invalid_partitions_are_rejected_and_nothing_is_written() {
 }
 
 #[test]
+fn a_record_longer_than_a_length_prefix_says_is_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = EmbeddedLog::open(dir.path(), config(2)).expect("open");
+    // Zeroed and never touched: address space, not memory.
+    let huge = vec![0u8; crate::MAX_RECORD + 1];
+    let err = log
+        .append_blocking(vec![(0, payload("ok")), (1, huge)], None)
+        .expect_err("past the limit");
+    assert!(matches!(
+        err,
+        LogError::RecordTooLarge { partition: 1, bytes, limit }
+            if bytes == crate::MAX_RECORD + 1 && limit == crate::MAX_RECORD
+    ));
+    assert_eq!((log.end_offset(0), log.end_offset(1)), (0, 0));
+    log.append_blocking(vec![(0, payload("ok"))], None)
+        .expect("a record within the limit");
+    assert_eq!(log.end_offset(0), 1);
+}
+
+#[test]
 fn empty_append_is_a_no_op() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = EmbeddedLog::open(dir.path(), config(2)).expect("open");
