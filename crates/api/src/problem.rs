@@ -13,6 +13,7 @@ use streampulse_engine::checkpoint::{CheckpointError, SnapshotError};
 use streampulse_engine::ingest::IngestError;
 use streampulse_engine::jobs::JobsError;
 use streampulse_engine::EngineError;
+use streampulse_log::LogError;
 use streampulse_store::StoreError;
 use utoipa::ToSchema;
 
@@ -102,6 +103,8 @@ impl HttpError for IngestError {
         match self {
             IngestError::NotTheEmbeddedLog { .. } => StatusCode::CONFLICT,
             IngestError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            // A retry cannot help; nothing of the batch was stored.
+            IngestError::Log(LogError::RecordTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             // Nothing of the batch was stored: the client retries it (with its idempotency key).
             IngestError::Log(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -205,5 +208,15 @@ mod tests {
         assert!(stopped.detail.contains("resume it"), "{}", stopped.detail);
         let kafka_job = IngestError::NotTheEmbeddedLog { job: "k".into() };
         assert_eq!(Problem::from(kafka_job).status, 409);
+        let too_long = IngestError::Log(LogError::RecordTooLarge {
+            partition: 0,
+            bytes: 2,
+            limit: 1,
+        });
+        assert_eq!(Problem::from(too_long).status, 413);
+        assert_eq!(
+            Problem::from(IngestError::Log(LogError::Closed)).status,
+            503
+        );
     }
 }

@@ -176,9 +176,10 @@ impl LiveFeed {
         let mut emissions = emissions.into_iter().peekable();
         let mut chunks: Vec<Vec<Emission>> = Vec::new();
         while emissions.peek().is_some() {
-            // Sized once: a filtered iterator's hint is 0, and growing by doubling moved each
-            // emission about twice more.
-            let mut chunk = Vec::with_capacity(FEED_CHUNK);
+            // Sized once (growing by doubling moved each emission about twice more), by the
+            // upper bound of what is left: a publish of one emission takes room for one.
+            let left = emissions.size_hint().1.unwrap_or(FEED_CHUNK);
+            let mut chunk = Vec::with_capacity(left.clamp(1, FEED_CHUNK));
             chunk.extend(emissions.by_ref().take(FEED_CHUNK));
             chunks.push(chunk);
         }

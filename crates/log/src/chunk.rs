@@ -20,8 +20,9 @@ pub(crate) const TARGET_BYTES: usize = 16 * 1024;
 
 const LEN: usize = std::mem::size_of::<u32>();
 
-/// The longest record a chunk's length prefix can say; appends refuse longer ones.
-pub const MAX_RECORD: usize = u32::MAX as usize;
+/// The longest record an append takes: within what a chunk's `u32` length prefix can say and
+/// what redb stores as one value (3 GiB), and far above any event (64 KiB).
+pub const MAX_RECORD: usize = 1 << 30;
 
 /// Builds the chunks of one partition within one commit.
 #[derive(Debug, Default)]

@@ -184,15 +184,7 @@ impl EmbeddedLog {
         if let Some(&(bad, _)) = records.iter().find(|(p, _)| *p >= partitions) {
             return Err(LogError::InvalidPartition(bad));
         }
-        if let Some((partition, payload)) =
-            records.iter().find(|(_, r)| r.len() > crate::MAX_RECORD)
-        {
-            return Err(LogError::RecordTooLarge {
-                partition: *partition,
-                bytes: payload.len(),
-                limit: crate::MAX_RECORD,
-            });
-        }
+        too_large(records, crate::MAX_RECORD)?;
         if records.is_empty() && idempotency_key.is_none() {
             return Ok(Some(AppendReceipt {
                 duplicate: false,
@@ -496,6 +488,18 @@ pub(crate) fn recover(
         states.push(PartitionState::new(start, end, bytes));
     }
     Ok((states, last_time_ms))
+}
+
+/// Refuses the append if a record is longer than `limit`, naming the first such record.
+fn too_large(records: &[(u32, Vec<u8>)], limit: usize) -> Result<(), LogError> {
+    match records.iter().find(|(_, r)| r.len() > limit) {
+        Some((partition, payload)) => Err(LogError::RecordTooLarge {
+            partition: *partition,
+            bytes: payload.len(),
+            limit,
+        }),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
