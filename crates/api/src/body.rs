@@ -40,11 +40,11 @@ pub async fn read(mut body: Body, limits: &BodyLimits) -> Result<Held, Problem> 
     if declared > limits.max_bytes {
         return Err(too_large(limits));
     }
-    // The buffer is allocated at the declared length once: the body arrives in frames of a few
-    // KiB, and growing to its length by doubling copied it about once more. Its pages take
-    // memory only as bytes arrive, and the budget is taken as they arrive too, so a client that
-    // declares a length and sends nothing holds none of the budget.
-    let mut buf: Vec<u8> = Vec::with_capacity(declared);
+    // The buffer is allocated at the declared length once (up to `AHEAD`): the body arrives in
+    // frames of a few KiB, and growing to its length by doubling copied it about once more. Its
+    // pages take memory only as bytes arrive, and the budget is taken as they arrive too, so a
+    // client that declares a length and sends nothing holds none of the budget.
+    let mut buf: Vec<u8> = Vec::with_capacity(declared.min(AHEAD));
     let mut reservation: Option<OwnedSemaphorePermit> = None;
     let mut reserved = 0usize;
     loop {
@@ -90,6 +90,11 @@ pub async fn read(mut body: Body, limits: &BodyLimits) -> Result<Held, Problem> 
         _reservation: reservation,
     })
 }
+
+/// The most a body's buffer is allocated ahead of its bytes: an ingest body of thousands of
+/// events fits, and a client that declares a length and stalls costs at most this much address
+/// space per connection (1 GiB at the default connection cap), none of it touched.
+const AHEAD: usize = 1 << 20;
 
 fn too_large(limits: &BodyLimits) -> Problem {
     Problem::new(
