@@ -30,6 +30,7 @@
 //! the lock, as backpressure), and never drop a batch that no committed transaction wrote but
 //! with the rest of what a file failure lost.
 
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use streampulse_core::output::Output;
@@ -40,6 +41,54 @@ pub(crate) struct Batch {
     pub(crate) job: String,
     pub(crate) partition: u32,
     pub(crate) outputs: Vec<Output>,
+    /// About the memory it takes ([`footprint`]), counted against the cap while it is held.
+    bytes: usize,
+}
+
+impl Batch {
+    pub(crate) fn new(job: String, partition: u32, outputs: Vec<Output>) -> Self {
+        let bytes = outputs.iter().map(footprint).fold(0, usize::saturating_add);
+        Self {
+            job,
+            partition,
+            outputs,
+            bytes,
+        }
+    }
+}
+
+/// What an allocation of its own costs beyond its bytes, about: the allocator's header and
+/// rounding.
+const ALLOCATION: usize = 16;
+
+/// About the memory one output of a batch takes: its slot in the batch's vector and what it
+/// owns on the heap. A result's metric id and window name are shared (`Arc<str>`) with the
+/// engine, which holds them anyway, so a result owns nothing more: most batches are results,
+/// and a fixed guess per output (it was 512 bytes) counted them at about twice their size, so a
+/// flush's wait filled the cap at half the memory it allows.
+fn footprint(output: &Output) -> usize {
+    fn text(s: &str) -> usize {
+        s.len() + ALLOCATION
+    }
+    fn tags(t: &BTreeMap<String, String>) -> usize {
+        // Each entry's two strings inline in a B-tree node, plus their heap bytes.
+        t.iter()
+            .map(|(k, v)| 2 * std::mem::size_of::<String>() + text(k) + text(v))
+            .sum()
+    }
+    let owned = match output {
+        Output::Result(_) => 0,
+        Output::Retract {
+            metric_id, window, ..
+        } => text(metric_id) + text(window),
+        Output::Late(e) => text(&e.window) + text(&e.metric_id),
+        Output::Alert(a) => {
+            text(&a.id) + text(&a.metric_id) + text(&a.detector) + text(&a.series) + tags(&a.tags)
+        }
+        Output::Metric { metric_id, tags: t } => text(metric_id) + tags(t),
+        Output::Raw(e) => text(&e.metric_id) + tags(&e.tags),
+    };
+    std::mem::size_of::<Output>() + owned
 }
 
 /// The batches waiting, those a transaction is writing, and whether a durable flush runs.
@@ -48,8 +97,8 @@ pub(crate) struct Deferred {
     /// Durable flushes running: each job's checkpoint coordinator flushes the one store.
     flushing: usize,
     batches: Vec<Batch>,
-    /// About the memory the waiting batches and those being written take (see
-    /// [`Deferred::BYTES_PER_OUTPUT`]): they are in memory until their transaction committed.
+    /// About the memory the waiting batches and those being written take ([`footprint`]):
+    /// they are in memory until their transaction committed.
     bytes: usize,
     cap: usize,
     /// Transactions writing batches they took: a read must wait for them, since the batches are
@@ -76,9 +125,6 @@ pub(crate) fn lock(deferred: &Mutex<Deferred>) -> MutexGuard<'_, Deferred> {
 }
 
 impl Deferred {
-    /// An output's share of the memory, about: a window result with its strings and values.
-    const BYTES_PER_OUTPUT: usize = 512;
-
     pub(crate) fn new(cap: usize) -> Self {
         Self {
             flushing: 0,
@@ -92,19 +138,15 @@ impl Deferred {
     }
 
     fn bytes_of(batches: &[Batch]) -> usize {
-        batches
-            .iter()
-            .map(|b| b.outputs.len().saturating_mul(Self::BYTES_PER_OUTPUT))
-            .sum()
+        batches.iter().map(|b| b.bytes).sum()
     }
 
     /// Keeps `batch` if it fits; returns whether it did.
     pub(crate) fn hold(&mut self, batch: Batch) -> bool {
-        let bytes = batch.outputs.len().saturating_mul(Self::BYTES_PER_OUTPUT);
-        if self.bytes.saturating_add(bytes) > self.cap {
+        if self.bytes.saturating_add(batch.bytes) > self.cap {
             return false;
         }
-        self.bytes += bytes;
+        self.bytes += batch.bytes;
         self.held += 1;
         self.batches.push(batch);
         true
@@ -225,22 +267,24 @@ mod tests {
     use super::*;
     use streampulse_core::output::Output;
 
+    /// `n` outputs of the same size, [`one`] each.
     fn batch(partition: u32, n: usize) -> Batch {
-        Batch {
-            job: "j".into(),
-            partition,
-            outputs: (0..n)
-                .map(|i| Output::Metric {
-                    metric_id: format!("m{i}"),
-                    tags: Default::default(),
-                })
-                .collect(),
-        }
+        let outputs = (0..n)
+            .map(|i| Output::Metric {
+                metric_id: format!("m{}", i % 10),
+                tags: Default::default(),
+            })
+            .collect();
+        Batch::new("j".into(), partition, outputs)
+    }
+
+    fn one() -> usize {
+        batch(0, 1).bytes
     }
 
     #[test]
     fn batches_are_held_within_the_cap_in_arrival_order() {
-        let mut d = Deferred::new(3 * Deferred::BYTES_PER_OUTPUT);
+        let mut d = Deferred::new(3 * one());
         assert!(d.hold(batch(0, 2)));
         assert!(!d.hold(batch(1, 2)), "past the cap");
         assert!(d.hold(batch(1, 1)));
@@ -292,7 +336,7 @@ mod tests {
 
     #[test]
     fn batches_taken_before_a_file_failure_are_not_put_back_after_it() {
-        let mut d = Deferred::new(4 * Deferred::BYTES_PER_OUTPUT);
+        let mut d = Deferred::new(4 * one());
         d.hold(batch(0, 2));
         let taken = d.take();
         d.clear();
@@ -302,5 +346,40 @@ mod tests {
         let order: Vec<u32> = d.take().batches.iter().map(|b| b.partition).collect();
         assert_eq!(order, [1], "the engine replays what the failure lost");
         assert!(d.hold(batch(2, 3)), "their room is free");
+    }
+
+    #[test]
+    fn a_batch_counts_its_slots_and_what_its_outputs_own() {
+        let slot = std::mem::size_of::<Output>();
+        assert_eq!(one(), slot + 2 + ALLOCATION, "a slot and its id");
+        let mut tags = BTreeMap::new();
+        tags.insert("host".to_string(), "a".repeat(1000));
+        let tagged = Batch::new(
+            "j".into(),
+            0,
+            vec![Output::Metric {
+                metric_id: "m0".into(),
+                tags,
+            }],
+        );
+        assert!(tagged.bytes > one() + 1000, "{} bytes", tagged.bytes);
+        let result = Output::Result(streampulse_core::output::WindowResult {
+            metric_id: "cpu".into(),
+            window: "w".into(),
+            window_start: 0,
+            window_end: 1000,
+            count: 1,
+            sum: 1.0,
+            min: 1.0,
+            max: 1.0,
+            mean: 1.0,
+            extra: Default::default(),
+            revision: 0,
+        });
+        assert_eq!(
+            Batch::new("j".into(), 0, vec![result; 3]).bytes,
+            3 * slot,
+            "a result's strings are shared with the engine"
+        );
     }
 }

@@ -245,13 +245,16 @@ fn concurrent_applies_from_partition_threads_all_land() {
     assert_eq!(store.counts().expect("counts").results, 100);
 }
 
-/// Past its cap, the buffer goes out one transaction per batch (`write_behind`), not all at once
-/// in the batch that crossed it; past twice the cap the batch writes until it is back under.
-/// Every row is in `results_by_metric` at the end, as applied.
+/// Past its cap, the buffer goes out a bounded share per batch (`write_behind`, here one
+/// transaction: a budget of zero), not all at once in the batch that crossed it; past twice the
+/// cap the batch writes until it is back under. Every row is in `results_by_metric` at the end,
+/// as applied.
 #[test]
 fn held_back_rows_go_out_a_transaction_per_batch_once_over_the_cap() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let store = EmbeddedStore::open_with_caps(tmp.path(), 1 << 20, 2048, 2).expect("open");
+    let store = EmbeddedStore::open_with_caps(tmp.path(), 1 << 20, 2048, 2)
+        .expect("open")
+        .with_write_behind_budget(std::time::Duration::ZERO);
     let mut applied = 0i64;
     // Applied and written (into the buffer), without `write_behind`'s write-out.
     let apply = |store: &EmbeddedStore, applied: &mut i64| {
@@ -294,6 +297,37 @@ fn held_back_rows_go_out_a_transaction_per_batch_once_over_the_cap() {
         );
         assert_eq!(store.query_results(&q).expect("query").len(), 1, "row {i}");
     }
+}
+
+/// With time for it, one `write_behind` past the cap writes the buffer back under it in several
+/// transactions, and leaves the rest to later batches once under.
+#[test]
+fn a_write_behind_with_time_writes_several_transactions_until_under_the_cap() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = EmbeddedStore::open_with_caps(tmp.path(), 1 << 20, 2048, 2)
+        .expect("open")
+        .with_write_behind_budget(std::time::Duration::from_secs(60));
+    let mut applied = 0i64;
+    while !store.pending().over_cap() {
+        let r = result(&format!("m{}", applied % 7), "w", applied * 1_000, 0);
+        store.apply("job", 0, &[Output::Result(r)]).expect("apply");
+        store.catch_up().expect("write the batch");
+        applied += 1;
+    }
+    let held = store.pending().unwritten();
+    assert!(held > 4, "{held} rows held at the cap");
+    store.write_behind().expect("write behind");
+    assert!(!store.pending().over_cap(), "written back under the cap");
+    assert!(
+        store.pending().unwritten() <= held - 4,
+        "more than one transaction of 2 rows: {} of {held} left",
+        store.pending().unwritten()
+    );
+    let q = query("job", 0, applied * 1_000, Some("m0"), None, 1_000);
+    assert_eq!(
+        store.query_results(&q).expect("query").len() as i64,
+        (applied + 6) / 7
+    );
 }
 
 /// Partition threads apply while a query thread reads by metric, with write-outs of two rows per
