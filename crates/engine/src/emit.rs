@@ -21,6 +21,7 @@ use crate::feed::LiveFeed;
 use crate::status::JobCounters;
 use crate::telemetry::OutputTally;
 use crate::webhook::WebhookDispatcher;
+use crate::write_behind::WriteBehind;
 
 /// What a caller decides while the store keeps failing.
 pub enum RetryDecision {
@@ -37,6 +38,9 @@ pub struct Emitter {
     /// Where alert transitions are sent once stored; `None` without webhooks.
     pub webhooks: Option<Arc<WebhookDispatcher>>,
     pub feed: LiveFeed,
+    /// The job's thread for the store's put-off writes; `None` does them on the caller's
+    /// thread, after it published.
+    pub writer: Option<Arc<WriteBehind>>,
 }
 
 impl Emitter {
@@ -118,6 +122,10 @@ impl Emitter {
         }
         // After publishing, so that the store's deferred writes do not hold these results back.
         // A failure here is the store's file failing: its generation tells the checkpoint.
+        if let Some(writer) = &self.writer {
+            writer.wake();
+            return true;
+        }
         match self.store.write_behind() {
             Ok(()) => {
                 // Also after an earlier call gave up (a stop, a rewind) while the store was

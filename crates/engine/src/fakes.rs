@@ -95,13 +95,19 @@ impl EventSource for FakeSource {
     }
 }
 
-/// The real embedded store, failing every `apply` while `failing` is set, and reporting
-/// `generation` (bumped to play a store that was reopened and may have lost writes).
+/// The real embedded store, failing every `apply` while `failing` is set (every
+/// `write_behind` while `failing_behind` is), and reporting `generation` (bumped to play a store
+/// that was reopened and may have lost writes). `write_behind` calls are counted, with those
+/// made on a thread named `write-behind`, and each sleeps `behind_delay_ms` first.
 pub struct FlakyStore {
     pub inner: EmbeddedStore,
     pub failing: AtomicBool,
     pub failed_applies: AtomicUsize,
     pub generation: AtomicU64,
+    pub failing_behind: AtomicBool,
+    pub behind_calls: AtomicUsize,
+    pub behind_calls_off_caller: AtomicUsize,
+    pub behind_delay_ms: AtomicU64,
 }
 
 impl FlakyStore {
@@ -129,6 +135,10 @@ impl FlakyStore {
             failing: AtomicBool::new(false),
             failed_applies: AtomicUsize::new(0),
             generation: AtomicU64::new(0),
+            failing_behind: AtomicBool::new(false),
+            behind_calls: AtomicUsize::new(0),
+            behind_calls_off_caller: AtomicUsize::new(0),
+            behind_delay_ms: AtomicU64::new(0),
         }
     }
 }
@@ -146,6 +156,20 @@ impl ResultStore for FlakyStore {
         self.inner.apply(job, partition, outputs)
     }
     fn write_behind(&self) -> Result<(), StoreError> {
+        std::thread::sleep(std::time::Duration::from_millis(
+            self.behind_delay_ms.load(SeqCst),
+        ));
+        if std::thread::current().name() == Some("write-behind") {
+            self.behind_calls_off_caller.fetch_add(1, SeqCst);
+        }
+        self.behind_calls.fetch_add(1, SeqCst);
+        if self.failing_behind.load(SeqCst) {
+            return Err(StoreError::Backend {
+                backend: "flaky",
+                op: "write_behind".into(),
+                source: "disk full".into(),
+            });
+        }
         self.inner.write_behind()
     }
     fn flush(&self) -> Result<(), StoreError> {

@@ -37,6 +37,7 @@ pub mod task;
 pub mod fakes;
 pub mod telemetry;
 pub mod webhook;
+pub mod write_behind;
 
 pub use runtime::{
     start_webhooks, Control, EngineError, InitialPosition, LogEnd, Runtime, RuntimeConfig,

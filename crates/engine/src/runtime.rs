@@ -31,6 +31,7 @@ use crate::feed::{LiveFeed, LIVE_FEED_CAPACITY};
 use crate::source::EventSource;
 use crate::status::{JobCounters, JobStatus};
 use crate::webhook::{WebhookConfig, WebhookDispatcher};
+use crate::write_behind::WriteBehind;
 use coordinator::{spawn_workers, Coordinator};
 use restore::{restore, Restored};
 
@@ -240,12 +241,14 @@ impl Runtime {
         let failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
         let feed = LiveFeed::new(LIVE_FEED_CAPACITY);
         let webhooks = start_webhooks(&job.name, &config.webhooks)?;
+        let writer = WriteBehind::start(&job.name, store.clone(), counters.clone())?;
         let emitter = Emitter {
             job_name: job.name.clone(),
             store: store.clone(),
             counters: counters.clone(),
             webhooks: webhooks.clone(),
             feed: feed.clone(),
+            writer: Some(Arc::new(writer)),
         };
         let initial_offsets: Vec<u64> = restored.iter().map(|(_, offset)| *offset).collect();
         let workers = spawn_workers(restored, &source, &emitter, &failure)?;

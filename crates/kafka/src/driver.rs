@@ -28,6 +28,7 @@ use streampulse_engine::emit::Emitter;
 use streampulse_engine::feed::{LiveFeed, LIVE_FEED_CAPACITY};
 use streampulse_engine::status::JobCounters;
 use streampulse_engine::telemetry::{OutputTally, RejectReason};
+use streampulse_engine::write_behind::WriteBehind;
 use streampulse_engine::{
     start_webhooks, Control, EngineError, Runtime, RuntimeConfig, RuntimeParts,
 };
@@ -138,12 +139,14 @@ impl KafkaDriver {
         }
         let (feed, follower) = live_feed(config);
         let webhooks = start_webhooks(&job.name, &runtime.webhooks)?;
+        let writer = WriteBehind::start(&job.name, store.clone(), counters.clone())?;
         let emitter = Emitter {
             job_name: job.name.clone(),
             store,
             counters: counters.clone(),
             webhooks: webhooks.clone(),
             feed: feed.clone(),
+            writer: Some(Arc::new(writer)),
         };
         let topics = if config.exactly_once {
             OutputTopics::transactional(

@@ -63,7 +63,8 @@ pub struct EmbeddedStore {
     /// Batches applied and not yet written, written by `write_behind`, a read, an apply past
     /// their cap or the durable flush (see [`deferred`]).
     deferred: Mutex<Deferred>,
-    /// Held by the one partition doing `write_behind`'s work; the others go on.
+    /// Held by the one caller doing `write_behind`'s work (a job's write-behind thread, or a
+    /// partition); the others go on.
     writing_behind: Mutex<()>,
     /// How long one `write_behind` writes held-back rows out past the buffer's cap (at least
     /// one transaction): [`WRITE_BEHIND_BUDGET`].
@@ -771,9 +772,9 @@ impl EmbeddedStore {
     /// crossed the cap. Past twice the cap (rows arrive faster than that writes them) the
     /// caller writes until the buffer is back under its cap, as its own backpressure.
     ///
-    /// One partition at a time does it, and none while a durable flush runs (the flush writes
-    /// both): a partition that finds another at it, or a flush, goes back to its events instead
-    /// of queueing for the write lock. Meanwhile the held rows grow only through applies past
+    /// One caller at a time does it (the engine calls it from each job's write-behind thread),
+    /// and none while a durable flush runs (the flush writes both): a caller that finds another
+    /// at it, or a flush, returns instead of queueing for the write lock. Meanwhile the held rows grow only through applies past
     /// the waiting batches' cap, which write them out themselves past twice the buffer's cap.
     fn write_behind_now(&self) -> Result<(), StoreError> {
         let _writing = match self.writing_behind.try_lock() {

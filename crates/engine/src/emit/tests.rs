@@ -43,6 +43,7 @@ fn emitter(store: Arc<FlakyStore>) -> Emitter {
         counters: Arc::new(JobCounters::new(&job, 1)),
         webhooks: None,
         feed: LiveFeed::new(16),
+        writer: None,
     }
 }
 

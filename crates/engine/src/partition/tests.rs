@@ -44,6 +44,7 @@ impl Harness {
             counters: counters.clone(),
             webhooks: None,
             feed: LiveFeed::new(16),
+            writer: None,
         };
         let source = Arc::new(source);
         let failure = Arc::new(Mutex::new(None));

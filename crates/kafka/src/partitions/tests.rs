@@ -45,6 +45,7 @@ fn setup(start: StartPosition) -> Setup {
             counters,
             webhooks: None,
             feed: LiveFeed::new(16),
+            writer: None,
         },
         checkpoints: PartitionCheckpointStore::new(Box::new(storage), &job.name, 3),
         topics: OutputTopics::new(&config).unwrap(),

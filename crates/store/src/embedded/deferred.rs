@@ -6,9 +6,10 @@
 //! flush, which holds it while it writes out every page the commits since the last one left in
 //! redb's write buffer and through the fsync (60-400 ms at each checkpoint under a steady
 //! stream). A partition whose apply waited there held back the results it had just fired. So
-//! `apply` keeps a copy of its outputs here and returns; after publishing, the partition calls
-//! `write_behind`, which writes every batch waiting (its own and other partitions') in one
-//! transaction, unless another partition is writing them already or a durable flush runs
+//! `apply` keeps a copy of its outputs here and returns; after publishing, the partition has
+//! `write_behind` called (by its job's write-behind thread in the engine), which writes every
+//! batch waiting (every partition's) in one transaction, unless another caller is writing them
+//! already or a durable flush runs
 //! (which writes those waiting when its last transaction begins, and after its commit those that
 //! came during it).
 //!

@@ -1,0 +1,148 @@
+//! The thread that does a job's put-off store work ([`ResultStore::write_behind`]) for its
+//! partitions, so that no partition thread does it.
+//!
+//! The embedded store keeps each applied batch in memory and writes it (and its held-back index
+//! rows) later. Done by the partition that had just published, that work (tens of milliseconds,
+//! more when the index buffer is far over its cap) held up the partition's next events: an event
+//! that fired a window waited for it, and which partition did it decided which metrics saw the
+//! pause. Here partitions only wake this thread after publishing; it writes while they read on.
+//!
+//! It never holds anything back: if it falls behind, the store's own caps push back on `apply`,
+//! and every read writes what waits before it reads. It must never stop a partition from
+//! applying, nor drop a failure without counting it.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use streampulse_store::ResultStore;
+
+use crate::runtime::EngineError;
+use crate::status::JobCounters;
+
+/// Where the thread's failure shows in [`JobCounters::store_failing`] (which `/readyz` and the
+/// job's status read): not a partition's id.
+pub const FAILING_SLOT: u32 = u32::MAX;
+
+/// Handle of the thread; dropping the last one stops it (after the call under way) and joins it.
+pub struct WriteBehind {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    /// Work was asked for since the thread last began a call.
+    wanted: bool,
+    stop: bool,
+}
+
+impl WriteBehind {
+    /// Starts the thread for `job`, writing behind in `store` and counting failures in
+    /// `counters`.
+    pub fn start(
+        job: &str,
+        store: Arc<dyn ResultStore>,
+        counters: Arc<JobCounters>,
+    ) -> Result<Self, EngineError> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+        });
+        let name = "write-behind".to_string();
+        let thread = std::thread::Builder::new()
+            .name(name.clone())
+            .spawn({
+                let (shared, job) = (shared.clone(), job.to_string());
+                move || run(&shared, &job, store.as_ref(), &counters)
+            })
+            .map_err(|source| EngineError::Spawn {
+                thread: name,
+                source,
+            })?;
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Asks for a call of the store's `write_behind`; returns at once. Calls asked for while one
+    /// runs make one more after it.
+    pub fn wake(&self) {
+        let mut state = lock(&self.shared.state);
+        if !state.wanted {
+            state.wanted = true;
+            self.shared.wake.notify_one();
+        }
+    }
+}
+
+impl Drop for WriteBehind {
+    fn drop(&mut self) {
+        lock(&self.shared.state).stop = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the write-behind thread panicked");
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for WriteBehind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteBehind").finish_non_exhaustive()
+    }
+}
+
+/// The state is two flags, whole at every step: a panic elsewhere left nothing half done.
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn run(shared: &Shared, job: &str, store: &dyn ResultStore, counters: &JobCounters) {
+    loop {
+        {
+            let mut state = lock(&shared.state);
+            while !state.wanted && !state.stop {
+                state = shared
+                    .wake
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            if state.stop {
+                return;
+            }
+            state.wanted = false;
+        }
+        let outcome = store.write_behind();
+        let Ok(mut failing) = counters.store_failing.lock() else {
+            continue;
+        };
+        match outcome {
+            Ok(()) => {
+                // Everything that waited went in: partitions whose applies failed meanwhile
+                // (and gave up, a stop or a rewind) are no longer failing either.
+                if !failing.is_empty() {
+                    failing.clear();
+                    tracing::info!(job, "the result store takes writes again");
+                }
+            }
+            Err(err) => {
+                // The store retries it with the next call; a file failure shows in its
+                // generation, which the checkpoint reads.
+                tracing::warn!(job, error = %err, "the result store's deferred writes failed; retried with the next batch, or replayed from the last checkpoint if its file was reopened");
+                counters.store_errors.fetch_add(1, Relaxed);
+                failing.insert(FAILING_SLOT, err.to_string());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
