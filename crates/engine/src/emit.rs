@@ -123,6 +123,13 @@ impl Emitter {
         // After publishing, so that the store's deferred writes do not hold these results back.
         // A failure here is the store's file failing: its generation tells the checkpoint.
         if let Some(writer) = &self.writer {
+            // Its writes are the writer's to report (under its own slot): the apply took the
+            // batch, so this partition is no longer failing.
+            if let Ok(mut failing) = self.counters.store_failing.lock() {
+                if failing.remove(&partition).is_some() {
+                    tracing::info!(partition, "the result store takes writes again");
+                }
+            }
             writer.wake();
             return true;
         }

@@ -2,9 +2,15 @@
 //! another file while events flow. Ingest must answer 503 with the reason and `/readyz` 503 naming
 //! the failed component; once the file is deleted the log and the store reopen by themselves,
 //! ingest takes events again, `/readyz` is 200, and every window equals a brute-force computation
-//! over the events that were acknowledged: nothing acknowledged lost, nothing counted twice. The
-//! store fails too while the disk is full; reopened, it may have lost writes not yet flushed, and
-//! the job replays from its last checkpoint.
+//! over the events that were acknowledged, but for those recorded as late: nothing acknowledged
+//! lost, nothing counted twice. The store fails too while the disk is full; reopened, it may have
+//! lost writes not yet flushed, and the job replays from its last checkpoint.
+//!
+//! Late events come from the idle flush: the disk stays full past the idle timeout, so the
+//! partitions close their open windows (with a marker in the log, once the log takes it again),
+//! and the request refused on the full disk, retried after it, holds events of those windows.
+//! Whether the marker or the retried request reaches the log first is a race: either order is
+//! right, and the replay after the store's reopen follows the log's.
 //!
 //! Mounting a tmpfs needs root: elsewhere the test prints "skipped" and passes, unless `CI` is
 //! set: then it fails.
@@ -249,13 +255,28 @@ fn a_full_disk_refuses_ingest_then_everything_recovers_without_a_restart() {
     );
     assert!(log.contains("rewinding to the last checkpoint"), "{log}");
 
-    // Every window equals the brute-force computation over the acknowledged events.
+    // Every window equals the brute-force computation over the acknowledged events that were not
+    // late, and every late event was acknowledged.
+    let (lo, hi) = (now - 700_000, now);
+    let (status, page) = p.get(&format!("/events/late?start={lo}&end={hi}"));
+    assert_eq!(status, 200, "{page}");
+    let mut on_time = acknowledged.clone();
+    let late = page["late_events"].as_array().unwrap();
+    for e in late {
+        let event = (
+            e["metric_id"].as_str().unwrap().to_string(),
+            e["ts"].as_i64().unwrap(),
+            e["value"].as_f64().unwrap(),
+        );
+        let at = on_time.iter().position(|a| *a == event);
+        let at = at.unwrap_or_else(|| panic!("late {event:?} was never acknowledged"));
+        on_time.swap_remove(at);
+    }
     let want: BTreeMap<(String, i64), (u64, f64, f64, f64)> =
-        support::oracle_rows(CONFIG, &acknowledged)
+        support::oracle_rows(CONFIG, &on_time)
             .into_iter()
             .map(|((m, _, start), (_, count, sum, min, max))| ((m, start), (count, sum, min, max)))
             .collect();
-    let (lo, hi) = (now - 700_000, now);
     let mut got: BTreeMap<(String, i64), (u64, f64, f64, f64)> = BTreeMap::new();
     for m in 0..METRICS {
         for r in p.results(lo, hi, Some(&format!("disk.m{m}"))) {
@@ -283,8 +304,9 @@ fn a_full_disk_refuses_ingest_then_everything_recovers_without_a_restart() {
         assert!((g.1 - w.1).abs() < 1e-6, "{key:?}: sum {} vs {}", g.1, w.1);
     }
     eprintln!(
-        "{} events acknowledged, {} windows exact after a full disk",
+        "{} events acknowledged, {} of them late, {} windows exact after a full disk",
         acknowledged.len(),
+        late.len(),
         want.len()
     );
     drop(p);

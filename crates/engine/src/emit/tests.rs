@@ -138,3 +138,51 @@ fn a_failing_store_is_retried_and_nothing_is_published_until_it_takes_the_output
         [Emission::Result(_)]
     ));
 }
+
+/// With a write-behind thread, the emitter wakes it instead of writing behind itself, and a
+/// partition whose applies failed is no longer failing once one goes through.
+#[test]
+fn with_a_writer_the_put_off_writes_run_on_its_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FlakyStore::open(dir.path()));
+    let mut emitter = emitter(store.clone());
+    let writer = WriteBehind::start("t", store.clone(), emitter.counters.clone()).unwrap();
+    emitter.writer = Some(Arc::new(writer));
+    let mut tally = OutputTally::new(&emitter.counters.metrics);
+    store.failing.store(true, SeqCst);
+    let mut outputs = vec![result(0)];
+    let applied = emitter.apply(
+        0,
+        &mut outputs,
+        &mut tally,
+        std::time::Instant::now(),
+        |_| RetryDecision::GiveUp,
+    );
+    assert!(!applied);
+    assert!(emitter
+        .counters
+        .store_failing
+        .lock()
+        .unwrap()
+        .contains_key(&0));
+    store.failing.store(false, SeqCst);
+    assert!(emitter.apply(
+        0,
+        &mut outputs,
+        &mut tally,
+        std::time::Instant::now(),
+        |_| RetryDecision::GiveUp
+    ));
+    assert!(emitter.counters.store_failing.lock().unwrap().is_empty());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while store.behind_calls.load(SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "never written behind");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(
+        store.behind_calls_off_caller.load(SeqCst),
+        store.behind_calls.load(SeqCst),
+        "only on the writer's thread"
+    );
+    assert_eq!(store.query_results(&all("t")).unwrap().len(), 1);
+}
