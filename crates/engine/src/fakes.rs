@@ -98,7 +98,7 @@ impl EventSource for FakeSource {
 /// The real embedded store, failing every `apply` while `failing` is set (every
 /// `write_behind` while `failing_behind` is), and reporting `generation` (bumped to play a store
 /// that was reopened and may have lost writes). `write_behind` calls are counted, with those
-/// made on a thread named `write-behind`, and each sleeps `behind_delay_ms` first.
+/// made on a job's write-behind thread, and each sleeps `behind_delay_ms` first.
 pub struct FlakyStore {
     pub inner: EmbeddedStore,
     pub failing: AtomicBool,
@@ -159,7 +159,8 @@ impl ResultStore for FlakyStore {
         std::thread::sleep(std::time::Duration::from_millis(
             self.behind_delay_ms.load(SeqCst),
         ));
-        if std::thread::current().name() == Some("write-behind") {
+        let name = std::thread::current().name().map(str::to_string);
+        if name.is_some_and(|n| n.starts_with(crate::write_behind::THREAD_NAME)) {
             self.behind_calls_off_caller.fetch_add(1, SeqCst);
         }
         self.behind_calls.fetch_add(1, SeqCst);

@@ -65,6 +65,8 @@ pub struct JobCounters {
     pub store_errors: AtomicU64,
     /// Partitions whose latest store write failed, with that error; a partition leaves once
     /// its write succeeds (so one recovering partition does not hide another still failing).
+    /// Also the job's write-behind thread, under `engine::write_behind::FAILING_SLOT`, while its
+    /// latest call failed.
     pub store_failing: Mutex<std::collections::BTreeMap<u32, String>>,
     /// Labelled counters and histograms for the Prometheus exposition.
     pub metrics: EngineMetrics,

@@ -24,6 +24,9 @@ use crate::status::JobCounters;
 /// job's status read): not a partition's id.
 pub const FAILING_SLOT: u32 = u32::MAX;
 
+/// The start of the thread's name, followed by the job's.
+pub const THREAD_NAME: &str = "write-behind";
+
 /// Handle of the thread; dropping the last one stops it (after the call under way) and joins it.
 pub struct WriteBehind {
     shared: Arc<Shared>,
@@ -54,7 +57,8 @@ impl WriteBehind {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
         });
-        let name = "write-behind".to_string();
+        // One per job: the name says whose (Linux shows its first 15 bytes).
+        let name = format!("{THREAD_NAME}-{job}");
         let thread = std::thread::Builder::new()
             .name(name.clone())
             .spawn({
@@ -121,9 +125,11 @@ fn run(shared: &Shared, job: &str, store: &dyn ResultStore, counters: &JobCounte
             state.wanted = false;
         }
         let outcome = store.write_behind();
-        let Ok(mut failing) = counters.store_failing.lock() else {
-            continue;
-        };
+        // A map of errors: whole at every step, whoever panicked holding it.
+        let mut failing = counters
+            .store_failing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         match outcome {
             Ok(()) => {
                 // A partition's own entry is its applies' (the emitter clears it).

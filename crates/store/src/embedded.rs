@@ -401,7 +401,7 @@ pub(crate) const WRITE_OUT_ROWS: usize = 2048;
 const DEFERRED_BYTES: usize = 32 << 20;
 
 /// Transactions of waiting batches one `write_behind` writes at most: others keep applying, and
-/// a partition must get back to its own events.
+/// the held-back rows must get their turn.
 const WRITE_BEHIND_ROUNDS: usize = 4;
 
 /// How long one `write_behind` writes held-back rows out while the buffer is over its cap. One
@@ -409,6 +409,17 @@ const WRITE_BEHIND_ROUNDS: usize = 4;
 /// its cap, and the partition that found it there wrote tens of thousands of rows at once
 /// (0.5-0.7 s) before reading its next events.
 const WRITE_BEHIND_BUDGET: Duration = Duration::from_millis(20);
+
+/// Outputs of waiting batches a transaction of `write_behind` or of a flush's own writes takes
+/// (at least one batch): about a MiB of held-back index rows, the room the buffer keeps past
+/// its cap. Batches that waited out a long flush (up to the 32 MiB cap, 150,000 results) went
+/// in one transaction, its index rows past that room.
+const TAKE_OUTPUTS: usize = 8_192;
+
+/// [`Deferred::take_up_to`] [`TAKE_OUTPUTS`].
+fn take_some(d: &mut Deferred) -> Taken {
+    d.take_up_to(TAKE_OUTPUTS)
+}
 
 /// Held-back rows a write-out of all of them leaves to its last transaction.
 const LAST_ROWS: usize = 64;
@@ -664,7 +675,7 @@ impl EmbeddedStore {
             return Ok(());
         }
         self.write_batches(Some((job, partition, outputs)))?;
-        // Backpressure: while one partition writes behind, this is the only way in for rows.
+        // Backpressure: while another caller writes behind, this is the only way in for rows.
         if self.pending().far_over_cap() {
             write_out_chunks(&*self.db()?, &self.pending, None, Until::UnderCap)?;
         }
@@ -677,7 +688,16 @@ impl EmbeddedStore {
     /// are written apart ([`Self::write_batches_apart`]), so that the batch holds up only its
     /// own partition.
     fn write_batches(&self, own: Option<(&str, u32, &[Output])>) -> Result<(), StoreError> {
-        match self.write_in_one(Deferred::take, own) {
+        self.write_batches_taking(Deferred::take, own)
+    }
+
+    /// [`Self::write_batches`] of the waiting batches `take` takes.
+    fn write_batches_taking(
+        &self,
+        take: fn(&mut Deferred) -> Taken,
+        own: Option<(&str, u32, &[Output])>,
+    ) -> Result<(), StoreError> {
+        match self.write_in_one(take, own) {
             Err(e) if stops_only_its_batch(&e) => self.write_batches_apart(own),
             result => result,
         }
@@ -793,7 +813,7 @@ impl EmbeddedStore {
                     break;
                 }
             }
-            self.write_batches(None)?;
+            self.write_batches_taking(take_some, None)?;
         }
         if deferred::lock(&self.deferred).flushing() {
             return Ok(());
@@ -906,11 +926,17 @@ impl EmbeddedStore {
             .writing_behind
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        // The batches waiting now in a transaction of their own, not the durable one: their
+        // The batches waiting now in transactions of their own, not the durable one: their
         // index rows then go out with the held-back ones in bounded transactions, and the last
         // transaction, which holds the write lock through the fsync, writes only what came
         // since (it wrote ~26,000 rows of waiting batches at 50 k events/s, 0.3 s of the lock).
-        self.write_batches(None)?;
+        let waiting = deferred::lock(&self.deferred).len();
+        for _ in 0..waiting {
+            if deferred::lock(&self.deferred).is_empty() {
+                break;
+            }
+            self.write_batches_taking(take_some, None)?;
+        }
         write_out_all(
             &*self.db()?,
             &self.pending,
@@ -922,11 +948,17 @@ impl EmbeddedStore {
             let d = deferred::lock(&self.deferred);
             (d.len(), d.held())
         };
-        // What came during the flush, here rather than by the next partition's `write_behind`,
-        // which would hold that partition up as long. The flush itself is done: a failure here
-        // is the next write's (on an I/O failure the file is reopened and the engine replays).
-        if let Err(err) = self.checked(self.catch_up()) {
-            tracing::warn!(error = %err, "cannot write the batches applied during the flush; retried by the next write");
+        // What came during the flush, a few transactions of it here (the rest is the next
+        // `write_behind`'s). The flush itself is done: a failure here is the next write's (on an
+        // I/O failure the file is reopened and the engine replays).
+        for _ in 0..WRITE_BEHIND_ROUNDS {
+            if deferred::lock(&self.deferred).is_empty() {
+                break;
+            }
+            if let Err(err) = self.checked(self.write_batches_taking(take_some, None)) {
+                tracing::warn!(error = %err, "cannot write the batches applied during the flush; retried by the next write");
+                break;
+            }
         }
         tracing::debug!(elapsed = ?started.elapsed(), batches, waited, held_since_open = held, "result store flushed");
         Ok(())

@@ -9,19 +9,19 @@
 //! `apply` keeps a copy of its outputs here and returns; after publishing, the partition has
 //! `write_behind` called (by its job's write-behind thread in the engine), which writes every
 //! batch waiting (every partition's) in one transaction, unless another caller is writing them
-//! already or a durable flush runs
-//! (which writes those waiting when its last transaction begins, and after its commit those that
-//! came during it).
+//! already or a durable flush runs (which writes those waiting when it begins, in a transaction
+//! of their own, those that came since in its last one, and after its commit those that came
+//! during it).
 //!
 //! Whoever writes batches (`write_behind`, an apply past the cap, a read's catch-up, a durable
-//! flush's last transaction) writes every waiting one, in arrival order and in one transaction,
+//! flush) writes every waiting one, in arrival order and in one transaction,
 //! before its own: so one partition's batches reach the tables in its order. If that
 //! transaction fails because of one batch (a stored row that does not parse, say) rather than
 //! the file, the batches are written a transaction each: the one that fails waits, with its
 //! partition's later ones behind it, and the other partitions' go on. It holds up its partition
-//! and the checkpoints (which must include it), not every partition's writes. A durable flush's
-//! last transaction writes those waiting when it begins, so a flush makes durable every batch
-//! applied before it was called.
+//! and the checkpoints (which must include it), not every partition's writes. A durable flush
+//! writes those waiting when it begins and when its last transaction begins, whose commit makes
+//! them durable: so a flush makes durable every batch applied before it was called.
 //! Every read first writes what waits, or waits for the transaction writing it to commit
 //! (`EmbeddedStore::catch_up`), so a result on the live feed is in the store by the time a query
 //! looks for it.
@@ -48,7 +48,10 @@ pub(crate) struct Batch {
 
 impl Batch {
     pub(crate) fn new(job: String, partition: u32, outputs: Vec<Output>) -> Self {
-        let bytes = outputs.iter().map(footprint).fold(0, usize::saturating_add);
+        let bytes = outputs
+            .iter()
+            .map(footprint)
+            .fold(BATCH + job.len(), usize::saturating_add);
         Self {
             job,
             partition,
@@ -62,6 +65,13 @@ impl Batch {
 /// rounding.
 const ALLOCATION: usize = 16;
 
+/// A batch's own share: its place in the waiting list, its job's name and its vector.
+const BATCH: usize = std::mem::size_of::<Batch>() + 2 * ALLOCATION;
+
+/// A map's node holds 11 entries and is allocated whole (a `String` pair each, plus its
+/// length, keys' order and parent link): a map of one tag takes one.
+const TAG_NODE: usize = 11 * 2 * std::mem::size_of::<String>() + 2 * ALLOCATION;
+
 /// About the memory one output of a batch takes: its slot in the batch's vector and what it
 /// owns on the heap. A result's metric id and window name are shared (`Arc<str>`) with the
 /// engine, which holds them anyway, so a result owns nothing more: most batches are results,
@@ -72,10 +82,7 @@ fn footprint(output: &Output) -> usize {
         s.len() + ALLOCATION
     }
     fn tags(t: &BTreeMap<String, String>) -> usize {
-        // Each entry's two strings inline in a B-tree node, plus their heap bytes.
-        t.iter()
-            .map(|(k, v)| 2 * std::mem::size_of::<String>() + text(k) + text(v))
-            .sum()
+        t.len().div_ceil(11) * TAG_NODE + t.iter().map(|(k, v)| text(k) + text(v)).sum::<usize>()
     }
     let owned = match output {
         Output::Result(_) => 0,
@@ -201,6 +208,28 @@ impl Deferred {
         }
     }
 
+    /// The first waiting batches, in arrival order, up to about `outputs` outputs (at least one
+    /// batch), as [`Deferred::take`] takes them all: a transaction of a few thousand rows rather
+    /// than of every batch that waited out a long flush.
+    pub(crate) fn take_up_to(&mut self, outputs: usize) -> Taken {
+        let mut n = 0;
+        let mut sum = 0;
+        for b in &self.batches {
+            if n > 0 && sum + b.outputs.len() > outputs {
+                break;
+            }
+            sum += b.outputs.len();
+            n += 1;
+        }
+        if n > 0 {
+            self.writing += 1;
+        }
+        Taken {
+            batches: self.batches.drain(..n).collect(),
+            epoch: self.epoch,
+        }
+    }
+
     /// The first waiting batch that `wanted` accepts, alone, as [`Deferred::take`] takes them
     /// all; none if it accepts none.
     pub(crate) fn take_first(&mut self, wanted: impl Fn(&Batch) -> bool) -> Taken {
@@ -279,13 +308,14 @@ mod tests {
         Batch::new("j".into(), partition, outputs)
     }
 
+    /// One output's share: a batch of one, less the batch's own.
     fn one() -> usize {
-        batch(0, 1).bytes
+        batch(0, 1).bytes - BATCH - 1
     }
 
     #[test]
     fn batches_are_held_within_the_cap_in_arrival_order() {
-        let mut d = Deferred::new(3 * one());
+        let mut d = Deferred::new(3 * one() + 3 * (BATCH + 1));
         assert!(d.hold(batch(0, 2)));
         assert!(!d.hold(batch(1, 2)), "past the cap");
         assert!(d.hold(batch(1, 1)));
@@ -308,6 +338,27 @@ mod tests {
         assert!(!d.writing());
         assert!(d.hold(batch(2, 3)), "written batches free their room");
         assert_eq!(d.held(), 3);
+    }
+
+    #[test]
+    fn a_bounded_take_takes_the_first_batches_up_to_its_outputs_and_at_least_one() {
+        let mut d = Deferred::new(usize::MAX);
+        for (partition, n) in [(0, 3), (1, 4), (2, 2), (3, 9)] {
+            d.hold(batch(partition, n));
+        }
+        let partitions = |t: &Taken| t.batches.iter().map(|b| b.partition).collect::<Vec<_>>();
+        let first = d.take_up_to(8);
+        assert_eq!(
+            partitions(&first),
+            [0, 1],
+            "3 + 4 outputs; 2 more would be 9"
+        );
+        let second = d.take_up_to(1);
+        assert_eq!(partitions(&second), [2], "one batch even past the bound");
+        d.written(first);
+        d.written(second);
+        assert_eq!(partitions(&d.take_up_to(100)), [3]);
+        assert!(d.take_up_to(100).batches.is_empty());
     }
 
     #[test]
@@ -337,7 +388,7 @@ mod tests {
 
     #[test]
     fn batches_taken_before_a_file_failure_are_not_put_back_after_it() {
-        let mut d = Deferred::new(4 * one());
+        let mut d = Deferred::new(4 * one() + 2 * (BATCH + 1));
         d.hold(batch(0, 2));
         let taken = d.take();
         d.clear();
@@ -363,7 +414,11 @@ mod tests {
                 tags,
             }],
         );
-        assert!(tagged.bytes > one() + 1000, "{} bytes", tagged.bytes);
+        assert!(
+            tagged.bytes > BATCH + one() + TAG_NODE + 1000,
+            "{} bytes",
+            tagged.bytes
+        );
         let result = Output::Result(streampulse_core::output::WindowResult {
             metric_id: "cpu".into(),
             window: "w".into(),
@@ -379,7 +434,7 @@ mod tests {
         });
         assert_eq!(
             Batch::new("j".into(), 0, vec![result; 3]).bytes,
-            3 * slot,
+            BATCH + 1 + 3 * slot,
             "a result's strings are shared with the engine"
         );
     }

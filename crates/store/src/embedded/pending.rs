@@ -8,8 +8,8 @@
 //! are written leaf by leaf, several per page.
 //!
 //! The buffer is one byte arena plus an index, so holding a row costs no allocation of its own.
-//! It is written out once it outgrows its cap, a transaction after each batch (all of it at once
-//! past twice the cap), and whole at every durable flush, before a query reads
+//! It is written out once it outgrows its cap, for about 20 ms at each `write_behind` (all of it
+//! at once past twice the cap), and whole at every durable flush, before a query reads
 //! `results_by_metric`, before retention deletes, and when the store is closed. A write-out is a
 //! *run*: the rows held when it began, sorted once, written in transactions of a bounded number
 //! of rows (one transaction for all of them dirtied a leaf per metric and window at once, tens of
