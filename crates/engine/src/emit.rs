@@ -134,7 +134,7 @@ impl Emitter {
             return true;
         }
         match self.store.write_behind() {
-            Ok(()) => {
+            Ok(_) => {
                 // Also after an earlier call gave up (a stop, a rewind) while the store was
                 // failing. Not at `apply`: a store may take a batch before writing it.
                 if let Ok(mut failing) = self.counters.store_failing.lock() {

@@ -98,7 +98,8 @@ impl EventSource for FakeSource {
 /// The real embedded store, failing every `apply` while `failing` is set (every
 /// `write_behind` while `failing_behind` is), and reporting `generation` (bumped to play a store
 /// that was reopened and may have lost writes). `write_behind` calls are counted, with those
-/// made on a job's write-behind thread, and each sleeps `behind_delay_ms` first.
+/// made on a job's write-behind thread, and each sleeps `behind_delay_ms` first; the next
+/// `busy_behind` of them answer `Busy` without writing.
 pub struct FlakyStore {
     pub inner: EmbeddedStore,
     pub failing: AtomicBool,
@@ -108,6 +109,7 @@ pub struct FlakyStore {
     pub behind_calls: AtomicUsize,
     pub behind_calls_off_caller: AtomicUsize,
     pub behind_delay_ms: AtomicU64,
+    pub busy_behind: AtomicUsize,
 }
 
 impl FlakyStore {
@@ -139,6 +141,7 @@ impl FlakyStore {
             behind_calls: AtomicUsize::new(0),
             behind_calls_off_caller: AtomicUsize::new(0),
             behind_delay_ms: AtomicU64::new(0),
+            busy_behind: AtomicUsize::new(0),
         }
     }
 }
@@ -155,7 +158,7 @@ impl ResultStore for FlakyStore {
         }
         self.inner.apply(job, partition, outputs)
     }
-    fn write_behind(&self) -> Result<(), StoreError> {
+    fn write_behind(&self) -> Result<streampulse_store::BehindOutcome, StoreError> {
         std::thread::sleep(std::time::Duration::from_millis(
             self.behind_delay_ms.load(SeqCst),
         ));
@@ -170,6 +173,13 @@ impl ResultStore for FlakyStore {
                 op: "write_behind".into(),
                 source: "disk full".into(),
             });
+        }
+        let busy = self
+            .busy_behind
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if busy {
+            return Ok(streampulse_store::BehindOutcome::Busy);
         }
         self.inner.write_behind()
     }

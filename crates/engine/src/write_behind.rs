@@ -14,8 +14,9 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use streampulse_store::ResultStore;
+use streampulse_store::{BehindOutcome, ResultStore};
 
 use crate::runtime::EngineError;
 use crate::status::JobCounters;
@@ -109,15 +110,34 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// How soon the thread calls again, unasked, when a call left work (more than one call does,
+/// or a durable flush or another job's thread held it): batches applied at the end of a flush
+/// would otherwise wait for the next batch to wake it.
+const AGAIN_AFTER: Duration = Duration::from_millis(10);
+
 fn run(shared: &Shared, job: &str, store: &dyn ResultStore, counters: &JobCounters) {
+    let mut again = false;
     loop {
         {
             let mut state = lock(&shared.state);
+            let since = Instant::now();
             while !state.wanted && !state.stop {
-                state = shared
-                    .wake
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
+                if again {
+                    let left = AGAIN_AFTER.saturating_sub(since.elapsed());
+                    if left.is_zero() {
+                        break;
+                    }
+                    state = shared
+                        .wake
+                        .wait_timeout(state, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                } else {
+                    state = shared
+                        .wake
+                        .wait(state)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
             }
             if state.stop {
                 return;
@@ -125,13 +145,16 @@ fn run(shared: &Shared, job: &str, store: &dyn ResultStore, counters: &JobCounte
             state.wanted = false;
         }
         let outcome = store.write_behind();
+        again = matches!(outcome, Ok(BehindOutcome::More | BehindOutcome::Busy));
         // A map of errors: whole at every step, whoever panicked holding it.
         let mut failing = counters
             .store_failing
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         match outcome {
-            Ok(()) => {
+            // It did not try: nothing is known of the store from this call.
+            Ok(BehindOutcome::Busy) => {}
+            Ok(BehindOutcome::Done | BehindOutcome::More) => {
                 // A partition's own entry is its applies' (the emitter clears it).
                 if failing.remove(&FAILING_SLOT).is_some() {
                     tracing::info!(job, "the result store's deferred writes go through again");

@@ -34,8 +34,8 @@ use crate::schema::{
     RESULTS_BY_METRIC, RESULTS_BY_METRIC_NAME, RESULTS_BY_TIME, RESULTS_BY_TIME_NAME,
 };
 use crate::{
-    tag_walk, AlertQuery, CatalogPage, CatalogQuery, CatalogWalk, ExpiryReport, LateQuery,
-    MetricMatch, RawQuery, RawRow, ResultKey, ResultPage, ResultQuery, ResultStore,
+    tag_walk, AlertQuery, BehindOutcome, CatalogPage, CatalogQuery, CatalogWalk, ExpiryReport,
+    LateQuery, MetricMatch, RawQuery, RawRow, ResultKey, ResultPage, ResultQuery, ResultStore,
     RetentionPolicy, ScanBudget, StoreCounts,
 };
 use deferred::{Batch, Deferred, Taken};
@@ -794,43 +794,61 @@ impl EmbeddedStore {
     ///
     /// One caller at a time does it (the engine calls it from each job's write-behind thread),
     /// and none while a durable flush runs (the flush writes both): a caller that finds another
-    /// at it, or a flush, returns instead of queueing for the write lock. Meanwhile the held rows grow only through applies past
-    /// the waiting batches' cap, which write them out themselves past twice the buffer's cap.
-    fn write_behind_now(&self) -> Result<(), StoreError> {
+    /// at it, or a flush, returns [`BehindOutcome::Busy`] instead of queueing for the write lock.
+    /// Meanwhile the held rows grow only through applies past the waiting batches' cap, which
+    /// write them out themselves past twice the buffer's cap.
+    fn write_behind_now(&self) -> Result<BehindOutcome, StoreError> {
         let _writing = match self.writing_behind.try_lock() {
             Ok(guard) => guard,
             // It guards no data: a panic while it was held left nothing half done here.
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return Ok(()),
+            Err(TryLockError::WouldBlock) => return Ok(BehindOutcome::Busy),
+        };
+        let mut wrote = false;
+        let stopped = |wrote: bool| {
+            Ok(if wrote {
+                BehindOutcome::More
+            } else {
+                BehindOutcome::Busy
+            })
         };
         for _ in 0..WRITE_BEHIND_ROUNDS {
             {
                 let d = deferred::lock(&self.deferred);
                 if d.flushing() {
-                    return Ok(());
+                    return stopped(wrote);
                 }
                 if d.is_empty() {
                     break;
                 }
             }
             self.write_batches_taking(take_some, None)?;
+            wrote = true;
         }
         if deferred::lock(&self.deferred).flushing() {
-            return Ok(());
+            return stopped(wrote);
         }
         let until = {
             let p = self.pending();
             if p.far_over_cap() {
-                Until::UnderCap
+                Some(Until::UnderCap)
             } else if p.over_cap() {
-                Until::UnderCapWithin(self.write_behind_budget)
+                Some(Until::UnderCapWithin(self.write_behind_budget))
             } else if p.in_run() {
-                Until::OneChunk
+                Some(Until::OneChunk)
             } else {
-                return Ok(());
+                None
             }
         };
-        write_out_chunks(&*self.db()?, &self.pending, Some(&self.applies), until)
+        if let Some(until) = until {
+            write_out_chunks(&*self.db()?, &self.pending, Some(&self.applies), until)?;
+        }
+        let left = !deferred::lock(&self.deferred).is_empty() || self.pending().over_cap();
+        Ok(if left {
+            BehindOutcome::More
+        } else {
+            BehindOutcome::Done
+        })
     }
 
     /// The writes of one batch of [`EmbeddedStore::apply_now`] in `txn`.
@@ -1169,7 +1187,7 @@ impl ResultStore for EmbeddedStore {
         self.checked(self.apply_now(job, partition, outputs))
     }
 
-    fn write_behind(&self) -> Result<(), StoreError> {
+    fn write_behind(&self) -> Result<BehindOutcome, StoreError> {
         self.checked(self.write_behind_now())
     }
 

@@ -48,6 +48,18 @@ use streampulse_core::detect::{Alert, AlertState, Severity};
 use streampulse_core::output::{LateEvent, Output, RawEvent, WindowResult};
 use streampulse_core::time::Millis;
 
+/// What a call of [`ResultStore::write_behind`] left to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BehindOutcome {
+    /// Nothing: what was put off is written, or is under way with nothing to wait for.
+    Done,
+    /// It wrote, and more is left than one call does: call again soon.
+    More,
+    /// It did not try: another caller or a durable flush is at it. Call again soon; nothing is
+    /// known of the store's health from this call.
+    Busy,
+}
+
 /// Durable storage of pipeline outputs. Implementations are shared by every partition thread.
 pub trait ResultStore: Send + Sync {
     /// Applies outputs of one partition of one job in one transaction: all or none of them become
@@ -59,8 +71,8 @@ pub trait ResultStore: Send + Sync {
     /// published what it applied. It changes nothing a query sees (a query writes what waits
     /// first). An error is the store's: a write that failed and is retried by the next call, or
     /// its file failing, which [`ResultStore::generation`] tells.
-    fn write_behind(&self) -> Result<(), StoreError> {
-        Ok(())
+    fn write_behind(&self) -> Result<BehindOutcome, StoreError> {
+        Ok(BehindOutcome::Done)
     }
 
     /// Makes everything applied so far durable (called before a checkpoint is committed).

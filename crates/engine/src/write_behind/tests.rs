@@ -66,6 +66,45 @@ fn a_wake_runs_the_store_s_write_behind_on_the_thread_and_its_failure_shows_unti
     );
 }
 
+/// A call that could not try (a flush or another caller at it) neither clears the thread's
+/// failure nor ends its work: it calls again by itself until one gets through.
+#[test]
+fn a_busy_store_is_called_again_unasked_and_keeps_the_failure_until_a_call_goes_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = job();
+    let store = Arc::new(FlakyStore::open(dir.path()));
+    let counters = Arc::new(JobCounters::new(&job, 1));
+    let writer = WriteBehind::start(&job.name, store.clone(), counters.clone()).unwrap();
+    let failing = || {
+        counters
+            .store_failing
+            .lock()
+            .unwrap()
+            .contains_key(&FAILING_SLOT)
+    };
+    store.failing_behind.store(true, SeqCst);
+    writer.wake();
+    eventually("the failure shown", failing);
+    let calls = store.behind_calls.load(SeqCst);
+    store.busy_behind.store(5, SeqCst);
+    store.failing_behind.store(false, SeqCst);
+    writer.wake();
+    eventually("a busy call", || {
+        store.behind_calls.load(SeqCst) >= calls + 2
+    });
+    let (still, now) = (failing(), store.behind_calls.load(SeqCst));
+    assert!(
+        still || now >= calls + 6,
+        "cleared by a busy answer after {} calls",
+        now - calls
+    );
+    eventually("cleared once a call went through", || !failing());
+    assert!(
+        store.behind_calls.load(SeqCst) >= calls + 6,
+        "five busy answers and one that went through, from one wake"
+    );
+}
+
 #[test]
 fn wakes_during_a_call_make_one_more_call_not_one_each() {
     let dir = tempfile::tempdir().unwrap();

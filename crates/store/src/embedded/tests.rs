@@ -12,7 +12,9 @@ use crate::conformance;
 pub(super) use crate::conformance::{alert, raw, raw_query, result};
 #[allow(unused_imports)]
 use crate::conformance::{alerts_of, all, aq, critical, ids, late, query, resolved, retract, row};
-use crate::{AlertQuery, LateQuery, ResultQuery, ResultStore, ScanBudget, StoreCounts};
+use crate::{
+    AlertQuery, BehindOutcome, LateQuery, ResultQuery, ResultStore, ScanBudget, StoreCounts,
+};
 
 fn open(dir: &Path) -> EmbeddedStore {
     EmbeddedStore::open(dir).expect("open store")
@@ -269,7 +271,11 @@ fn held_back_rows_go_out_a_transaction_per_batch_once_over_the_cap() {
     }
     let held = store.pending().unwritten();
     assert!(held > 4, "{held} rows held at the cap");
-    store.write_behind().expect("write behind");
+    assert_eq!(
+        store.write_behind().expect("write behind"),
+        BehindOutcome::More,
+        "still over the cap"
+    );
     assert_eq!(
         store.pending().unwritten(),
         held - 2,
@@ -281,7 +287,10 @@ fn held_back_rows_go_out_a_transaction_per_batch_once_over_the_cap() {
         apply(&store, &mut applied);
         assert!(applied < 10_000, "the buffer never reached twice its cap");
     }
-    store.write_behind().expect("write behind");
+    assert_eq!(
+        store.write_behind().expect("write behind"),
+        BehindOutcome::Done
+    );
     assert!(
         !store.pending().over_cap(),
         "past twice the cap, a batch writes until under it"
@@ -694,13 +703,19 @@ fn applied_batches_wait_in_memory_until_write_behind_or_a_read() {
     store
         .apply("job", 0, &[Output::Result(result("m", "w", 0, 2))])
         .expect("apply");
-    store.write_behind().expect("write behind");
+    assert_eq!(
+        store.write_behind().expect("write behind"),
+        BehindOutcome::Busy
+    );
     assert_eq!(waiting(&store), 1, "left to the flush that runs");
     super::deferred::lock(&store.deferred).end_flush();
     store
         .apply("job", 0, &[Output::Result(result("m", "w", 0, 3))])
         .expect("apply");
-    store.write_behind().expect("write behind");
+    assert_eq!(
+        store.write_behind().expect("write behind"),
+        BehindOutcome::Done
+    );
     assert_eq!(waiting(&store), 0);
     let rows = store.query_results(&q).expect("query");
     assert_eq!(rows[0].revision, 3, "the batch that waited went first");
@@ -710,7 +725,10 @@ fn applied_batches_wait_in_memory_until_write_behind_or_a_read() {
     store
         .apply("job", 0, &[Output::Result(result("m", "w", 0, 4))])
         .expect("apply");
-    store.write_behind().expect("write behind");
+    assert_eq!(
+        store.write_behind().expect("write behind"),
+        BehindOutcome::Busy
+    );
     assert_eq!(waiting(&store), 1, "left to the one at it");
     drop(busy);
     drop(store);
