@@ -691,6 +691,18 @@ impl EmbeddedStore {
         self.write_batches_taking(Deferred::take, own)
     }
 
+    /// The waiting batches, [`TAKE_OUTPUTS`] a transaction, in at most `steps` transactions;
+    /// stops once none wait.
+    fn write_waiting_in_steps(&self, steps: usize) -> Result<(), StoreError> {
+        for _ in 0..steps {
+            if deferred::lock(&self.deferred).is_empty() {
+                break;
+            }
+            self.write_batches_taking(take_some, None)?;
+        }
+        Ok(())
+    }
+
     /// [`Self::write_batches`] of the waiting batches `take` takes.
     fn write_batches_taking(
         &self,
@@ -949,12 +961,7 @@ impl EmbeddedStore {
         // transaction, which holds the write lock through the fsync, writes only what came
         // since (it wrote ~26,000 rows of waiting batches at 50 k events/s, 0.3 s of the lock).
         let waiting = deferred::lock(&self.deferred).len();
-        for _ in 0..waiting {
-            if deferred::lock(&self.deferred).is_empty() {
-                break;
-            }
-            self.write_batches_taking(take_some, None)?;
-        }
+        self.write_waiting_in_steps(waiting)?;
         write_out_all(
             &*self.db()?,
             &self.pending,
@@ -969,14 +976,8 @@ impl EmbeddedStore {
         // What came during the flush, a few transactions of it here (the rest is the next
         // `write_behind`'s). The flush itself is done: a failure here is the next write's (on an
         // I/O failure the file is reopened and the engine replays).
-        for _ in 0..WRITE_BEHIND_ROUNDS {
-            if deferred::lock(&self.deferred).is_empty() {
-                break;
-            }
-            if let Err(err) = self.checked(self.write_batches_taking(take_some, None)) {
-                tracing::warn!(error = %err, "cannot write the batches applied during the flush; retried by the next write");
-                break;
-            }
+        if let Err(err) = self.checked(self.write_waiting_in_steps(WRITE_BEHIND_ROUNDS)) {
+            tracing::warn!(error = %err, "cannot write the batches applied during the flush; retried by the next write");
         }
         tracing::debug!(elapsed = ?started.elapsed(), batches, waited, held_since_open = held, "result store flushed");
         Ok(())

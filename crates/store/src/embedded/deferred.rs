@@ -419,19 +419,7 @@ mod tests {
             "{} bytes",
             tagged.bytes
         );
-        let result = Output::Result(streampulse_core::output::WindowResult {
-            metric_id: "cpu".into(),
-            window: "w".into(),
-            window_start: 0,
-            window_end: 1000,
-            count: 1,
-            sum: 1.0,
-            min: 1.0,
-            max: 1.0,
-            mean: 1.0,
-            extra: Default::default(),
-            revision: 0,
-        });
+        let result = Output::Result(crate::conformance::result("cpu", "w", 0, 0));
         assert_eq!(
             Batch::new("j".into(), 0, vec![result; 3]).bytes,
             BATCH + 1 + 3 * slot,
